@@ -1,0 +1,88 @@
+package contract
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// pathUse says what a field path is for, which decides the field kinds allowed.
+type pathUse int
+
+const (
+	pathKey       pathUse = iota // a key part: a singular scalar or enum
+	pathString                   // a subtopic binding: a singular string
+	pathTimestamp                // an ordering field: a Timestamp, through repeated messages too
+)
+
+const timestampName = "google.protobuf.Timestamp"
+
+type pathError struct{ problem, fix string }
+
+// resolvePath walks a dotted field path through md.
+func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (FieldPath, *pathError) {
+	fp := FieldPath{Text: path}
+	cur := md
+	names := strings.Split(path, ".")
+	for i, name := range names {
+		fd := cur.Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			var all []string
+			for j := 0; j < cur.Fields().Len(); j++ {
+				all = append(all, string(cur.Fields().Get(j).Name()))
+			}
+			fix := fmt.Sprintf("fields of %s: %s", cur.FullName(), strings.Join(all, ", "))
+			if s := suggest(name, all); s != "" {
+				fix = fmt.Sprintf("did you mean %q?", strings.Join(append(names[:i:i], s), "."))
+			}
+			return fp, &pathError{fmt.Sprintf("%s has no field %q", cur.FullName(), name), fix}
+		}
+		fp.Fields = append(fp.Fields, fd)
+		last := i == len(names)-1
+		if fd.IsMap() || (fd.IsList() && use != pathTimestamp) {
+			return fp, &pathError{fmt.Sprintf("field %s is a list or map", fd.FullName()), "name a singular field"}
+		}
+		if !last {
+			if fd.Kind() != protoreflect.MessageKind {
+				return fp, &pathError{fmt.Sprintf("field %s is a %s, so it has no field %q", fd.FullName(), fd.Kind(), names[i+1]), "stop the path at a scalar field"}
+			}
+			cur = fd.Message()
+			continue
+		}
+		switch use {
+		case pathTimestamp:
+			if fd.Kind() != protoreflect.MessageKind || fd.Message().FullName() != timestampName {
+				return fp, &pathError{fmt.Sprintf("field %s is not a %s", fd.FullName(), timestampName), "order by a Timestamp field such as event_time or as_of"}
+			}
+		case pathString:
+			if fd.Kind() != protoreflect.StringKind {
+				return fp, &pathError{fmt.Sprintf("field %s is a %s, not a string", fd.FullName(), kindLabel(fd)), "bind parameters to string fields"}
+			}
+		case pathKey:
+			if !KeyKind(fd.Kind()) {
+				return fp, &pathError{fmt.Sprintf("field %s is a %s", fd.FullName(), kindLabel(fd)), "build keys from string, integer, bool or enum fields"}
+			}
+		}
+	}
+	return fp, nil
+}
+
+// KeyKind reports whether a field of kind k may be part of a key.
+func KeyKind(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.StringKind, protoreflect.BoolKind, protoreflect.EnumKind,
+		protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return true
+	}
+	return false
+}
+
+func kindLabel(fd protoreflect.FieldDescriptor) string {
+	if fd.Kind() == protoreflect.MessageKind {
+		return "message " + string(fd.Message().FullName())
+	}
+	return fd.Kind().String()
+}

@@ -1,0 +1,741 @@
+package contract
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"gopkg.in/yaml.v3"
+)
+
+// Resolver finds payload messages by full name. *protoregistry.Files is one:
+// protoregistry.GlobalFiles resolves every payload package linked into the binary.
+type Resolver interface {
+	FindDescriptorByName(protoreflect.FullName) (protoreflect.Descriptor, error)
+}
+
+// RawPayload is the payload value for subtopics that carry opaque bytes (the
+// dead-letter queue carries each message's original payload unchanged).
+const RawPayload = "raw"
+
+// Load reads and validates the contract at path.
+func Load(path string, r Resolver) (*Contract, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read contract: %w", err)
+	}
+	return Parse(path, data, r)
+}
+
+// Parse validates a contract held in memory; file names it in errors. It
+// reports every problem at once as Errors.
+func Parse(file string, data []byte, r Resolver) (*Contract, error) {
+	p := &parser{file: file, resolver: r}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Errors{p.yamlError(err)}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, Errors{{File: file, Pos: Pos{1, 1}, Problem: "the contract is empty", Fix: "start with namespace:, envs:, qos:, defaults: and domains:"}}
+	}
+	c := p.contract(doc.Content[0])
+	if len(p.errs) > 0 {
+		return nil, p.errs.sorted()
+	}
+	return c, nil
+}
+
+type parser struct {
+	file     string
+	resolver Resolver
+	errs     Errors
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) yamlError(err error) *Error {
+	e := &Error{File: p.file, Problem: "not valid YAML: " + err.Error(), Fix: "fix the YAML syntax (indentation, quoting) at that line"}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		e.Pos = Pos{Line: line, Column: 1}
+		e.Problem = "not valid YAML: " + m[2]
+	}
+	return e
+}
+
+func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Column: n.Column} }
+
+func (p *parser) errorf(n *yaml.Node, fix, format string, args ...any) {
+	p.errAt(pos(n), fix, format, args...)
+}
+
+func (p *parser) errAt(at Pos, fix, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Pos: at, Problem: fmt.Sprintf(format, args...), Fix: fix})
+}
+
+// entry is one key: value pair of a mapping.
+type entry struct {
+	key, val *yaml.Node
+}
+
+// mapping checks that n is a mapping with only the allowed keys and all the
+// required ones, and returns its entries by key.
+func (p *parser) mapping(n *yaml.Node, what string, allowed, required []string) map[string]entry {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, fmt.Sprintf("write %s as a mapping of key: value lines", what), "%s must be a mapping, not %s", what, kindName(n))
+		return nil
+	}
+	out := make(map[string]entry, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if prev, dup := out[k.Value]; dup {
+			p.errorf(k, "remove one of them", "key %q appears twice in %s (first at line %d)", k.Value, what, prev.key.Line)
+			continue
+		}
+		if allowed != nil && !contains(allowed, k.Value) {
+			fix := "allowed keys: " + strings.Join(allowed, ", ")
+			if s := suggest(k.Value, allowed); s != "" {
+				fix = fmt.Sprintf("did you mean %q?", s)
+			}
+			p.errorf(k, fix, "unknown key %q in %s", k.Value, what)
+			continue
+		}
+		out[k.Value] = entry{k, v}
+	}
+	for _, r := range required {
+		if _, ok := out[r]; !ok {
+			p.errorf(n, fmt.Sprintf("add %s: to %s", r, what), "%s is missing required key %q", what, r)
+		}
+	}
+	return out
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "empty"
+		}
+		return fmt.Sprintf("the scalar %q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "unknown"
+}
+
+func (p *parser) scalar(n *yaml.Node, what string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.errorf(n, fmt.Sprintf("write a single value for %s", what), "%s must be a single value, not %s", what, kindName(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+var (
+	identRE   = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	versionRE = regexp.MustCompile(`^v[1-9][0-9]*$`)
+	semverRE  = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+)
+
+func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
+	s, ok := p.scalar(n, what)
+	if !ok {
+		return "", false
+	}
+	if !identRE.MatchString(s) {
+		p.errorf(n, "use lower_snake_case: a letter, then letters, digits or _", "%s %q is not a valid name", what, s)
+		return "", false
+	}
+	return s, true
+}
+
+var (
+	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
+	qosKeys       = []string{"latency_p99", "description"}
+	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "dedupe_window"}
+	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
+	orderingKeys  = []string{"rule", "by"}
+	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
+	builtinLimits = limits{
+		SchemaVersion: "1.0.0",
+		Retention:     7 * 24 * time.Hour,
+		MaxPayload:    1 << 20,
+		CompressAbove: 128 << 10,
+		Partitions:    3,
+		DedupeWindow:  2 * time.Minute,
+	}
+)
+
+// limits are the settings a domain inherits from defaults: when it omits them.
+type limits struct {
+	SchemaVersion string
+	Retention     time.Duration
+	MaxPayload    int64
+	CompressAbove int64
+	Partitions    int
+	DedupeWindow  time.Duration
+}
+
+func (p *parser) contract(n *yaml.Node) *Contract {
+	c := &Contract{File: p.file}
+	m := p.mapping(n, "the contract", contractKeys, []string{"namespace", "envs", "domains"})
+	if m == nil {
+		return c
+	}
+	if e, ok := m["namespace"]; ok {
+		c.Namespace, _ = p.ident(e.val, "namespace")
+	}
+	if e, ok := m["envs"]; ok {
+		c.Envs = p.envs(e.val)
+	}
+	if e, ok := m["qos"]; ok {
+		c.QoS = p.qosClasses(e.val)
+	}
+	defaults := builtinLimits
+	if e, ok := m["defaults"]; ok {
+		p.limits(e.val, "defaults", &defaults, true)
+	}
+	if e, ok := m["domains"]; ok {
+		c.Domains = p.domains(e.val, c, defaults)
+	}
+	return c
+}
+
+func (p *parser) envs(n *yaml.Node) []string {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		p.errorf(n, "write envs: [dev, paper, prod]", "envs must be a non-empty list")
+		return nil
+	}
+	var out []string
+	for _, e := range n.Content {
+		s, ok := p.ident(e, "env")
+		if !ok {
+			continue
+		}
+		if contains(out, s) {
+			p.errorf(e, "remove the duplicate", "env %q is listed twice", s)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (p *parser) qosClasses(n *yaml.Node) []*QoSClass {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "write qos: as a mapping of class name to {latency_p99: 50ms}", "qos must be a mapping, not %s", kindName(n))
+		return nil
+	}
+	m := p.mapping(n, "qos", nil, nil)
+	var out []*QoSClass
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if _, ok := m[k.Value]; !ok {
+			continue // duplicate, already reported
+		}
+		name, ok := p.ident(k, "qos class")
+		if !ok {
+			continue
+		}
+		q := &QoSClass{Name: name, Pos: pos(k)}
+		what := fmt.Sprintf("qos class %q", name)
+		cm := p.mapping(v, what, qosKeys, []string{"latency_p99"})
+		if e, ok := cm["latency_p99"]; ok {
+			q.LatencyP99, _ = p.duration(e.val, what+" latency_p99")
+		}
+		if e, ok := cm["description"]; ok {
+			q.Description, _ = p.scalar(e.val, what+" description")
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// limits reads the inheritable settings of defaults: or a domain into l.
+func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) map[string]entry {
+	allowed := domainKeys
+	if isDefaults {
+		allowed = limitKeys
+	}
+	m := p.mapping(n, what, allowed, nil)
+	if e, ok := m["schema_version"]; ok {
+		if s, ok := p.semver(e.val, what+" schema_version"); ok {
+			l.SchemaVersion = s
+		}
+	}
+	if e, ok := m["retention"]; ok {
+		if d, ok := p.duration(e.val, what+" retention"); ok {
+			l.Retention = d
+		}
+	}
+	if e, ok := m["dedupe_window"]; ok {
+		if d, ok := p.duration(e.val, what+" dedupe_window"); ok {
+			l.DedupeWindow = d
+		}
+	}
+	if e, ok := m["max_payload"]; ok {
+		if s, ok := p.size(e.val, what+" max_payload"); ok {
+			l.MaxPayload = s
+		}
+	}
+	if e, ok := m["compress_above"]; ok {
+		if s, ok := p.size(e.val, what+" compress_above"); ok {
+			l.CompressAbove = s
+		}
+	}
+	if e, ok := m["partitions"]; ok {
+		if v, ok := p.scalar(e.val, what+" partitions"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				p.errorf(e.val, "write a whole number from 1 to 10000", "%s partitions %q is not a partition count", what, v)
+			} else {
+				l.Partitions = n
+			}
+		}
+	}
+	if l.CompressAbove > l.MaxPayload {
+		at := n
+		if e, ok := m["compress_above"]; ok {
+			at = e.val
+		}
+		p.errorf(at, "set compress_above below max_payload", "%s compresses above %s but max_payload is %s, so compression never applies", what, FormatSize(l.CompressAbove), FormatSize(l.MaxPayload))
+	}
+	return m
+}
+
+func (p *parser) semver(n *yaml.Node, what string) (string, bool) {
+	s, ok := p.scalar(n, what)
+	if !ok {
+		return "", false
+	}
+	if !semverRE.MatchString(s) {
+		p.errorf(n, "write MAJOR.MINOR.PATCH, e.g. 1.0.0", "%s %q is not a semantic version", what, s)
+		return "", false
+	}
+	return s, true
+}
+
+func (p *parser) duration(n *yaml.Node, what string) (time.Duration, bool) {
+	s, ok := p.scalar(n, what)
+	if !ok {
+		return 0, false
+	}
+	d, err := ParseDuration(s)
+	if err != nil || d <= 0 {
+		p.errorf(n, "write a positive duration such as 50ms, 2m, 36h or 7d", "%s %q is not a duration", what, s)
+		return 0, false
+	}
+	return d, true
+}
+
+func (p *parser) size(n *yaml.Node, what string) (int64, bool) {
+	s, ok := p.scalar(n, what)
+	if !ok {
+		return 0, false
+	}
+	v, err := ParseSize(s)
+	if err != nil || v <= 0 {
+		p.errorf(n, "write a positive size such as 131072, 128KiB or 1MiB", "%s %q is not a size", what, s)
+		return 0, false
+	}
+	return v, true
+}
+
+func (p *parser) domains(n *yaml.Node, c *Contract, defaults limits) []*Domain {
+	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+		p.errorf(n, "write domains: as a mapping of domain name to its definition", "domains must be a non-empty mapping")
+		return nil
+	}
+	var out []*Domain
+	seen := map[string]string{} // Go package name → domain
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name, ok := p.ident(k, "domain name")
+		if !ok {
+			continue
+		}
+		if prev := c.domainByName(out, name); prev != nil {
+			p.errorf(k, "remove or rename one of them", "duplicate domain %q (first defined at line %d)", name, prev.Pos.Line)
+			continue
+		}
+		pkg := GoPackage(name)
+		if other, clash := seen[pkg]; clash {
+			p.errorf(k, "rename one of them", "domain %q and domain %q would both generate Go package %q", name, other, pkg)
+			continue
+		}
+		seen[pkg] = name
+		out = append(out, p.domain(k, v, name, c, defaults))
+	}
+	return out
+}
+
+func (c *Contract) domainByName(ds []*Domain, name string) *Domain {
+	for _, d := range ds {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limits) *Domain {
+	d := &Domain{Name: name, Pos: pos(k)}
+	what := fmt.Sprintf("domain %q", name)
+	l := defaults
+	m := p.limits(v, what, &l, false)
+	if m == nil {
+		return d
+	}
+	for _, r := range []string{"version", "qos", "ordering", "subtopics"} {
+		if _, ok := m[r]; !ok {
+			p.errorf(k, fmt.Sprintf("add %s: to the domain", r), "%s is missing required key %q", what, r)
+		}
+	}
+	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
+	d.Partitions, d.DedupeWindow = l.Partitions, l.DedupeWindow
+	if e, ok := m["version"]; ok {
+		if s, ok := p.scalar(e.val, what+" version"); ok {
+			if versionRE.MatchString(s) {
+				d.Version = s
+			} else {
+				p.errorf(e.val, "write v1, v2, … (the payload's major version)", "%s version %q is not a major version", what, s)
+			}
+		}
+	}
+	if e, ok := m["description"]; ok {
+		d.Description, _ = p.scalar(e.val, what+" description")
+	}
+	if e, ok := m["qos"]; ok {
+		if s, ok := p.scalar(e.val, what+" qos"); ok {
+			d.QoS = p.lookupQoS(e.val, s, c)
+		}
+	}
+	if e, ok := m["subtopics"]; ok {
+		d.Subtopics = p.subtopics(e.val, d, l.SchemaVersion)
+	}
+	if e, ok := m["ordering"]; ok {
+		d.Ordering = p.ordering(e.val, d)
+	}
+	return d
+}
+
+func (p *parser) lookupQoS(n *yaml.Node, name string, c *Contract) *QoSClass {
+	var names []string
+	for _, q := range c.QoS {
+		if q.Name == name {
+			return q
+		}
+		names = append(names, q.Name)
+	}
+	fix := "define it under qos: or use one of " + oneOf(names)
+	if s := suggest(name, names); s != "" {
+		fix = fmt.Sprintf("did you mean %q?", s)
+	}
+	if len(names) == 0 {
+		fix = "define the class under the top-level qos: mapping"
+	}
+	p.errorf(n, fix, "unknown qos class %q", name)
+	return nil
+}
+
+func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
+	o := Ordering{Pos: pos(n)}
+	what := fmt.Sprintf("domain %q ordering", d.Name)
+	m := p.mapping(n, what, orderingKeys, []string{"rule"})
+	e, ok := m["rule"]
+	if !ok {
+		return o
+	}
+	rule, ok := p.scalar(e.val, what+" rule")
+	if !ok {
+		return o
+	}
+	var names []string
+	for _, r := range OrderingRules {
+		names = append(names, string(r))
+		if string(r) == rule {
+			o.Rule = r
+		}
+	}
+	if o.Rule == "" {
+		fix := "use one of " + oneOf(names)
+		if s := suggest(rule, names); s != "" {
+			fix = fmt.Sprintf("did you mean %q?", s)
+		}
+		p.errorf(e.val, fix, "unknown ordering rule %q", rule)
+		return o
+	}
+	by, hasBy := m["by"]
+	switch {
+	case o.Rule.NeedsField() && !hasBy:
+		p.errorf(e.val, "add by: with the payload timestamp it orders by, e.g. by: event_time", "ordering rule %q needs a time field", rule)
+	case !o.Rule.NeedsField() && hasBy:
+		p.errorf(by.key, "remove by:, or use monotonic, latest_wins or snapshot", "ordering rule %q does not order by a field", rule)
+	case hasBy:
+		o.By, _ = p.scalar(by.val, what+" by")
+		for _, s := range d.Subtopics {
+			if s.Raw() {
+				p.errorf(by.val, "use rule accumulate or causal for raw payloads", "ordering by %q needs a typed payload, but subtopic %q carries raw bytes", o.By, s.Pattern.Text)
+				continue
+			}
+			fp, err := resolvePath(s.Payload, o.By, pathTimestamp)
+			if err != nil {
+				p.errAt(pos(by.val), err.fix, "ordering by %q in %s: %s", o.By, s.Payload.FullName(), err.problem)
+				continue
+			}
+			s.OrderBy = fp
+		}
+	}
+	return o
+}
+
+func (p *parser) subtopics(n *yaml.Node, d *Domain, schemaVersion string) []*Subtopic {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		p.errorf(n, `write subtopics: as a list of {pattern: "...", payload: ..., partition_key: "..."}`, "domain %q subtopics must be a non-empty list", d.Name)
+		return nil
+	}
+	var out []*Subtopic
+	for _, sn := range n.Content {
+		s := p.subtopic(sn, d, schemaVersion)
+		if s == nil {
+			continue
+		}
+		if len(n.Content) > 1 && s.Name == "" {
+			p.errorf(sn, "add name: (e.g. trade) so generated identifiers can tell the subtopics apart", "domain %q has several subtopics, so each needs a name", d.Name)
+		}
+		for _, o := range out {
+			if s.Name != "" && s.Name == o.Name {
+				p.errorf(sn, "rename one of them", "subtopic name %q is used twice in domain %q (first at line %d)", s.Name, d.Name, o.Pos.Line)
+			}
+			if patternsOverlap(s.Pattern, o.Pattern) {
+				p.errorf(sn, "add a distinct literal token (as trade.{symbol} vs quote.{symbol})", "subtopic pattern %q overlaps %q (line %d): a topic could match both, so its payload type would be ambiguous", s.Pattern.Text, o.Pattern.Text, o.Pos.Line)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (p *parser) subtopic(n *yaml.Node, d *Domain, schemaVersion string) *Subtopic {
+	what := fmt.Sprintf("a subtopic of domain %q", d.Name)
+	m := p.mapping(n, what, subtopicKeys, []string{"pattern", "payload"})
+	if m == nil {
+		return nil
+	}
+	s := &Subtopic{Pos: pos(n), SchemaVersion: schemaVersion}
+	if e, ok := m["name"]; ok {
+		s.Name, _ = p.ident(e.val, "subtopic name")
+	}
+	e, ok := m["pattern"]
+	if !ok {
+		return nil
+	}
+	txt, ok := p.scalar(e.val, "pattern")
+	if !ok {
+		return nil
+	}
+	pat, perr := ParsePattern(txt)
+	if perr != nil {
+		p.errAt(within(e.val, perr.offset), perr.fix, "subtopic pattern %q: %s", txt, perr.problem)
+		return nil
+	}
+	s.Pattern = pat
+	what = fmt.Sprintf("subtopic %q of domain %q", txt, d.Name)
+	if e, ok := m["schema_version"]; ok {
+		if v, ok := p.semver(e.val, what+" schema_version"); ok {
+			s.SchemaVersion = v
+		}
+	}
+	if e, ok := m["payload"]; ok {
+		p.payload(e.val, s, d)
+	}
+	if e, ok := m["bind"]; ok {
+		s.Bind = p.bind(e.val, s, what)
+	}
+	pk, hasPK := m["partition_key"]
+	switch {
+	case hasPK:
+		s.PartitionKey = p.template(pk.val, s, what+" partition_key")
+	case !s.Raw() && s.PayloadName != "":
+		p.errorf(n, `add partition_key: built from subtopic parameters and payload fields, e.g. "{mic}.{symbol}"`, "%s has no partition_key; every typed subtopic needs one for per-key ordering", what)
+	}
+	if e, ok := m["dedupe_key"]; ok {
+		s.DedupeKey = p.template(e.val, s, what+" dedupe_key")
+	}
+	if e, ok := m["description"]; ok {
+		_, _ = p.scalar(e.val, what+" description")
+	}
+	return s
+}
+
+func (p *parser) payload(n *yaml.Node, s *Subtopic, d *Domain) {
+	name, ok := p.scalar(n, "payload")
+	if !ok {
+		return
+	}
+	s.PayloadName = name
+	if name == RawPayload {
+		return
+	}
+	fix := fmt.Sprintf("write the full name of a protobuf message, e.g. ampy.%s.%s.<Message>, or %q for opaque bytes", d.Name, orDefault(d.Version, "v1"), RawPayload)
+	if p.resolver == nil {
+		p.errorf(n, "", "payload %q cannot be checked: no schema registry given", name)
+		return
+	}
+	desc, err := p.resolver.FindDescriptorByName(protoreflect.FullName(name))
+	if err != nil {
+		p.errorf(n, fix, "payload type %q does not exist in the linked schemas", name)
+		return
+	}
+	md, isMsg := desc.(protoreflect.MessageDescriptor)
+	if !isMsg {
+		p.errorf(n, fix, "payload %q is not a message", name)
+		return
+	}
+	s.Payload = md
+	if d.Version != "" && !strings.HasSuffix(string(md.ParentFile().Package()), "."+d.Version) {
+		p.errorf(n, fmt.Sprintf("carry a %s message on a %s domain, or change the domain version", d.Version, d.Version), "payload %q is from package %s, not a %s package", name, md.ParentFile().Package(), d.Version)
+	}
+}
+
+func (p *parser) bind(n *yaml.Node, s *Subtopic, what string) map[string]FieldPath {
+	m := p.mapping(n, what+" bind", nil, nil)
+	if m == nil {
+		return nil
+	}
+	params := s.Pattern.Params()
+	out := map[string]FieldPath{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !contains(params, k.Value) {
+			p.errorf(k, "bind one of the pattern's parameters: "+strings.Join(params, ", "), "bind names %q, which is not a parameter of pattern %q", k.Value, s.Pattern.Text)
+			continue
+		}
+		path, ok := p.scalar(v, "bind "+k.Value)
+		if !ok || s.Raw() {
+			if s.Raw() {
+				p.errorf(v, "remove bind: from raw subtopics", "a raw payload has no fields to bind")
+			}
+			continue
+		}
+		fp, err := resolvePath(s.Payload, path, pathString)
+		if err != nil {
+			p.errorf(v, err.fix, "bind %s: %s", k.Value, err.problem)
+			continue
+		}
+		out[k.Value] = fp
+	}
+	return out
+}
+
+// template parses a key rule and resolves each placeholder, first as a
+// subtopic parameter, then as a payload field path.
+func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
+	txt, ok := p.scalar(n, what)
+	if !ok {
+		return nil
+	}
+	t := &Template{Text: txt, Pos: pos(n)}
+	params := s.Pattern.Params()
+	i := 0
+	for i < len(txt) {
+		open := strings.IndexByte(txt[i:], '{')
+		close := strings.IndexByte(txt[i:], '}')
+		if close >= 0 && (open < 0 || close < open) {
+			p.errAt(within(n, i+close), "remove the stray } or add its {", "%s %q has an unmatched }", what, txt)
+			return nil
+		}
+		if open < 0 {
+			t.Parts = append(t.Parts, Part{Literal: txt[i:]})
+			break
+		}
+		if open > 0 {
+			t.Parts = append(t.Parts, Part{Literal: txt[i : i+open]})
+		}
+		start := i + open
+		end := strings.IndexByte(txt[start:], '}')
+		if end < 0 {
+			p.errAt(within(n, start), "close the placeholder with }", "%s %q has an unclosed {", what, txt)
+			return nil
+		}
+		name := txt[start+1 : start+end]
+		i = start + end + 1
+		switch {
+		case name == "":
+			p.errAt(within(n, start), "name a subtopic parameter or payload field inside {}", "%s %q has an empty placeholder {}", what, txt)
+			return nil
+		case contains(params, name):
+			t.Parts = append(t.Parts, Part{Param: name})
+		case s.Raw():
+			p.errAt(within(n, start), "use only the pattern's parameters ("+strings.Join(params, ", ")+"): raw payloads have no fields", "%s: {%s} is not a parameter of %q", what, name, s.Pattern.Text)
+		case s.Payload == nil:
+			// payload type unresolved; already reported
+		default:
+			fp, err := resolvePath(s.Payload, name, pathKey)
+			if err != nil {
+				fix := err.fix
+				if len(params) > 0 {
+					fix += "; subtopic parameters: " + strings.Join(params, ", ")
+				}
+				p.errAt(within(n, start+1), fix, "%s: {%s} is neither a parameter of %q nor a field of %s: %s", what, name, s.Pattern.Text, s.Payload.FullName(), err.problem)
+				continue
+			}
+			t.Parts = append(t.Parts, Part{Field: fp})
+		}
+	}
+	if !t.hasPlaceholder() {
+		p.errorf(n, "build the key from parameters or payload fields, e.g. \"{client_order_id}\"", "%s %q is a constant: every message would share one key", what, txt)
+	}
+	return t
+}
+
+func (t *Template) hasPlaceholder() bool {
+	for _, pt := range t.Parts {
+		if pt.Literal == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// within returns the position of byte offset off inside a scalar's text, so
+// errors point at the placeholder rather than the start of the value.
+func within(n *yaml.Node, off int) Pos {
+	at := pos(n)
+	if n.Line == 0 || strings.Contains(n.Value, "\n") {
+		return at
+	}
+	switch n.Style {
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		at.Column++
+	case 0, yaml.FlowStyle:
+	default:
+		return at
+	}
+	at.Column += len([]rune(n.Value[:min(off, len(n.Value))]))
+	return at
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

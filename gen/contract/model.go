@@ -1,0 +1,172 @@
+// Package contract loads and validates contract.yaml, the file that states the
+// whole messaging contract of a bus: domains, topics, payloads, keys, ordering
+// and QoS. The generator and the tools read the contract only through it.
+package contract
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Contract is a loaded and validated contract.yaml.
+type Contract struct {
+	// File is the path the contract was read from; positions refer to it.
+	File      string
+	Namespace string
+	Envs      []string
+	QoS       []*QoSClass
+	// Domains in the order the file lists them.
+	Domains []*Domain
+}
+
+// Domain returns the domain with the given name, or nil.
+func (c *Contract) Domain(name string) *Domain {
+	for _, d := range c.Domains {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// QoSClass is a named service level that domains refer to.
+type QoSClass struct {
+	Name        string
+	Description string
+	// LatencyP99 is the publish→first-delivery target the class promises.
+	LatencyP99 time.Duration
+	Pos        Pos
+}
+
+// Domain is one family of topics, ampy.{env}.{name}.{version}.{subtopic}.
+type Domain struct {
+	Name        string
+	Version     string
+	Description string
+	QoS         *QoSClass
+	Ordering    Ordering
+	// Retention is how long the broker keeps messages of this domain.
+	Retention time.Duration
+	// MaxPayload is the largest payload the bus carries inline.
+	MaxPayload int64
+	// CompressAbove is the payload size above which payloads are gzipped.
+	CompressAbove int64
+	// Partitions is the Kafka partition count for the domain's topic.
+	Partitions int
+	// DedupeWindow is how long the broker drops republished message ids.
+	DedupeWindow time.Duration
+	Subtopics    []*Subtopic
+	Pos          Pos
+}
+
+// OrderingRule says what order a consumer may rely on within one partition key.
+type OrderingRule string
+
+// The ordering rules of the seed's delivery-semantics table.
+const (
+	// OrderMonotonic: per key, messages arrive monotonic in a time field (bars, ticks).
+	OrderMonotonic OrderingRule = "monotonic"
+	// OrderCausal: per key, strict causal order (orders: submit → amend → cancel).
+	OrderCausal OrderingRule = "causal"
+	// OrderLatestWins: per key, only the newest value by a time field matters (fx, signals).
+	OrderLatestWins OrderingRule = "latest_wins"
+	// OrderAccumulate: arrival may be out of order; every message counts (fills, news).
+	OrderAccumulate OrderingRule = "accumulate"
+	// OrderSnapshot: per key, snapshots monotonic in as_of (positions, universe).
+	OrderSnapshot OrderingRule = "snapshot"
+	// OrderCounterGauge: metric samples with counter/gauge semantics.
+	OrderCounterGauge OrderingRule = "counter_gauge"
+)
+
+// OrderingRules lists every rule in documentation order.
+var OrderingRules = []OrderingRule{OrderMonotonic, OrderCausal, OrderLatestWins, OrderAccumulate, OrderSnapshot, OrderCounterGauge}
+
+// NeedsField reports whether the rule orders by a payload time field.
+func (r OrderingRule) NeedsField() bool {
+	return r == OrderMonotonic || r == OrderLatestWins || r == OrderSnapshot
+}
+
+// Ordering is a domain's ordering rule and, where the rule needs one, the
+// payload timestamp it orders by.
+type Ordering struct {
+	Rule OrderingRule
+	// By is the dotted path of a google.protobuf.Timestamp field; it may pass
+	// through repeated fields (bars.event_time), in which case the newest wins.
+	By  string
+	Pos Pos
+}
+
+// Subtopic is one concrete topic shape of a domain and the payload it carries.
+type Subtopic struct {
+	// Name distinguishes subtopics of one domain in generated identifiers
+	// (TradePublisher); empty when the domain has only one.
+	Name    string
+	Pattern Pattern
+	// Payload is the protobuf message the subtopic carries; nil for raw
+	// (opaque) payloads such as the dead-letter queue's.
+	Payload protoreflect.MessageDescriptor
+	// PayloadName is the payload's full name as written, or "raw".
+	PayloadName   string
+	SchemaVersion string
+	// Bind ties a subtopic parameter to a payload field that must agree with it.
+	Bind         map[string]FieldPath
+	PartitionKey *Template
+	DedupeKey    *Template
+	// OrderBy is the domain's ordering field resolved in this payload; empty
+	// when the rule orders by no field.
+	OrderBy FieldPath
+	Pos     Pos
+}
+
+// Raw reports whether the subtopic carries opaque bytes rather than a typed payload.
+func (s *Subtopic) Raw() bool { return s.Payload == nil }
+
+// Pattern is a subtopic pattern such as "trade.{symbol}", split into tokens.
+type Pattern struct {
+	Text   string
+	Tokens []Token
+}
+
+// Params returns the parameter names in the order they appear.
+func (p Pattern) Params() []string {
+	var out []string
+	for _, t := range p.Tokens {
+		if t.Param != "" {
+			out = append(out, t.Param)
+		}
+	}
+	return out
+}
+
+// Token is one dot-separated element of a pattern: a literal or a parameter.
+type Token struct {
+	Literal string
+	Param   string
+}
+
+// Template is a key rule such as "{account_id}|{security.symbol}.{security.mic}".
+type Template struct {
+	Text  string
+	Parts []Part
+	Pos   Pos
+}
+
+// Part is one piece of a key template: literal text, a subtopic parameter or a
+// payload field.
+type Part struct {
+	Literal string
+	Param   string
+	Field   FieldPath
+}
+
+// FieldPath is a resolved dotted path into a payload message.
+type FieldPath struct {
+	Text   string
+	Fields []protoreflect.FieldDescriptor
+}
+
+// Pos is a position in the contract file.
+type Pos struct {
+	Line, Column int
+}
