@@ -53,6 +53,9 @@ type parser struct {
 	file     string
 	resolver Resolver
 	errs     Errors
+	// typos records, per mapping, the keys an unknown key was taken to be a
+	// misspelling of, so the missing key is not reported a second time.
+	typos map[*yaml.Node]map[string]bool
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -61,7 +64,12 @@ func (p *parser) yamlError(err error) *Error {
 	e := &Error{File: p.file, Problem: "not valid YAML: " + err.Error(), Fix: "fix the YAML syntax (indentation, quoting) at that line"}
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		e.Pos = Pos{Line: line, Column: 1}
+		// yaml.v3 numbers parser errors ("did not find expected …") from 0 and
+		// scanner errors from 1; it gives no column, so none is invented here.
+		if strings.HasPrefix(m[2], "did not find expected") {
+			line++
+		}
+		e.Pos = Pos{Line: line}
 		e.Problem = "not valid YAML: " + m[2]
 	}
 	return e
@@ -100,18 +108,31 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed, required []string) 
 			fix := "allowed keys: " + strings.Join(allowed, ", ")
 			if s := suggest(k.Value, allowed); s != "" {
 				fix = fmt.Sprintf("did you mean %q?", s)
+				if p.typos == nil {
+					p.typos = map[*yaml.Node]map[string]bool{}
+				}
+				if p.typos[n] == nil {
+					p.typos[n] = map[string]bool{}
+				}
+				p.typos[n][s] = true
 			}
 			p.errorf(k, fix, "unknown key %q in %s", k.Value, what)
 			continue
 		}
 		out[k.Value] = entry{k, v}
 	}
-	for _, r := range required {
-		if _, ok := out[r]; !ok {
+	p.require(n, out, what, required...)
+	return out
+}
+
+// require reports each required key that n lacks, unless an unknown key was
+// already reported as its misspelling.
+func (p *parser) require(n *yaml.Node, m map[string]entry, what string, keys ...string) {
+	for _, r := range keys {
+		if _, ok := m[r]; !ok && !p.typos[n][r] {
 			p.errorf(n, fmt.Sprintf("add %s: to %s", r, what), "%s is missing required key %q", what, r)
 		}
 	}
-	return out
 }
 
 func kindName(n *yaml.Node) string {
@@ -394,11 +415,7 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 	if m == nil {
 		return d
 	}
-	for _, r := range []string{"version", "qos", "ordering", "subtopics"} {
-		if _, ok := m[r]; !ok {
-			p.errorf(k, fmt.Sprintf("add %s: to the domain", r), "%s is missing required key %q", what, r)
-		}
-	}
+	p.require(v, m, what, "version", "qos", "ordering", "subtopics")
 	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
 	d.Partitions, d.DedupeWindow = l.Partitions, l.DedupeWindow
 	if e, ok := m["version"]; ok {
@@ -485,6 +502,9 @@ func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
 			if s.Raw() {
 				p.errorf(by.val, "use rule accumulate or causal for raw payloads", "ordering by %q needs a typed payload, but subtopic %q carries raw bytes", o.By, s.Pattern.Text)
 				continue
+			}
+			if s.Payload == nil {
+				continue // unresolved payload, reported already
 			}
 			fp, err := resolvePath(s.Payload, o.By, pathTimestamp)
 			if err != nil {
@@ -620,7 +640,7 @@ func (p *parser) bind(n *yaml.Node, s *Subtopic, what string) map[string]FieldPa
 			continue
 		}
 		path, ok := p.scalar(v, "bind "+k.Value)
-		if !ok || s.Raw() {
+		if !ok || s.Payload == nil {
 			if s.Raw() {
 				p.errorf(v, "remove bind: from raw subtopics", "a raw payload has no fields to bind")
 			}
@@ -645,6 +665,7 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 	}
 	t := &Template{Text: txt, Pos: pos(n)}
 	params := s.Pattern.Params()
+	failed := false
 	i := 0
 	for i < len(txt) {
 		open := strings.IndexByte(txt[i:], '{')
@@ -675,12 +696,14 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 		case contains(params, name):
 			t.Parts = append(t.Parts, Part{Param: name})
 		case s.Raw():
+			failed = true
 			p.errAt(within(n, start), "use only the pattern's parameters ("+strings.Join(params, ", ")+"): raw payloads have no fields", "%s: {%s} is not a parameter of %q", what, name, s.Pattern.Text)
 		case s.Payload == nil:
-			// payload type unresolved; already reported
+			failed = true // the payload type did not resolve; that is reported already
 		default:
 			fp, err := resolvePath(s.Payload, name, pathKey)
 			if err != nil {
+				failed = true
 				fix := err.fix
 				if len(params) > 0 {
 					fix += "; subtopic parameters: " + strings.Join(params, ", ")
@@ -690,6 +713,9 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 			}
 			t.Parts = append(t.Parts, Part{Field: fp})
 		}
+	}
+	if failed {
+		return nil
 	}
 	if !t.hasPlaceholder() {
 		p.errorf(n, "build the key from parameters or payload fields, e.g. \"{client_order_id}\"", "%s %q is a constant: every message would share one key", what, txt)

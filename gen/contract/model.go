@@ -120,7 +120,7 @@ type Subtopic struct {
 }
 
 // Raw reports whether the subtopic carries opaque bytes rather than a typed payload.
-func (s *Subtopic) Raw() bool { return s.Payload == nil }
+func (s *Subtopic) Raw() bool { return s.PayloadName == RawPayload }
 
 // Pattern is a subtopic pattern such as "trade.{symbol}", split into tokens.
 type Pattern struct {

@@ -1,0 +1,191 @@
+package contract_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/ampyfin/ampy-bus/gen/contract"
+	_ "github.com/ampyfin/ampy-bus/proto/ampy"
+)
+
+// base is a small valid contract; cases replace one line of it.
+const base = `namespace: ampy
+envs: [dev, prod]
+qos:
+  critical: {latency_p99: 50ms}
+defaults:
+  retention: 7d
+domains:
+  orders:
+    version: v1
+    qos: critical
+    ordering: {rule: causal}
+    subtopics:
+      - name: requests
+        pattern: "requests"
+        payload: ampy.orders.v1.OrderRequest
+        partition_key: "{client_order_id}"
+        dedupe_key: "{client_order_id}"
+  ticks:
+    version: v1
+    qos: critical
+    ordering: {rule: monotonic, by: event_time}
+    subtopics:
+      - name: trade
+        pattern: "trade.{symbol}"
+        payload: ampy.ticks.v1.TradeTick
+        bind: {symbol: security.symbol}
+        partition_key: "{symbol}.{security.mic}"
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := contract.Parse("c.yaml", []byte(base), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	require.Len(t, c.Domains, 2)
+	ticks := c.Domain("ticks")
+	require.NotNil(t, ticks)
+	assert.Equal(t, 7*24*time.Hour, ticks.Retention)
+	assert.Equal(t, int64(1<<20), ticks.MaxPayload, "built-in default applies")
+	st := ticks.Subtopics[0]
+	assert.Equal(t, "ampy.ticks.v1.TradeTick", string(st.Payload.FullName()))
+	assert.Equal(t, []string{"symbol"}, st.Pattern.Params())
+	require.Len(t, st.PartitionKey.Parts, 3)
+	assert.Equal(t, "symbol", st.PartitionKey.Parts[0].Param)
+	assert.Equal(t, ".", st.PartitionKey.Parts[1].Literal)
+	assert.Equal(t, "security.mic", st.PartitionKey.Parts[2].Field.Text)
+	assert.Equal(t, "event_time", st.OrderBy.Text)
+	assert.Equal(t, "security.symbol", st.Bind["symbol"].Text)
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string // replace the first occurrence of from with to
+		want     string // the full first error line, file:line:col: problem; fix
+	}{
+		{"unknown key", "    qos: critical\n    ordering: {rule: causal}", "    qos: critical\n    ordreing: {rule: causal}",
+			`c.yaml:11:5: unknown key "ordreing" in domain "orders"; did you mean "ordering"?`},
+		{"missing field", "        pattern: \"requests\"\n", "",
+			`c.yaml:13:9: a subtopic of domain "orders" is missing required key "pattern"; add pattern: to a subtopic of domain "orders"`},
+		{"duplicate domain", "  ticks:", "  orders:",
+			`c.yaml:18:3: duplicate domain "orders" (first defined at line 8); remove or rename one of them`},
+		{"bad pattern wildcard", `pattern: "trade.{symbol}"`, `pattern: "trade.*"`,
+			`c.yaml:24:25: subtopic pattern "trade.*": literal token "*" may hold only letters, digits, _, - and @; wildcards (* and >) belong in subscriptions, not in the contract`},
+		{"bad pattern empty token", `pattern: "trade.{symbol}"`, `pattern: "trade..{symbol}"`,
+			`c.yaml:24:25: subtopic pattern "trade..{symbol}": has an empty token (two dots, or a leading or trailing dot); separate tokens with single dots`},
+		{"key names missing field", `partition_key: "{symbol}.{security.mic}"`, `partition_key: "{symbol}.{security.mci}"`,
+			`c.yaml:27:35: subtopic "trade.{symbol}" of domain "ticks" partition_key: {security.mci} is neither a parameter of "trade.{symbol}" nor a field of ampy.ticks.v1.TradeTick: ampy.common.v1.SecurityId has no field "mci"; did you mean "security.mic"?; subtopic parameters: symbol`},
+		{"key names message field", `dedupe_key: "{client_order_id}"`, `dedupe_key: "{security}"`,
+			`c.yaml:17:23: subtopic "requests" of domain "orders" dedupe_key: {security} is neither a parameter of "requests" nor a field of ampy.orders.v1.OrderRequest: field ampy.orders.v1.OrderRequest.security is a message ampy.common.v1.SecurityId; build keys from string, integer, bool or enum fields`},
+		{"payload does not exist", "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.Order",
+			`c.yaml:15:18: payload type "ampy.orders.v1.Order" does not exist in the linked schemas; write the full name of a protobuf message, e.g. ampy.orders.v1.<Message>, or "raw" for opaque bytes`},
+		{"unknown qos", "    qos: critical\n    ordering: {rule: monotonic", "    qos: critcal\n    ordering: {rule: monotonic",
+			`c.yaml:20:10: unknown qos class "critcal"; did you mean "critical"?`},
+		{"bad ordering rule", "{rule: causal}", "{rule: casual}",
+			`c.yaml:11:22: unknown ordering rule "casual"; did you mean "causal"?`},
+		{"ordering field not timestamp", "by: event_time", "by: venue",
+			`c.yaml:21:37: ordering by "venue" in ampy.ticks.v1.TradeTick: field ampy.ticks.v1.TradeTick.venue is not a google.protobuf.Timestamp; order by a Timestamp field such as event_time or as_of`},
+		{"bind to unknown param", "bind: {symbol: security.symbol}", "bind: {sym: security.symbol}",
+			`c.yaml:26:16: bind names "sym", which is not a parameter of pattern "trade.{symbol}"; bind one of the pattern's parameters: symbol`},
+		{"bad duration", "retention: 7d", "retention: 7days",
+			`c.yaml:6:14: defaults retention "7days" is not a duration; write a positive duration such as 50ms, 2m, 36h or 7d`},
+		{"unclosed placeholder", `partition_key: "{client_order_id}"`, `partition_key: "{client_order_id"`,
+			`c.yaml:16:25: subtopic "requests" of domain "orders" partition_key "{client_order_id" has an unclosed {; close the placeholder with }`},
+		{"constant key", `partition_key: "{client_order_id}"`, `partition_key: "orders"`,
+			`c.yaml:16:24: subtopic "requests" of domain "orders" partition_key "orders" is a constant: every message would share one key; build the key from parameters or payload fields, e.g. "{client_order_id}"`},
+		{"wrong version package", "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.OrderRequest\n        schema_version: 1.0",
+			`c.yaml:16:25: subtopic "requests" of domain "orders" schema_version "1.0" is not a semantic version; write MAJOR.MINOR.PATCH, e.g. 1.0.0`},
+		{"yaml syntax", "envs: [dev, prod]", "envs: [dev, prod",
+			`c.yaml:2: not valid YAML: did not find expected ',' or ']'; fix the YAML syntax (indentation, quoting) at that line`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Contains(t, base, tc.from, "case does not apply to the base contract")
+			src := strings.Replace(base, tc.from, tc.to, 1)
+			_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, contract.ErrInvalid))
+			var errs contract.Errors
+			require.True(t, errors.As(err, &errs), "want contract.Errors, got %T", err)
+			assert.Equal(t, tc.want, errs[0].Error())
+		})
+	}
+}
+
+func TestParseReportsAllErrors(t *testing.T) {
+	src := strings.NewReplacer(
+		"ordering: {rule: causal}", "ordering: {rule: casual}",
+		"payload: ampy.ticks.v1.TradeTick", "payload: ampy.ticks.v1.Trade",
+		"envs: [dev, prod]", "envs: [dev, dev]",
+	).Replace(base)
+	_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	var errs contract.Errors
+	require.True(t, errors.As(err, &errs))
+	require.Len(t, errs, 3, "got:\n%v", err)
+	assert.Contains(t, errs[0].Error(), `c.yaml:2:13: env "dev" is listed twice`)
+	assert.Contains(t, errs[1].Error(), `c.yaml:11:22: unknown ordering rule "casual"`)
+	assert.Contains(t, errs[2].Error(), `c.yaml:25:18: payload type "ampy.ticks.v1.Trade" does not exist`)
+}
+
+func TestOverlappingPatterns(t *testing.T) {
+	src := strings.Replace(base, `        partition_key: "{symbol}.{security.mic}"
+`, `        partition_key: "{symbol}.{security.mic}"
+      - name: any
+        pattern: "{kind}.{symbol}"
+        payload: ampy.ticks.v1.QuoteTick
+        partition_key: "{symbol}"
+`, 1)
+	_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.ErrorContains(t, err, `c.yaml:28:9: subtopic pattern "{kind}.{symbol}" overlaps "trade.{symbol}" (line 23)`)
+}
+
+func TestShippedContract(t *testing.T) {
+	c, err := contract.Load("../../contract.yaml", protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	var names []string
+	for _, d := range c.Domains {
+		names = append(names, d.Name)
+	}
+	assert.Equal(t, []string{"bars", "ticks", "fundamentals", "news", "fx", "corporate_actions", "universe",
+		"signals", "orders", "fills", "positions", "metrics", "dlq", "control"}, names)
+	assert.Equal(t, []string{"dev", "paper", "prod"}, c.Envs)
+	for _, d := range []string{"orders", "signals", "fills"} {
+		assert.Equal(t, 50*time.Millisecond, c.Domain(d).QoS.LatencyP99, d)
+	}
+	for _, d := range []string{"bars", "ticks"} {
+		assert.Equal(t, 150*time.Millisecond, c.Domain(d).QoS.LatencyP99, d)
+	}
+	assert.Equal(t, int64(128<<10), c.Domain("bars").CompressAbove)
+	assert.Equal(t, int64(1<<20), c.Domain("bars").MaxPayload)
+}
+
+func TestUnits(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{{"7d", 7 * 24 * time.Hour}, {"2w", 14 * 24 * time.Hour}, {"50ms", 50 * time.Millisecond}, {"36h", 36 * time.Hour}} {
+		got, err := contract.ParseDuration(tc.in)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"128KiB", 128 << 10}, {"1MiB", 1 << 20}, {"4096", 4096}, {"2GiB", 2 << 30}} {
+		got, err := contract.ParseSize(tc.in)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+		assert.Equal(t, tc.in, map[bool]string{true: tc.in, false: contract.FormatSize(got)}[tc.in == "4096"])
+	}
+	for _, bad := range []string{"", "d", "1.5d", "KiB", "1MB", "-1"} {
+		_, errD := contract.ParseDuration(bad)
+		_, errS := contract.ParseSize(bad)
+		assert.True(t, errD != nil || errS != nil, bad)
+	}
+}
