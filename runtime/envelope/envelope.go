@@ -1,0 +1,309 @@
+// Package envelope defines the headers every ampy-bus message carries and
+// their wire form. Both transports write the same names, so a message
+// published on NATS reads the same as one published on Kafka.
+package envelope
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Wire names of the envelope headers, exactly as the seed spells them. NATS
+// header keys are case-sensitive: never write them in another case.
+const (
+	HeaderMessageID       = "message_id"
+	HeaderSchemaFQDN      = "schema_fqdn"
+	HeaderSchemaVersion   = "schema_version"
+	HeaderContentType     = "content_type"
+	HeaderContentEncoding = "content_encoding"
+	HeaderProducedAt      = "produced_at"
+	HeaderProducer        = "producer"
+	HeaderSource          = "source"
+	HeaderRunID           = "run_id"
+	HeaderTraceparent     = "traceparent"
+	HeaderPartitionKey    = "partition_key"
+	HeaderDedupeKey       = "dedupe_key"
+	HeaderRetryCount      = "retry_count"
+	HeaderDLQReason       = "dlq_reason"
+	HeaderSchemaHash      = "schema_hash"
+	HeaderBlobRef         = "blob_ref"
+	HeaderBlobHash        = "blob_hash"
+	HeaderBlobSize        = "blob_size"
+
+	// HeaderTraceID is the seed's legacy 32-hex trace id; read when no
+	// traceparent is present, never written.
+	HeaderTraceID = "trace_id"
+)
+
+// Content types and encodings the bus writes.
+const (
+	ContentTypeProtobuf = "application/x-protobuf"
+	EncodingGzip        = "gzip"
+)
+
+// Headers is the envelope of one message. The zero value is not valid: use
+// Validate before publishing.
+type Headers struct {
+	MessageID       string
+	SchemaFQDN      string
+	SchemaVersion   string
+	ContentType     string
+	ContentEncoding string
+	ProducedAt      time.Time
+	Producer        string
+	Source          string
+	RunID           string
+	Trace           TraceContext
+	PartitionKey    string
+	DedupeKey       string
+	RetryCount      int
+	DLQReason       string
+	SchemaHash      string
+	BlobRef         string
+	BlobHash        string
+	BlobSize        int64
+	// Extra holds headers outside the envelope set (a replay's request id, a
+	// dead letter's original topic), carried through unchanged.
+	Extra map[string]string
+}
+
+// ErrInvalidHeaders is matched by every header validation error.
+var ErrInvalidHeaders = errors.New("invalid envelope headers")
+
+// HeaderError names the header that is wrong and why.
+type HeaderError struct {
+	Header string
+	Value  string
+	Reason string
+}
+
+func (e *HeaderError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("header %s: %s", e.Header, e.Reason)
+	}
+	return fmt.Sprintf("header %s=%q: %s", e.Header, e.Value, e.Reason)
+}
+
+func (e *HeaderError) Is(target error) bool { return target == ErrInvalidHeaders }
+
+// NewMessageID returns a fresh UUIDv7: unique, and sortable by creation time.
+func NewMessageID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// FormatTime writes t as the wire form of produced_at: RFC 3339 in UTC.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ParseTime reads produced_at; it must be RFC 3339 and in UTC (a Z suffix).
+func ParseTime(s string) (time.Time, error) {
+	if !strings.HasSuffix(s, "Z") {
+		return time.Time{}, errors.New("not UTC: write RFC 3339 with a Z suffix, e.g. 2025-09-05T19:31:01Z")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("not RFC 3339, e.g. 2025-09-05T19:31:01Z")
+	}
+	return t, nil
+}
+
+// Validate checks that every required header is present and well formed.
+// It returns every problem joined, each a *HeaderError.
+func (h *Headers) Validate() error {
+	var errs []error
+	bad := func(name, value, reason string) {
+		errs = append(errs, &HeaderError{Header: name, Value: value, Reason: reason})
+	}
+	if h.MessageID == "" {
+		bad(HeaderMessageID, "", "missing")
+	} else if id, err := uuid.Parse(h.MessageID); err != nil {
+		bad(HeaderMessageID, h.MessageID, "not a UUID")
+	} else if id.Version() != 7 {
+		bad(HeaderMessageID, h.MessageID, fmt.Sprintf("UUID version %d; message ids are UUIDv7", id.Version()))
+	}
+	for _, r := range []struct{ name, val string }{
+		{HeaderSchemaFQDN, h.SchemaFQDN},
+		{HeaderSchemaVersion, h.SchemaVersion},
+		{HeaderContentType, h.ContentType},
+		{HeaderProducer, h.Producer},
+		{HeaderSource, h.Source},
+		{HeaderRunID, h.RunID},
+		{HeaderPartitionKey, h.PartitionKey},
+	} {
+		if r.val == "" {
+			bad(r.name, "", "missing")
+		}
+	}
+	if h.ProducedAt.IsZero() {
+		bad(HeaderProducedAt, "", "missing")
+	}
+	if !h.Trace.Valid() {
+		bad(HeaderTraceparent, h.Trace.String(), "trace and span ids must be non-zero")
+	}
+	if h.ContentEncoding != "" && h.ContentEncoding != EncodingGzip {
+		bad(HeaderContentEncoding, h.ContentEncoding, "only gzip is supported")
+	}
+	if h.RetryCount < 0 {
+		bad(HeaderRetryCount, strconv.Itoa(h.RetryCount), "negative")
+	}
+	if (h.BlobRef == "") != (h.BlobHash == "") || (h.BlobRef != "" && h.BlobSize <= 0) {
+		bad(HeaderBlobRef, h.BlobRef, "blob_ref, blob_hash and blob_size go together")
+	}
+	return errors.Join(errs...)
+}
+
+// Field is one wire header.
+type Field struct {
+	Key, Value string
+}
+
+// Fields returns the wire headers in a fixed order (envelope headers first,
+// then Extra sorted by key), omitting empty optional ones.
+func (h *Headers) Fields() []Field {
+	f := make([]Field, 0, 12+len(h.Extra))
+	add := func(k, v string) {
+		if v != "" {
+			f = append(f, Field{k, v})
+		}
+	}
+	add(HeaderMessageID, h.MessageID)
+	add(HeaderSchemaFQDN, h.SchemaFQDN)
+	add(HeaderSchemaVersion, h.SchemaVersion)
+	add(HeaderContentType, h.ContentType)
+	add(HeaderContentEncoding, h.ContentEncoding)
+	if !h.ProducedAt.IsZero() {
+		add(HeaderProducedAt, FormatTime(h.ProducedAt))
+	}
+	add(HeaderProducer, h.Producer)
+	add(HeaderSource, h.Source)
+	add(HeaderRunID, h.RunID)
+	if h.Trace.Valid() {
+		add(HeaderTraceparent, h.Trace.String())
+	}
+	add(HeaderPartitionKey, h.PartitionKey)
+	add(HeaderDedupeKey, h.DedupeKey)
+	if h.RetryCount > 0 {
+		add(HeaderRetryCount, strconv.Itoa(h.RetryCount))
+	}
+	add(HeaderDLQReason, h.DLQReason)
+	add(HeaderSchemaHash, h.SchemaHash)
+	add(HeaderBlobRef, h.BlobRef)
+	add(HeaderBlobHash, h.BlobHash)
+	if h.BlobSize > 0 {
+		add(HeaderBlobSize, strconv.FormatInt(h.BlobSize, 10))
+	}
+	if len(h.Extra) > 0 {
+		keys := make([]string, 0, len(h.Extra))
+		for k := range h.Extra {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			add(k, h.Extra[k])
+		}
+	}
+	return f
+}
+
+// Parse reads headers from their wire form. get returns a header's value and
+// whether it is present; each key is visited through keys so that unknown
+// headers land in Extra. It fills what it can and returns every malformed
+// header as an error, so a bad message can still be dead-lettered intact.
+func Parse(keys []string, get func(string) string) (Headers, error) {
+	var h Headers
+	var errs []error
+	// A malformed value stays in Extra under its own key, so Fields writes
+	// the message back exactly as it came (a dead letter loses nothing).
+	bad := func(name, value, reason string) {
+		errs = append(errs, &HeaderError{Header: name, Value: value, Reason: reason})
+		if h.Extra == nil {
+			h.Extra = map[string]string{}
+		}
+		h.Extra[name] = value
+	}
+	var legacyTraceID string
+	for _, k := range keys {
+		v := get(k)
+		switch k {
+		case HeaderMessageID:
+			h.MessageID = v
+		case HeaderSchemaFQDN:
+			h.SchemaFQDN = v
+		case HeaderSchemaVersion:
+			h.SchemaVersion = v
+		case HeaderContentType:
+			h.ContentType = v
+		case HeaderContentEncoding:
+			h.ContentEncoding = v
+		case HeaderProducedAt:
+			if t, err := ParseTime(v); err != nil {
+				bad(k, v, err.Error())
+			} else {
+				h.ProducedAt = t
+			}
+		case HeaderProducer:
+			h.Producer = v
+		case HeaderSource:
+			h.Source = v
+		case HeaderRunID:
+			h.RunID = v
+		case HeaderTraceparent:
+			if tc, err := ParseTraceparent(v); err != nil {
+				bad(k, v, err.Error())
+			} else {
+				h.Trace = tc
+			}
+		case HeaderTraceID:
+			legacyTraceID = v
+		case HeaderPartitionKey:
+			h.PartitionKey = v
+		case HeaderDedupeKey:
+			h.DedupeKey = v
+		case HeaderRetryCount:
+			if n, err := strconv.Atoi(v); err != nil || n < 0 {
+				bad(k, v, "not a non-negative integer")
+			} else {
+				h.RetryCount = n
+			}
+		case HeaderDLQReason:
+			h.DLQReason = v
+		case HeaderSchemaHash:
+			h.SchemaHash = v
+		case HeaderBlobRef:
+			h.BlobRef = v
+		case HeaderBlobHash:
+			h.BlobHash = v
+		case HeaderBlobSize:
+			if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
+				bad(k, v, "not a non-negative integer")
+			} else {
+				h.BlobSize = n
+			}
+		default:
+			if h.Extra == nil {
+				h.Extra = map[string]string{}
+			}
+			h.Extra[k] = v
+		}
+	}
+	if !h.Trace.Valid() && legacyTraceID != "" {
+		if tc, err := traceFromLegacyID(legacyTraceID); err == nil {
+			h.Trace = tc
+		} else {
+			bad(HeaderTraceID, legacyTraceID, err.Error())
+		}
+	} else if legacyTraceID != "" {
+		if h.Extra == nil {
+			h.Extra = map[string]string{}
+		}
+		h.Extra[HeaderTraceID] = legacyTraceID
+	}
+	return h, errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package natsbinding
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// DurableName turns a consumer group into a valid durable name: durable
+// names cannot hold dots, spaces or wildcards (ampy.features → ampy_features).
+func DurableName(group string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', ' ', '*', '>', '/', '\\', '\t':
+			return '_'
+		}
+		return r
+	}, group)
+}
+
+// Subscribe implements transport.Transport with a pull consumer on the
+// domain's stream: durable when sub.Group is set, ephemeral otherwise.
+func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (transport.Consumer, error) {
+	st, err := t.stream(ctx, sub.Stream)
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       sub.AckWait,
+		MaxAckPending: sub.MaxInFlight,
+		MaxDeliver:    -1,
+	}
+	if len(sub.Filters) == 1 {
+		cfg.FilterSubject = sub.Filters[0]
+	} else {
+		cfg.FilterSubjects = sub.Filters
+	}
+	if sub.Group != "" {
+		cfg.Durable = DurableName(sub.Group)
+	} else {
+		cfg.InactiveThreshold = time.Minute
+	}
+	switch sub.Start.Kind {
+	case transport.StartNew:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	case transport.StartFirst:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case transport.StartAtTime:
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		ts := sub.Start.Time
+		cfg.OptStartTime = &ts
+	case transport.StartAtSequence:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = sub.Start.Sequence
+	case transport.StartLastPerKey:
+		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %q on %s: %w", cfg.Durable, StreamName(sub.Stream.Prefix), mapErr(err))
+	}
+	batch := sub.MaxInFlight
+	if batch <= 0 || batch > 512 {
+		batch = 512
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
+	if err != nil {
+		return nil, fmt.Errorf("pull from %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
+	}
+	return &consumer{it: it}, nil
+}
+
+type consumer struct {
+	it jetstream.MessagesContext
+}
+
+func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
+	m, err := c.it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, mapErr(err)
+	}
+	d := &delivery{m: m}
+	d.msg.Topic = m.Subject()
+	d.msg.Payload = m.Data()
+	d.msg.Headers, d.herr = parseHeaders(m.Headers())
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(md.NumDelivered)
+		d.seq = md.Sequence.Stream
+	}
+	return d, nil
+}
+
+func (c *consumer) Close() error {
+	c.it.Stop()
+	return nil
+}
+
+type delivery struct {
+	m       jetstream.Msg
+	msg     transport.Message
+	herr    error
+	attempt int
+	seq     uint64
+}
+
+func (d *delivery) Message() *transport.Message { return &d.msg }
+func (d *delivery) HeaderErr() error            { return d.herr }
+func (d *delivery) Attempt() int                { return d.attempt }
+func (d *delivery) Sequence() uint64            { return d.seq }
+func (d *delivery) Partition() int32            { return 0 }
+
+func (d *delivery) Ack(context.Context) error { return mapErr(d.m.Ack()) }
+
+func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
+	if delay <= 0 {
+		return mapErr(d.m.Nak())
+	}
+	return mapErr(d.m.NakWithDelay(delay))
+}
+
+func (d *delivery) Term(_ context.Context, reason string) error {
+	return mapErr(d.m.TermWithReason(reason))
+}
+
+func (d *delivery) InProgress(context.Context) error { return mapErr(d.m.InProgress()) }

@@ -1,0 +1,303 @@
+// Package natsbinding carries the bus over NATS JetStream (nats.go's jetstream
+// API): one stream per env and domain, Nats-Msg-Id for publish dedupe, durable
+// pull consumers, and settlement only when the caller says so.
+package natsbinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// Config says how to reach the NATS server.
+type Config struct {
+	// URL is one or more comma-separated nats:// URLs.
+	URL string
+	// Name identifies the connection in server monitoring.
+	Name string
+	// AsyncWindow bounds PublishAsync messages awaiting their ack (default 4096).
+	AsyncWindow int
+	// Options are extra nats.go options (credentials, TLS).
+	Options []nats.Option
+	Logger  *slog.Logger
+}
+
+// Transport is the JetStream binding; it implements transport.Transport.
+type Transport struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	window chan struct{}
+	queue  chan pending
+	done   chan struct{}
+
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream
+	closed  bool
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// pending is one async publish awaiting its ack, or a flush marker.
+type pending struct {
+	paf   jetstream.PubAckFuture
+	done  transport.AsyncResult
+	flush chan struct{}
+}
+
+// Open connects and checks that the server runs JetStream.
+func Open(ctx context.Context, cfg Config) (*Transport, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	window := cfg.AsyncWindow
+	if window <= 0 {
+		window = 4096
+	}
+	opts := append([]nats.Option{
+		nats.Name(orDefault(cfg.Name, "ampy-bus")),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected; reconnecting", "url", cfg.URL, "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+		}),
+	}, cfg.Options...)
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w: %v (is nats-server running there with JetStream enabled, -js?)", cfg.URL, transport.ErrUnavailable, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, fmt.Errorf("NATS server at %s has no JetStream: %w: start it with nats-server -js (or jetstream {} in its config)", cfg.URL, transport.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("NATS server at %s did not answer a JetStream request: %w: %v (start it with -js)", cfg.URL, transport.ErrUnavailable, err)
+	}
+	t := &Transport{
+		nc: nc, js: js, log: log,
+		window:  make(chan struct{}, window),
+		queue:   make(chan pending, window+1),
+		done:    make(chan struct{}),
+		streams: map[string]jetstream.Stream{},
+	}
+	go t.collect()
+	return t, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Name implements transport.Transport.
+func (t *Transport) Name() string { return "nats" }
+
+// Conn exposes the underlying connection for tools that need raw access.
+func (t *Transport) Conn() *nats.Conn { return t.nc }
+
+// StreamName is the JetStream stream that holds a topic prefix:
+// ampy.prod.bars.v1 → AMPY_PROD_BARS_V1 (stream names cannot contain dots).
+func StreamName(prefix string) string {
+	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
+}
+
+// EnsureStream creates or updates the stream for s.
+func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error {
+	name := StreamName(s.Prefix)
+	cfg := jetstream.StreamConfig{
+		Name:        name,
+		Description: "ampy-bus " + s.Prefix,
+		Subjects:    []string{s.Prefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      s.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    1,
+		Duplicates:  s.DedupeWindow,
+		Discard:     jetstream.DiscardOld,
+	}
+	if s.MaxPayload > 0 {
+		// JetStream counts headers in the message size; leave room for them.
+		cfg.MaxMsgSize = int32(min(s.MaxPayload+HeaderAllowance, 1<<31-1))
+	}
+	st, err := t.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("ensure stream %s (%s.>): %w", name, s.Prefix, mapErr(err))
+	}
+	t.mu.Lock()
+	t.streams[s.Prefix] = st
+	t.mu.Unlock()
+	return nil
+}
+
+// HeaderAllowance is the room kept above a domain's max payload for headers;
+// JetStream rejects headers over 64 KiB anyway.
+const HeaderAllowance = 64 << 10
+
+func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.Stream, error) {
+	t.mu.Lock()
+	st, ok := t.streams[s.Prefix]
+	t.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := t.js.Stream(ctx, StreamName(s.Prefix))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamName(s.Prefix), mapErr(err))
+	}
+	t.mu.Lock()
+	t.streams[s.Prefix] = st
+	t.mu.Unlock()
+	return st, nil
+}
+
+func toNats(m *transport.Message) *nats.Msg {
+	fields := m.Headers.Fields()
+	h := make(nats.Header, len(fields)+1)
+	for _, f := range fields {
+		h[f.Key] = []string{f.Value}
+	}
+	// JetStream drops a message id it has stored within the stream's duplicate window.
+	h[jetstream.MsgIDHeader] = []string{m.Headers.MessageID}
+	return &nats.Msg{Subject: m.Topic, Header: h, Data: m.Payload}
+}
+
+// Publish implements transport.Transport.
+func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+	ack, err := t.js.PublishMsg(ctx, toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	if err != nil {
+		return transport.PublishAck{}, mapErr(err)
+	}
+	return transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// PublishAsync implements transport.Transport. The window bounds messages in
+// flight; when it is full the call waits for room until ctx ends.
+func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	select {
+	case t.window <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("async window full (%d in flight): %w", cap(t.window), ctx.Err())
+	case <-t.done:
+		return transport.ErrClosed
+	}
+	paf, err := t.js.PublishMsgAsync(toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	if err != nil {
+		<-t.window
+		return mapErr(err)
+	}
+	t.queue <- pending{paf: paf, done: done}
+	return nil
+}
+
+// collect completes async publishes in the order they were sent; JetStream
+// acks arrive in that order, so waiting on the head costs nothing.
+func (t *Transport) collect() {
+	for p := range t.queue {
+		if p.flush != nil {
+			close(p.flush)
+			continue
+		}
+		select {
+		case ack := <-p.paf.Ok():
+			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+		case err := <-p.paf.Err():
+			p.done(transport.PublishAck{}, mapErr(err))
+		}
+		<-t.window
+	}
+}
+
+// Flush implements transport.Transport.
+func (t *Transport) Flush(ctx context.Context) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return transport.ErrClosed
+	}
+	marker := make(chan struct{})
+	t.queue <- pending{flush: marker}
+	t.mu.Unlock()
+	select {
+	case <-marker:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush: %d async publishes still in flight: %w", len(t.window), ctx.Err())
+	}
+}
+
+// Close flushes async publishes (bounded by 10 s) and closes the connection.
+func (t *Transport) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ferr := t.Flush(ctx)
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.done)
+	close(t.queue)
+	t.mu.Unlock()
+	t.nc.Close()
+	if ferr != nil && !errors.Is(ferr, transport.ErrClosed) {
+		return fmt.Errorf("close: %w", ferr)
+	}
+	return nil
+}
+
+// mapErr wraps nats errors in the transport's sentinels so callers can branch.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, nats.ErrMaxPayload), strings.Contains(err.Error(), "message size exceeds maximum"):
+		return fmt.Errorf("%w: %v (raise max_payload on the server, see templates/nats/nats-server.conf)", transport.ErrTooLarge, err)
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return fmt.Errorf("%w: %v", transport.ErrNotFound, err)
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrMsgIteratorClosed):
+		return fmt.Errorf("%w: %v", transport.ErrClosed, err)
+	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	}
+	return err
+}
+
+// isNatsHeader reports headers JetStream itself sets (Nats-Msg-Id, Nats-Expected-Stream).
+func isNatsHeader(k string) bool { return strings.HasPrefix(k, "Nats-") }
+
+// parseHeaders decodes a received message's envelope.
+func parseHeaders(h nats.Header) (envelope.Headers, error) {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		if !isNatsHeader(k) {
+			keys = append(keys, k)
+		}
+	}
+	return envelope.Parse(keys, h.Get)
+}

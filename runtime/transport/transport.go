@@ -1,0 +1,147 @@
+// Package transport is the boundary between the bus and a broker. A binding
+// (NATS JetStream, Kafka) implements Transport; everything above it — keys,
+// envelopes, retries, ordering, dead letters — is broker-neutral.
+package transport
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+)
+
+// Sentinel errors a caller may branch on. Bindings wrap them.
+var (
+	// ErrUnavailable: the broker cannot be reached or refused service.
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrTooLarge: the message exceeds what the stream or topic accepts.
+	ErrTooLarge = errors.New("message too large")
+	// ErrClosed: the transport or consumer is closed.
+	ErrClosed = errors.New("closed")
+	// ErrNotFound: a stream, topic or durable consumer does not exist.
+	ErrNotFound = errors.New("not found")
+)
+
+// Message is what a transport carries: a concrete topic, the envelope and the
+// payload bytes.
+type Message struct {
+	Topic   string
+	Headers envelope.Headers
+	Payload []byte
+}
+
+// Stream is the broker-side home of one env and domain, such as
+// ampy.prod.bars.v1: one JetStream stream or one Kafka topic. Its limits
+// come from the contract.
+type Stream struct {
+	// Prefix is the topic prefix the stream holds: ampy.prod.bars.v1.
+	Prefix       string
+	Retention    time.Duration
+	MaxPayload   int64
+	Partitions   int
+	DedupeWindow time.Duration
+}
+
+// PublishAck is the broker's receipt for a stored message.
+type PublishAck struct {
+	// Stream names where it was stored (a JetStream stream or Kafka topic).
+	Stream string
+	// Sequence is the JetStream stream sequence or the Kafka offset.
+	Sequence  uint64
+	Partition int32
+	// Duplicate is true when the broker recognised the message id and did not store it again.
+	Duplicate bool
+}
+
+// AsyncResult completes one PublishAsync.
+type AsyncResult func(PublishAck, error)
+
+// StartPosition says where a new subscription begins reading.
+type StartPosition struct {
+	Kind StartKind
+	// Time is used with StartAtTime.
+	Time time.Time
+	// Sequence is used with StartAtSequence (stream sequence or offset).
+	Sequence uint64
+}
+
+// StartKind enumerates start positions.
+type StartKind int
+
+const (
+	// StartNew reads only messages published after the subscription starts.
+	StartNew StartKind = iota
+	// StartFirst reads everything the stream still holds.
+	StartFirst
+	// StartAtTime reads from the first message stored at or after Time.
+	StartAtTime
+	// StartAtSequence reads from a stream sequence (or offset).
+	StartAtSequence
+	// StartLastPerKey reads the latest message of every subject, then continues.
+	StartLastPerKey
+)
+
+// Subscription describes what to read and how.
+type Subscription struct {
+	Stream Stream
+	// Filters are full topic patterns with NATS wildcards (* one token, > the rest).
+	Filters []string
+	// Group is the durable consumer (NATS) or consumer group (Kafka); empty
+	// for an ephemeral subscription that starts fresh each time.
+	Group string
+	Start StartPosition
+	// MaxInFlight bounds delivered-but-unsettled messages.
+	MaxInFlight int
+	// AckWait is how long a delivery may stay unsettled before the broker redelivers it.
+	AckWait time.Duration
+}
+
+// Transport is implemented by each broker binding.
+type Transport interface {
+	// Name is the binding's name: "nats" or "kafka".
+	Name() string
+	// EnsureStream creates or updates the stream so its limits match s.
+	EnsureStream(ctx context.Context, s Stream) error
+	// Publish stores m and waits for the broker's acknowledgement.
+	Publish(ctx context.Context, s Stream, m *Message) (PublishAck, error)
+	// PublishAsync hands m to the broker and returns; done runs exactly once
+	// with the outcome. It blocks while the async window is full, until ctx ends.
+	PublishAsync(ctx context.Context, s Stream, m *Message, done AsyncResult) error
+	// Flush waits until every PublishAsync so far has completed.
+	Flush(ctx context.Context) error
+	// Subscribe opens a consumer; messages are pulled with Consumer.Next.
+	Subscribe(ctx context.Context, sub Subscription) (Consumer, error)
+	// Close releases the connection; pending async publishes are flushed first.
+	Close() error
+}
+
+// Consumer yields deliveries of one subscription.
+type Consumer interface {
+	// Next blocks until a delivery arrives, ctx ends, or the consumer closes (ErrClosed).
+	Next(ctx context.Context) (Delivery, error)
+	// Close stops fetching. Unsettled deliveries are redelivered later.
+	Close() error
+}
+
+// Delivery is one received message and the means to settle it. Exactly one of
+// Ack, Nak or Term must be called.
+type Delivery interface {
+	// Message is the received message. When its headers were malformed,
+	// HeaderErr says how, and Message holds everything that did parse.
+	Message() *Message
+	HeaderErr() error
+	// Attempt counts deliveries of this message, from 1.
+	Attempt() int
+	// Sequence is the stream sequence or offset; Partition is 0 on NATS.
+	Sequence() uint64
+	Partition() int32
+	// Ack settles the message as processed.
+	Ack(ctx context.Context) error
+	// Nak asks for redelivery no sooner than delay.
+	Nak(ctx context.Context, delay time.Duration) error
+	// Term settles the message as never to be redelivered; reason is recorded.
+	Term(ctx context.Context, reason string) error
+	// InProgress extends the ack deadline of a slow handler.
+	InProgress(ctx context.Context) error
+}
