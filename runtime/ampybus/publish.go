@@ -1,0 +1,258 @@
+package ampybus
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// KeyFunc derives a message's keys from its subtopic and payload, as the
+// contract's key rules say. Generated code supplies one per subtopic.
+type KeyFunc[S Subtopic, P proto.Message] func(S, P) (Keys, error)
+
+// Publisher publishes one subtopic's payload type. Generated publishers wrap
+// it; it is safe for concurrent use.
+type Publisher[S Subtopic, P proto.Message] struct {
+	bus  *Bus
+	spec *SubtopicSpec
+	keys KeyFunc[S, P]
+}
+
+// NewPublisher is called by generated code.
+func NewPublisher[S Subtopic, P proto.Message](b *Bus, spec *SubtopicSpec, keys KeyFunc[S, P]) *Publisher[S, P] {
+	return &Publisher[S, P]{bus: b, spec: spec, keys: keys}
+}
+
+// PublishResult is where a published message was stored.
+type PublishResult struct {
+	MessageID string
+	Topic     string
+	// Stream is the JetStream stream or Kafka topic that stored it.
+	Stream string
+	// Sequence is the stream sequence (NATS) or offset (Kafka).
+	Sequence  uint64
+	Partition int32
+	// Duplicate reports that the broker had already stored this message id.
+	Duplicate bool
+}
+
+// PublishOption adjusts one publish.
+type PublishOption func(*publishOptions)
+
+type publishOptions struct {
+	messageID string
+	extra     map[string]string
+}
+
+// WithMessageID reuses a message id, so a producer retrying after a timeout is
+// deduplicated by the broker instead of stored twice. It must be a UUIDv7.
+func WithMessageID(id string) PublishOption {
+	return func(o *publishOptions) { o.messageID = id }
+}
+
+// WithHeader adds a header outside the envelope set; envelope headers cannot be overridden.
+func WithHeader(key, value string) PublishOption {
+	return func(o *publishOptions) {
+		if o.extra == nil {
+			o.extra = map[string]string{}
+		}
+		o.extra[key] = value
+	}
+}
+
+// Publish sends msg to subtopic and waits until the broker has stored it.
+func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts ...PublishOption) (PublishResult, error) {
+	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	ack, err := p.bus.t.Publish(ctx, s, m)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	return result(m, ack), nil
+}
+
+// PublishAsync hands msg to the broker without waiting for its ack; the
+// future completes when the broker answers. It waits only while the async
+// window is full, bounded by ctx. Bus.Flush waits for every pending publish.
+func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, opts ...PublishOption) (*PublishFuture, error) {
+	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	if err != nil {
+		return nil, err
+	}
+	f := &PublishFuture{done: make(chan struct{})}
+	err = p.bus.t.PublishAsync(ctx, s, m, func(ack transport.PublishAck, err error) {
+		if err != nil {
+			f.err = fmt.Errorf("publish %s: %w", m.Topic, err)
+		} else {
+			f.res = result(m, ack)
+		}
+		close(f.done)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	return f, nil
+}
+
+func result(m *transport.Message, ack transport.PublishAck) PublishResult {
+	return PublishResult{
+		MessageID: m.Headers.MessageID, Topic: m.Topic, Stream: ack.Stream,
+		Sequence: ack.Sequence, Partition: ack.Partition, Duplicate: ack.Duplicate,
+	}
+}
+
+// PublishFuture is the pending outcome of PublishAsync.
+type PublishFuture struct {
+	done chan struct{}
+	res  PublishResult
+	err  error
+}
+
+// Done is closed when the outcome is known.
+func (f *PublishFuture) Done() <-chan struct{} { return f.done }
+
+// Wait returns the outcome, waiting for it until ctx ends.
+func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
+	select {
+	case <-f.done:
+		return f.res, f.err
+	case <-ctx.Done():
+		return PublishResult{}, ctx.Err()
+	}
+}
+
+// prepare checks msg against the contract and builds its envelope; nothing
+// reaches the broker when it fails.
+func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption) (transport.Stream, *transport.Message, error) {
+	b, d := p.bus, p.spec.Domain
+	sub := subtopic.String()
+	topic := d.Prefix(b.env) + "." + sub
+	fail := func(err error) (transport.Stream, *transport.Message, error) {
+		return transport.Stream{}, nil, fmt.Errorf("publish %s: %w", topic, err)
+	}
+	if b.producer == "" {
+		return fail(fmt.Errorf("%w: open the bus with ampybus.WithProducer(\"svc@host\", \"svc\")", ErrNoProducer))
+	}
+	if err := validSubtopic(sub); err != nil {
+		return fail(err)
+	}
+	if any(msg) == nil || !msg.ProtoReflect().IsValid() {
+		return fail(fmt.Errorf("%w: payload is nil", ErrContract))
+	}
+	keys, err := p.keys(subtopic, msg)
+	if err != nil {
+		return fail(err)
+	}
+	var o publishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return fail(fmt.Errorf("marshal %s: %w", p.spec.Schema.FQDN, err))
+	}
+	var encoding string
+	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {
+		payload, encoding = Gzip(payload), envelope.EncodingGzip
+	}
+	if d.MaxPayload > 0 && int64(len(payload)) > d.MaxPayload {
+		return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
+	}
+	s, err := b.stream(ctx, d)
+	if err != nil {
+		return fail(err)
+	}
+	h := envelope.Headers{
+		MessageID:       o.messageID,
+		SchemaFQDN:      p.spec.Schema.FQDN,
+		SchemaVersion:   p.spec.Schema.Version,
+		SchemaHash:      p.spec.Schema.Hash,
+		ContentType:     envelope.ContentTypeProtobuf,
+		ContentEncoding: encoding,
+		ProducedAt:      time.Now().UTC(),
+		Producer:        b.producer,
+		Source:          b.source,
+		RunID:           b.runID,
+		PartitionKey:    keys.Partition,
+		DedupeKey:       keys.Dedupe,
+		Extra:           o.extra,
+	}
+	if h.MessageID == "" {
+		h.MessageID = envelope.NewMessageID()
+	}
+	if tc, ok := envelope.TraceFromContext(ctx); ok {
+		h.Trace = tc.Child()
+	} else {
+		h.Trace = envelope.NewTrace()
+	}
+	for k := range o.extra {
+		if isEnvelopeHeader(k) {
+			return fail(fmt.Errorf("%w: WithHeader(%q) would override an envelope header", ErrContract, k))
+		}
+	}
+	if err := h.Validate(); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrContract, err))
+	}
+	return s, &transport.Message{Topic: topic, Headers: h, Payload: payload}, nil
+}
+
+func validSubtopic(sub string) error {
+	start := 0
+	for i := 0; i <= len(sub); i++ {
+		if i == len(sub) || sub[i] == '.' {
+			if tok := sub[start:i]; !ValidToken(tok) {
+				return fmt.Errorf("%w: subtopic %q has an empty or invalid token: build subtopics with the generated New…Subtopic constructors", ErrContract, sub)
+			}
+			start = i + 1
+		}
+	}
+	return nil
+}
+
+var envelopeHeaders = map[string]bool{
+	envelope.HeaderMessageID: true, envelope.HeaderSchemaFQDN: true, envelope.HeaderSchemaVersion: true,
+	envelope.HeaderContentType: true, envelope.HeaderContentEncoding: true, envelope.HeaderProducedAt: true,
+	envelope.HeaderProducer: true, envelope.HeaderSource: true, envelope.HeaderRunID: true,
+	envelope.HeaderTraceparent: true, envelope.HeaderPartitionKey: true, envelope.HeaderDedupeKey: true,
+	envelope.HeaderRetryCount: true, envelope.HeaderDLQReason: true, envelope.HeaderSchemaHash: true,
+	envelope.HeaderBlobRef: true, envelope.HeaderBlobHash: true, envelope.HeaderBlobSize: true,
+	envelope.HeaderTraceID: true,
+}
+
+func isEnvelopeHeader(k string) bool { return envelopeHeaders[k] }
+
+var gzipPool = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression)
+	return w
+}}
+
+// Gzip compresses b deterministically: no file name, no modification time,
+// so the same payload always gives the same bytes.
+func Gzip(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b) / 2)
+	w := gzipPool.Get().(*gzip.Writer)
+	w.Reset(&buf) // a reset header carries no name and a zero ModTime
+	_, _ = w.Write(b)
+	_ = w.Close()
+	gzipPool.Put(w)
+	return buf.Bytes()
+}
+
+func newRunSuffix() string {
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return time.Now().UTC().Format("20060102T150405") + "_" + hex.EncodeToString(r[:])
+}
