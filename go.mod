@@ -3,9 +3,11 @@ module github.com/ampyfin/ampy-bus
 go 1.26.0
 
 require (
+	github.com/dave/jennifer v1.7.1
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/pmezard/go-difflib v1.0.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/stretchr/testify v1.12.1
 	google.golang.org/protobuf v1.36.12
