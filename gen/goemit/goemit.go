@@ -402,24 +402,27 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 	f.Line()
 	if len(params) == 0 {
 		f.Commentf("%s returns the %s subtopic; it has no parameters.", n.New, s.Pattern.Text)
+		f.Func().Id(n.New).Params().Id(n.Subtopic).Block(jen.Return(jen.Id(n.Subtopic).Values()))
 	} else {
 		f.Commentf("%s checks that each parameter is a valid topic token: non-empty,", n.New)
 		f.Comment("with no '.', '*', '>' or whitespace.")
 	}
-	f.Func().Id(n.New).ParamsFunc(args).Params(jen.Id(n.Subtopic), jen.Error()).BlockFunc(func(g *jen.Group) {
-		for _, p := range params {
-			g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(unexported(p)))).Block(
-				jen.Return(jen.Id(n.Subtopic).Values(), jen.Op("&").Qual(runtimePkg, "TokenError").Values(jen.Dict{
-					jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(unexported(p)),
-				})),
-			)
-		}
-		g.Return(jen.Id(n.Subtopic).ValuesFunc(func(g *jen.Group) {
+	if len(params) > 0 {
+		f.Func().Id(n.New).ParamsFunc(args).Params(jen.Id(n.Subtopic), jen.Error()).BlockFunc(func(g *jen.Group) {
 			for _, p := range params {
-				g.Id(unexported(p))
+				g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(unexported(p)))).Block(
+					jen.Return(jen.Id(n.Subtopic).Values(), jen.Op("&").Qual(runtimePkg, "TokenError").Values(jen.Dict{
+						jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(unexported(p)),
+					})),
+				)
 			}
-		}), jen.Nil())
-	})
+			g.Return(jen.Id(n.Subtopic).ValuesFunc(func(g *jen.Group) {
+				for _, p := range params {
+					g.Id(unexported(p))
+				}
+			}), jen.Nil())
+		})
+	}
 
 	if len(params) > 0 {
 		f.Line()
@@ -447,6 +450,10 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 		g.Id("tokens").Op(":=").Qual("strings", "Split").Call(jen.Id("subtopic"), jen.Lit("."))
 		g.If(cond).Block(jen.Return(jen.Id(n.Subtopic).Values(), jen.Qual("fmt", "Errorf").Call(
 			jen.Lit("%w: subtopic %q does not match "+s.Pattern.Text), jen.Qual(runtimePkg, "ErrContract"), jen.Id("subtopic"))))
+		if len(params) == 0 {
+			g.Return(jen.Id(n.New).Call(), jen.Nil())
+			return
+		}
 		g.Return(jen.Id(n.New).CallFunc(func(g *jen.Group) {
 			for i, t := range s.Pattern.Tokens {
 				if t.Param != "" {

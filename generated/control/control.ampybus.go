@@ -76,8 +76,8 @@ var ReplayRequestsSpec = &ampybus.SubtopicSpec{
 type ReplayRequestsSubtopic struct{}
 
 // NewReplayRequestsSubtopic returns the replay_requests subtopic; it has no parameters.
-func NewReplayRequestsSubtopic() (ReplayRequestsSubtopic, error) {
-	return ReplayRequestsSubtopic{}, nil
+func NewReplayRequestsSubtopic() ReplayRequestsSubtopic {
+	return ReplayRequestsSubtopic{}
 }
 
 // ParseReplayRequestsSubtopic reads a subtopic in its topic form, as replay_requests.
@@ -86,7 +86,7 @@ func ParseReplayRequestsSubtopic(subtopic string) (ReplayRequestsSubtopic, error
 	if len(tokens) != 1 || tokens[0] != "replay_requests" {
 		return ReplayRequestsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match replay_requests", ampybus.ErrContract, subtopic)
 	}
-	return NewReplayRequestsSubtopic()
+	return NewReplayRequestsSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as replay_requests.

@@ -76,8 +76,8 @@ var EventsSpec = &ampybus.SubtopicSpec{
 type EventsSubtopic struct{}
 
 // NewEventsSubtopic returns the events subtopic; it has no parameters.
-func NewEventsSubtopic() (EventsSubtopic, error) {
-	return EventsSubtopic{}, nil
+func NewEventsSubtopic() EventsSubtopic {
+	return EventsSubtopic{}
 }
 
 // ParseEventsSubtopic reads a subtopic in its topic form, as events.
@@ -86,7 +86,7 @@ func ParseEventsSubtopic(subtopic string) (EventsSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "events" {
 		return EventsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match events", ampybus.ErrContract, subtopic)
 	}
-	return NewEventsSubtopic()
+	return NewEventsSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as events.

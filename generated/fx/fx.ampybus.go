@@ -78,8 +78,8 @@ var RatesSpec = &ampybus.SubtopicSpec{
 type RatesSubtopic struct{}
 
 // NewRatesSubtopic returns the rates subtopic; it has no parameters.
-func NewRatesSubtopic() (RatesSubtopic, error) {
-	return RatesSubtopic{}, nil
+func NewRatesSubtopic() RatesSubtopic {
+	return RatesSubtopic{}
 }
 
 // ParseRatesSubtopic reads a subtopic in its topic form, as rates.
@@ -88,7 +88,7 @@ func ParseRatesSubtopic(subtopic string) (RatesSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "rates" {
 		return RatesSubtopic{}, fmt.Errorf("%w: subtopic %q does not match rates", ampybus.ErrContract, subtopic)
 	}
-	return NewRatesSubtopic()
+	return NewRatesSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as rates.

@@ -77,8 +77,8 @@ var RawSpec = &ampybus.SubtopicSpec{
 type RawSubtopic struct{}
 
 // NewRawSubtopic returns the raw subtopic; it has no parameters.
-func NewRawSubtopic() (RawSubtopic, error) {
-	return RawSubtopic{}, nil
+func NewRawSubtopic() RawSubtopic {
+	return RawSubtopic{}
 }
 
 // ParseRawSubtopic reads a subtopic in its topic form, as raw.
@@ -87,7 +87,7 @@ func ParseRawSubtopic(subtopic string) (RawSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "raw" {
 		return RawSubtopic{}, fmt.Errorf("%w: subtopic %q does not match raw", ampybus.ErrContract, subtopic)
 	}
-	return NewRawSubtopic()
+	return NewRawSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as raw.
@@ -202,8 +202,8 @@ var NlpSpec = &ampybus.SubtopicSpec{
 type NlpSubtopic struct{}
 
 // NewNlpSubtopic returns the nlp subtopic; it has no parameters.
-func NewNlpSubtopic() (NlpSubtopic, error) {
-	return NlpSubtopic{}, nil
+func NewNlpSubtopic() NlpSubtopic {
+	return NlpSubtopic{}
 }
 
 // ParseNlpSubtopic reads a subtopic in its topic form, as nlp.
@@ -212,7 +212,7 @@ func ParseNlpSubtopic(subtopic string) (NlpSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "nlp" {
 		return NlpSubtopic{}, fmt.Errorf("%w: subtopic %q does not match nlp", ampybus.ErrContract, subtopic)
 	}
-	return NewNlpSubtopic()
+	return NewNlpSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as nlp.

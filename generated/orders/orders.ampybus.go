@@ -76,8 +76,8 @@ var RequestsSpec = &ampybus.SubtopicSpec{
 type RequestsSubtopic struct{}
 
 // NewRequestsSubtopic returns the requests subtopic; it has no parameters.
-func NewRequestsSubtopic() (RequestsSubtopic, error) {
-	return RequestsSubtopic{}, nil
+func NewRequestsSubtopic() RequestsSubtopic {
+	return RequestsSubtopic{}
 }
 
 // ParseRequestsSubtopic reads a subtopic in its topic form, as requests.
@@ -86,7 +86,7 @@ func ParseRequestsSubtopic(subtopic string) (RequestsSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "requests" {
 		return RequestsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match requests", ampybus.ErrContract, subtopic)
 	}
-	return NewRequestsSubtopic()
+	return NewRequestsSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as requests.

@@ -77,8 +77,8 @@ var SnapshotsSpec = &ampybus.SubtopicSpec{
 type SnapshotsSubtopic struct{}
 
 // NewSnapshotsSubtopic returns the snapshots subtopic; it has no parameters.
-func NewSnapshotsSubtopic() (SnapshotsSubtopic, error) {
-	return SnapshotsSubtopic{}, nil
+func NewSnapshotsSubtopic() SnapshotsSubtopic {
+	return SnapshotsSubtopic{}
 }
 
 // ParseSnapshotsSubtopic reads a subtopic in its topic form, as snapshots.
@@ -87,7 +87,7 @@ func ParseSnapshotsSubtopic(subtopic string) (SnapshotsSubtopic, error) {
 	if len(tokens) != 1 || tokens[0] != "snapshots" {
 		return SnapshotsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match snapshots", ampybus.ErrContract, subtopic)
 	}
-	return NewSnapshotsSubtopic()
+	return NewSnapshotsSubtopic(), nil
 }
 
 // String is the subtopic as it appears in the topic, as snapshots.

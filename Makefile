@@ -1,0 +1,35 @@
+# ampy-bus: the two commands a new user needs are `make demo` and `make test`.
+GO ?= go
+PKGS ?= ./...
+
+.PHONY: demo test check vet generate proto bench build
+
+## demo: a typed publisher and consumer over an embedded JetStream server
+demo:
+	$(GO) run ./cmd/ampybusctl demo
+
+## test: generated code is current, vet is clean, every test passes with -race
+test: check vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## check: fail with a diff when generated/ is stale for contract.yaml
+check:
+	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -out generated
+
+vet:
+	$(GO) vet $(PKGS)
+
+## generate: regenerate generated/ from contract.yaml
+generate:
+	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -out generated
+
+## proto: regenerate the payload Go code (needs protoc: apt-get install protobuf-compiler)
+proto:
+	bash proto/generate.sh
+
+## bench: typed publish vs raw nats.go, sync and async, in one run
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./runtime/ampybus/
+
+build:
+	$(GO) build -o bin/ ./cmd/...
