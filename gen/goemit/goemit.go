@@ -522,7 +522,11 @@ func (e *emitter) patterns(s *contract.Subtopic, n names, params []string) {
 			fname += exported(p)
 		}
 		f.Line()
-		f.Commentf("%s matches %s subtopics with the given leading parameters: %s.", fname, s.Pattern.Text, strings.ReplaceAll(wild(k), "%s", "…"))
+		doc := wild(k)
+		for _, p := range lead {
+			doc = strings.Replace(doc, "%s", "{"+p+"}", 1)
+		}
+		f.Commentf("%s matches %s subtopics with the given leading parameters: %s.", fname, s.Pattern.Text, doc)
 		f.Func().Id(fname).ParamsFunc(func(g *jen.Group) {
 			for _, p := range lead {
 				g.Id(unexported(p)).String()
@@ -567,23 +571,23 @@ func (e *emitter) keyFunc(s *contract.Subtopic, n names, payload jen.Code) {
 					jen.Lit(fmt.Sprintf("%%w: payload %s %%q does not match subtopic {%s} %%q", fp.Text, p)),
 					jen.Qual(runtimePkg, "ErrContract"), jen.Id("got"), jen.Id("s").Dot(unexported(p)))))
 		}
-		pk := e.template(g, s, s.PartitionKey, "partition_key")
-		var dk jen.Code
+		checked := map[string]bool{}
+		kv := []any{"Partition", e.template(g, s, s.PartitionKey, "partition_key", checked)}
 		if s.DedupeKey != nil {
-			dk = e.template(g, s, s.DedupeKey, "dedupe_key")
+			kv = append(kv, "Dedupe", e.template(g, s, s.DedupeKey, "dedupe_key", checked))
 		}
-		g.Return(jen.Qual(runtimePkg, "Keys").Values(jen.DictFunc(func(d jen.Dict) {
-			d[jen.Id("Partition")] = pk
-			if dk != nil {
-				d[jen.Id("Dedupe")] = dk
-			}
-		})), jen.Nil())
+		lit := jen.Qual(runtimePkg, "Keys").Add(fields(kv...))
+		if len(kv) == 2 {
+			lit = jen.Qual(runtimePkg, "Keys").Values(jen.Id("Partition").Op(":").Add(kv[1].(jen.Code)))
+		}
+		g.Return(lit, jen.Nil())
 	})
 }
 
-// template emits checks that each field part is non-empty and returns the
-// expression that concatenates the key.
-func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Template, what string) jen.Code {
+// template emits checks that each string field part is non-empty (once per
+// field across a subtopic's keys) and returns the expression that
+// concatenates the key.
+func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Template, what string, checked map[string]bool) jen.Code {
 	var parts []jen.Code
 	for _, p := range t.Parts {
 		switch {
@@ -596,10 +600,14 @@ func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Templ
 			v := e.fieldExpr("m", s.Payload, p.Field)
 			switch leaf.Kind() {
 			case protoreflect.StringKind:
+				parts = append(parts, v)
+				if checked[p.Field.Text] {
+					continue
+				}
+				checked[p.Field.Text] = true
 				g.If(v.Clone().Op("==").Lit("")).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
 					jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is empty", what, t.Text, p.Field.Text)),
 					jen.Qual(runtimePkg, "ErrContract"))))
-				parts = append(parts, v)
 			case protoreflect.EnumKind:
 				parts = append(parts, v.Dot("String").Call())
 			case protoreflect.BoolKind:

@@ -156,7 +156,7 @@ func All() Pattern {
 	return Pattern{"*.*"}
 }
 
-// ByMIC matches {mic}.{symbol} subtopics with the given leading parameters: ….*.
+// ByMIC matches {mic}.{symbol} subtopics with the given leading parameters: {mic}.*.
 func ByMIC(mic string) (Pattern, error) {
 	if !ampybus.ValidToken(mic) {
 		return Pattern{}, &ampybus.TokenError{

@@ -134,8 +134,8 @@ func replayRequestsKeys(s ReplayRequestsSubtopic, m *controlv1.ReplayRequest) (a
 		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {request_id} needs payload field request_id, which is empty", ampybus.ErrContract)
 	}
 	return ampybus.Keys{
-		Dedupe:    m.GetRequestId(),
 		Partition: m.GetEnv() + "." + m.GetDomain(),
+		Dedupe:    m.GetRequestId(),
 	}, nil
 }
 

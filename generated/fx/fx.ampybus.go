@@ -278,7 +278,7 @@ func AllPair() PairPattern {
 	return PairPattern{"*.*"}
 }
 
-// PairByBase matches {base}.{quote} subtopics with the given leading parameters: ….*.
+// PairByBase matches {base}.{quote} subtopics with the given leading parameters: {base}.*.
 func PairByBase(base string) (PairPattern, error) {
 	if !ampybus.ValidToken(base) {
 		return PairPattern{}, &ampybus.TokenError{

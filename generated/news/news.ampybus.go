@@ -128,12 +128,9 @@ func rawKeys(s RawSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 	if m.GetId() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {id} needs payload field id, which is empty", ampybus.ErrContract)
 	}
-	if m.GetId() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {id} needs payload field id, which is empty", ampybus.ErrContract)
-	}
 	return ampybus.Keys{
-		Dedupe:    m.GetId(),
 		Partition: m.GetId(),
+		Dedupe:    m.GetId(),
 	}, nil
 }
 
@@ -253,12 +250,9 @@ func nlpKeys(s NlpSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 	if m.GetId() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {id} needs payload field id, which is empty", ampybus.ErrContract)
 	}
-	if m.GetId() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {id} needs payload field id, which is empty", ampybus.ErrContract)
-	}
 	return ampybus.Keys{
-		Dedupe:    m.GetId(),
 		Partition: m.GetId(),
+		Dedupe:    m.GetId(),
 	}, nil
 }
 

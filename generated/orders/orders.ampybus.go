@@ -127,12 +127,9 @@ func requestsKeys(s RequestsSubtopic, m *ordersv1.OrderRequest) (ampybus.Keys, e
 	if m.GetClientOrderId() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {client_order_id} needs payload field client_order_id, which is empty", ampybus.ErrContract)
 	}
-	if m.GetClientOrderId() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {client_order_id} needs payload field client_order_id, which is empty", ampybus.ErrContract)
-	}
 	return ampybus.Keys{
-		Dedupe:    m.GetClientOrderId(),
 		Partition: m.GetClientOrderId(),
+		Dedupe:    m.GetClientOrderId(),
 	}, nil
 }
 

@@ -1,0 +1,128 @@
+package goemit_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/goemit"
+	_ "github.com/ampyfin/ampy-bus/proto/ampy"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/*/golden")
+
+const module = "github.com/ampyfin/ampy-bus"
+
+func generate(t *testing.T, contractPath, importPath string) map[string][]byte {
+	t.Helper()
+	c, err := contract.Load(contractPath, protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	files, err := goemit.Generate(c, goemit.Options{ImportPath: importPath, Source: "contract.yaml"})
+	require.NoError(t, err)
+	return files
+}
+
+// TestGolden compares generated code with testdata/<case>/golden; run with
+// -update to accept a change after reviewing its diff.
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*/contract.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, cases)
+	for _, c := range cases {
+		dir := filepath.Dir(c)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			files := generate(t, c, module+"/gen/goemit/"+filepath.ToSlash(dir)+"/golden")
+			golden := filepath.Join(dir, "golden")
+			if *update {
+				require.NoError(t, os.RemoveAll(golden))
+				require.NoError(t, goemit.Write(golden, files))
+			}
+			diff, err := goemit.Check(golden, files)
+			require.NoError(t, err)
+			assert.Empty(t, diff, "generated code differs from %s; review and run go test ./gen/goemit -update", golden)
+		})
+	}
+}
+
+// TestShippedOutputCurrent is ampybus-gen check as a test: generated/ must
+// match contract.yaml.
+func TestShippedOutputCurrent(t *testing.T) {
+	files := generate(t, "../../contract.yaml", module+"/generated")
+	diff, err := goemit.Check("../../generated", files)
+	require.NoError(t, err)
+	assert.Empty(t, diff, "generated/ is stale: run make generate")
+	assert.Len(t, files, 15, "14 domain packages and the root package")
+}
+
+func TestDeterministic(t *testing.T) {
+	a := generate(t, "../../contract.yaml", module+"/generated")
+	for range 3 {
+		b := generate(t, "../../contract.yaml", module+"/generated")
+		require.Equal(t, len(a), len(b))
+		for name := range a {
+			require.True(t, bytes.Equal(a[name], b[name]), "%s differs between runs", name)
+		}
+	}
+	for name, src := range a {
+		require.True(t, strings.HasPrefix(string(src), goemit.Marker+"\n"), "%s lacks the generated-code marker", name)
+	}
+}
+
+// TestOutputCompiles generates the golden case into a package inside this
+// module and runs go vet on it, so the output is known to build.
+func TestOutputCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles with the go tool; skipped in -short")
+	}
+	dir, err := os.MkdirTemp(".", "compiletest")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	files := generate(t, "testdata/minimal/contract.yaml", module+"/gen/goemit/"+filepath.Base(dir))
+	require.NoError(t, goemit.Write(dir, files))
+	out, err := exec.Command("go", "vet", "./"+filepath.Base(dir)+"/...").CombinedOutput()
+	require.NoError(t, err, "generated code does not build:\n%s", out)
+}
+
+func TestWriteRemovesOnlyStaleGeneratedFiles(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string][]byte{"a/a.ampybus.go": []byte(goemit.Marker + "\npackage a\n")}
+	stale := filepath.Join(dir, "old", "old.ampybus.go")
+	mine := filepath.Join(dir, "a", "handwritten.go")
+	require.NoError(t, os.MkdirAll(filepath.Dir(stale), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Dir(mine), 0o755))
+	require.NoError(t, os.WriteFile(stale, []byte(goemit.Marker+"\npackage old\n"), 0o644))
+	require.NoError(t, os.WriteFile(mine, []byte("package a\n"), 0o644))
+
+	diff, err := goemit.Check(dir, files)
+	require.NoError(t, err)
+	assert.Contains(t, diff, "--- /dev/null\n+++ b/a/a.ampybus.go")
+	assert.Contains(t, diff, "--- a/old/old.ampybus.go\n+++ /dev/null")
+
+	require.NoError(t, goemit.Write(dir, files))
+	var left []string
+	require.NoError(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			left = append(left, filepath.ToSlash(rel))
+		}
+		return err
+	}))
+	sort.Strings(left)
+	assert.Equal(t, []string{"a/a.ampybus.go", "a/handwritten.go"}, left)
+	_, err = os.Stat(filepath.Dir(stale))
+	assert.True(t, os.IsNotExist(err), "the emptied directory is removed")
+
+	diff, err = goemit.Check(dir, files)
+	require.NoError(t, err)
+	assert.Empty(t, diff)
+}
