@@ -1,0 +1,199 @@
+package ampybus_test
+
+import (
+	"context"
+	"errors"
+	neturl "net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/generated/dlq"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+)
+
+func TestHandlerErrorRedelivers(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	var calls atomic.Int32
+	got := make(chan *bars.Message, 1)
+	s, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		if calls.Add(1) < 3 {
+			return errors.New("feature store busy")
+		}
+		got <- m
+		return nil
+	}, ampybus.Durable("retry"), ampybus.RetryBackoff(func(int) time.Duration { return 10 * time.Millisecond }))
+	require.NoError(t, err)
+	defer s.Stop()
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+	require.NoError(t, err)
+	select {
+	case m := <-got:
+		assert.Equal(t, res.MessageID, m.Headers.MessageID)
+		assert.Equal(t, 3, m.Attempt)
+		assert.Equal(t, 2, m.Headers.RetryCount, "two deliveries came before")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not redelivered; handler called %d times", calls.Load())
+	}
+}
+
+// rawPublish sends bytes with the given headers straight through nats.go, as
+// a misbehaving or foreign producer would.
+func rawPublish(t *testing.T, url, subject string, h nats.Header, data []byte) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: data})
+	require.NoError(t, err)
+}
+
+func validHeaders(fqdn string) nats.Header {
+	h := nats.Header{}
+	eh := envelope.Headers{
+		MessageID: envelope.NewMessageID(), SchemaFQDN: fqdn, SchemaVersion: "1.0.0",
+		ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Now(), Producer: "foreign@1", Source: "foreign",
+		RunID: "r1", Trace: envelope.NewTrace(), PartitionKey: "XNAS.AAPL",
+	}
+	for _, f := range eh.Fields() {
+		h.Set(f.Key, f.Value)
+	}
+	return h
+}
+
+func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	// The stream must exist before raw publishes.
+	require.NoError(t, b.Ensure(ctx, bars.Domain, dlq.Domain))
+
+	good, err := proto.Marshal(barBatch())
+	require.NoError(t, err)
+	badTrace := validHeaders(bars.SchemaFQDN)
+	badTrace.Set("traceparent", "00-00000000000000000000000000000000-0000000000000000-01")
+	cases := []struct {
+		name, subject string
+		h             nats.Header
+		data          []byte
+		reason        string
+	}{
+		{"undecodable payload", "ampy.dev.bars.v1.XNAS.AAPL", validHeaders(bars.SchemaFQDN), []byte{0xff, 0xff, 0xff}, "decode_error: "},
+		{"wrong schema", "ampy.dev.bars.v1.XNAS.AAPL", validHeaders("ampy.ticks.v1.TradeTick"), good, "schema_mismatch: schema_fqdn ampy.ticks.v1.TradeTick"},
+		{"zero trace", "ampy.dev.bars.v1.XNAS.AAPL", badTrace, good, "contract_violation: header traceparent="},
+		{"bad gzip", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
+			h := validHeaders(bars.SchemaFQDN)
+			h.Set("content_encoding", "gzip")
+			return h
+		}(), good, "decode_error: gzip: "},
+	}
+	var handled atomic.Int32
+	s, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		handled.Add(1)
+		return nil
+	}, ampybus.Durable("poison"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	defer s.Stop()
+
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	dl, err := js.Stream(ctx, natsbinding.StreamName(dlq.Domain.Prefix("dev")))
+	require.NoError(t, err)
+
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rawPublish(t, srv.URL(), tc.subject, tc.h, tc.data)
+			var m *jetstream.RawStreamMsg
+			require.Eventually(t, func() bool {
+				m, err = dl.GetMsg(ctx, uint64(i+1))
+				return err == nil
+			}, 10*time.Second, 20*time.Millisecond, "no dead letter")
+			assert.Equal(t, "ampy.dev.dlq.v1.bars", m.Subject)
+			assert.Equal(t, tc.data, m.Data, "original payload bytes preserved")
+			assert.Contains(t, m.Header.Get("dlq_reason"), tc.reason)
+			assert.Equal(t, tc.subject, m.Header.Get("dlq_original_topic"))
+			assert.Equal(t, "poison", m.Header.Get("dlq_consumer"))
+			for k, v := range tc.h {
+				assert.Equal(t, v, m.Header[k], "original header %s preserved verbatim", k)
+			}
+		})
+	}
+	assert.Zero(t, handled.Load(), "no poison reached the handler")
+
+	// A permanent handler error dead-letters too, once.
+	s2, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		return ampybus.Permanent(errors.New("bar from the future"))
+	}, ampybus.Durable("permanent"))
+	require.NoError(t, err)
+	defer s2.Stop()
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "MSFT"), barBatch())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := dl.Info(ctx)
+		return err == nil && info.State.Msgs == uint64(len(cases)+1)
+	}, 10*time.Second, 20*time.Millisecond)
+	m, err := dl.GetMsg(ctx, uint64(len(cases)+1))
+	require.NoError(t, err)
+	assert.Equal(t, res.MessageID, m.Header.Get("message_id"))
+	assert.Equal(t, "handler: permanent failure: bar from the future", m.Header.Get("dlq_reason"))
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir})
+	require.NoError(t, err)
+	url := srv.URL()
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	port, err := strconv.Atoi(u.Port())
+	require.NoError(t, err)
+	b := open(t, url, ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	got := make(chan string, 4)
+	s, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		got <- m.Subtopic.Symbol()
+		return nil
+	}, ampybus.Durable("survivor"))
+	require.NoError(t, err)
+	defer s.Stop()
+	pub := bars.NewPublisher(b)
+	_, err = pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+	require.NoError(t, err)
+	assert.Equal(t, "AAPL", <-got)
+
+	// The broker goes away and comes back on the same port and store.
+	srv.Shutdown()
+	srv, err = natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir, Port: port})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+
+	require.Eventually(t, func() bool {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := pub.Publish(pctx, bars.MustSubtopic("XNAS", "MSFT"), barBatch())
+		return err == nil
+	}, 15*time.Second, 100*time.Millisecond, "publish did not recover after reconnect")
+	select {
+	case sym := <-got:
+		assert.Equal(t, "MSFT", sym)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the durable consumer did not resume after reconnect")
+	}
+}
