@@ -53,12 +53,7 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 // a misbehaving or foreign producer would.
 func rawPublish(t *testing.T, url, subject string, h nats.Header, data []byte) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: data})
+	_, err := rawJS(t, url).PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: data})
 	require.NoError(t, err)
 }
 
@@ -109,12 +104,7 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Stop()
 
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	dl, err := js.Stream(ctx, natsbinding.StreamName(dlq.Domain.Prefix("dev")))
+	dl, err := rawJS(t, srv.URL()).Stream(ctx, natsbinding.StreamName(dlq.Domain.Prefix("dev")))
 	require.NoError(t, err)
 
 	for i, tc := range cases {

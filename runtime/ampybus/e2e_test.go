@@ -214,12 +214,7 @@ func TestWireHeaders(t *testing.T) {
 	require.NoError(t, err)
 
 	// Read the stored message with plain nats.go, as any other client would.
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	st, err := js.Stream(ctx, "AMPY_PROD_BARS_V1")
+	st, err := rawJS(t, srv.URL()).Stream(ctx, "AMPY_PROD_BARS_V1")
 	require.NoError(t, err)
 	raw, err := st.GetMsg(ctx, res.Sequence)
 	require.NoError(t, err)
@@ -271,14 +266,20 @@ func TestWireHeaders(t *testing.T) {
 	assert.Equal(t, schema.Hash((&barsv1.BarBatch{}).ProtoReflect().Descriptor()), bars.SchemaHash)
 }
 
-func streamMsgs(t *testing.T, url, stream string) uint64 {
+// rawJS is a plain nats.go JetStream client, independent of the bus under test.
+func rawJS(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	st, err := js.Stream(context.Background(), stream)
+	return js
+}
+
+func streamMsgs(t *testing.T, url, stream string) uint64 {
+	t.Helper()
+	st, err := rawJS(t, url).Stream(context.Background(), stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0
 	}
