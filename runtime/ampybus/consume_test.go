@@ -187,3 +187,37 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		t.Fatal("the durable consumer did not resume after reconnect")
 	}
 }
+
+// Closing the bus while async publishes are in flight must neither panic nor
+// lose an acknowledged message: every future completes, and every success is stored.
+func TestCloseDuringAsyncPublish(t *testing.T) {
+	srv := server(t)
+	ctx := testCtx(t)
+	b, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"), ampybus.WithAsyncWindow(64))
+	require.NoError(t, err)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	pub := bars.NewPublisher(b)
+	var futures []*ampybus.PublishFuture
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			f, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+			if err != nil {
+				assert.ErrorIs(t, err, ampybus.ErrClosed)
+				return
+			}
+			futures = append(futures, f)
+		}
+	}()
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, b.Close())
+	<-done
+	acked := 0
+	for _, f := range futures {
+		if _, err := f.Wait(ctx); err == nil {
+			acked++
+		}
+	}
+	assert.Equal(t, uint64(acked), streamMsgs(t, srv.URL(), "AMPY_DEV_BARS_V1"), "every acknowledged publish is stored")
+}

@@ -39,10 +39,18 @@ type Transport struct {
 	log    *slog.Logger
 	window chan struct{}
 	queue  chan pending
-	done   chan struct{}
+	// done closes when Close begins: no new async publishes are taken.
+	done chan struct{}
+	// abort closes when Close gives up waiting for acks.
+	abort     chan struct{}
+	collected chan struct{}
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
+
+	// closeMu guards queue: senders hold it shared, Close exclusively, so no
+	// send can race the channel's close.
+	closeMu sync.RWMutex
 	closed  bool
 }
 
@@ -98,9 +106,12 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		nc: nc, js: js, log: log,
 		window:  make(chan struct{}, window),
-		queue:   make(chan pending, window+1),
-		done:    make(chan struct{}),
-		streams: map[string]jetstream.Stream{},
+		// Room for a full window plus concurrent Flush markers.
+		queue:   make(chan pending, window+64),
+		done:      make(chan struct{}),
+		abort:     make(chan struct{}),
+		collected: make(chan struct{}),
+		streams:   map[string]jetstream.Stream{},
 	}
 	go t.collect()
 	return t, nil
@@ -204,18 +215,25 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	case <-t.done:
 		return transport.ErrClosed
 	}
+	t.closeMu.RLock()
+	defer t.closeMu.RUnlock()
+	if t.closed {
+		<-t.window
+		return transport.ErrClosed
+	}
 	paf, err := t.js.PublishMsgAsync(toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		<-t.window
 		return mapErr(err)
 	}
-	t.queue <- pending{paf: paf, done: done}
+	t.queue <- pending{paf: paf, done: done} // never blocks: the window bounds the queue
 	return nil
 }
 
 // collect completes async publishes in the order they were sent; JetStream
 // acks arrive in that order, so waiting on the head costs nothing.
 func (t *Transport) collect() {
+	defer close(t.collected)
 	for p := range t.queue {
 		if p.flush != nil {
 			close(p.flush)
@@ -226,6 +244,8 @@ func (t *Transport) collect() {
 			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
 		case err := <-p.paf.Err():
 			p.done(transport.PublishAck{}, mapErr(err))
+		case <-t.abort:
+			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
 		}
 		<-t.window
 	}
@@ -233,14 +253,14 @@ func (t *Transport) collect() {
 
 // Flush implements transport.Transport.
 func (t *Transport) Flush(ctx context.Context) error {
-	t.mu.Lock()
+	t.closeMu.RLock()
 	if t.closed {
-		t.mu.Unlock()
+		t.closeMu.RUnlock()
 		return transport.ErrClosed
 	}
 	marker := make(chan struct{})
 	t.queue <- pending{flush: marker}
-	t.mu.Unlock()
+	t.closeMu.RUnlock()
 	select {
 	case <-marker:
 		return nil
@@ -249,25 +269,32 @@ func (t *Transport) Flush(ctx context.Context) error {
 	}
 }
 
-// Close flushes async publishes (bounded by 10 s) and closes the connection.
+// Close stops taking async publishes, waits (up to 10 s) for the broker to
+// acknowledge those in flight, fails any still unanswered with ErrClosed, and
+// closes the connection.
 func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ferr := t.Flush(ctx)
-	t.mu.Lock()
+	t.closeMu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.closeMu.Unlock()
 		return nil
 	}
 	t.closed = true
 	close(t.done)
+	drained := make(chan struct{})
+	t.queue <- pending{flush: drained}
 	close(t.queue)
-	t.mu.Unlock()
-	t.nc.Close()
-	if ferr != nil && !errors.Is(ferr, transport.ErrClosed) {
-		return fmt.Errorf("close: %w", ferr)
+	t.closeMu.Unlock()
+
+	var err error
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		err = fmt.Errorf("close: %d async publishes unacknowledged after 10s", len(t.window))
 	}
-	return nil
+	close(t.abort)
+	<-t.collected
+	t.nc.Close()
+	return err
 }
 
 // mapErr wraps nats errors in the transport's sentinels so callers can branch.
