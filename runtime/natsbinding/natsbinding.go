@@ -105,9 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		nc: nc, js: js, log: log,
-		window:  make(chan struct{}, window),
+		window: make(chan struct{}, window),
 		// Room for a full window plus concurrent Flush markers.
-		queue:   make(chan pending, window+64),
+		queue:     make(chan pending, window+64),
 		done:      make(chan struct{}),
 		abort:     make(chan struct{}),
 		collected: make(chan struct{}),
