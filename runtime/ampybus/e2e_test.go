@@ -363,3 +363,21 @@ func TestBadInputPublishesNothing(t *testing.T) {
 	_, err = ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("only-producer", ""))
 	assert.ErrorIs(t, err, ampybus.ErrNoProducer)
 }
+
+func TestWithMessageIDDeduplicates(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	pub := bars.NewPublisher(b)
+	id := envelope.NewMessageID()
+	first, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch(), ampybus.WithMessageID(id))
+	require.NoError(t, err)
+	again, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch(), ampybus.WithMessageID(id))
+	require.NoError(t, err)
+	assert.False(t, first.Duplicate)
+	assert.True(t, again.Duplicate, "JetStream recognises the repeated message id")
+	assert.Equal(t, uint64(1), streamMsgs(t, srv.URL(), "AMPY_DEV_BARS_V1"))
+	_, err = pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch(), ampybus.WithMessageID("0b7e0c2e-7d1a-4c1b-9d1e-0c2e7d1a4c1b"))
+	assert.ErrorIs(t, err, ampybus.ErrContract)
+	assert.ErrorContains(t, err, "is not a UUIDv7")
+}
