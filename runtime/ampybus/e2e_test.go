@@ -381,3 +381,18 @@ func TestWithMessageIDDeduplicates(t *testing.T) {
 	assert.ErrorIs(t, err, ampybus.ErrContract)
 	assert.ErrorContains(t, err, "is not a UUIDv7")
 }
+
+func TestOpenErrors(t *testing.T) {
+	ctx := testCtx(t)
+	_, err := ampybus.Open(ctx, "nats://127.0.0.1:1")
+	assert.ErrorIs(t, err, ampybus.ErrUnavailable)
+	assert.ErrorContains(t, err, "connect to NATS at nats://127.0.0.1:1")
+	assert.ErrorContains(t, err, "is nats-server running there with JetStream enabled, -js?")
+
+	_, err = ampybus.Open(ctx, "amqp://127.0.0.1:5672")
+	assert.ErrorIs(t, err, ampybus.ErrBadURL)
+	assert.ErrorContains(t, err, "use nats://host:4222 or embedded://nats")
+
+	_, err = ampybus.Open(ctx, "embedded://rabbit")
+	assert.ErrorIs(t, err, ampybus.ErrBadURL)
+}
