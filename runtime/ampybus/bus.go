@@ -14,7 +14,9 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -50,7 +52,8 @@ type Bus struct {
 	runID    string
 	log      *slog.Logger
 	url      string
-	embedded *natsbinding.Embedded
+	// stopEmbedded shuts down an in-process broker the bus started.
+	stopEmbedded func()
 
 	mu      sync.Mutex
 	ensured map[string]*ensureOnce
@@ -70,6 +73,7 @@ type options struct {
 	log         *slog.Logger
 	asyncWindow int
 	natsOpts    []nats.Option
+	kafkaOpts   []kgo.Opt
 	storeDir    string
 }
 
@@ -102,13 +106,20 @@ func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *options) { o.natsOpts = append(o.natsOpts, opts...) }
 }
 
+// WithKafkaOptions passes franz-go options (TLS, SASL) to a kafka:// bus.
+func WithKafkaOptions(opts ...kgo.Opt) Option {
+	return func(o *options) { o.kafkaOpts = append(o.kafkaOpts, opts...) }
+}
+
 // WithStoreDir keeps an embedded broker's data in dir, so it survives a restart.
 func WithStoreDir(dir string) Option { return func(o *options) { o.storeDir = dir } }
 
-// Open connects to the bus at rawURL:
+// Open connects to the bus at rawURL. Only the URL differs between transports:
 //
 //	nats://host:4222[,nats://host2:4222]   NATS with JetStream
+//	kafka://host1:9092,host2:9092          Kafka
 //	embedded://nats                        an in-process JetStream server (also "")
+//	embedded://kafka                       an in-process Kafka cluster (kfake)
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 	o := options{env: "dev", log: slog.Default()}
 	for _, opt := range opts {
@@ -128,34 +139,54 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bus %q: %w: %v", rawURL, ErrBadURL, err)
 	}
-	natsURL := rawURL
-	switch u.Scheme {
-	case "nats", "tls", "ws", "wss":
-	case "embedded":
-		if u.Host != "nats" && u.Opaque != "nats" {
-			return nil, fmt.Errorf("open bus %q: %w: the embedded broker is embedded://nats", rawURL, ErrBadURL)
-		}
-		e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: o.storeDir})
-		if err != nil {
-			return nil, fmt.Errorf("open bus %q: %w", rawURL, err)
-		}
-		b.embedded = e
-		natsURL = e.URL()
-	default:
-		return nil, fmt.Errorf("open bus %q: %w: use nats://host:4222 or embedded://nats", rawURL, ErrBadURL)
-	}
-	t, err := natsbinding.Open(ctx, natsbinding.Config{
-		URL: natsURL, Name: orDefault(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow,
-		Options: o.natsOpts, Logger: o.log,
-	})
+	t, addr, err := b.connect(ctx, u, rawURL, o)
 	if err != nil {
-		if b.embedded != nil {
-			b.embedded.Shutdown()
+		if b.stopEmbedded != nil {
+			b.stopEmbedded()
 		}
 		return nil, fmt.Errorf("open bus: %w", err)
 	}
-	b.t, b.url = t, natsURL
+	b.t, b.url = t, addr
 	return b, nil
+}
+
+// connect opens the binding the URL names, starting an embedded broker first
+// for embedded:// URLs.
+func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options) (transport.Transport, string, error) {
+	scheme, addr := u.Scheme, rawURL
+	if scheme == "embedded" {
+		switch kind := orDefault(u.Host, u.Opaque); kind {
+		case "nats":
+			e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: o.storeDir})
+			if err != nil {
+				return nil, "", err
+			}
+			b.stopEmbedded, scheme, addr = e.Shutdown, "nats", e.URL()
+		case "kafka":
+			e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{DataDir: o.storeDir})
+			if err != nil {
+				return nil, "", err
+			}
+			b.stopEmbedded, scheme, addr = e.Shutdown, "kafka", e.URL()
+		default:
+			return nil, "", fmt.Errorf("%w %q: the embedded brokers are embedded://nats and embedded://kafka", ErrBadURL, rawURL)
+		}
+	}
+	switch scheme {
+	case "nats", "tls", "ws", "wss":
+		t, err := natsbinding.Open(ctx, natsbinding.Config{
+			URL: addr, Name: orDefault(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow,
+			Options: o.natsOpts, Logger: o.log,
+		})
+		return t, addr, err
+	case "kafka":
+		brokers := strings.Split(strings.TrimPrefix(addr, "kafka://"), ",")
+		t, err := kafkabinding.Open(ctx, kafkabinding.Config{
+			Brokers: brokers, AsyncWindow: o.asyncWindow, Options: o.kafkaOpts, Logger: o.log,
+		})
+		return t, addr, err
+	}
+	return nil, "", fmt.Errorf("%w %q: use nats://host:4222, kafka://host:9092[,host2:9092], embedded://nats or embedded://kafka", ErrBadURL, rawURL)
 }
 
 func orDefault(s, def string) string {
@@ -197,8 +228,8 @@ func (b *Bus) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	err := b.t.Close()
-	if b.embedded != nil {
-		b.embedded.Shutdown()
+	if b.stopEmbedded != nil {
+		b.stopEmbedded()
 	}
 	return err
 }

@@ -391,7 +391,7 @@ func TestOpenErrors(t *testing.T) {
 
 	_, err = ampybus.Open(ctx, "amqp://127.0.0.1:5672")
 	assert.ErrorIs(t, err, ampybus.ErrBadURL)
-	assert.ErrorContains(t, err, "use nats://host:4222 or embedded://nats")
+	assert.ErrorContains(t, err, "use nats://host:4222, kafka://host:9092[,host2:9092], embedded://nats or embedded://kafka")
 
 	_, err = ampybus.Open(ctx, "embedded://rabbit")
 	assert.ErrorIs(t, err, ampybus.ErrBadURL)

@@ -1,0 +1,337 @@
+package kafkabinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// Subscribe implements transport.Transport. A group subscription joins a
+// consumer group and commits offsets only up to the first message not yet
+// settled in each partition; a failed message is retried in place, so later
+// messages of its partition wait behind it and key order holds.
+func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (transport.Consumer, error) {
+	maxInFlight := sub.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = 1024
+	}
+	c := &consumer{
+		t: t, sub: sub, prefix: sub.Stream.Prefix + ".",
+		out:     make(chan *delivery, maxInFlight),
+		slots:   make(chan struct{}, maxInFlight),
+		closed:  make(chan struct{}),
+		stopped: make(chan struct{}),
+		parts:   map[int32]*partition{},
+	}
+	opts := append(t.baseOpts(),
+		kgo.ConsumeTopics(sub.Stream.Prefix),
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.ConsumeResetOffset(resetOffset(sub.Start)),
+	)
+	if sub.Group != "" {
+		opts = append(opts,
+			kgo.ConsumerGroup(sub.Group),
+			kgo.DisableAutoCommit(),
+			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsRevoked(c.revoked),
+			kgo.OnPartitionsLost(c.lost),
+			kgo.SessionTimeout(10*time.Second),
+			kgo.HeartbeatInterval(time.Second),
+		)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer for %s: %w", sub.Stream.Prefix, err)
+	}
+	c.cl = cl
+	go c.poll()
+	go c.commitLoop()
+	return c, nil
+}
+
+func resetOffset(s transport.StartPosition) kgo.Offset {
+	switch s.Kind {
+	case transport.StartFirst:
+		return kgo.NewOffset().AtStart()
+	case transport.StartAtTime:
+		return kgo.NewOffset().AfterMilli(s.Time.UnixMilli())
+	case transport.StartAtSequence:
+		return kgo.NewOffset().At(int64(s.Sequence))
+	}
+	return kgo.NewOffset().AtEnd()
+}
+
+type consumer struct {
+	t      *Transport
+	sub    transport.Subscription
+	prefix string
+	cl     *kgo.Client
+	out    chan *delivery
+	// slots bounds delivered-but-unsettled records.
+	slots     chan struct{}
+	closed    chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+
+	// commitMu serialises commits with rebalance callbacks, so no commit for a
+	// partition runs after its revocation.
+	commitMu sync.Mutex
+	mu       sync.Mutex
+	parts    map[int32]*partition
+}
+
+// partition tracks the records handed out from one partition, in offset order.
+type partition struct {
+	gen     int
+	pending []*delivery // in offset order; the head is the oldest unsettled or uncommitted
+	commit  *kgo.Record // the last record whose offset+1 may be committed
+	dirty   bool
+}
+
+type delivery struct {
+	c       *consumer
+	rec     *kgo.Record
+	part    *partition
+	msg     transport.Message
+	herr    error
+	attempt int
+	settled bool
+}
+
+func (c *consumer) poll() {
+	defer close(c.stopped)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.closed
+		cancel()
+	}()
+	for {
+		// Wait for at least one free slot before asking for records.
+		select {
+		case c.slots <- struct{}{}:
+			<-c.slots
+		case <-c.closed:
+			return
+		}
+		free := cap(c.slots) - len(c.slots)
+		fetches := c.cl.PollRecords(ctx, free)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			c.cl.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.t.log.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(c.accept)
+		c.cl.AllowRebalance()
+	}
+}
+
+// accept tracks a polled record and hands it out if its subtopic matches.
+func (c *consumer) accept(r *kgo.Record) {
+	d := &delivery{c: c, rec: r, attempt: 1}
+	d.msg.Payload = r.Value
+	var sub string
+	d.msg.Headers, sub, d.herr = parseHeaders(r.Headers)
+	d.msg.Topic = r.Topic
+	if sub != "" {
+		d.msg.Topic = r.Topic + "." + sub
+	}
+	c.mu.Lock()
+	p := c.parts[r.Partition]
+	if p == nil {
+		p = &partition{}
+		c.parts[r.Partition] = p
+	}
+	d.part = p
+	p.pending = append(p.pending, d)
+	c.mu.Unlock()
+	if !c.matches(d.msg.Topic) {
+		d.settle() // not ours: skip it, but let the offset move past it
+		return
+	}
+	c.slots <- struct{}{}
+	c.out <- d
+}
+
+func (c *consumer) matches(topic string) bool {
+	for _, f := range c.sub.Filters {
+		if transport.Match(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// settle marks d done and advances its partition's committable offset over
+// every settled record at the head.
+func (d *delivery) settle() {
+	c := d.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.settled {
+		return
+	}
+	d.settled = true
+	p := d.part
+	if c.parts[d.rec.Partition] != p {
+		return // the partition was revoked; its new owner will see the record again
+	}
+	i := 0
+	for i < len(p.pending) && p.pending[i].settled {
+		p.commit = p.pending[i].rec
+		p.dirty = true
+		i++
+	}
+	p.pending = p.pending[i:]
+}
+
+// commitLoop commits settled offsets every 100 ms.
+func (c *consumer) commitLoop() {
+	if c.sub.Group == "" {
+		return
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			c.commitSettled(context.Background(), nil)
+		case <-c.stopped:
+			return
+		}
+	}
+}
+
+// commitSettled commits the settled offsets of the given partitions (all
+// when nil). Callers hold neither lock.
+func (c *consumer) commitSettled(ctx context.Context, only map[int32]bool) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.commitLocked(ctx, only)
+}
+
+func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
+	c.mu.Lock()
+	var recs []*kgo.Record
+	for id, p := range c.parts {
+		if p.dirty && (only == nil || only[id]) {
+			recs = append(recs, p.commit)
+			p.dirty = false
+		}
+	}
+	c.mu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.cl.CommitRecords(cctx, recs...); err != nil {
+		c.t.log.Warn("kafka offset commit failed; uncommitted messages will be redelivered", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
+	}
+}
+
+// revoked commits what is settled in the partitions leaving this member and
+// forgets them: acks that arrive later do not commit across the rebalance.
+func (c *consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	only := map[int32]bool{}
+	for _, ps := range lost {
+		for _, p := range ps {
+			only[p] = true
+		}
+	}
+	c.commitLocked(ctx, only)
+	c.forget(only)
+}
+
+// lost forgets partitions without committing: another member owns them already.
+func (c *consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	only := map[int32]bool{}
+	for _, ps := range lost {
+		for _, p := range ps {
+			only[p] = true
+		}
+	}
+	c.forget(only)
+}
+
+func (c *consumer) forget(parts map[int32]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range parts {
+		delete(c.parts, id)
+	}
+}
+
+// Next implements transport.Consumer.
+func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
+	select {
+	case d := <-c.out:
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.closed:
+		return nil, transport.ErrClosed
+	}
+}
+
+// Close implements transport.Consumer: it stops polling, commits what is
+// settled and leaves the group. Unsettled records are redelivered to the
+// group later.
+func (c *consumer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		<-c.stopped
+		if c.sub.Group != "" {
+			c.commitSettled(context.Background(), nil)
+		}
+		c.cl.Close()
+	})
+	return nil
+}
+
+func (d *delivery) Message() *transport.Message { return &d.msg }
+func (d *delivery) HeaderErr() error            { return d.herr }
+func (d *delivery) Attempt() int                { return d.attempt }
+func (d *delivery) Sequence() uint64            { return uint64(d.rec.Offset) }
+func (d *delivery) Partition() int32            { return d.rec.Partition }
+
+// Ack implements transport.Delivery.
+func (d *delivery) Ack(context.Context) error {
+	d.settle()
+	<-d.c.slots
+	return nil
+}
+
+// Term implements transport.Delivery: on Kafka the record is simply passed over.
+func (d *delivery) Term(context.Context, string) error { return d.Ack(context.Background()) }
+
+// InProgress implements transport.Delivery; a Kafka record has no ack
+// deadline, so there is nothing to extend.
+func (d *delivery) InProgress(context.Context) error { return nil }
+
+// Nak implements transport.Delivery by retrying in place: the same record
+// is handed out again after delay, and its partition commits nothing past it.
+func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
+	c := d.c
+	d.attempt++
+	time.AfterFunc(delay, func() {
+		select {
+		case c.out <- d:
+		case <-c.closed:
+		}
+	})
+	return nil
+}

@@ -1,0 +1,286 @@
+// Package kafkabinding carries the bus over Kafka with franz-go: one topic per
+// env and domain (ampy.prod.bars.v1), the subtopic in a record header, the
+// partition key as the record key (murmur2, as the Java client partitions),
+// and offsets committed only past messages the handler settled.
+package kafkabinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// HeaderSubtopic carries the subtopic (XNAS.AAPL) on a record, since the
+// Kafka topic stops at the domain version (ampy.prod.bars.v1).
+const HeaderSubtopic = "subtopic"
+
+// HeaderAllowance is the room kept above a domain's max payload for headers.
+const HeaderAllowance = 64 << 10
+
+// Config says how to reach the cluster.
+type Config struct {
+	Brokers []string
+	// AsyncWindow bounds buffered async records (default 4096); Produce
+	// waits for room, bounded by its context.
+	AsyncWindow int
+	// Options are extra franz-go options (TLS, SASL).
+	Options []kgo.Opt
+	Logger  *slog.Logger
+}
+
+// Transport is the Kafka binding; it implements transport.Transport.
+type Transport struct {
+	cfg  Config
+	cl   *kgo.Client
+	adm  *kadm.Client
+	log  *slog.Logger
+	mu   sync.Mutex
+	max  map[string]int32 // topic → max.message.bytes, for producer batches
+	once sync.Once
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// Open connects the producer and checks that a broker answers.
+func Open(ctx context.Context, cfg Config) (*Transport, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AsyncWindow <= 0 {
+		cfg.AsyncWindow = 4096
+	}
+	t := &Transport{cfg: cfg, log: cfg.Logger, max: map[string]int32{}}
+	opts := append(t.baseOpts(),
+		kgo.MaxBufferedRecords(cfg.AsyncWindow),
+		kgo.ProducerBatchMaxBytesFn(t.batchMax),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	t.cl, t.adm = cl, kadm.NewClient(cl)
+	if _, err := t.adm.ListBrokers(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("connect to Kafka at %s: %w: %v (is a broker listening there?)", strings.Join(cfg.Brokers, ","), transport.ErrUnavailable, err)
+	}
+	return t, nil
+}
+
+func (t *Transport) baseOpts() []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(t.cfg.Brokers...),
+		kgo.ClientID("ampy-bus"),
+		kgo.WithLogger(kgoLogger{t.log}),
+	}, t.cfg.Options...)
+}
+
+func (t *Transport) batchMax(topic string) int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if m, ok := t.max[topic]; ok {
+		return m
+	}
+	return 1 << 20
+}
+
+// Name implements transport.Transport.
+func (t *Transport) Name() string { return "kafka" }
+
+// Client exposes the producer client for tools that need raw access.
+func (t *Transport) Client() *kgo.Client { return t.cl }
+
+// EnsureStream creates the domain's topic, or brings an existing one's
+// retention, size limit and partition count up to the contract.
+func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error {
+	configs := map[string]*string{}
+	set := func(k, v string) { configs[k] = &v }
+	if s.Retention > 0 {
+		set("retention.ms", strconv.FormatInt(s.Retention.Milliseconds(), 10))
+	}
+	maxBytes := int32(0)
+	if s.MaxPayload > 0 {
+		maxBytes = int32(min(s.MaxPayload+HeaderAllowance, 1<<31-1))
+		set("max.message.bytes", strconv.Itoa(int(maxBytes)))
+	}
+	partitions := int32(max(s.Partitions, 1))
+	resp, err := t.adm.CreateTopic(ctx, partitions, -1, configs, s.Prefix)
+	switch {
+	case err == nil && resp.Err == nil:
+	case errors.Is(err, kerr.TopicAlreadyExists) || errors.Is(resp.Err, kerr.TopicAlreadyExists):
+		if err := t.reconcile(ctx, s, configs, partitions); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("ensure topic %s: %w", s.Prefix, mapErr(err))
+	default:
+		return fmt.Errorf("ensure topic %s: %w", s.Prefix, mapErr(resp.Err))
+	}
+	if maxBytes > 0 {
+		t.mu.Lock()
+		t.max[s.Prefix] = maxBytes
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+func (t *Transport) reconcile(ctx context.Context, s transport.Stream, configs map[string]*string, partitions int32) error {
+	var alter []kadm.AlterConfig
+	for k, v := range configs {
+		alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
+	}
+	if len(alter) > 0 {
+		if _, err := t.adm.AlterTopicConfigs(ctx, alter, s.Prefix); err != nil {
+			return fmt.Errorf("ensure topic %s: alter configs: %w", s.Prefix, mapErr(err))
+		}
+	}
+	details, err := t.adm.ListTopics(ctx, s.Prefix)
+	if err != nil {
+		return fmt.Errorf("ensure topic %s: %w", s.Prefix, mapErr(err))
+	}
+	if d, ok := details[s.Prefix]; ok && int32(len(d.Partitions)) < partitions {
+		if _, err := t.adm.UpdatePartitions(ctx, int(partitions), s.Prefix); err != nil {
+			return fmt.Errorf("ensure topic %s: grow to %d partitions: %w", s.Prefix, partitions, mapErr(err))
+		}
+	}
+	return nil
+}
+
+// toRecord writes the envelope as record headers under the same names as on NATS.
+func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
+	sub, ok := strings.CutPrefix(m.Topic, s.Prefix+".")
+	if !ok || sub == "" {
+		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
+	}
+	fields := m.Headers.Fields()
+	hs := make([]kgo.RecordHeader, 0, len(fields)+1)
+	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: []byte(sub)})
+	for _, f := range fields {
+		hs = append(hs, kgo.RecordHeader{Key: f.Key, Value: []byte(f.Value)})
+	}
+	return &kgo.Record{
+		Topic: s.Prefix, Key: []byte(m.Headers.PartitionKey), Value: m.Payload,
+		Headers: hs, Timestamp: m.Headers.ProducedAt,
+	}, nil
+}
+
+func ack(r *kgo.Record) transport.PublishAck {
+	return transport.PublishAck{Stream: r.Topic, Sequence: uint64(r.Offset), Partition: r.Partition}
+}
+
+// Publish implements transport.Transport.
+func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+	rec, err := toRecord(s, m)
+	if err != nil {
+		return transport.PublishAck{}, err
+	}
+	r, err := t.cl.ProduceSync(ctx, rec).First()
+	if err != nil {
+		return transport.PublishAck{}, mapErr(err)
+	}
+	return ack(r), nil
+}
+
+// PublishAsync implements transport.Transport; franz-go's buffer is the
+// window, and Produce waits for room until ctx ends.
+func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	rec, err := toRecord(s, m)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			done(transport.PublishAck{}, mapErr(err))
+			return
+		}
+		done(ack(r), nil)
+	})
+	return nil
+}
+
+// Flush implements transport.Transport.
+func (t *Transport) Flush(ctx context.Context) error {
+	if err := t.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", mapErr(err))
+	}
+	return nil
+}
+
+// Close flushes buffered records (up to 10 s) and closes the client.
+func (t *Transport) Close() error {
+	var err error
+	t.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if ferr := t.cl.Flush(ctx); ferr != nil {
+			err = fmt.Errorf("close: %w", ferr)
+		}
+		t.cl.Close()
+	})
+	return err
+}
+
+// mapErr wraps franz-go errors in the transport's sentinels.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		return fmt.Errorf("%w: %w (raise the topic's max.message.bytes)", transport.ErrTooLarge, err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("%w: %w", transport.ErrNotFound, err)
+	case errors.Is(err, kgo.ErrClientClosed):
+		return fmt.Errorf("%w: %w", transport.ErrClosed, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), kgo.IsRetryableBrokerErr(err):
+		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	}
+	return err
+}
+
+// parseHeaders decodes a record's envelope and its subtopic.
+func parseHeaders(hs []kgo.RecordHeader) (envelope.Headers, string, error) {
+	vals := make(map[string]string, len(hs))
+	keys := make([]string, 0, len(hs))
+	sub := ""
+	for _, h := range hs {
+		if h.Key == HeaderSubtopic {
+			sub = string(h.Value)
+			continue
+		}
+		if _, dup := vals[h.Key]; !dup {
+			keys = append(keys, h.Key)
+		}
+		vals[h.Key] = string(h.Value)
+	}
+	h, err := envelope.Parse(keys, func(k string) string { return vals[k] })
+	return h, sub, err
+}
+
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error("kafka: "+msg, kv...)
+	case kgo.LogLevelWarn:
+		k.l.Warn("kafka: "+msg, kv...)
+	}
+}
