@@ -1,0 +1,595 @@
+// Package conformance is the one test suite every transport binding passes:
+// the bus must behave the same on NATS JetStream and on Kafka. A binding's
+// test calls Run with a Broker that starts its embedded server.
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/generated/orders"
+	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
+	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// Broker is a running embedded broker of one transport.
+type Broker interface {
+	// URL opens a bus on it: nats://… or kafka://….
+	URL() string
+	// Stop shuts the broker down, as an outage would.
+	Stop()
+}
+
+// Binding names a transport and starts fresh brokers of it.
+type Binding struct {
+	Name  string
+	Start func(t *testing.T) Broker
+}
+
+// NATS starts embedded JetStream servers.
+var NATS = Binding{Name: "nats", Start: func(t *testing.T) Broker {
+	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	b := &stopper{url: e.URL(), stop: e.Shutdown}
+	t.Cleanup(b.Stop)
+	return b
+}}
+
+// Kafka starts embedded kfake clusters.
+var Kafka = Binding{Name: "kafka", Start: func(t *testing.T) Broker {
+	e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	b := &stopper{url: e.URL(), stop: e.Shutdown}
+	t.Cleanup(b.Stop)
+	return b
+}}
+
+type stopper struct {
+	url  string
+	once sync.Once
+	stop func()
+}
+
+func (s *stopper) URL() string { return s.url }
+func (s *stopper) Stop()       { s.once.Do(s.stop) }
+
+// Run runs every case against b, each on a fresh broker and in parallel;
+// -short runs them with fewer messages.
+func Run(t *testing.T, b Binding) {
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, s *suite)
+	}{
+		{"HeadersAndBinaryPayloadByteExact", testHeadersByteExact},
+		{"PayloadNearMaxSize", testPayloadNearMax},
+		{"TypedRoundTrip", testTypedRoundTrip},
+		{"PerKeyOrderUnderConcurrency", testPerKeyOrder},
+		{"RedeliveryOnHandlerError", testRedeliveryOnError},
+		{"RedeliveryWhenConsumerDiesBeforeAck", testRedeliveryOnDeath},
+		{"DurableResumesAfterLastAck", testDurableResume},
+		{"SubscriptionPatterns", testPatterns},
+		{"IndependentGroupsBothReceiveEverything", testIndependentGroups},
+		{"GroupMembersShareTheWork", testGroupSharesWork},
+		{"CloseWithMessagesInFlightLosesNothing", testCloseInFlight},
+		{"PublishToDownBrokerFailsWithinDeadline", testBrokerDown},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, &suite{binding: b, broker: b.Start(t)})
+		})
+	}
+}
+
+type suite struct {
+	binding Binding
+	broker  Broker
+}
+
+func (s *suite) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// bus opens a bus on the suite's broker, closed at the end of the test.
+func (s *suite) bus(t *testing.T, opts ...ampybus.Option) *ampybus.Bus {
+	t.Helper()
+	opts = append([]ampybus.Option{ampybus.WithProducer("conformance@"+s.binding.Name, "conformance"), ampybus.WithRunID("conformance")}, opts...)
+	b, err := ampybus.Open(s.ctx(t), s.broker.URL(), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func dec(scaled int64, scale int32) *commonv1.Decimal {
+	return &commonv1.Decimal{Scaled: scaled, Scale: scale}
+}
+
+func order(id string, seq int64) *ordersv1.OrderRequest {
+	return &ordersv1.OrderRequest{
+		AccountId: "ACC-1", ClientOrderId: id, Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"},
+		Side: commonv1.Side_SIDE_BUY, Quantity: dec(seq, 0), CreatedAt: timestamppb.Now(),
+	}
+}
+
+func bar(symbol string, volume int64) *barsv1.BarBatch {
+	return &barsv1.BarBatch{Bars: []*barsv1.Bar{{
+		Security: &commonv1.SecurityId{Symbol: symbol, Mic: "XNAS"}, Volume: volume, Close: dec(1920500, 4),
+	}}}
+}
+
+// stream is the transport stream of the bars domain in dev.
+func barsStream() transport.Stream {
+	d := bars.Domain
+	return transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// fullHeaders sets every envelope header, so a round trip shows each survives.
+func fullHeaders() envelope.Headers {
+	return envelope.Headers{
+		MessageID: envelope.NewMessageID(), SchemaFQDN: "ampy.bars.v1.BarBatch", SchemaVersion: "1.0.0",
+		ContentType: envelope.ContentTypeProtobuf, ContentEncoding: envelope.EncodingGzip,
+		ProducedAt: time.Now().UTC(), Producer: "conformance@1", Source: "conformance", RunID: "run_c",
+		Trace: envelope.NewTrace(), PartitionKey: "XNAS.AAPL", DedupeKey: "dk-1", RetryCount: 3,
+		DLQReason: "decode_error: test", SchemaHash: "sha256:00ff", BlobRef: "file:///blobs/x",
+		BlobHash: "sha256:abcd", BlobSize: 5 << 20, Extra: map[string]string{"replay_request_id": "rr-1"},
+	}
+}
+
+// roundTrip publishes m on the transport and reads it back from a fresh subscription.
+func roundTrip(t *testing.T, ctx context.Context, tr transport.Transport, m *transport.Message) transport.Delivery {
+	t.Helper()
+	st := barsStream()
+	require.NoError(t, tr.EnsureStream(ctx, st))
+	cons, err := tr.Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"}, Group: "rt-" + m.Headers.MessageID[:8],
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 16, AckWait: 30 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cons.Close() })
+	_, err = tr.Publish(ctx, st, m)
+	require.NoError(t, err)
+	d, err := cons.Next(ctx)
+	require.NoError(t, err)
+	require.NoError(t, d.Ack(ctx))
+	return d
+}
+
+func testHeadersByteExact(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	tr := s.bus(t).Transport()
+	h := fullHeaders()
+	payload := randomBytes(4096)
+	d := roundTrip(t, ctx, tr, &transport.Message{Topic: "ampy.dev.bars.v1.XNAS.AAPL", Headers: h, Payload: payload})
+	require.NoError(t, d.HeaderErr())
+	got := d.Message()
+	assert.Equal(t, "ampy.dev.bars.v1.XNAS.AAPL", got.Topic)
+	assert.Equal(t, payload, got.Payload, "payload byte-exact")
+	assert.Equal(t, h.Fields(), got.Headers.Fields(), "every header, name and value, byte-exact")
+	assert.Equal(t, 1, d.Attempt())
+}
+
+func testPayloadNearMax(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	tr := s.bus(t).Transport()
+	h := fullHeaders()
+	payload := randomBytes(1<<20 - 1024)
+	d := roundTrip(t, ctx, tr, &transport.Message{Topic: "ampy.dev.bars.v1.XNAS.AAPL", Headers: h, Payload: payload})
+	assert.Equal(t, payload, d.Message().Payload)
+}
+
+func testTypedRoundTrip(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	got := make(chan *orders.RequestsMessage, 1)
+	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+		got <- m
+		return nil
+	}, ampybus.Durable("typed"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	defer sub.Stop()
+	parent := envelope.NewTrace()
+	res, err := orders.NewRequestsPublisher(b).Publish(envelope.ContextWithTrace(ctx, parent), orders.NewRequestsSubtopic(), order("co_1", 7),
+		ampybus.WithHeader("replay_request_id", "rr-7"))
+	require.NoError(t, err)
+	m := recv(t, got)
+	assert.Equal(t, res.MessageID, m.Headers.MessageID)
+	assert.Equal(t, "ampy.dev.orders.v1.requests", m.Topic)
+	assert.Equal(t, "co_1", m.Headers.PartitionKey)
+	assert.Equal(t, "co_1", m.Headers.DedupeKey)
+	assert.Equal(t, parent.TraceID, m.Headers.Trace.TraceID)
+	assert.Equal(t, "rr-7", m.Headers.Extra["replay_request_id"])
+	assert.Equal(t, int64(7), m.Payload.GetQuantity().GetScaled())
+	assert.NoError(t, m.Headers.Validate())
+}
+
+func recv[M any](t *testing.T, ch <-chan M) M {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing received within 30s")
+		var zero M
+		return zero
+	}
+}
+
+// scale shrinks message counts under -short, for a quick run.
+func scale(n int) int {
+	if testing.Short() {
+		return max(n/8, 4)
+	}
+	return n
+}
+
+func testPerKeyOrder(t *testing.T, s *suite) {
+	const keys, publishers = 16, 4
+	perKey := scale(40)
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var mu sync.Mutex
+	seen := map[string][]int64{}
+	done := make(chan struct{})
+	total := 0
+	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		k := m.Payload.GetClientOrderId()
+		seen[k] = append(seen[k], m.Payload.GetQuantity().GetScaled())
+		if total++; total == keys*perKey {
+			close(done)
+		}
+		return nil
+	}, ampybus.Durable("order"), ampybus.DeliverAll(), ampybus.Concurrency(8))
+	require.NoError(t, err)
+	defer sub.Stop()
+
+	pub := orders.NewRequestsPublisher(b)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each publisher owns keys p, p+publishers, …, and publishes each key's
+			// sequence in order, interleaving keys.
+			for seq := range int64(perKey) {
+				for k := p; k < keys; k += publishers {
+					_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_"+strconv.Itoa(k), seq))
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("received %d of %d", total, keys*perKey)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, keys)
+	for k, seqs := range seen {
+		want := make([]int64, perKey)
+		for i := range want {
+			want[i] = int64(i)
+		}
+		assert.Equal(t, want, seqs, "key %s out of order", k)
+	}
+}
+
+func testRedeliveryOnError(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var mu sync.Mutex
+	attempts := map[string][]int{}
+	ok := make(chan string, 4)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		mu.Lock()
+		attempts[m.Subtopic.Symbol()] = append(attempts[m.Subtopic.Symbol()], m.Attempt)
+		n := len(attempts[m.Subtopic.Symbol()])
+		mu.Unlock()
+		if n < 3 {
+			return fmt.Errorf("transient failure %d", n)
+		}
+		ok <- m.Subtopic.Symbol()
+		return nil
+	}, ampybus.Durable("retry"), ampybus.DeliverAll(), ampybus.RetryBackoff(func(int) time.Duration { return 20 * time.Millisecond }))
+	require.NoError(t, err)
+	defer sub.Stop()
+	_, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", 1))
+	require.NoError(t, err)
+	assert.Equal(t, "AAPL", recv(t, ok))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []int{1, 2, 3}, attempts["AAPL"])
+}
+
+// consumer opens a raw transport consumer on the bars stream.
+func consumer(t *testing.T, ctx context.Context, tr transport.Transport, group string) transport.Consumer {
+	t.Helper()
+	st := barsStream()
+	require.NoError(t, tr.EnsureStream(ctx, st))
+	c, err := tr.Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"}, Group: group,
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 64, AckWait: time.Second})
+	require.NoError(t, err)
+	return c
+}
+
+func publishBars(t *testing.T, ctx context.Context, b *ampybus.Bus, from, to int) {
+	t.Helper()
+	pub := bars.NewPublisher(b)
+	for i := from; i < to; i++ {
+		_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", int64(i)))
+		require.NoError(t, err)
+	}
+}
+
+func volume(t *testing.T, d transport.Delivery) int64 {
+	t.Helper()
+	var m barsv1.BarBatch
+	require.NoError(t, proto.Unmarshal(d.Message().Payload, &m))
+	return m.GetBars()[0].GetVolume()
+}
+
+func testRedeliveryOnDeath(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	tr := b.Transport()
+	first := consumer(t, ctx, tr, "mortal")
+	publishBars(t, ctx, b, 0, 1)
+	d, err := first.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(0), volume(t, d))
+	// The consumer dies holding the message, without settling it.
+	require.NoError(t, first.Close())
+
+	second := consumer(t, ctx, tr, "mortal")
+	defer second.Close()
+	d, err = second.Next(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), volume(t, d), "the unacked message comes back")
+	require.NoError(t, d.Ack(ctx))
+}
+
+func testDurableResume(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	tr := b.Transport()
+	publishBars(t, ctx, b, 0, 10)
+	c := consumer(t, ctx, tr, "resumer")
+	for i := range 5 {
+		d, err := c.Next(ctx)
+		require.NoError(t, err)
+		require.Equal(t, int64(i), volume(t, d))
+		require.NoError(t, d.Ack(ctx))
+	}
+	require.NoError(t, c.Close())
+	publishBars(t, ctx, b, 10, 15)
+
+	c = consumer(t, ctx, tr, "resumer")
+	defer c.Close()
+	var got []int64
+	for len(got) < 10 {
+		d, err := c.Next(ctx)
+		require.NoError(t, err)
+		got = append(got, volume(t, d))
+		require.NoError(t, d.Ack(ctx))
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+	assert.Equal(t, []int64{5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, got, "resumes after the last acked message, nothing lost, nothing repeated")
+}
+
+func testPatterns(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	xnas, err := bars.ByMIC("XNAS")
+	require.NoError(t, err)
+	collect := func(p bars.Pattern, group string) *collector {
+		c := newCollector()
+		sub, err := bars.Subscribe(ctx, b, p, c.handle, ampybus.Durable(group), ampybus.DeliverAll())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = sub.Stop() })
+		return c
+	}
+	all := collect(bars.All(), "all")
+	narrow := collect(xnas, "xnas")
+	exact := collect(bars.MustSubtopic("XNYS", "IBM").Pattern(), "ibm")
+	pub := bars.NewPublisher(b)
+	for _, st := range []bars.Subtopic{bars.MustSubtopic("XNAS", "AAPL"), bars.MustSubtopic("XNYS", "IBM"), bars.MustSubtopic("XNAS", "MSFT")} {
+		b := bar(st.Symbol(), 1)
+		b.Bars[0].Security.Mic = st.MIC()
+		_, err := pub.Publish(ctx, st, b)
+		require.NoError(t, err)
+	}
+	assert.ElementsMatch(t, []string{"XNAS.AAPL", "XNYS.IBM", "XNAS.MSFT"}, all.wait(t, 3))
+	assert.ElementsMatch(t, []string{"XNAS.AAPL", "XNAS.MSFT"}, narrow.wait(t, 2))
+	assert.ElementsMatch(t, []string{"XNYS.IBM"}, exact.wait(t, 1))
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, narrow.snapshot(), 2, "the narrowed pattern got nothing else")
+	assert.Len(t, exact.snapshot(), 1)
+}
+
+type collector struct {
+	mu   sync.Mutex
+	got  []string
+	ids  map[string]bool
+	more chan struct{}
+}
+
+func newCollector() *collector { return &collector{ids: map[string]bool{}, more: make(chan struct{}, 1)} }
+
+func (c *collector) handle(_ context.Context, m *bars.Message) error {
+	c.mu.Lock()
+	c.got = append(c.got, m.Subtopic.String())
+	c.ids[m.Headers.MessageID] = true
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *collector) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.got...)
+}
+
+func (c *collector) wait(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		if got := c.snapshot(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-c.more:
+		case <-deadline:
+			t.Fatalf("received %d of %d", len(c.snapshot()), n)
+		}
+	}
+}
+
+func testIndependentGroups(t *testing.T, s *suite) {
+	n := scale(50)
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var cs []*collector
+	for _, g := range []string{"features", "risk"} {
+		c := newCollector()
+		sub, err := bars.Subscribe(ctx, b, bars.All(), c.handle, ampybus.Durable(g), ampybus.DeliverAll())
+		require.NoError(t, err)
+		defer sub.Stop()
+		cs = append(cs, c)
+	}
+	publishBars(t, ctx, b, 0, n)
+	for _, c := range cs {
+		c.wait(t, n)
+		c.mu.Lock()
+		assert.Len(t, c.ids, n, "each group sees every message")
+		c.mu.Unlock()
+	}
+}
+
+func testGroupSharesWork(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	members := []*collector{newCollector(), newCollector()}
+	for _, c := range members {
+		sub, err := bars.Subscribe(ctx, b, bars.All(), c.handle, ampybus.Durable("shared"), ampybus.DeliverAll(), ampybus.MaxInFlight(4))
+		require.NoError(t, err)
+		defer sub.Stop()
+	}
+	// Publish across many keys (so Kafka spreads them over partitions) until
+	// both members have done some of the work.
+	pub := bars.NewPublisher(b)
+	published := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for len(members[0].snapshot()) == 0 || len(members[1].snapshot()) == 0 {
+		require.True(t, time.Now().Before(deadline), "the work was not shared: %d and %d", len(members[0].snapshot()), len(members[1].snapshot()))
+		for i := range 20 {
+			sym := "S" + strconv.Itoa(published+i)
+			_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", sym), bar(sym, 1))
+			require.NoError(t, err)
+		}
+		published += 20
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Together they see every message at least once.
+	require.Eventually(t, func() bool {
+		ids := map[string]bool{}
+		for _, c := range members {
+			c.mu.Lock()
+			for id := range c.ids {
+				ids[id] = true
+			}
+			c.mu.Unlock()
+		}
+		return len(ids) == published
+	}, 30*time.Second, 50*time.Millisecond)
+}
+
+func testCloseInFlight(t *testing.T, s *suite) {
+	n := scale(300)
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	// Producer side: async publishes are flushed by Close.
+	producer := s.bus(t)
+	pub := bars.NewPublisher(producer)
+	var futures []*ampybus.PublishFuture
+	for i := range n {
+		f, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", int64(i)))
+		require.NoError(t, err)
+		futures = append(futures, f)
+	}
+	require.NoError(t, producer.Close())
+	for _, f := range futures {
+		_, err := f.Wait(ctx)
+		require.NoError(t, err, "Close flushed every pending publish")
+	}
+
+	// Consumer side: stop a subscription mid-stream, start it again; together
+	// the two runs see every message.
+	seen := newCollector()
+	slow := func(ctx context.Context, m *bars.Message) error {
+		time.Sleep(time.Millisecond)
+		return seen.handle(ctx, m)
+	}
+	sub, err := bars.Subscribe(ctx, b, bars.All(), slow, ampybus.Durable("closer"), ampybus.DeliverAll(), ampybus.AckWait(time.Second))
+	require.NoError(t, err)
+	seen.wait(t, n/3)
+	require.NoError(t, sub.Stop())
+	sub, err = bars.Subscribe(ctx, b, bars.All(), slow, ampybus.Durable("closer"), ampybus.DeliverAll(), ampybus.AckWait(time.Second))
+	require.NoError(t, err)
+	defer sub.Stop()
+	require.Eventually(t, func() bool {
+		seen.mu.Lock()
+		defer seen.mu.Unlock()
+		return len(seen.ids) == n
+	}, 45*time.Second, 50*time.Millisecond, "a message was lost across the stop")
+}
+
+func testBrokerDown(t *testing.T, s *suite) {
+	b := s.bus(t)
+	ctx := s.ctx(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	s.broker.Stop()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := bars.NewPublisher(b).Publish(pctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", 1))
+	took := time.Since(start)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ampybus.ErrUnavailable, "got %v", err)
+	assert.Contains(t, err.Error(), "publish ampy.dev.bars.v1.XNAS.AAPL")
+	assert.Less(t, took, 4*time.Second, "the error came within the deadline")
+	t.Logf("%s down at %s: %v (after %s)", s.binding.Name, s.broker.URL(), err, took.Round(time.Millisecond))
+}
