@@ -2,15 +2,21 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: demo test check vet generate proto bench build
+.PHONY: demo test check vet generate proto bench build tools
 
 ## demo: a typed publisher and consumer over an embedded JetStream server
 demo:
 	$(GO) run ./cmd/ampybusctl demo
 
 ## test: generated code is current, vet is clean, every test passes with -race
-test: check vet
+test: tools check vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools:
+	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian package) for the Kafka interop tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 
 ## check: fail with a diff when generated/ is stale for contract.yaml
 check:
@@ -27,9 +33,9 @@ generate:
 proto:
 	bash proto/generate.sh
 
-## bench: typed publish vs raw nats.go, sync and async, in one run
+## bench: typed publish vs raw nats.go and raw franz-go, sync and async, in one run
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./runtime/ampybus/
+	$(GO) test -run '^$$' -bench . -benchmem ./runtime/ampybus/ ./runtime/kafkabinding/
 
 build:
 	$(GO) build -o bin/ ./cmd/...

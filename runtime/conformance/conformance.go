@@ -90,6 +90,7 @@ func Run(t *testing.T, b Binding) {
 		{"GroupMembersShareTheWork", testGroupSharesWork},
 		{"CloseWithMessagesInFlightLosesNothing", testCloseInFlight},
 		{"PublishToDownBrokerFailsWithinDeadline", testBrokerDown},
+		{"NewSubscriptionSeesExactlyWhatFollows", testStartNew},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -592,4 +593,33 @@ func testBrokerDown(t *testing.T, s *suite) {
 	assert.Contains(t, err.Error(), "publish ampy.dev.bars.v1.XNAS.AAPL")
 	assert.Less(t, took, 4*time.Second, "the error came within the deadline")
 	t.Logf("%s down at %s: %v (after %s)", s.binding.Name, s.broker.URL(), err, took.Round(time.Millisecond))
+}
+
+// testStartNew: a new subscription without DeliverAll sees every message
+// published after Subscribe returned and none from before, durable or not.
+func testStartNew(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	publishBars(t, ctx, b, 0, 3) // history the new subscriptions must not see
+	for _, opts := range [][]ampybus.SubscribeOption{nil, {ampybus.Durable("fresh")}} {
+		c := newCollector()
+		sub, err := bars.Subscribe(ctx, b, bars.All(), c.handle, opts...)
+		require.NoError(t, err)
+		pub := bars.NewPublisher(b)
+		var ids []string
+		for i := range 5 {
+			res, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", int64(100+i)))
+			require.NoError(t, err)
+			ids = append(ids, res.MessageID)
+		}
+		c.wait(t, 5)
+		time.Sleep(200 * time.Millisecond)
+		c.mu.Lock()
+		assert.Len(t, c.ids, 5, "only what followed Subscribe")
+		for _, id := range ids {
+			assert.True(t, c.ids[id], "missed %s", id)
+		}
+		c.mu.Unlock()
+		require.NoError(t, sub.Stop())
+	}
 }

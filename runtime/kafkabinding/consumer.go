@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -29,13 +31,21 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		stopped: make(chan struct{}),
 		parts:   map[int32]*partition{},
 	}
-	opts := append(t.baseOpts(),
-		kgo.ConsumeTopics(sub.Stream.Prefix),
-		kgo.FetchMaxWait(250*time.Millisecond),
-		kgo.ConsumeResetOffset(resetOffset(sub.Start)),
-	)
-	if sub.Group != "" {
+	start, err := t.startOffsets(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	opts := append(t.baseOpts(), kgo.FetchMaxWait(250*time.Millisecond))
+	if sub.Group == "" {
+		opts = append(opts, kgo.ConsumePartitions(start.KOffsets()))
+	} else {
+		if err := t.seedGroup(ctx, sub, start); err != nil {
+			return nil, err
+		}
 		opts = append(opts,
+			kgo.ConsumeTopics(sub.Stream.Prefix),
+			// Partitions added after the group was seeded start at their beginning.
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.ConsumerGroup(sub.Group),
 			kgo.DisableAutoCommit(),
 			kgo.BlockRebalanceOnPoll(),
@@ -55,16 +65,58 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	return c, nil
 }
 
-func resetOffset(s transport.StartPosition) kgo.Offset {
-	switch s.Kind {
-	case transport.StartFirst:
-		return kgo.NewOffset().AtStart()
+// startOffsets resolves the subscription's start position to an offset per
+// partition now, so that "new" means published after Subscribe returned, as
+// on NATS, rather than after the group's asynchronous first assignment.
+func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription) (kadm.Offsets, error) {
+	topic := sub.Stream.Prefix
+	var listed kadm.ListedOffsets
+	var err error
+	switch sub.Start.Kind {
+	case transport.StartFirst, transport.StartAtSequence:
+		listed, err = t.adm.ListStartOffsets(ctx, topic)
 	case transport.StartAtTime:
-		return kgo.NewOffset().AfterMilli(s.Time.UnixMilli())
-	case transport.StartAtSequence:
-		return kgo.NewOffset().At(int64(s.Sequence))
+		listed, err = t.adm.ListOffsetsAfterMilli(ctx, sub.Start.Time.UnixMilli(), topic)
+	default:
+		listed, err = t.adm.ListEndOffsets(ctx, topic)
 	}
-	return kgo.NewOffset().AtEnd()
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start offsets of %s: %w", topic, mapErr(err))
+	}
+	out := kadm.Offsets{}
+	listed.Each(func(l kadm.ListedOffset) {
+		at := l.Offset
+		if sub.Start.Kind == transport.StartAtSequence {
+			at = max(at, int64(sub.Start.Sequence))
+		}
+		out.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
+	})
+	return out, nil
+}
+
+// seedGroup commits the start offsets for a group that has none yet on the
+// topic; a group with commits resumes from them.
+func (t *Transport) seedGroup(ctx context.Context, sub transport.Subscription, start kadm.Offsets) error {
+	fetched, err := t.adm.FetchOffsets(ctx, sub.Group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return fmt.Errorf("offsets of group %s: %w", sub.Group, mapErr(err))
+	}
+	for _, o := range fetched[sub.Stream.Prefix] {
+		if o.Err == nil && o.At >= 0 {
+			return nil
+		}
+	}
+	resp, err := t.adm.CommitOffsets(ctx, sub.Group, start)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("seed group %s on %s: %w", sub.Group, sub.Stream.Prefix, mapErr(err))
+	}
+	return nil
 }
 
 type consumer struct {
