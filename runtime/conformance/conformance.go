@@ -442,7 +442,9 @@ type collector struct {
 	more chan struct{}
 }
 
-func newCollector() *collector { return &collector{ids: map[string]bool{}, more: make(chan struct{}, 1)} }
+func newCollector() *collector {
+	return &collector{ids: map[string]bool{}, more: make(chan struct{}, 1)}
+}
 
 func (c *collector) handle(_ context.Context, m *bars.Message) error {
 	c.mu.Lock()
