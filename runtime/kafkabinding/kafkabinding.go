@@ -152,7 +152,11 @@ func (t *Transport) reconcile(ctx context.Context, s transport.Stream, configs m
 		return fmt.Errorf("ensure topic %s: %w", s.Prefix, mapErr(err))
 	}
 	if d, ok := details[s.Prefix]; ok && int32(len(d.Partitions)) < partitions {
-		if _, err := t.adm.UpdatePartitions(ctx, int(partitions), s.Prefix); err != nil {
+		resp, err := t.adm.UpdatePartitions(ctx, int(partitions), s.Prefix)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
 			return fmt.Errorf("ensure topic %s: grow to %d partitions: %w", s.Prefix, partitions, mapErr(err))
 		}
 	}
