@@ -181,7 +181,8 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
 	qosKeys       = []string{"latency_p99", "description"}
-	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "dedupe_window"}
+	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "dedupe_window", "retry"}
+	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
 	orderingKeys  = []string{"rule", "by"}
 	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
@@ -192,6 +193,7 @@ var (
 		CompressAbove: 128 << 10,
 		Partitions:    3,
 		DedupeWindow:  2 * time.Minute,
+		Retry:         RetryPolicy{MaxAttempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second},
 	}
 )
 
@@ -203,6 +205,7 @@ type limits struct {
 	CompressAbove int64
 	Partitions    int
 	DedupeWindow  time.Duration
+	Retry         RetryPolicy
 }
 
 func (p *parser) contract(n *yaml.Node) *Contract {
@@ -322,6 +325,9 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 			}
 		}
 	}
+	if e, ok := m["retry"]; ok {
+		p.retry(e.val, what+" retry", &l.Retry)
+	}
 	if l.CompressAbove > l.MaxPayload {
 		at := n
 		if e, ok := m["compress_above"]; ok {
@@ -330,6 +336,33 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 		p.errorf(at, "set compress_above below max_payload", "%s compresses above %s but max_payload is %s, so compression never applies", what, FormatSize(l.CompressAbove), FormatSize(l.MaxPayload))
 	}
 	return m
+}
+
+// retry reads a retry: mapping over r; keys it omits keep r's values.
+func (p *parser) retry(n *yaml.Node, what string, r *RetryPolicy) {
+	m := p.mapping(n, what, retryKeys, nil)
+	if e, ok := m["max_attempts"]; ok {
+		if v, ok := p.scalar(e.val, what+" max_attempts"); ok {
+			if a, err := strconv.Atoi(v); err != nil || a < 1 || a > 1000 {
+				p.errorf(e.val, "write a whole number from 1 to 1000", "%s max_attempts %q is not an attempt count", what, v)
+			} else {
+				r.MaxAttempts = a
+			}
+		}
+	}
+	if e, ok := m["backoff"]; ok {
+		if d, ok := p.duration(e.val, what+" backoff"); ok {
+			r.Backoff = d
+		}
+	}
+	if e, ok := m["max_backoff"]; ok {
+		if d, ok := p.duration(e.val, what+" max_backoff"); ok {
+			r.MaxBackoff = d
+		}
+	}
+	if r.MaxBackoff < r.Backoff {
+		p.errorf(n, "set max_backoff at or above backoff", "%s max_backoff %s is below backoff %s", what, r.MaxBackoff, r.Backoff)
+	}
 }
 
 func (p *parser) semver(n *yaml.Node, what string) (string, bool) {
@@ -417,7 +450,7 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 	}
 	p.require(v, m, what, "version", "qos", "ordering", "subtopics")
 	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
-	d.Partitions, d.DedupeWindow = l.Partitions, l.DedupeWindow
+	d.Partitions, d.DedupeWindow, d.Retry = l.Partitions, l.DedupeWindow, l.Retry
 	if e, ok := m["version"]; ok {
 		if s, ok := p.scalar(e.val, what+" version"); ok {
 			if versionRE.MatchString(s) {

@@ -93,6 +93,8 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:21:37: ordering by "venue" in ampy.ticks.v1.TradeTick: field ampy.ticks.v1.TradeTick.venue is not a google.protobuf.Timestamp; order by a Timestamp field such as event_time or as_of`},
 		{"bind to unknown param", "bind: {symbol: security.symbol}", "bind: {sym: security.symbol}",
 			`c.yaml:26:16: bind names "sym", which is not a parameter of pattern "trade.{symbol}"; bind one of the pattern's parameters: symbol`},
+		{"bad retry attempts", "retention: 7d", "retention: 7d\n  retry: {max_attempts: 0}",
+			`c.yaml:7:25: defaults retry max_attempts "0" is not an attempt count; write a whole number from 1 to 1000`},
 		{"bad duration", "retention: 7d", "retention: 7days",
 			`c.yaml:6:14: defaults retention "7days" is not a duration; write a positive duration such as 50ms, 2m, 36h or 7d`},
 		{"unclosed placeholder", `partition_key: "{client_order_id}"`, `partition_key: "{client_order_id"`,
@@ -161,6 +163,9 @@ func TestShippedContract(t *testing.T) {
 	for _, d := range []string{"bars", "ticks"} {
 		assert.Equal(t, 150*time.Millisecond, c.Domain(d).QoS.LatencyP99, d)
 	}
+	assert.Equal(t, contract.RetryPolicy{MaxAttempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}, c.Domain("bars").Retry)
+	assert.Equal(t, contract.RetryPolicy{MaxAttempts: 12, Backoff: 100 * time.Millisecond, MaxBackoff: time.Minute}, c.Domain("orders").Retry,
+		"a domain's retry overrides defaults key by key")
 	assert.Equal(t, int64(128<<10), c.Domain("bars").CompressAbove)
 	assert.Equal(t, int64(1<<20), c.Domain("bars").MaxPayload)
 }

@@ -56,8 +56,18 @@ type Domain struct {
 	Partitions int
 	// DedupeWindow is how long the broker drops republished message ids.
 	DedupeWindow time.Duration
-	Subtopics    []*Subtopic
-	Pos          Pos
+	// Retry bounds how often a failing message is retried before it is dead-lettered.
+	Retry     RetryPolicy
+	Subtopics []*Subtopic
+	Pos       Pos
+}
+
+// RetryPolicy is how a consumer retries a message whose handler failed:
+// exponential backoff from Backoff, capped at MaxBackoff, with jitter; after
+// MaxAttempts deliveries the message goes to the dead-letter queue.
+type RetryPolicy struct {
+	MaxAttempts         int
+	Backoff, MaxBackoff time.Duration
 }
 
 // OrderingRule says what order a consumer may rely on within one partition key.

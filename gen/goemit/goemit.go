@@ -212,6 +212,10 @@ func (e *emitter) domainSpec() {
 		"CompressAbove", size(d.CompressAbove),
 		"Partitions", jen.Lit(d.Partitions),
 		"DedupeWindow", duration(d.DedupeWindow),
+		"Retry", jen.Qual(runtimePkg, "RetryPolicy").Add(fields(
+			"MaxAttempts", jen.Lit(d.Retry.MaxAttempts),
+			"Backoff", duration(d.Retry.Backoff),
+			"MaxBackoff", duration(d.Retry.MaxBackoff))),
 	)
 	if dlq := e.c.Domain("dlq"); dlq != nil && d.Name != "dlq" {
 		path := e.o.ImportPath + "/" + contract.GoPackage(dlq.Name)

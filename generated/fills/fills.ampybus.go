@@ -48,7 +48,12 @@ var Domain = &ampybus.DomainSpec{
 	CompressAbove: 128 << 10,
 	Partitions:    6,
 	DedupeWindow:  2 * time.Minute,
-	DeadLetter:    dlq.Domain,
+	Retry: ampybus.RetryPolicy{
+		MaxAttempts: 5,
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  30 * time.Second,
+	},
+	DeadLetter: dlq.Domain,
 }
 
 // Schema of the FillEvent payload carried on ampy.{env}.fills.v1.events.

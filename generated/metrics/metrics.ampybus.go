@@ -48,7 +48,12 @@ var Domain = &ampybus.DomainSpec{
 	CompressAbove: 128 << 10,
 	Partitions:    3,
 	DedupeWindow:  2 * time.Minute,
-	DeadLetter:    dlq.Domain,
+	Retry: ampybus.RetryPolicy{
+		MaxAttempts: 5,
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  30 * time.Second,
+	},
+	DeadLetter: dlq.Domain,
 }
 
 // Schema of the Metric payload carried on ampy.{env}.metrics.v1.{service}.

@@ -1,6 +1,7 @@
 package ampybus
 
 import (
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -44,6 +45,8 @@ type DomainSpec struct {
 	CompressAbove int64
 	Partitions    int
 	DedupeWindow  time.Duration
+	// Retry bounds retries of a failing message before it is dead-lettered.
+	Retry RetryPolicy
 	// DeadLetter is the contract's dlq domain, where poison messages go; nil
 	// means a built-in default (see DeadLetterDomain).
 	DeadLetter *DomainSpec
@@ -61,6 +64,39 @@ func (d *DomainSpec) allowsEnv(env string) bool {
 		}
 	}
 	return false
+}
+
+// RetryPolicy is the contract's retry rule for a domain.
+type RetryPolicy struct {
+	// MaxAttempts is how many deliveries a message gets before it is dead-lettered.
+	MaxAttempts int
+	// Backoff is the delay before the first retry; it doubles per attempt up to MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+}
+
+// DefaultRetry applies where a spec states no policy.
+var DefaultRetry = RetryPolicy{MaxAttempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}
+
+// Delay is the wait before retrying after failed attempt n (from 1): the
+// exponential step d = Backoff·2^(n-1), capped at MaxBackoff, with equal
+// jitter — a random point in [d/2, d] — so retries spread out but never shrink.
+func (r RetryPolicy) Delay(n int) time.Duration {
+	d := r.Backoff
+	for i := 1; i < n && d < r.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, r.MaxBackoff)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (r RetryPolicy) orDefault() RetryPolicy {
+	if r.MaxAttempts <= 0 {
+		return DefaultRetry
+	}
+	return r
 }
 
 // Schema identifies a payload type on the wire.

@@ -50,6 +50,7 @@ type subOptions struct {
 	concurrency int
 	maxInFlight int
 	ackWait     time.Duration
+	retry       RetryPolicy
 	backoff     func(attempt int) time.Duration
 }
 
@@ -78,15 +79,18 @@ func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFl
 // AckWait is how long a handler may take before the broker redelivers (default 30s).
 func AckWait(d time.Duration) SubscribeOption { return func(o *subOptions) { o.ackWait = d } }
 
-// RetryBackoff sets the redelivery delay after the given failed attempt.
+// RetryBackoff replaces the contract's backoff: f returns the delay after
+// the given failed attempt.
 func RetryBackoff(f func(attempt int) time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.backoff = f }
 }
 
-func defaultBackoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt-1, 9)
-	return min(d, 30*time.Second)
-}
+// Retry replaces the contract's retry policy for this subscription.
+func Retry(p RetryPolicy) SubscribeOption { return func(o *subOptions) { o.retry = p.orDefault() } }
+
+// MaxAttempts overrides the contract's retry.max_attempts: after n failed
+// deliveries the message goes to the dead-letter queue.
+func MaxAttempts(n int) SubscribeOption { return func(o *subOptions) { o.retry.MaxAttempts = n } }
 
 // Subscription is a running consumer.
 type Subscription struct {
@@ -119,12 +123,15 @@ func (s *Subscription) Err() error {
 // subtopic pattern with * and > wildcards) and calls h for each, until ctx
 // ends or Stop is called. Generated code calls it with typed patterns.
 func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, spec *SubtopicSpec, pattern string, parse func(string) (S, error), h Handler[S, P], opts ...SubscribeOption) (*Subscription, error) {
-	o := subOptions{concurrency: 1, maxInFlight: 1024, ackWait: 30 * time.Second, backoff: defaultBackoff}
+	d := spec.Domain
+	o := subOptions{concurrency: 1, maxInFlight: 1024, ackWait: 30 * time.Second, retry: d.Retry.orDefault()}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	o.concurrency = max(o.concurrency, 1)
-	d := spec.Domain
+	if o.backoff == nil {
+		o.backoff = o.retry.Delay
+	}
 	filter := d.Prefix(b.env) + "." + pattern
 	s, err := b.stream(ctx, d)
 	if err != nil {
@@ -133,6 +140,8 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, spec *S
 	cons, err := b.t.Subscribe(ctx, transport.Subscription{
 		Stream: s, Filters: []string{filter}, Group: o.group, Start: o.start,
 		MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
+		// A backstop only: the engine dead-letters at MaxAttempts itself.
+		MaxDeliver: o.retry.MaxAttempts + 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
@@ -206,6 +215,12 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 // process checks, decodes and handles one delivery, and settles it.
 func (e *engine[S, P]) process(ctx context.Context, d transport.Delivery) {
 	m := d.Message()
+	maxAttempts := e.opts.retry.MaxAttempts
+	if d.Attempt() > maxAttempts {
+		// Earlier deliveries died with their consumer before settling.
+		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", d.Attempt(), maxAttempts))
+		return
+	}
 	msg, reason := e.decode(d)
 	if reason != "" {
 		e.deadLetter(ctx, d, reason)
@@ -220,6 +235,8 @@ func (e *engine[S, P]) process(ctx context.Context, d transport.Delivery) {
 		}
 	case errors.Is(err, ErrPermanent):
 		e.deadLetter(ctx, d, "handler: "+err.Error())
+	case d.Attempt() >= maxAttempts:
+		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: %d attempts failed; last error: %v", d.Attempt(), err))
 	default:
 		delay := e.opts.backoff(d.Attempt())
 		e.bus.log.Warn("handler failed; redelivering", "topic", m.Topic, "message_id", m.Headers.MessageID,

@@ -91,6 +91,8 @@ func Run(t *testing.T, b Binding) {
 		{"CloseWithMessagesInFlightLosesNothing", testCloseInFlight},
 		{"PublishToDownBrokerFailsWithinDeadline", testBrokerDown},
 		{"NewSubscriptionSeesExactlyWhatFollows", testStartNew},
+		{"RetriesWithGrowingDelaysThenSuccess", testRetryThenSuccess},
+		{"AlwaysFailingGoesToDeadLetterQueueOnce", testAlwaysFailing},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -623,5 +625,108 @@ func testStartNew(t *testing.T, s *suite) {
 		}
 		c.mu.Unlock()
 		require.NoError(t, sub.Stop())
+	}
+}
+
+func testRetryThenSuccess(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	policy := ampybus.RetryPolicy{MaxAttempts: 6, Backoff: 40 * time.Millisecond, MaxBackoff: time.Second}
+	var mu sync.Mutex
+	var at []time.Time
+	done := make(chan int, 1)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		mu.Lock()
+		at = append(at, time.Now())
+		n := len(at)
+		mu.Unlock()
+		if n <= 3 {
+			return fmt.Errorf("downstream busy (%d)", n)
+		}
+		done <- m.Attempt
+		return nil
+	}, ampybus.Durable("retrier"), ampybus.Retry(policy))
+	require.NoError(t, err)
+	defer sub.Stop()
+	publishBars(t, ctx, b, 0, 1)
+	assert.Equal(t, 4, recv(t, done), "succeeded on the fourth attempt")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, at, 4, "three retries, then success, then nothing more")
+	// Equal jitter: the wait after attempt n is at least half of backoff·2^(n-1).
+	for n := 1; n <= 3; n++ {
+		gap := at[n].Sub(at[n-1])
+		floor := policy.Backoff << (n - 1) / 2
+		assert.GreaterOrEqual(t, gap, floor, "wait after attempt %d", n)
+	}
+	assert.Greater(t, at[3].Sub(at[2]), at[1].Sub(at[0]), "delays grow")
+}
+
+func testAlwaysFailing(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var calls sync.WaitGroup
+	calls.Add(3)
+	var n int
+	var mu sync.Mutex
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n <= 3 {
+			calls.Done()
+		}
+		return fmt.Errorf("boom %d", n)
+	}, ampybus.Durable("doomed"), ampybus.Retry(ampybus.RetryPolicy{MaxAttempts: 3, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
+	require.NoError(t, err)
+	defer sub.Stop()
+	want := bar("AAPL", 42)
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), want)
+	require.NoError(t, err)
+	calls.Wait()
+
+	dl := readDeadLetters(t, ctx, b, 1)
+	require.Len(t, dl, 1)
+	m := dl[0]
+	assert.Equal(t, "ampy.dev.dlq.v1.bars", m.Topic)
+	assert.Equal(t, res.MessageID, m.Headers.MessageID)
+	assert.Equal(t, "max_attempts: 3 attempts failed; last error: boom 3", m.Headers.DLQReason)
+	assert.Equal(t, "ampy.dev.bars.v1.XNAS.AAPL", m.Headers.Extra[ampybus.HeaderDLQTopic])
+	wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+	require.NoError(t, err)
+	assert.Equal(t, wantBytes, m.Payload, "original payload bytes")
+	// Nothing more: not retried after dead-lettering, not dead-lettered twice.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, 3, n)
+	mu.Unlock()
+	assert.Len(t, readDeadLetters(t, ctx, b, 1), 1)
+}
+
+// readDeadLetters reads the dev dead-letter stream from the start, waiting
+// for at least want messages.
+func readDeadLetters(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
+	t.Helper()
+	d := ampybus.DeadLetterDomain(bars.Domain)
+	st := transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
+	tr := b.Transport()
+	require.NoError(t, tr.EnsureStream(ctx, st))
+	c, err := tr.Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 64, AckWait: 30 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	var out []*transport.Message
+	for {
+		wait := 10 * time.Second
+		if len(out) >= want {
+			wait = 300 * time.Millisecond // and whatever else is there
+		}
+		nctx, cancel := context.WithTimeout(ctx, wait)
+		d, err := c.Next(nctx)
+		cancel()
+		if err != nil {
+			return out
+		}
+		out = append(out, d.Message())
+		_ = d.Ack(ctx)
 	}
 }

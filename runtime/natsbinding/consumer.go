@@ -36,6 +36,9 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		MaxAckPending: sub.MaxInFlight,
 		MaxDeliver:    -1,
 	}
+	if sub.MaxDeliver > 0 {
+		cfg.MaxDeliver = sub.MaxDeliver
+	}
 	if len(sub.Filters) == 1 {
 		cfg.FilterSubject = sub.Filters[0]
 	} else {

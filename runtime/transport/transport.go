@@ -95,6 +95,8 @@ type Subscription struct {
 	MaxInFlight int
 	// AckWait is how long a delivery may stay unsettled before the broker redelivers it.
 	AckWait time.Duration
+	// MaxDeliver stops broker redelivery after this many deliveries (0: no limit).
+	MaxDeliver int
 }
 
 // Transport is implemented by each broker binding.

@@ -45,6 +45,11 @@ var Domain = &ampybus.DomainSpec{
 	CompressAbove: 128 << 10,
 	Partitions:    3,
 	DedupeWindow:  2 * time.Minute,
+	Retry: ampybus.RetryPolicy{
+		MaxAttempts: 5,
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  30 * time.Second,
+	},
 }
 
 // Spec carries raw bytes: each message keeps the payload and headers it had
