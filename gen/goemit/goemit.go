@@ -276,9 +276,9 @@ func size(n int64) jen.Code {
 
 // names are the identifiers generated for one subtopic.
 type names struct {
-	V, Spec, Subtopic, New, Must, Parse, Pattern, All                string
-	Publisher, NewPublisher, Message, Handler, Subscribe, Keys       string
-	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural string
+	V, Spec, Subtopic, New, Must, Parse, Pattern, All                 string
+	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route string
+	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural  string
 }
 
 func subtopicNames(s *contract.Subtopic) names {
@@ -287,11 +287,11 @@ func subtopicNames(s *contract.Subtopic) names {
 		V: v, Spec: v + "Spec", Subtopic: v + "Subtopic", New: "New" + v + "Subtopic", Must: "Must" + v + "Subtopic",
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
-		Handler: v + "Handler", Subscribe: "Subscribe" + v, Keys: unexported(s.Name) + "Keys",
+		Handler: v + "Handler", Subscribe: "Subscribe" + v, Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
 	if v == "" {
-		n.Keys = "keys"
+		n.Keys, n.Route = "keys", "route"
 	}
 	if s.Payload != nil {
 		n.Payload = string(s.Payload.Name())
@@ -340,6 +340,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 	e.f.ImportAlias(gt.ImportPath, gt.PkgName)
 	payload := jen.Op("*").Qual(gt.ImportPath, gt.Name)
 	e.keyFunc(s, n, payload)
+	e.route(n, payload)
 	e.publisher(s, n, where, payload)
 	e.consumer(s, n, where, payload)
 }
@@ -652,6 +653,14 @@ func (e *emitter) fieldExpr(recv string, md protoreflect.MessageDescriptor, fp c
 	return expr
 }
 
+// route emits the value that ties the subtopic's types to the runtime.
+func (e *emitter) route(n names, payload jen.Code) {
+	e.f.Line()
+	e.f.Commentf("%s ties the %s types to the runtime for publishers and consumers.", n.Route, n.Payload)
+	e.f.Var().Id(n.Route).Op("=").Op("&").Qual(runtimePkg, "Route").Types(jen.Id(n.Subtopic), payload).Add(fields(
+		"Spec", jen.Id(n.Spec), "Parse", jen.Id(n.Parse), "Keys", jen.Id(n.Keys)))
+}
+
 func (e *emitter) publisher(s *contract.Subtopic, n names, where string, payload jen.Code) {
 	f := e.f
 	gen := jen.Qual(runtimePkg, "Publisher").Types(jen.Id(n.Subtopic), payload)
@@ -663,7 +672,7 @@ func (e *emitter) publisher(s *contract.Subtopic, n names, where string, payload
 	f.Line()
 	f.Commentf("%s returns a publisher on b; b must carry a producer identity.", n.NewPublisher)
 	f.Func().Id(n.NewPublisher).Params(jen.Id("b").Op("*").Qual(runtimePkg, "Bus")).Op("*").Id(n.Publisher).Block(
-		jen.Return(jen.Op("&").Id(n.Publisher).Values(jen.Id("pub").Op(":").Qual(runtimePkg, "NewPublisher").Call(jen.Id("b"), jen.Id(n.Spec), jen.Id(n.Keys)))))
+		jen.Return(jen.Op("&").Id(n.Publisher).Values(jen.Id("pub").Op(":").Qual(runtimePkg, "NewPublisher").Call(jen.Id("b"), jen.Id(n.Route)))))
 	keyDoc := "partition_key " + s.PartitionKey.Text
 	if s.DedupeKey != nil {
 		keyDoc += " and dedupe_key " + s.DedupeKey.Text
@@ -703,6 +712,6 @@ func (e *emitter) consumer(s *contract.Subtopic, n names, where string, payload 
 		jen.Id("ctx").Qual("context", "Context"), jen.Id("b").Op("*").Qual(runtimePkg, "Bus"), jen.Id("pattern").Id(n.Pattern),
 		jen.Id("h").Id(n.Handler), jen.Id("opts").Op("...").Qual(runtimePkg, "SubscribeOption"),
 	).Params(jen.Op("*").Qual(runtimePkg, "Subscription"), jen.Error()).Block(
-		jen.Return(jen.Qual(runtimePkg, "Subscribe").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Spec), jen.Id("pattern").Dot("String").Call(),
-			jen.Id(n.Parse), jen.Qual(runtimePkg, "Handler").Types(jen.Id(n.Subtopic), payload).Call(jen.Id("h")), jen.Id("opts").Op("..."))))
+		jen.Return(jen.Qual(runtimePkg, "Subscribe").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Route), jen.Id("pattern").Dot("String").Call(),
+			jen.Qual(runtimePkg, "Handler").Types(jen.Id(n.Subtopic), payload).Call(jen.Id("h")), jen.Id("opts").Op("..."))))
 }

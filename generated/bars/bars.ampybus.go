@@ -178,6 +178,13 @@ func keys(s Subtopic, m *barsv1.BarBatch) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 
+// route ties the BarBatch types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *barsv1.BarBatch]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes BarBatch messages to ampy.{env}.bars.v1.{mic}.{symbol}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -187,7 +194,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {mic}.{symbol} and waits until the broker
@@ -215,5 +222,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *barsv1.BarBatch](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *barsv1.BarBatch](h), opts...)
 }

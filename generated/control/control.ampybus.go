@@ -144,6 +144,13 @@ func replayRequestsKeys(s ReplayRequestsSubtopic, m *controlv1.ReplayRequest) (a
 	}, nil
 }
 
+// replayRequestsRoute ties the ReplayRequest types to the runtime for publishers and consumers.
+var replayRequestsRoute = &ampybus.Route[ReplayRequestsSubtopic, *controlv1.ReplayRequest]{
+	Spec:  ReplayRequestsSpec,
+	Parse: ParseReplayRequestsSubtopic,
+	Keys:  replayRequestsKeys,
+}
+
 // ReplayRequestsPublisher publishes ReplayRequest messages to ampy.{env}.control.v1.replay_requests.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -153,7 +160,7 @@ type ReplayRequestsPublisher struct {
 
 // NewReplayRequestsPublisher returns a publisher on b; b must carry a producer identity.
 func NewReplayRequestsPublisher(b *ampybus.Bus) *ReplayRequestsPublisher {
-	return &ReplayRequestsPublisher{pub: ampybus.NewPublisher(b, ReplayRequestsSpec, replayRequestsKeys)}
+	return &ReplayRequestsPublisher{pub: ampybus.NewPublisher(b, replayRequestsRoute)}
 }
 
 // Publish sends msg with partition_key {env}.{domain} and dedupe_key {request_id} and waits until the broker
@@ -181,5 +188,5 @@ type ReplayRequestsHandler func(ctx context.Context, m *ReplayRequestsMessage) e
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeReplayRequests(ctx context.Context, b *ampybus.Bus, pattern ReplayRequestsPattern, h ReplayRequestsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, ReplayRequestsSpec, pattern.String(), ParseReplayRequestsSubtopic, ampybus.Handler[ReplayRequestsSubtopic, *controlv1.ReplayRequest](h), opts...)
+	return ampybus.Subscribe(ctx, b, replayRequestsRoute, pattern.String(), ampybus.Handler[ReplayRequestsSubtopic, *controlv1.ReplayRequest](h), opts...)
 }

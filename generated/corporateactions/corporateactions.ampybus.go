@@ -177,6 +177,13 @@ func keys(s Subtopic, m *corporateactionsv1.CorporateActionBatch) (ampybus.Keys,
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 
+// route ties the CorporateActionBatch types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *corporateactionsv1.CorporateActionBatch]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes CorporateActionBatch messages to ampy.{env}.corporate_actions.v1.{mic}.{symbol}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -186,7 +193,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {mic}.{symbol} and waits until the broker
@@ -214,5 +221,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *corporateactionsv1.CorporateActionBatch](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *corporateactionsv1.CorporateActionBatch](h), opts...)
 }

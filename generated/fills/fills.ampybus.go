@@ -137,6 +137,13 @@ func eventsKeys(s EventsSubtopic, m *fillsv1.FillEvent) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: m.GetAccountId() + "|" + m.GetClientOrderId()}, nil
 }
 
+// eventsRoute ties the FillEvent types to the runtime for publishers and consumers.
+var eventsRoute = &ampybus.Route[EventsSubtopic, *fillsv1.FillEvent]{
+	Spec:  EventsSpec,
+	Parse: ParseEventsSubtopic,
+	Keys:  eventsKeys,
+}
+
 // EventsPublisher publishes FillEvent messages to ampy.{env}.fills.v1.events.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -146,7 +153,7 @@ type EventsPublisher struct {
 
 // NewEventsPublisher returns a publisher on b; b must carry a producer identity.
 func NewEventsPublisher(b *ampybus.Bus) *EventsPublisher {
-	return &EventsPublisher{pub: ampybus.NewPublisher(b, EventsSpec, eventsKeys)}
+	return &EventsPublisher{pub: ampybus.NewPublisher(b, eventsRoute)}
 }
 
 // Publish sends msg with partition_key {account_id}|{client_order_id} and waits until the broker
@@ -174,5 +181,5 @@ type EventsHandler func(ctx context.Context, m *EventsMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, h EventsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, EventsSpec, pattern.String(), ParseEventsSubtopic, ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
+	return ampybus.Subscribe(ctx, b, eventsRoute, pattern.String(), ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
 }

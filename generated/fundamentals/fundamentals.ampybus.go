@@ -187,6 +187,13 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + m.GetSource()}, nil
 }
 
+// route ties the FundamentalsSnapshot types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *fundamentalsv1.FundamentalsSnapshot]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes FundamentalsSnapshot messages to ampy.{env}.fundamentals.v1.{mic}.{symbol}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -196,7 +203,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {symbol}.{mic}|{source} and waits until the broker
@@ -224,5 +231,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *fundamentalsv1.FundamentalsSnapshot](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *fundamentalsv1.FundamentalsSnapshot](h), opts...)
 }

@@ -139,6 +139,13 @@ func ratesKeys(s RatesSubtopic, m *fxv1.FxRate) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: m.GetPair().GetBase() + "." + m.GetPair().GetQuote()}, nil
 }
 
+// ratesRoute ties the FxRate types to the runtime for publishers and consumers.
+var ratesRoute = &ampybus.Route[RatesSubtopic, *fxv1.FxRate]{
+	Spec:  RatesSpec,
+	Parse: ParseRatesSubtopic,
+	Keys:  ratesKeys,
+}
+
 // RatesPublisher publishes FxRate messages to ampy.{env}.fx.v1.rates.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -148,7 +155,7 @@ type RatesPublisher struct {
 
 // NewRatesPublisher returns a publisher on b; b must carry a producer identity.
 func NewRatesPublisher(b *ampybus.Bus) *RatesPublisher {
-	return &RatesPublisher{pub: ampybus.NewPublisher(b, RatesSpec, ratesKeys)}
+	return &RatesPublisher{pub: ampybus.NewPublisher(b, ratesRoute)}
 }
 
 // Publish sends msg with partition_key {pair.base}.{pair.quote} and waits until the broker
@@ -176,7 +183,7 @@ type RatesHandler func(ctx context.Context, m *RatesMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h RatesHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, RatesSpec, pattern.String(), ParseRatesSubtopic, ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
+	return ampybus.Subscribe(ctx, b, ratesRoute, pattern.String(), ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
 }
 
 // Schema of the FxRate payload carried on ampy.{env}.fx.v1.{base}.{quote}.
@@ -306,6 +313,13 @@ func pairKeys(s PairSubtopic, m *fxv1.FxRate) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.base + "." + s.quote}, nil
 }
 
+// pairRoute ties the FxRate types to the runtime for publishers and consumers.
+var pairRoute = &ampybus.Route[PairSubtopic, *fxv1.FxRate]{
+	Spec:  PairSpec,
+	Parse: ParsePairSubtopic,
+	Keys:  pairKeys,
+}
+
 // PairPublisher publishes FxRate messages to ampy.{env}.fx.v1.{base}.{quote}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -315,7 +329,7 @@ type PairPublisher struct {
 
 // NewPairPublisher returns a publisher on b; b must carry a producer identity.
 func NewPairPublisher(b *ampybus.Bus) *PairPublisher {
-	return &PairPublisher{pub: ampybus.NewPublisher(b, PairSpec, pairKeys)}
+	return &PairPublisher{pub: ampybus.NewPublisher(b, pairRoute)}
 }
 
 // Publish sends msg with partition_key {base}.{quote} and waits until the broker
@@ -343,5 +357,5 @@ type PairHandler func(ctx context.Context, m *PairMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, PairSpec, pattern.String(), ParsePairSubtopic, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+	return ampybus.Subscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }

@@ -157,6 +157,13 @@ func keys(s Subtopic, m *metricsv1.Metric) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.service + "|" + m.GetName()}, nil
 }
 
+// route ties the Metric types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *metricsv1.Metric]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes Metric messages to ampy.{env}.metrics.v1.{service}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -166,7 +173,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {service}|{name} and waits until the broker
@@ -194,5 +201,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *metricsv1.Metric](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *metricsv1.Metric](h), opts...)
 }

@@ -139,6 +139,13 @@ func rawKeys(s RawSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 	}, nil
 }
 
+// rawRoute ties the NewsItem types to the runtime for publishers and consumers.
+var rawRoute = &ampybus.Route[RawSubtopic, *newsv1.NewsItem]{
+	Spec:  RawSpec,
+	Parse: ParseRawSubtopic,
+	Keys:  rawKeys,
+}
+
 // RawPublisher publishes NewsItem messages to ampy.{env}.news.v1.raw.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -148,7 +155,7 @@ type RawPublisher struct {
 
 // NewRawPublisher returns a publisher on b; b must carry a producer identity.
 func NewRawPublisher(b *ampybus.Bus) *RawPublisher {
-	return &RawPublisher{pub: ampybus.NewPublisher(b, RawSpec, rawKeys)}
+	return &RawPublisher{pub: ampybus.NewPublisher(b, rawRoute)}
 }
 
 // Publish sends msg with partition_key {id} and dedupe_key {id} and waits until the broker
@@ -176,7 +183,7 @@ type RawHandler func(ctx context.Context, m *RawMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h RawHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, RawSpec, pattern.String(), ParseRawSubtopic, ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
+	return ampybus.Subscribe(ctx, b, rawRoute, pattern.String(), ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
 // Schema of the NewsItem payload carried on ampy.{env}.news.v1.nlp.
@@ -261,6 +268,13 @@ func nlpKeys(s NlpSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 	}, nil
 }
 
+// nlpRoute ties the NewsItem types to the runtime for publishers and consumers.
+var nlpRoute = &ampybus.Route[NlpSubtopic, *newsv1.NewsItem]{
+	Spec:  NlpSpec,
+	Parse: ParseNlpSubtopic,
+	Keys:  nlpKeys,
+}
+
 // NlpPublisher publishes NewsItem messages to ampy.{env}.news.v1.nlp.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -270,7 +284,7 @@ type NlpPublisher struct {
 
 // NewNlpPublisher returns a publisher on b; b must carry a producer identity.
 func NewNlpPublisher(b *ampybus.Bus) *NlpPublisher {
-	return &NlpPublisher{pub: ampybus.NewPublisher(b, NlpSpec, nlpKeys)}
+	return &NlpPublisher{pub: ampybus.NewPublisher(b, nlpRoute)}
 }
 
 // Publish sends msg with partition_key {id} and dedupe_key {id} and waits until the broker
@@ -298,5 +312,5 @@ type NlpHandler func(ctx context.Context, m *NlpMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h NlpHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, NlpSpec, pattern.String(), ParseNlpSubtopic, ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
+	return ampybus.Subscribe(ctx, b, nlpRoute, pattern.String(), ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
 }

@@ -141,6 +141,13 @@ func snapshotsKeys(s SnapshotsSubtopic, m *positionsv1.PositionSnapshot) (ampybu
 	return ampybus.Keys{Partition: m.GetAccountId() + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// snapshotsRoute ties the PositionSnapshot types to the runtime for publishers and consumers.
+var snapshotsRoute = &ampybus.Route[SnapshotsSubtopic, *positionsv1.PositionSnapshot]{
+	Spec:  SnapshotsSpec,
+	Parse: ParseSnapshotsSubtopic,
+	Keys:  snapshotsKeys,
+}
+
 // SnapshotsPublisher publishes PositionSnapshot messages to ampy.{env}.positions.v1.snapshots.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -150,7 +157,7 @@ type SnapshotsPublisher struct {
 
 // NewSnapshotsPublisher returns a publisher on b; b must carry a producer identity.
 func NewSnapshotsPublisher(b *ampybus.Bus) *SnapshotsPublisher {
-	return &SnapshotsPublisher{pub: ampybus.NewPublisher(b, SnapshotsSpec, snapshotsKeys)}
+	return &SnapshotsPublisher{pub: ampybus.NewPublisher(b, snapshotsRoute)}
 }
 
 // Publish sends msg with partition_key {account_id}|{security.symbol}.{security.mic} and waits until the broker
@@ -178,5 +185,5 @@ type SnapshotsHandler func(ctx context.Context, m *SnapshotsMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, SnapshotsSpec, pattern.String(), ParseSnapshotsSubtopic, ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
+	return ampybus.Subscribe(ctx, b, snapshotsRoute, pattern.String(), ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
 }

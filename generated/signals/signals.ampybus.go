@@ -164,6 +164,13 @@ func keys(s Subtopic, m *signalsv1.Signal) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.modelID + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// route ties the Signal types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *signalsv1.Signal]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes Signal messages to ampy.{env}.signals.v1.{model_id}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -173,7 +180,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {model_id}|{security.symbol}.{security.mic} and waits until the broker
@@ -201,5 +208,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *signalsv1.Signal](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *signalsv1.Signal](h), opts...)
 }

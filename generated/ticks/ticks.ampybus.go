@@ -162,6 +162,13 @@ func tradeKeys(s TradeSubtopic, m *ticksv1.TradeTick) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.symbol + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// tradeRoute ties the TradeTick types to the runtime for publishers and consumers.
+var tradeRoute = &ampybus.Route[TradeSubtopic, *ticksv1.TradeTick]{
+	Spec:  TradeSpec,
+	Parse: ParseTradeSubtopic,
+	Keys:  tradeKeys,
+}
+
 // TradePublisher publishes TradeTick messages to ampy.{env}.ticks.v1.trade.{symbol}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -171,7 +178,7 @@ type TradePublisher struct {
 
 // NewTradePublisher returns a publisher on b; b must carry a producer identity.
 func NewTradePublisher(b *ampybus.Bus) *TradePublisher {
-	return &TradePublisher{pub: ampybus.NewPublisher(b, TradeSpec, tradeKeys)}
+	return &TradePublisher{pub: ampybus.NewPublisher(b, tradeRoute)}
 }
 
 // Publish sends msg with partition_key {symbol}.{security.mic} and waits until the broker
@@ -199,7 +206,7 @@ type TradeHandler func(ctx context.Context, m *TradeMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h TradeHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, TradeSpec, pattern.String(), ParseTradeSubtopic, ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
+	return ampybus.Subscribe(ctx, b, tradeRoute, pattern.String(), ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
 }
 
 // Schema of the QuoteTick payload carried on ampy.{env}.ticks.v1.quote.{symbol}.
@@ -306,6 +313,13 @@ func quoteKeys(s QuoteSubtopic, m *ticksv1.QuoteTick) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.symbol + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// quoteRoute ties the QuoteTick types to the runtime for publishers and consumers.
+var quoteRoute = &ampybus.Route[QuoteSubtopic, *ticksv1.QuoteTick]{
+	Spec:  QuoteSpec,
+	Parse: ParseQuoteSubtopic,
+	Keys:  quoteKeys,
+}
+
 // QuotePublisher publishes QuoteTick messages to ampy.{env}.ticks.v1.quote.{symbol}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -315,7 +329,7 @@ type QuotePublisher struct {
 
 // NewQuotePublisher returns a publisher on b; b must carry a producer identity.
 func NewQuotePublisher(b *ampybus.Bus) *QuotePublisher {
-	return &QuotePublisher{pub: ampybus.NewPublisher(b, QuoteSpec, quoteKeys)}
+	return &QuotePublisher{pub: ampybus.NewPublisher(b, quoteRoute)}
 }
 
 // Publish sends msg with partition_key {symbol}.{security.mic} and waits until the broker
@@ -343,5 +357,5 @@ type QuoteHandler func(ctx context.Context, m *QuoteMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h QuoteHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, QuoteSpec, pattern.String(), ParseQuoteSubtopic, ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
+	return ampybus.Subscribe(ctx, b, quoteRoute, pattern.String(), ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
 }

@@ -158,6 +158,13 @@ func keys(s Subtopic, m *universev1.UniverseSnapshot) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.universeID}, nil
 }
 
+// route ties the UniverseSnapshot types to the runtime for publishers and consumers.
+var route = &ampybus.Route[Subtopic, *universev1.UniverseSnapshot]{
+	Spec:  Spec,
+	Parse: ParseSubtopic,
+	Keys:  keys,
+}
+
 // Publisher publishes UniverseSnapshot messages to ampy.{env}.universe.v1.{universe_id}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -167,7 +174,7 @@ type Publisher struct {
 
 // NewPublisher returns a publisher on b; b must carry a producer identity.
 func NewPublisher(b *ampybus.Bus) *Publisher {
-	return &Publisher{pub: ampybus.NewPublisher(b, Spec, keys)}
+	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
 // Publish sends msg with partition_key {universe_id} and waits until the broker
@@ -195,5 +202,5 @@ type Handler func(ctx context.Context, m *Message) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, Spec, pattern.String(), ParseSubtopic, ampybus.Handler[Subtopic, *universev1.UniverseSnapshot](h), opts...)
+	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *universev1.UniverseSnapshot](h), opts...)
 }

@@ -90,6 +90,16 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 		{"undecodable payload", "ampy.dev.bars.v1.XNAS.AAPL", validHeaders(bars.SchemaFQDN), []byte{0xff, 0xff, 0xff}, "decode_error: "},
 		{"wrong schema", "ampy.dev.bars.v1.XNAS.AAPL", validHeaders("ampy.ticks.v1.TradeTick"), good, "schema_mismatch: schema_fqdn ampy.ticks.v1.TradeTick"},
 		{"zero trace", "ampy.dev.bars.v1.XNAS.AAPL", badTrace, good, "contract_violation: header traceparent="},
+		{"key disagrees with payload", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
+			h := validHeaders(bars.SchemaFQDN)
+			h.Set("partition_key", "XNAS.MSFT")
+			return h
+		}(), good, `contract_violation: partition_key "XNAS.MSFT", but the contract derives "XNAS.AAPL" from the payload`},
+		{"schema hash mismatch", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
+			h := validHeaders(bars.SchemaFQDN)
+			h.Set("schema_hash", "sha256:0bad")
+			return h
+		}(), good, "schema_hash_mismatch: produced against sha256:0bad, this consumer has " + bars.SchemaHash},
 		{"bad gzip", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
 			h := validHeaders(bars.SchemaFQDN)
 			h.Set("content_encoding", "gzip")

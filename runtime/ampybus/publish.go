@@ -21,17 +21,26 @@ import (
 // contract's key rules say. Generated code supplies one per subtopic.
 type KeyFunc[S Subtopic, P proto.Message] func(S, P) (Keys, error)
 
+// Route ties one subtopic's Go types to the runtime: its spec, how to read
+// its subtopic from a topic, and how the contract derives its keys.
+// Generated code declares one per subtopic; publishers and consumers share it.
+type Route[S Subtopic, P proto.Message] struct {
+	Spec  *SubtopicSpec
+	Parse func(subtopic string) (S, error)
+	Keys  KeyFunc[S, P]
+}
+
 // Publisher publishes one subtopic's payload type. Generated publishers wrap
 // it; it is safe for concurrent use.
 type Publisher[S Subtopic, P proto.Message] struct {
-	bus  *Bus
-	spec *SubtopicSpec
-	keys KeyFunc[S, P]
+	bus   *Bus
+	spec  *SubtopicSpec
+	route *Route[S, P]
 }
 
 // NewPublisher is called by generated code.
-func NewPublisher[S Subtopic, P proto.Message](b *Bus, spec *SubtopicSpec, keys KeyFunc[S, P]) *Publisher[S, P] {
-	return &Publisher[S, P]{bus: b, spec: spec, keys: keys}
+func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publisher[S, P] {
+	return &Publisher[S, P]{bus: b, spec: r.Spec, route: r}
 }
 
 // PublishResult is where a published message was stored.
@@ -152,7 +161,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if any(msg) == nil || !msg.ProtoReflect().IsValid() {
 		return fail(fmt.Errorf("%w: payload is nil", ErrContract))
 	}
-	keys, err := p.keys(subtopic, msg)
+	keys, err := p.route.Keys(subtopic, msg)
 	if err != nil {
 		return fail(err)
 	}

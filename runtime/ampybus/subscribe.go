@@ -6,8 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,8 +69,8 @@ func StartAtTime(t time.Time) SubscribeOption {
 	return func(o *subOptions) { o.start = transport.StartPosition{Kind: transport.StartAtTime, Time: t} }
 }
 
-// Concurrency sets how many handlers run at once. Messages with the same
-// partition key always go to the same handler goroutine, so per-key order holds.
+// Concurrency sets how many partition keys are handled at once (default 1).
+// Messages with the same key are always handled one at a time, in order.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
 // MaxInFlight bounds delivered-but-unsettled messages (default 1024).
@@ -119,10 +119,16 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// Subscribe consumes the subtopic's messages whose topics match pattern (a
+// Subscribe consumes the route's messages whose topics match pattern (a
 // subtopic pattern with * and > wildcards) and calls h for each, until ctx
 // ends or Stop is called. Generated code calls it with typed patterns.
-func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, spec *SubtopicSpec, pattern string, parse func(string) (S, error), h Handler[S, P], opts ...SubscribeOption) (*Subscription, error) {
+//
+// Messages with the same partition key are handled one at a time, in order;
+// up to Concurrency keys are handled at once. A failing message of an ordered
+// domain is retried in place and holds back only its own key; in accumulate
+// and counter_gauge domains it is redelivered later and its key moves on.
+func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S, P], pattern string, h Handler[S, P], opts ...SubscribeOption) (*Subscription, error) {
+	spec := r.Spec
 	d := spec.Domain
 	o := subOptions{concurrency: 1, maxInFlight: 1024, ackWait: 30 * time.Second, retry: d.Retry.orDefault()}
 	for _, opt := range opts {
@@ -133,6 +139,9 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, spec *S
 		o.backoff = o.retry.Delay
 	}
 	filter := d.Prefix(b.env) + "." + pattern
+	if err := validPattern(pattern); err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+	}
 	s, err := b.stream(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
@@ -148,10 +157,25 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, spec *S
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{})}
-	e := &engine[S, P]{bus: b, spec: spec, prefix: d.Prefix(b.env) + ".", parse: parse, handler: h, opts: o,
-		newPayload: newMessageFunc[P](), seed: maphash.MakeSeed()}
+	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o,
+		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge}
 	go e.run(loopCtx, sub)
 	return sub, nil
+}
+
+// validPattern rejects an empty pattern (a zero-value generated pattern) and
+// malformed tokens; * and a final > are the wildcards.
+func validPattern(p string) error {
+	toks := strings.Split(p, ".")
+	for i, t := range toks {
+		if t == "*" || (t == ">" && i == len(toks)-1) {
+			continue
+		}
+		if !ValidToken(t) {
+			return fmt.Errorf("%w: subscription pattern %q: build patterns with the generated All…/By… functions", ErrContract, p)
+		}
+	}
+	return nil
 }
 
 // newMessageFunc returns a constructor for P's concrete message type.
@@ -163,30 +187,49 @@ func newMessageFunc[P proto.Message]() func() P {
 
 type engine[S Subtopic, P proto.Message] struct {
 	bus        *Bus
+	route      *Route[S, P]
 	spec       *SubtopicSpec
 	prefix     string
-	parse      func(string) (S, error)
 	handler    Handler[S, P]
 	opts       subOptions
 	newPayload func() P
-	seed       maphash.Seed
+	// inPlace retries a failing message while holding its key, so the key's
+	// order holds across retries.
+	inPlace bool
 }
 
+// run hands deliveries to per-key workers: one message per key at a time, up
+// to Concurrency keys at once. It returns when the consumer stops and every
+// delivery taken from it has been settled or handed back.
 func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	defer close(sub.done)
-	// Handlers finish their message even while the subscription stops.
-	hctx := context.WithoutCancel(ctx)
-	shards := make([]chan transport.Delivery, e.opts.concurrency)
-	var wg sync.WaitGroup
-	for i := range shards {
-		shards[i] = make(chan transport.Delivery, 16)
-		wg.Add(1)
-		go func(ch chan transport.Delivery) {
-			defer wg.Done()
-			for d := range ch {
-				e.process(hctx, d)
+	hctx := context.WithoutCancel(ctx) // handlers finish their message while the subscription stops
+	sem := make(chan struct{}, e.opts.concurrency)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		queued = map[string][]transport.Delivery{} // keys being worked on → messages waiting behind
+	)
+	work := func(key string, d transport.Delivery) {
+		defer wg.Done()
+		for {
+			sem <- struct{}{}
+			abandoned := e.process(hctx, ctx.Done(), d)
+			<-sem
+			mu.Lock()
+			next := queued[key]
+			if len(next) == 0 || abandoned {
+				delete(queued, key)
+				mu.Unlock()
+				// Whatever waited behind an abandoned message goes back too, in order.
+				for _, rest := range next {
+					_ = rest.Nak(hctx, 0)
+				}
+				return
 			}
-		}(shards[i])
+			d, queued[key] = next[0], next[1:]
+			mu.Unlock()
+		}
 	}
 	for {
 		d, err := sub.cons.Next(ctx)
@@ -199,52 +242,97 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 			}
 			break
 		}
-		i := 0
-		if len(shards) > 1 {
-			i = int(maphash.String(e.seed, d.Message().Headers.PartitionKey) % uint64(len(shards)))
+		key := d.Message().Headers.PartitionKey
+		mu.Lock()
+		if q, busy := queued[key]; busy {
+			queued[key] = append(q, d)
+			mu.Unlock()
+			continue
 		}
-		shards[i] <- d
-	}
-	for _, ch := range shards {
-		close(ch)
+		queued[key] = nil
+		mu.Unlock()
+		wg.Add(1)
+		go work(key, d)
 	}
 	wg.Wait()
 	_ = sub.cons.Close()
 }
 
-// process checks, decodes and handles one delivery, and settles it.
-func (e *engine[S, P]) process(ctx context.Context, d transport.Delivery) {
+// process checks, decodes and handles one delivery, retrying in place for
+// ordered domains, and settles it. It reports whether it handed the delivery
+// back unsettled because the subscription is stopping.
+func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d transport.Delivery) (abandoned bool) {
 	m := d.Message()
 	maxAttempts := e.opts.retry.MaxAttempts
-	if d.Attempt() > maxAttempts {
+	attempt := d.Attempt()
+	if attempt > maxAttempts {
 		// Earlier deliveries died with their consumer before settling.
-		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", d.Attempt(), maxAttempts))
-		return
+		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", attempt, maxAttempts))
+		return false
 	}
 	msg, reason := e.decode(d)
 	if reason != "" {
 		e.deadLetter(ctx, d, reason)
-		return
+		return false
 	}
+	defer e.keepLease(d)()
 	hctx := envelope.ContextWithTrace(ctx, m.Headers.Trace)
-	err := e.call(hctx, msg)
-	switch {
-	case err == nil:
-		if aerr := d.Ack(ctx); aerr != nil {
-			e.bus.log.Warn("ack failed; the message will be redelivered", "topic", m.Topic, "message_id", m.Headers.MessageID, "err", aerr)
+	for {
+		msg.Attempt = attempt
+		msg.Headers.RetryCount = max(m.Headers.RetryCount, attempt-1)
+		err := e.call(hctx, msg)
+		switch {
+		case err == nil:
+			if aerr := d.Ack(ctx); aerr != nil {
+				e.bus.log.Warn("ack failed; the message will be redelivered", "topic", m.Topic, "message_id", m.Headers.MessageID, "err", aerr)
+			}
+			return false
+		case errors.Is(err, ErrPermanent):
+			e.deadLetter(ctx, d, "handler: "+err.Error())
+			return false
+		case attempt >= maxAttempts:
+			e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: %d attempts failed; last error: %v", attempt, err))
+			return false
 		}
-	case errors.Is(err, ErrPermanent):
-		e.deadLetter(ctx, d, "handler: "+err.Error())
-	case d.Attempt() >= maxAttempts:
-		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: %d attempts failed; last error: %v", d.Attempt(), err))
-	default:
-		delay := e.opts.backoff(d.Attempt())
-		e.bus.log.Warn("handler failed; redelivering", "topic", m.Topic, "message_id", m.Headers.MessageID,
-			"trace_id", m.Headers.Trace.TraceIDHex(), "attempt", d.Attempt(), "retry_in", delay, "err", err)
-		if nerr := d.Nak(ctx, delay); nerr != nil {
-			e.bus.log.Warn("nak failed; the broker redelivers after ack_wait", "message_id", m.Headers.MessageID, "err", nerr)
+		delay := e.opts.backoff(attempt)
+		e.bus.log.Warn("handler failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID,
+			"trace_id", m.Headers.Trace.TraceIDHex(), "attempt", attempt, "retry_in", delay, "in_place", e.inPlace, "err", err)
+		if !e.inPlace {
+			if nerr := d.Nak(ctx, delay); nerr != nil {
+				e.bus.log.Warn("nak failed; the broker redelivers after ack_wait", "message_id", m.Headers.MessageID, "err", nerr)
+			}
+			return false
 		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-stopping:
+			t.Stop()
+			_ = d.Nak(ctx, 0)
+			return true
+		}
+		attempt++
 	}
+}
+
+// keepLease extends the delivery's ack deadline while it is held (a slow
+// handler, or an in-place backoff); the returned func stops it.
+func (e *engine[S, P]) keepLease(d transport.Delivery) func() {
+	every := max(e.opts.ackWait/3, 100*time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = d.InProgress(context.Background())
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // call runs the handler, turning a panic into an error.
@@ -269,10 +357,13 @@ func (e *engine[S, P]) decode(d transport.Delivery) (*Message[S, P], string) {
 	if m.Headers.SchemaFQDN != e.spec.Schema.FQDN {
 		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.spec.Pattern, e.spec.Schema.FQDN)
 	}
+	if h := m.Headers.SchemaHash; h != "" && e.spec.Schema.Hash != "" && h != e.spec.Schema.Hash {
+		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.spec.Schema.Hash, e.spec.Schema.FQDN)
+	}
 	if len(m.Topic) <= len(e.prefix) || m.Topic[:len(e.prefix)] != e.prefix {
 		return nil, "contract_violation: topic " + m.Topic + " is outside " + e.prefix + ">"
 	}
-	st, err := e.parse(m.Topic[len(e.prefix):])
+	st, err := e.route.Parse(m.Topic[len(e.prefix):])
 	if err != nil {
 		return nil, "contract_violation: " + err.Error()
 	}
@@ -290,12 +381,18 @@ func (e *engine[S, P]) decode(d transport.Delivery) (*Message[S, P], string) {
 	if err := proto.Unmarshal(payload, p); err != nil {
 		return nil, "decode_error: " + err.Error()
 	}
-	h := m.Headers
-	// JetStream redelivers the stored headers; retry_count tells the handler
-	// how many deliveries came before this one.
-	h.RetryCount = max(h.RetryCount, d.Attempt()-1)
+	keys, err := e.route.Keys(st, p)
+	if err != nil {
+		return nil, "contract_violation: " + err.Error()
+	}
+	if keys.Partition != m.Headers.PartitionKey {
+		return nil, fmt.Sprintf("contract_violation: partition_key %q, but the contract derives %q from the payload", m.Headers.PartitionKey, keys.Partition)
+	}
+	if keys.Dedupe != "" && m.Headers.DedupeKey != "" && keys.Dedupe != m.Headers.DedupeKey {
+		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe)
+	}
 	return &Message[S, P]{
-		Topic: m.Topic, Subtopic: st, Payload: p, Headers: h,
+		Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers,
 		Attempt: d.Attempt(), Sequence: d.Sequence(), Partition: d.Partition(),
 	}, ""
 }

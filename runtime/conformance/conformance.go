@@ -93,6 +93,7 @@ func Run(t *testing.T, b Binding) {
 		{"NewSubscriptionSeesExactlyWhatFollows", testStartNew},
 		{"RetriesWithGrowingDelaysThenSuccess", testRetryThenSuccess},
 		{"AlwaysFailingGoesToDeadLetterQueueOnce", testAlwaysFailing},
+		{"FailingMessageHoldsBackOnlyItsOwnKey", testHeadOfLinePerKey},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -729,4 +730,48 @@ func readDeadLetters(t *testing.T, ctx context.Context, b *ampybus.Bus, want int
 		out = append(out, d.Message())
 		_ = d.Ack(ctx)
 	}
+}
+
+// testHeadOfLinePerKey: a message that fails is retried before any later
+// message of its key, while other keys carry on.
+func testHeadOfLinePerKey(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var mu sync.Mutex
+	var log []string
+	failsLeft := 2
+	done := make(chan struct{})
+	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		entry := fmt.Sprintf("%s#%d", m.Payload.GetClientOrderId(), m.Payload.GetQuantity().GetScaled())
+		if entry == "A#1" && failsLeft > 0 {
+			failsLeft--
+			log = append(log, entry+"!")
+			return fmt.Errorf("A#1 fails")
+		}
+		log = append(log, entry)
+		if len(log) == 2+4 {
+			close(done)
+		}
+		return nil
+	}, ampybus.Durable("hol"), ampybus.Concurrency(4),
+		ampybus.Retry(ampybus.RetryPolicy{MaxAttempts: 5, Backoff: 150 * time.Millisecond, MaxBackoff: time.Second}))
+	require.NoError(t, err)
+	defer sub.Stop()
+	pub := orders.NewRequestsPublisher(b)
+	for _, o := range []*ordersv1.OrderRequest{order("A", 1), order("A", 2), order("B", 1), order("B", 2)} {
+		_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), o)
+		require.NoError(t, err)
+	}
+	recv(t, done)
+	mu.Lock()
+	defer mu.Unlock()
+	pos := map[string]int{}
+	for i, e := range log {
+		pos[e] = i
+	}
+	assert.Less(t, pos["A#1"], pos["A#2"], "A#2 waits for A#1's retries: %v", log)
+	assert.Less(t, pos["B#1"], pos["B#2"], "%v", log)
+	assert.Less(t, pos["B#2"], pos["A#1"], "B does not wait for A's retries: %v", log)
 }

@@ -184,6 +184,13 @@ func pairKeys(s PairSubtopic, m *fxv1.FxRate) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.base + "." + s.quote}, nil
 }
 
+// pairRoute ties the FxRate types to the runtime for publishers and consumers.
+var pairRoute = &ampybus.Route[PairSubtopic, *fxv1.FxRate]{
+	Spec:  PairSpec,
+	Parse: ParsePairSubtopic,
+	Keys:  pairKeys,
+}
+
 // PairPublisher publishes FxRate messages to ampy.{env}.fx.v1.{base}.{quote}.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -193,7 +200,7 @@ type PairPublisher struct {
 
 // NewPairPublisher returns a publisher on b; b must carry a producer identity.
 func NewPairPublisher(b *ampybus.Bus) *PairPublisher {
-	return &PairPublisher{pub: ampybus.NewPublisher(b, PairSpec, pairKeys)}
+	return &PairPublisher{pub: ampybus.NewPublisher(b, pairRoute)}
 }
 
 // Publish sends msg with partition_key {base}.{quote} and waits until the broker
@@ -221,5 +228,5 @@ type PairHandler func(ctx context.Context, m *PairMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, PairSpec, pattern.String(), ParsePairSubtopic, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+	return ampybus.Subscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }

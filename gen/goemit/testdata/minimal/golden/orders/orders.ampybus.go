@@ -138,6 +138,13 @@ func requestsKeys(s RequestsSubtopic, m *ordersv1.OrderRequest) (ampybus.Keys, e
 	}, nil
 }
 
+// requestsRoute ties the OrderRequest types to the runtime for publishers and consumers.
+var requestsRoute = &ampybus.Route[RequestsSubtopic, *ordersv1.OrderRequest]{
+	Spec:  RequestsSpec,
+	Parse: ParseRequestsSubtopic,
+	Keys:  requestsKeys,
+}
+
 // RequestsPublisher publishes OrderRequest messages to ampy.{env}.orders.v1.requests.
 // The envelope, topic and keys come from the contract; the caller supplies only the
 // subtopic and payload. It is safe for concurrent use.
@@ -147,7 +154,7 @@ type RequestsPublisher struct {
 
 // NewRequestsPublisher returns a publisher on b; b must carry a producer identity.
 func NewRequestsPublisher(b *ampybus.Bus) *RequestsPublisher {
-	return &RequestsPublisher{pub: ampybus.NewPublisher(b, RequestsSpec, requestsKeys)}
+	return &RequestsPublisher{pub: ampybus.NewPublisher(b, requestsRoute)}
 }
 
 // Publish sends msg with partition_key {client_order_id} and dedupe_key {client_order_id}|{side}|{tif} and waits until the broker
@@ -175,5 +182,5 @@ type RequestsHandler func(ctx context.Context, m *RequestsMessage) error
 // that matches pattern, until ctx ends or the subscription is stopped. Use
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, h RequestsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
-	return ampybus.Subscribe(ctx, b, RequestsSpec, pattern.String(), ParseRequestsSubtopic, ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
+	return ampybus.Subscribe(ctx, b, requestsRoute, pattern.String(), ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
 }
