@@ -9,10 +9,12 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -45,6 +47,8 @@ func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err)
 type SubscribeOption func(*subOptions)
 
 type subOptions struct {
+	dedupe      dedupe.Store
+	dedupeTTL   time.Duration
 	group       string
 	start       transport.StartPosition
 	concurrency int
@@ -85,6 +89,18 @@ func RetryBackoff(f func(attempt int) time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.backoff = f }
 }
 
+// Dedupe sets where the subscription remembers the messages it has applied,
+// for ttl: a message whose message_id or dedupe_key is there is acknowledged
+// without calling the handler, and counted in Stats.Duplicates. The default
+// is an in-memory store of 65536 keys kept for an hour; a
+// natsbinding.KVStore survives restarts.
+func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
+	return func(o *subOptions) { o.dedupe, o.dedupeTTL = store, ttl }
+}
+
+// NoDedupe turns consumer-side deduplication off: every delivery reaches the handler.
+func NoDedupe() SubscribeOption { return func(o *subOptions) { o.dedupe = nil; o.dedupeTTL = -1 } }
+
 // Retry replaces the contract's retry policy for this subscription.
 func Retry(p RetryPolicy) SubscribeOption { return func(o *subOptions) { o.retry = p.orDefault() } }
 
@@ -99,6 +115,35 @@ type Subscription struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	err    error
+	stats  counters
+	// aborted closes on Abort: handlers still running settle nothing.
+	aborted   chan struct{}
+	abortOnce sync.Once
+}
+
+// Stats counts what a subscription did with its messages; nothing it skips
+// goes uncounted.
+type Stats struct {
+	// Handled messages returned nil from the handler and were acknowledged.
+	Handled uint64
+	// Retried counts failed attempts that were retried.
+	Retried uint64
+	// DeadLettered messages went to the dead-letter queue.
+	DeadLettered uint64
+	// Duplicates were acknowledged without the handler: already applied.
+	Duplicates uint64
+}
+
+type counters struct {
+	handled, retried, deadLettered, duplicates atomic.Uint64
+}
+
+// Stats returns the subscription's counters so far.
+func (s *Subscription) Stats() Stats {
+	return Stats{
+		Handled: s.stats.handled.Load(), Retried: s.stats.retried.Load(),
+		DeadLettered: s.stats.deadLettered.Load(), Duplicates: s.stats.duplicates.Load(),
+	}
 }
 
 // Stop stops fetching, waits for in-flight handlers to finish and settle their
@@ -107,6 +152,17 @@ func (s *Subscription) Stop() error {
 	s.cancel()
 	<-s.done
 	return s.Err()
+}
+
+// Abort stops the subscription at once, as a crash would: it closes the
+// consumer without waiting for running handlers, so whatever they have not
+// settled is redelivered. Prefer Stop; Abort is for fatal errors and tests.
+func (s *Subscription) Abort() {
+	s.abortOnce.Do(func() {
+		close(s.aborted)
+		s.cancel()
+		_ = s.cons.Abort()
+	})
 }
 
 // Done is closed when the subscription has stopped.
@@ -138,6 +194,9 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rout
 	if o.backoff == nil {
 		o.backoff = o.retry.Delay
 	}
+	if o.dedupe == nil && o.dedupeTTL == 0 {
+		o.dedupe, o.dedupeTTL = dedupe.NewMemory(65536), time.Hour
+	}
 	filter := d.Prefix(b.env) + "." + pattern
 	if err := validPattern(pattern); err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
@@ -156,8 +215,8 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rout
 		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
-	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{})}
-	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o,
+	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
+	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge}
 	go e.run(loopCtx, sub)
 	return sub, nil
@@ -196,6 +255,8 @@ type engine[S Subtopic, P proto.Message] struct {
 	// inPlace retries a failing message while holding its key, so the key's
 	// order holds across retries.
 	inPlace bool
+	stats   *counters
+	aborted <-chan struct{}
 }
 
 // run hands deliveries to per-key workers: one message per key at a time, up
@@ -221,9 +282,14 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 			if len(next) == 0 || abandoned {
 				delete(queued, key)
 				mu.Unlock()
-				// Whatever waited behind an abandoned message goes back too, in order.
-				for _, rest := range next {
-					_ = rest.Nak(hctx, 0)
+				// Whatever waited behind an abandoned message goes back too, in
+				// order (after an abort, by itself, when the leases lapse).
+				select {
+				case <-e.aborted:
+				default:
+					for _, rest := range next {
+						_ = rest.Nak(hctx, 0)
+					}
 				}
 				return
 			}
@@ -275,14 +341,27 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		e.deadLetter(ctx, d, reason)
 		return false
 	}
+	dupKeys := e.dedupeKeys(m)
+	if e.seen(ctx, dupKeys) {
+		e.stats.duplicates.Add(1)
+		_ = d.Ack(ctx)
+		return false
+	}
 	defer e.keepLease(d)()
 	hctx := envelope.ContextWithTrace(ctx, m.Headers.Trace)
 	for {
 		msg.Attempt = attempt
 		msg.Headers.RetryCount = max(m.Headers.RetryCount, attempt-1)
 		err := e.call(hctx, msg)
+		select {
+		case <-e.aborted:
+			return true // a dead consumer settles nothing
+		default:
+		}
 		switch {
 		case err == nil:
+			e.stats.handled.Add(1)
+			e.mark(ctx, dupKeys)
 			if aerr := d.Ack(ctx); aerr != nil {
 				e.bus.log.Warn("ack failed; the message will be redelivered", "topic", m.Topic, "message_id", m.Headers.MessageID, "err", aerr)
 			}
@@ -295,6 +374,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 			return false
 		}
 		delay := e.opts.backoff(attempt)
+		e.stats.retried.Add(1)
 		e.bus.log.Warn("handler failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID,
 			"trace_id", m.Headers.Trace.TraceIDHex(), "attempt", attempt, "retry_in", delay, "in_place", e.inPlace, "err", err)
 		if !e.inPlace {
@@ -308,10 +388,52 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		case <-t.C:
 		case <-stopping:
 			t.Stop()
-			_ = d.Nak(ctx, 0)
+			select {
+			case <-e.aborted:
+			default:
+				_ = d.Nak(ctx, 0)
+			}
 			return true
 		}
 		attempt++
+	}
+}
+
+// dedupeKeys are the keys under which an applied message is remembered,
+// scoped to the consumer group: another group must still see it.
+func (e *engine[S, P]) dedupeKeys(m *transport.Message) []string {
+	if e.opts.dedupe == nil {
+		return nil
+	}
+	scope := e.opts.group + "|" + e.spec.Domain.Name + "|"
+	keys := []string{scope + "id|" + m.Headers.MessageID}
+	if m.Headers.DedupeKey != "" {
+		keys = append(keys, scope+"dk|"+m.Headers.DedupeKey)
+	}
+	return keys
+}
+
+// seen reports whether any key was applied before. A store that cannot be
+// read lets the message through: at-least-once wins over dropping.
+func (e *engine[S, P]) seen(ctx context.Context, keys []string) bool {
+	for _, k := range keys {
+		ok, err := e.opts.dedupe.Seen(ctx, k)
+		if err != nil {
+			e.bus.log.Warn("dedupe store unreadable; handling the message", "key", k, "err", err)
+			return false
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine[S, P]) mark(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		if err := e.opts.dedupe.Mark(ctx, k, e.opts.dedupeTTL); err != nil {
+			e.bus.log.Warn("dedupe mark failed; a redelivery would be applied again", "key", k, "err", err)
+		}
 	}
 }
 
@@ -329,6 +451,8 @@ func (e *engine[S, P]) keepLease(d transport.Delivery) func() {
 				_ = d.InProgress(context.Background())
 			case <-done:
 				return
+			case <-e.aborted:
+				return // a dead consumer's leases lapse
 			}
 		}
 	}()
@@ -424,6 +548,7 @@ func (e *engine[S, P]) deadLetter(ctx context.Context, d transport.Delivery, rea
 		_ = d.Nak(ctx, delay)
 		return
 	}
+	e.stats.deadLettered.Add(1)
 	e.bus.log.Warn("dead-lettered", "topic", m.Topic, "message_id", m.Headers.MessageID, "reason", reason)
 	if err := d.Term(ctx, reason); err != nil {
 		e.bus.log.Warn("term failed after dead-lettering; a redelivery will be deduplicated by message_id", "message_id", m.Headers.MessageID, "err", err)

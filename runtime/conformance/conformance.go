@@ -20,10 +20,13 @@ import (
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/generated/positions"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
+	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
@@ -94,6 +97,8 @@ func Run(t *testing.T, b Binding) {
 		{"RetriesWithGrowingDelaysThenSuccess", testRetryThenSuccess},
 		{"AlwaysFailingGoesToDeadLetterQueueOnce", testAlwaysFailing},
 		{"FailingMessageHoldsBackOnlyItsOwnKey", testHeadOfLinePerKey},
+		{"DuplicatesAreNoOps", testDuplicates},
+		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -133,6 +138,13 @@ func order(id string, seq int64) *ordersv1.OrderRequest {
 		AccountId: "ACC-1", ClientOrderId: id, Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"},
 		Side: commonv1.Side_SIDE_BUY, Quantity: dec(seq, 0), CreatedAt: timestamppb.Now(),
 	}
+}
+
+// position is snapshot seq of key acct|AAPL.XNAS; positions order per key
+// and have no dedupe key, so one key carries many messages.
+func position(acct string, seq int64) *positionsv1.PositionSnapshot {
+	return &positionsv1.PositionSnapshot{AccountId: acct, Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"},
+		Quantity: dec(seq, 0), AsOf: timestamppb.Now()}
 }
 
 func bar(symbol string, volume int64) *barsv1.BarBatch {
@@ -259,10 +271,10 @@ func testPerKeyOrder(t *testing.T, s *suite) {
 	seen := map[string][]int64{}
 	done := make(chan struct{})
 	total := 0
-	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+	sub, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
 		mu.Lock()
 		defer mu.Unlock()
-		k := m.Payload.GetClientOrderId()
+		k := m.Headers.PartitionKey
 		seen[k] = append(seen[k], m.Payload.GetQuantity().GetScaled())
 		if total++; total == keys*perKey {
 			close(done)
@@ -272,7 +284,7 @@ func testPerKeyOrder(t *testing.T, s *suite) {
 	require.NoError(t, err)
 	defer sub.Stop()
 
-	pub := orders.NewRequestsPublisher(b)
+	pub := positions.NewSnapshotsPublisher(b)
 	var wg sync.WaitGroup
 	for p := range publishers {
 		wg.Add(1)
@@ -282,7 +294,7 @@ func testPerKeyOrder(t *testing.T, s *suite) {
 			// sequence in order, interleaving keys.
 			for seq := range int64(perKey) {
 				for k := p; k < keys; k += publishers {
-					_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_"+strconv.Itoa(k), seq))
+					_, err := pub.Publish(ctx, positions.NewSnapshotsSubtopic(), position("ACC-"+strconv.Itoa(k), seq))
 					assert.NoError(t, err)
 				}
 			}
@@ -741,10 +753,10 @@ func testHeadOfLinePerKey(t *testing.T, s *suite) {
 	var log []string
 	failsLeft := 2
 	done := make(chan struct{})
-	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+	sub, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
 		mu.Lock()
 		defer mu.Unlock()
-		entry := fmt.Sprintf("%s#%d", m.Payload.GetClientOrderId(), m.Payload.GetQuantity().GetScaled())
+		entry := fmt.Sprintf("%s#%d", m.Payload.GetAccountId(), m.Payload.GetQuantity().GetScaled())
 		if entry == "A#1" && failsLeft > 0 {
 			failsLeft--
 			log = append(log, entry+"!")
@@ -759,9 +771,9 @@ func testHeadOfLinePerKey(t *testing.T, s *suite) {
 		ampybus.Retry(ampybus.RetryPolicy{MaxAttempts: 5, Backoff: 150 * time.Millisecond, MaxBackoff: time.Second}))
 	require.NoError(t, err)
 	defer sub.Stop()
-	pub := orders.NewRequestsPublisher(b)
-	for _, o := range []*ordersv1.OrderRequest{order("A", 1), order("A", 2), order("B", 1), order("B", 2)} {
-		_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), o)
+	pub := positions.NewSnapshotsPublisher(b)
+	for _, p := range []*positionsv1.PositionSnapshot{position("A", 1), position("A", 2), position("B", 1), position("B", 2)} {
+		_, err := pub.Publish(ctx, positions.NewSnapshotsSubtopic(), p)
 		require.NoError(t, err)
 	}
 	recv(t, done)
@@ -774,4 +786,112 @@ func testHeadOfLinePerKey(t *testing.T, s *suite) {
 	assert.Less(t, pos["A#1"], pos["A#2"], "A#2 waits for A#1's retries: %v", log)
 	assert.Less(t, pos["B#1"], pos["B#2"], "%v", log)
 	assert.Less(t, pos["B#2"], pos["A#1"], "B does not wait for A's retries: %v", log)
+}
+
+// testDuplicates: a republished message (same message_id) and a second
+// message with the same dedupe_key reach the handler once; the consumer
+// counts what it skipped.
+func testDuplicates(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var mu sync.Mutex
+	applied := map[string]int{}
+	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+		mu.Lock()
+		applied[m.Payload.GetClientOrderId()]++
+		mu.Unlock()
+		return nil
+	}, ampybus.Durable("idem"))
+	require.NoError(t, err)
+	defer sub.Stop()
+	pub := orders.NewRequestsPublisher(b)
+	id := envelope.NewMessageID()
+	first, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1), ampybus.WithMessageID(id))
+	require.NoError(t, err)
+	again, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1), ampybus.WithMessageID(id))
+	require.NoError(t, err)
+	_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1)) // new id, same dedupe_key
+	require.NoError(t, err)
+	_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_2", 1))
+	require.NoError(t, err)
+	assert.False(t, first.Duplicate)
+
+	// The broker may drop the republished id itself (JetStream's duplicate
+	// window); whatever reaches the consumer twice is skipped and counted.
+	wantSkipped := uint64(2)
+	if again.Duplicate {
+		wantSkipped = 1
+	}
+	require.Eventually(t, func() bool {
+		st := sub.Stats()
+		return st.Handled == 2 && st.Duplicates == wantSkipped
+	}, 30*time.Second, 20*time.Millisecond, "stats %+v", sub.Stats())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{"co_dup_1": 1, "co_dup_2": 1}, applied)
+}
+
+// testKilledMidBatch: a consumer dies in the middle of a batch and a new one
+// takes over with the same group and dedupe store; every message's effect is
+// applied exactly once.
+func testKilledMidBatch(t *testing.T, s *suite) {
+	const n = 40
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	store := dedupe.NewMemory(1024) // stands in for a store that outlives the process
+	var mu sync.Mutex
+	effects := map[int64]int{}
+	apply := func(m *positions.SnapshotsMessage) {
+		mu.Lock()
+		effects[m.Payload.GetQuantity().GetScaled()]++
+		mu.Unlock()
+	}
+	pub := positions.NewSnapshotsPublisher(b)
+	for i := range int64(n) {
+		_, err := pub.Publish(ctx, positions.NewSnapshotsSubtopic(), position("ACC-"+strconv.FormatInt(i%4, 10), i))
+		require.NoError(t, err)
+	}
+	opts := []ampybus.SubscribeOption{ampybus.Durable("survivor"), ampybus.DeliverAll(), ampybus.Concurrency(4),
+		ampybus.AckWait(time.Second), ampybus.Dedupe(store, time.Hour)}
+
+	// The first consumer applies half the batch; then the process dies with
+	// handlers mid-flight, before their effects commit.
+	killed := make(chan struct{})
+	var once sync.Once
+	started := 0
+	first, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
+		mu.Lock()
+		started++
+		dying := started > n/2
+		mu.Unlock()
+		if dying {
+			once.Do(func() { close(killed) })
+			<-ctx.Done() // the process is gone: this handler never finishes
+			return ctx.Err()
+		}
+		apply(m)
+		return nil
+	}, opts...)
+	require.NoError(t, err)
+	recv(t, killed)
+	first.Abort()
+
+	second, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
+		apply(m)
+		return nil
+	}, opts...)
+	require.NoError(t, err)
+	defer second.Stop()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(effects) == n
+	}, 45*time.Second, 50*time.Millisecond, "not every message was applied")
+	time.Sleep(1500 * time.Millisecond) // let any redelivery arrive
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range int64(n) {
+		assert.Equal(t, 1, effects[i], "message %d applied exactly once", i)
+	}
+	t.Logf("%s: %d messages applied once each; after the restart the store skipped %d redelivered ones (%+v)", s.binding.Name, n, second.Stats().Duplicates, second.Stats())
 }

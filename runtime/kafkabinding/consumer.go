@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -134,6 +135,8 @@ type consumer struct {
 	// commitMu serialises commits with rebalance callbacks, so no commit for a
 	// partition runs after its revocation.
 	commitMu sync.Mutex
+	// noCommit is set by Abort: a crashed consumer commits nothing more.
+	noCommit atomic.Bool
 	mu       sync.Mutex
 	parts    map[int32]*partition
 }
@@ -210,8 +213,15 @@ func (c *consumer) accept(r *kgo.Record) {
 		d.settle() // not ours: skip it, but let the offset move past it
 		return
 	}
-	c.slots <- struct{}{}
-	c.out <- d
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.closed:
+		return // unsettled: the group reads it again
+	}
+	select {
+	case c.out <- d:
+	case <-c.closed:
+	}
 }
 
 func (c *consumer) matches(topic string) bool {
@@ -272,6 +282,9 @@ func (c *consumer) commitSettled(ctx context.Context, only map[int32]bool) {
 }
 
 func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
+	if c.noCommit.Load() {
+		return
+	}
 	c.mu.Lock()
 	var recs []*kgo.Record
 	for id, p := range c.parts {
@@ -343,15 +356,29 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 // settled and leaves the group. Unsettled records are redelivered to the
 // group later.
 func (c *consumer) Close() error {
+	c.shutdown(true)
+	return nil
+}
+
+// Abort implements transport.Consumer: the client goes without a last
+// commit, so the group resumes from the last periodic commit.
+func (c *consumer) Abort() error {
+	c.shutdown(false)
+	return nil
+}
+
+func (c *consumer) shutdown(commit bool) {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		<-c.stopped
-		if c.sub.Group != "" {
+		if commit && c.sub.Group != "" {
 			c.commitSettled(context.Background(), nil)
+		} else {
+			c.noCommit.Store(true)
 		}
+		// Closing leaves the group, which runs revoked: no lock may be held here.
 		c.cl.Close()
 	})
-	return nil
 }
 
 func (d *delivery) Message() *transport.Message { return &d.msg }

@@ -107,6 +107,9 @@ func (c *consumer) Close() error {
 	return nil
 }
 
+// Abort implements transport.Consumer; unacked messages come back after AckWait.
+func (c *consumer) Abort() error { return c.Close() }
+
 type delivery struct {
 	m       jetstream.Msg
 	msg     transport.Message

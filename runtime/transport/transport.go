@@ -124,6 +124,9 @@ type Consumer interface {
 	Next(ctx context.Context) (Delivery, error)
 	// Close stops fetching. Unsettled deliveries are redelivered later.
 	Close() error
+	// Abort drops the consumer as a crash would: nothing more is committed or
+	// acknowledged, and every unsettled delivery is redelivered.
+	Abort() error
 }
 
 // Delivery is one received message and the means to settle it. Exactly one of
