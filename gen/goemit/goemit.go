@@ -276,9 +276,9 @@ func size(n int64) jen.Code {
 
 // names are the identifiers generated for one subtopic.
 type names struct {
-	V, Spec, Subtopic, New, Must, Parse, Pattern, All                 string
-	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route string
-	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural  string
+	V, Spec, Subtopic, New, Must, Parse, Pattern, All                            string
+	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime string
+	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural             string
 }
 
 func subtopicNames(s *contract.Subtopic) names {
@@ -288,10 +288,11 @@ func subtopicNames(s *contract.Subtopic) names {
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
 		Handler: v + "Handler", Subscribe: "Subscribe" + v, Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
+		OrderTime:  unexported(s.Name) + "OrderTime",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
 	if v == "" {
-		n.Keys, n.Route = "keys", "route"
+		n.Keys, n.Route, n.OrderTime = "keys", "route", "orderTime"
 	}
 	if s.Payload != nil {
 		n.Payload = string(s.Payload.Name())
@@ -340,7 +341,8 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 	e.f.ImportAlias(gt.ImportPath, gt.PkgName)
 	payload := jen.Op("*").Qual(gt.ImportPath, gt.Name)
 	e.keyFunc(s, n, payload)
-	e.route(n, payload)
+	e.orderTimeFunc(s, n, payload)
+	e.route(s, n, payload)
 	e.publisher(s, n, where, payload)
 	e.consumer(s, n, where, payload)
 }
@@ -654,11 +656,65 @@ func (e *emitter) fieldExpr(recv string, md protoreflect.MessageDescriptor, fp c
 }
 
 // route emits the value that ties the subtopic's types to the runtime.
-func (e *emitter) route(n names, payload jen.Code) {
+func (e *emitter) route(s *contract.Subtopic, n names, payload jen.Code) {
+	kv := []any{"Spec", jen.Id(n.Spec), "Parse", jen.Id(n.Parse), "Keys", jen.Id(n.Keys)}
+	if len(s.OrderBy.Fields) > 0 {
+		kv = append(kv, "OrderTime", jen.Id(n.OrderTime))
+	}
 	e.f.Line()
 	e.f.Commentf("%s ties the %s types to the runtime for publishers and consumers.", n.Route, n.Payload)
-	e.f.Var().Id(n.Route).Op("=").Op("&").Qual(runtimePkg, "Route").Types(jen.Id(n.Subtopic), payload).Add(fields(
-		"Spec", jen.Id(n.Spec), "Parse", jen.Id(n.Parse), "Keys", jen.Id(n.Keys)))
+	e.f.Var().Id(n.Route).Op("=").Op("&").Qual(runtimePkg, "Route").Types(jen.Id(n.Subtopic), payload).Add(fields(kv...))
+}
+
+// orderTimeFunc emits the function reading the payload time the domain's
+// ordering rule compares; through repeated fields it takes the newest.
+func (e *emitter) orderTimeFunc(s *contract.Subtopic, n names, payload jen.Code) {
+	fp := s.OrderBy
+	if len(fp.Fields) == 0 {
+		return
+	}
+	e.f.Line()
+	e.f.Commentf("%s is the %s the contract orders %s messages by (the newest, across", n.OrderTime, fp.Text, n.Payload)
+	e.f.Comment("repeated fields); zero when the payload has none.")
+	e.f.Func().Id(n.OrderTime).Params(jen.Id("m").Add(payload)).Qual("time", "Time").BlockFunc(func(g *jen.Group) {
+		g.Var().Id("newest").Qual("time", "Time")
+		e.walkTimes(g, s.Payload, jen.Id("m"), fp.Fields, 0)
+		g.Return(jen.Id("newest"))
+	})
+}
+
+// walkTimes emits nested loops over repeated fields down to the timestamps.
+func (e *emitter) walkTimes(g *jen.Group, md protoreflect.MessageDescriptor, expr *jen.Statement, path []protoreflect.FieldDescriptor, depth int) {
+	fd := path[0]
+	gt := e.goType(md)
+	if gt == nil {
+		return
+	}
+	getter, err := gt.getter(fd)
+	if err != nil {
+		if e.err == nil {
+			e.err = err
+		}
+		return
+	}
+	get := expr.Clone().Dot(getter).Call()
+	last := len(path) == 1
+	visit := func(g *jen.Group, v *jen.Statement) {
+		if last {
+			g.If(jen.Id("ts").Op(":=").Add(v), jen.Id("ts").Op("!=").Nil().Op("&&").Id("ts").Dot("AsTime").Call().Dot("After").Call(jen.Id("newest"))).Block(
+				jen.Id("newest").Op("=").Id("ts").Dot("AsTime").Call())
+			return
+		}
+		e.walkTimes(g, fd.Message(), v, path[1:], depth+1)
+	}
+	if fd.IsList() {
+		item := fmt.Sprintf("x%d", depth)
+		g.For(jen.List(jen.Id("_"), jen.Id(item)).Op(":=").Range().Add(get)).BlockFunc(func(g *jen.Group) {
+			visit(g, jen.Id(item))
+		})
+		return
+	}
+	visit(g, get)
 }
 
 func (e *emitter) publisher(s *contract.Subtopic, n names, where string, payload jen.Code) {

@@ -178,11 +178,24 @@ func keys(s Subtopic, m *barsv1.BarBatch) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 
+// orderTime is the bars.event_time the contract orders BarBatch messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func orderTime(m *barsv1.BarBatch) time.Time {
+	var newest time.Time
+	for _, x0 := range m.GetBars() {
+		if ts := x0.GetEventTime(); ts != nil && ts.AsTime().After(newest) {
+			newest = ts.AsTime()
+		}
+	}
+	return newest
+}
+
 // route ties the BarBatch types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *barsv1.BarBatch]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	OrderTime: orderTime,
 }
 
 // Publisher publishes BarBatch messages to ampy.{env}.bars.v1.{mic}.{symbol}.

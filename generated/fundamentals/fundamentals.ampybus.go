@@ -187,11 +187,22 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + m.GetSource()}, nil
 }
 
+// orderTime is the as_of the contract orders FundamentalsSnapshot messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func orderTime(m *fundamentalsv1.FundamentalsSnapshot) time.Time {
+	var newest time.Time
+	if ts := m.GetAsOf(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // route ties the FundamentalsSnapshot types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *fundamentalsv1.FundamentalsSnapshot]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	OrderTime: orderTime,
 }
 
 // Publisher publishes FundamentalsSnapshot messages to ampy.{env}.fundamentals.v1.{mic}.{symbol}.

@@ -141,11 +141,22 @@ func snapshotsKeys(s SnapshotsSubtopic, m *positionsv1.PositionSnapshot) (ampybu
 	return ampybus.Keys{Partition: m.GetAccountId() + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// snapshotsOrderTime is the as_of the contract orders PositionSnapshot messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func snapshotsOrderTime(m *positionsv1.PositionSnapshot) time.Time {
+	var newest time.Time
+	if ts := m.GetAsOf(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // snapshotsRoute ties the PositionSnapshot types to the runtime for publishers and consumers.
 var snapshotsRoute = &ampybus.Route[SnapshotsSubtopic, *positionsv1.PositionSnapshot]{
-	Spec:  SnapshotsSpec,
-	Parse: ParseSnapshotsSubtopic,
-	Keys:  snapshotsKeys,
+	Spec:      SnapshotsSpec,
+	Parse:     ParseSnapshotsSubtopic,
+	Keys:      snapshotsKeys,
+	OrderTime: snapshotsOrderTime,
 }
 
 // SnapshotsPublisher publishes PositionSnapshot messages to ampy.{env}.positions.v1.snapshots.

@@ -164,11 +164,22 @@ func keys(s Subtopic, m *signalsv1.Signal) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.modelID + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// orderTime is the generated_at the contract orders Signal messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func orderTime(m *signalsv1.Signal) time.Time {
+	var newest time.Time
+	if ts := m.GetGeneratedAt(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // route ties the Signal types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *signalsv1.Signal]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	OrderTime: orderTime,
 }
 
 // Publisher publishes Signal messages to ampy.{env}.signals.v1.{model_id}.

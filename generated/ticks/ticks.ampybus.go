@@ -162,11 +162,22 @@ func tradeKeys(s TradeSubtopic, m *ticksv1.TradeTick) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.symbol + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// tradeOrderTime is the event_time the contract orders TradeTick messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func tradeOrderTime(m *ticksv1.TradeTick) time.Time {
+	var newest time.Time
+	if ts := m.GetEventTime(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // tradeRoute ties the TradeTick types to the runtime for publishers and consumers.
 var tradeRoute = &ampybus.Route[TradeSubtopic, *ticksv1.TradeTick]{
-	Spec:  TradeSpec,
-	Parse: ParseTradeSubtopic,
-	Keys:  tradeKeys,
+	Spec:      TradeSpec,
+	Parse:     ParseTradeSubtopic,
+	Keys:      tradeKeys,
+	OrderTime: tradeOrderTime,
 }
 
 // TradePublisher publishes TradeTick messages to ampy.{env}.ticks.v1.trade.{symbol}.
@@ -313,11 +324,22 @@ func quoteKeys(s QuoteSubtopic, m *ticksv1.QuoteTick) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.symbol + "." + m.GetSecurity().GetMic()}, nil
 }
 
+// quoteOrderTime is the event_time the contract orders QuoteTick messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func quoteOrderTime(m *ticksv1.QuoteTick) time.Time {
+	var newest time.Time
+	if ts := m.GetEventTime(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // quoteRoute ties the QuoteTick types to the runtime for publishers and consumers.
 var quoteRoute = &ampybus.Route[QuoteSubtopic, *ticksv1.QuoteTick]{
-	Spec:  QuoteSpec,
-	Parse: ParseQuoteSubtopic,
-	Keys:  quoteKeys,
+	Spec:      QuoteSpec,
+	Parse:     ParseQuoteSubtopic,
+	Keys:      quoteKeys,
+	OrderTime: quoteOrderTime,
 }
 
 // QuotePublisher publishes QuoteTick messages to ampy.{env}.ticks.v1.quote.{symbol}.

@@ -158,11 +158,22 @@ func keys(s Subtopic, m *universev1.UniverseSnapshot) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.universeID}, nil
 }
 
+// orderTime is the as_of the contract orders UniverseSnapshot messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func orderTime(m *universev1.UniverseSnapshot) time.Time {
+	var newest time.Time
+	if ts := m.GetAsOf(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // route ties the UniverseSnapshot types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *universev1.UniverseSnapshot]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	OrderTime: orderTime,
 }
 
 // Publisher publishes UniverseSnapshot messages to ampy.{env}.universe.v1.{universe_id}.

@@ -28,6 +28,9 @@ type Route[S Subtopic, P proto.Message] struct {
 	Spec  *SubtopicSpec
 	Parse func(subtopic string) (S, error)
 	Keys  KeyFunc[S, P]
+	// OrderTime reads the payload time the domain's ordering rule compares;
+	// nil when the rule orders by no field.
+	OrderTime func(P) time.Time
 }
 
 // Publisher publishes one subtopic's payload type. Generated publishers wrap

@@ -27,6 +27,11 @@ type Message[S Subtopic, P proto.Message] struct {
 	Headers  envelope.Headers
 	// Attempt counts deliveries of this message, from 1.
 	Attempt int
+	// OutOfOrder reports that the payload's order time (the contract's
+	// ordering.by) is older than one already handled for its partition key.
+	// Monotonic and snapshot domains deliver such a message flagged, and count
+	// it in Stats.Regressions; latest_wins domains skip it (Stats.Stale).
+	OutOfOrder bool
 	// Sequence and Partition locate the message in its stream.
 	Sequence  uint64
 	Partition int32
@@ -132,10 +137,16 @@ type Stats struct {
 	DeadLettered uint64
 	// Duplicates were acknowledged without the handler: already applied.
 	Duplicates uint64
+	// Stale messages of latest_wins domains were older than the newest for
+	// their key, and were acknowledged without the handler.
+	Stale uint64
+	// Regressions went back in time for their key in a monotonic or snapshot
+	// domain; they reach the handler with OutOfOrder set.
+	Regressions uint64
 }
 
 type counters struct {
-	handled, retried, deadLettered, duplicates atomic.Uint64
+	handled, retried, deadLettered, duplicates, stale, regressions atomic.Uint64
 }
 
 // Stats returns the subscription's counters so far.
@@ -143,6 +154,7 @@ func (s *Subscription) Stats() Stats {
 	return Stats{
 		Handled: s.stats.handled.Load(), Retried: s.stats.retried.Load(),
 		DeadLettered: s.stats.deadLettered.Load(), Duplicates: s.stats.duplicates.Load(),
+		Stale: s.stats.stale.Load(), Regressions: s.stats.regressions.Load(),
 	}
 }
 
@@ -217,7 +229,8 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rout
 	loopCtx, cancel := context.WithCancel(ctx)
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
 	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
-		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge}
+		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
+		order: newOrderTracker(65536)}
 	go e.run(loopCtx, sub)
 	return sub, nil
 }
@@ -257,6 +270,7 @@ type engine[S Subtopic, P proto.Message] struct {
 	inPlace bool
 	stats   *counters
 	aborted <-chan struct{}
+	order   *orderTracker
 }
 
 // run hands deliveries to per-key workers: one message per key at a time, up
@@ -347,6 +361,27 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		_ = d.Ack(ctx)
 		return false
 	}
+	var at time.Time
+	if e.route.OrderTime != nil {
+		at = e.route.OrderTime(msg.Payload)
+	}
+	if !at.IsZero() {
+		if newest, behind := e.order.behind(m.Headers.PartitionKey, at); behind {
+			switch e.spec.Domain.Ordering {
+			case OrderLatestWins:
+				e.stats.stale.Add(1)
+				e.bus.log.Info("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "at", at, "newest", newest)
+				_ = d.Ack(ctx)
+				return false
+			case OrderMonotonic, OrderSnapshot:
+				e.stats.regressions.Add(1)
+				msg.OutOfOrder = true
+				e.bus.log.Warn("ordering regression: older than a message already handled for the key", "topic", m.Topic,
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "ordered_by", e.spec.Domain.OrderBy, "at", at, "newest", newest)
+			}
+		}
+	}
 	defer e.keepLease(d)()
 	hctx := envelope.ContextWithTrace(ctx, m.Headers.Trace)
 	for {
@@ -362,6 +397,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		case err == nil:
 			e.stats.handled.Add(1)
 			e.mark(ctx, dupKeys)
+			if !at.IsZero() {
+				e.order.advance(m.Headers.PartitionKey, at)
+			}
 			if aerr := d.Ack(ctx); aerr != nil {
 				e.bus.log.Warn("ack failed; the message will be redelivered", "topic", m.Topic, "message_id", m.Headers.MessageID, "err", aerr)
 			}

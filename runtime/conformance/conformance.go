@@ -19,10 +19,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/generated/fills"
+	"github.com/ampyfin/ampy-bus/generated/fx"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/generated/positions"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
+	fillsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fills/v1"
+	fxv1 "github.com/ampyfin/ampy-bus/proto/ampy/fx/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -99,6 +103,7 @@ func Run(t *testing.T, b Binding) {
 		{"FailingMessageHoldsBackOnlyItsOwnKey", testHeadOfLinePerKey},
 		{"DuplicatesAreNoOps", testDuplicates},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
+		{"FaultInjection", testFaultInjection},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -894,4 +899,122 @@ func testKilledMidBatch(t *testing.T, s *suite) {
 		assert.Equal(t, 1, effects[i], "message %d applied exactly once", i)
 	}
 	t.Logf("%s: %d messages applied once each; after the restart the store skipped %d redelivered ones (%+v)", s.binding.Name, n, second.Stats().Duplicates, second.Stats())
+}
+
+// testFaultInjection publishes reordered, duplicated and corrupted messages
+// and checks each is met by the right mechanism: order checks by the
+// contract's rule, dedupe, and the dead-letter queue with its reason.
+func testFaultInjection(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	t0 := time.Date(2025, 9, 5, 19, 30, 0, 0, time.UTC)
+
+	t.Run("reordered snapshot is flagged", func(t *testing.T) {
+		got := make(chan *positions.SnapshotsMessage, 4)
+		sub, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
+			got <- m
+			return nil
+		}, ampybus.Durable("reorder-pos"))
+		require.NoError(t, err)
+		defer sub.Stop()
+		pub := positions.NewSnapshotsPublisher(b)
+		for _, at := range []time.Time{t0.Add(2 * time.Minute), t0.Add(time.Minute), t0.Add(3 * time.Minute)} {
+			p := position("ACC-R", at.Unix())
+			p.AsOf = timestamppb.New(at)
+			_, err := pub.Publish(ctx, positions.NewSnapshotsSubtopic(), p)
+			require.NoError(t, err)
+		}
+		flags := []bool{recv(t, got).OutOfOrder, recv(t, got).OutOfOrder, recv(t, got).OutOfOrder}
+		assert.Equal(t, []bool{false, true, false}, flags, "the snapshot that went back in as_of is reported")
+		assert.Equal(t, uint64(1), sub.Stats().Regressions)
+	})
+
+	t.Run("stale latest-wins value is skipped", func(t *testing.T) {
+		got := make(chan *fx.RatesMessage, 4)
+		sub, err := fx.SubscribeRates(ctx, b, fx.AllRates(), func(_ context.Context, m *fx.RatesMessage) error {
+			got <- m
+			return nil
+		}, ampybus.Durable("reorder-fx"))
+		require.NoError(t, err)
+		defer sub.Stop()
+		pub := fx.NewRatesPublisher(b)
+		rate := func(at time.Time, mid int64) *fxv1.FxRate {
+			return &fxv1.FxRate{Pair: &fxv1.Pair{Base: "USD", Quote: "JPY"}, Mid: dec(mid, 2), AsOf: timestamppb.New(at)}
+		}
+		for _, r := range []*fxv1.FxRate{rate(t0.Add(time.Minute), 14720), rate(t0, 14700), rate(t0.Add(2*time.Minute), 14730)} {
+			_, err := pub.Publish(ctx, fx.NewRatesSubtopic(), r)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, int64(14720), recv(t, got).Payload.GetMid().GetScaled())
+		assert.Equal(t, int64(14730), recv(t, got).Payload.GetMid().GetScaled(), "the older rate never reached the handler")
+		require.Eventually(t, func() bool { return sub.Stats().Stale == 1 }, 10*time.Second, 10*time.Millisecond, "%+v", sub.Stats())
+	})
+
+	t.Run("out-of-order fills accumulate", func(t *testing.T) {
+		got := make(chan *fills.EventsMessage, 4)
+		sub, err := fills.SubscribeEvents(ctx, b, fills.AllEvents(), func(_ context.Context, m *fills.EventsMessage) error {
+			got <- m
+			return nil
+		}, ampybus.Durable("reorder-fills"))
+		require.NoError(t, err)
+		defer sub.Stop()
+		pub := fills.NewEventsPublisher(b)
+		for i, at := range []time.Time{t0.Add(time.Minute), t0} {
+			f := &fillsv1.FillEvent{AccountId: "ACC-F", ClientOrderId: "co_f", BrokerOrderId: "b" + strconv.Itoa(i),
+				Quantity: dec(int64(10*(i+1)), 0), EventTime: timestamppb.New(at)}
+			_, err := pub.Publish(ctx, fills.NewEventsSubtopic(), f)
+			require.NoError(t, err)
+		}
+		a, c := recv(t, got), recv(t, got)
+		assert.False(t, a.OutOfOrder || c.OutOfOrder)
+		assert.Equal(t, int64(30), a.Payload.GetQuantity().GetScaled()+c.Payload.GetQuantity().GetScaled())
+		assert.Zero(t, sub.Stats().Regressions+sub.Stats().Stale)
+	})
+
+	t.Run("duplicated and corrupted", func(t *testing.T) {
+		var handled sync.WaitGroup
+		handled.Add(1)
+		sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+			handled.Done()
+			return nil
+		}, ampybus.Durable("faults"))
+		require.NoError(t, err)
+		defer sub.Stop()
+		st := barsStream()
+		good, err := proto.Marshal(bar("AAPL", 1))
+		require.NoError(t, err)
+		h := fullHeaders()
+		h.ContentEncoding, h.BlobRef, h.BlobHash, h.BlobSize, h.DLQReason, h.RetryCount = "", "", "", 0, "", 0
+		h.SchemaHash = bars.SchemaHash
+		tr := b.Transport()
+		m := &transport.Message{Topic: "ampy.dev.bars.v1.XNAS.AAPL", Headers: h, Payload: good}
+		_, err = tr.Publish(ctx, st, m) // the original
+		require.NoError(t, err)
+		dup := *m
+		dup.Headers.Extra = map[string]string{"copy": "2"}
+		dupAck, err := tr.Publish(ctx, st, &dup) // a duplicate in transit (same message_id)
+		require.NoError(t, err)
+		// JetStream drops the copy itself (same Nats-Msg-Id); Kafka stores it
+		// and the consumer must skip it.
+		wantDup := uint64(1)
+		if dupAck.Duplicate {
+			wantDup = 0
+		}
+		bad := *m
+		bad.Headers.MessageID = envelope.NewMessageID()
+		bad.Payload = []byte{0x0a, 0xff, 0xff, 0xff, 0x0f} // truncated: a length past the end
+		_, err = tr.Publish(ctx, st, &bad)
+		require.NoError(t, err)
+
+		handled.Wait()
+		dl := readDeadLetters(t, ctx, b, 1)
+		require.Len(t, dl, 1)
+		assert.Equal(t, bad.Headers.MessageID, dl[0].Headers.MessageID)
+		assert.Contains(t, dl[0].Headers.DLQReason, "decode_error: ")
+		assert.Equal(t, bad.Payload, dl[0].Payload)
+		require.Eventually(t, func() bool {
+			st := sub.Stats()
+			return st.Handled == 1 && st.DeadLettered == 1 && st.Duplicates == wantDup
+		}, 10*time.Second, 10*time.Millisecond, "%+v", sub.Stats())
+	})
 }

@@ -184,11 +184,22 @@ func pairKeys(s PairSubtopic, m *fxv1.FxRate) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: s.base + "." + s.quote}, nil
 }
 
+// pairOrderTime is the as_of the contract orders FxRate messages by (the newest, across
+// repeated fields); zero when the payload has none.
+func pairOrderTime(m *fxv1.FxRate) time.Time {
+	var newest time.Time
+	if ts := m.GetAsOf(); ts != nil && ts.AsTime().After(newest) {
+		newest = ts.AsTime()
+	}
+	return newest
+}
+
 // pairRoute ties the FxRate types to the runtime for publishers and consumers.
 var pairRoute = &ampybus.Route[PairSubtopic, *fxv1.FxRate]{
-	Spec:  PairSpec,
-	Parse: ParsePairSubtopic,
-	Keys:  pairKeys,
+	Spec:      PairSpec,
+	Parse:     ParsePairSubtopic,
+	Keys:      pairKeys,
+	OrderTime: pairOrderTime,
 }
 
 // PairPublisher publishes FxRate messages to ampy.{env}.fx.v1.{base}.{quote}.
