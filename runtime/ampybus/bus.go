@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -54,6 +55,7 @@ type Bus struct {
 	url      string
 	// stopEmbedded shuts down an in-process broker the bus started.
 	stopEmbedded func()
+	blobs        blob.Store
 
 	mu      sync.Mutex
 	ensured map[string]*ensureOnce
@@ -75,6 +77,7 @@ type options struct {
 	natsOpts    []nats.Option
 	kafkaOpts   []kgo.Opt
 	storeDir    string
+	blobs       blob.Store
 }
 
 // Option configures Open.
@@ -111,6 +114,12 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 	return func(o *options) { o.kafkaOpts = append(o.kafkaOpts, opts...) }
 }
 
+// WithBlobStore turns on the pointer pattern: a payload still over its
+// domain's max_payload after compression is put in store and the message
+// carries blob_ref, blob_hash and blob_size instead. Consumers need the same
+// store to fetch it.
+func WithBlobStore(store blob.Store) Option { return func(o *options) { o.blobs = store } }
+
 // WithStoreDir keeps an embedded broker's data in dir, so it survives a restart.
 func WithStoreDir(dir string) Option { return func(o *options) { o.storeDir = dir } }
 
@@ -131,7 +140,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 	if (o.producer == "") != (o.source == "") {
 		return nil, fmt.Errorf("open bus: %w: WithProducer needs both producer (svc@host) and source (svc)", ErrNoProducer)
 	}
-	b := &Bus{env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, ensured: map[string]*ensureOnce{}}
+	b := &Bus{env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs, ensured: map[string]*ensureOnce{}}
 	if rawURL == "" {
 		rawURL = DefaultURL
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -183,8 +184,16 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {
 		payload, encoding = Gzip(payload), envelope.EncodingGzip
 	}
+	var ref, hash string
+	var size int64
 	if d.MaxPayload > 0 && int64(len(payload)) > d.MaxPayload {
-		return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
+		if b.blobs == nil {
+			return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch, or open the bus with ampybus.WithBlobStore to send a pointer", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
+		}
+		if ref, err = b.blobs.Put(ctx, payload); err != nil {
+			return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+		hash, size, payload = blob.Hash(payload), int64(len(payload)), nil
 	}
 	s, err := b.stream(ctx, d)
 	if err != nil {
@@ -203,6 +212,9 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 		RunID:           b.runID,
 		PartitionKey:    keys.Partition,
 		DedupeKey:       keys.Dedupe,
+		BlobRef:         ref,
+		BlobHash:        hash,
+		BlobSize:        size,
 		Extra:           o.extra,
 	}
 	if h.MessageID == "" {

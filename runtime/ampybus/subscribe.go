@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -350,7 +351,18 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", attempt, maxAttempts))
 		return false
 	}
-	msg, reason := e.decode(d)
+	msg, reason, fetchErr := e.decode(ctx, d)
+	if fetchErr != nil {
+		// The blob store may come back: retry within the attempt budget.
+		if attempt >= maxAttempts {
+			e.deadLetter(ctx, d, fmt.Sprintf("blob_error: %d attempts failed; last error: %v", attempt, fetchErr))
+			return false
+		}
+		e.stats.retried.Add(1)
+		e.bus.log.Warn("blob fetch failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID, "blob_ref", m.Headers.BlobRef, "err", fetchErr)
+		_ = d.Nak(ctx, e.opts.backoff(attempt))
+		return false
+	}
 	if reason != "" {
 		e.deadLetter(ctx, d, reason)
 		return false
@@ -507,56 +519,68 @@ func (e *engine[S, P]) call(ctx context.Context, msg *Message[S, P]) (err error)
 	return e.handler(ctx, msg)
 }
 
-// decode returns the typed message, or the reason it is a poison pill.
-func (e *engine[S, P]) decode(d transport.Delivery) (*Message[S, P], string) {
+// decode returns the typed message, or the reason it is a poison pill, or
+// (only for a blob that could not be fetched) an error worth retrying.
+func (e *engine[S, P]) decode(ctx context.Context, d transport.Delivery) (*Message[S, P], string, error) {
 	m := d.Message()
 	if err := d.HeaderErr(); err != nil {
-		return nil, "contract_violation: " + err.Error()
+		return nil, "contract_violation: " + err.Error(), nil
 	}
 	if err := m.Headers.Validate(); err != nil {
-		return nil, "contract_violation: " + err.Error()
+		return nil, "contract_violation: " + err.Error(), nil
 	}
 	if m.Headers.SchemaFQDN != e.spec.Schema.FQDN {
-		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.spec.Pattern, e.spec.Schema.FQDN)
+		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.spec.Pattern, e.spec.Schema.FQDN), nil
 	}
 	if h := m.Headers.SchemaHash; h != "" && e.spec.Schema.Hash != "" && h != e.spec.Schema.Hash {
-		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.spec.Schema.Hash, e.spec.Schema.FQDN)
+		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.spec.Schema.Hash, e.spec.Schema.FQDN), nil
 	}
 	if len(m.Topic) <= len(e.prefix) || m.Topic[:len(e.prefix)] != e.prefix {
-		return nil, "contract_violation: topic " + m.Topic + " is outside " + e.prefix + ">"
+		return nil, "contract_violation: topic " + m.Topic + " is outside " + e.prefix + ">", nil
 	}
 	st, err := e.route.Parse(m.Topic[len(e.prefix):])
 	if err != nil {
-		return nil, "contract_violation: " + err.Error()
+		return nil, "contract_violation: " + err.Error(), nil
 	}
 	payload := m.Payload
+	if ref := m.Headers.BlobRef; ref != "" {
+		if e.bus.blobs == nil {
+			return nil, "blob_error: the message points at " + ref + " but this bus has no blob store (ampybus.WithBlobStore)", nil
+		}
+		if payload, err = e.bus.blobs.Get(ctx, ref); err != nil {
+			return nil, "", err
+		}
+		if got := blob.Hash(payload); got != m.Headers.BlobHash || int64(len(payload)) != m.Headers.BlobSize {
+			return nil, fmt.Sprintf("blob_hash_mismatch: %s is %d bytes with %s; the message says %d bytes with %s", ref, len(payload), got, m.Headers.BlobSize, m.Headers.BlobHash), nil
+		}
+	}
 	switch m.Headers.ContentEncoding {
 	case "":
 	case envelope.EncodingGzip:
 		if payload, err = gunzip(payload); err != nil {
-			return nil, "decode_error: gzip: " + err.Error()
+			return nil, "decode_error: gzip: " + err.Error(), nil
 		}
 	default:
-		return nil, "decode_error: unknown content_encoding " + m.Headers.ContentEncoding
+		return nil, "decode_error: unknown content_encoding " + m.Headers.ContentEncoding, nil
 	}
 	p := e.newPayload()
 	if err := proto.Unmarshal(payload, p); err != nil {
-		return nil, "decode_error: " + err.Error()
+		return nil, "decode_error: " + err.Error(), nil
 	}
 	keys, err := e.route.Keys(st, p)
 	if err != nil {
-		return nil, "contract_violation: " + err.Error()
+		return nil, "contract_violation: " + err.Error(), nil
 	}
 	if keys.Partition != m.Headers.PartitionKey {
-		return nil, fmt.Sprintf("contract_violation: partition_key %q, but the contract derives %q from the payload", m.Headers.PartitionKey, keys.Partition)
+		return nil, fmt.Sprintf("contract_violation: partition_key %q, but the contract derives %q from the payload", m.Headers.PartitionKey, keys.Partition), nil
 	}
 	if keys.Dedupe != "" && m.Headers.DedupeKey != "" && keys.Dedupe != m.Headers.DedupeKey {
-		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe)
+		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe), nil
 	}
 	return &Message[S, P]{
 		Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers,
 		Attempt: d.Attempt(), Sequence: d.Sequence(), Partition: d.Partition(),
-	}, ""
+	}, "", nil
 }
 
 func gunzip(b []byte) ([]byte, error) {

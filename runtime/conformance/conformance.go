@@ -6,7 +6,10 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -30,6 +33,7 @@ import (
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
@@ -104,6 +108,8 @@ func Run(t *testing.T, b Binding) {
 		{"DuplicatesAreNoOps", testDuplicates},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
+		{"LargePayloadsAreCompressedDeterministically", testCompression},
+		{"OversizedPayloadsTravelAsBlobPointers", testBlobPointer},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1017,4 +1023,106 @@ func testFaultInjection(t *testing.T, s *suite) {
 			return st.Handled == 1 && st.DeadLettered == 1 && st.Duplicates == wantDup
 		}, 10*time.Second, 10*time.Millisecond, "%+v", sub.Stats())
 	})
+}
+
+// readAll reads every message of the bars stream from the start.
+func readAll(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
+	t.Helper()
+	st := barsStream()
+	c, err := b.Transport().Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 64, AckWait: 30 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	var out []*transport.Message
+	for len(out) < want {
+		d, err := c.Next(ctx)
+		require.NoError(t, err)
+		out = append(out, d.Message())
+		require.NoError(t, d.Ack(ctx))
+	}
+	return out
+}
+
+func testCompression(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	big := &barsv1.BarBatch{}
+	for i := range 4000 { // about 300 KiB, and very compressible
+		big.Bars = append(big.Bars, &barsv1.Bar{Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"},
+			Volume: int64(i), Close: dec(1920500, 4), AdjustmentPolicyId: "split-dividend-adjusted"})
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(big)
+	require.NoError(t, err)
+	require.Greater(t, len(raw), 128<<10)
+	got := make(chan *bars.Message, 2)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		got <- m
+		return nil
+	}, ampybus.Durable("gz"), ampybus.NoDedupe())
+	require.NoError(t, err)
+	defer sub.Stop()
+	pub := bars.NewPublisher(b)
+	for range 2 {
+		_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), big)
+		require.NoError(t, err)
+	}
+	for range 2 {
+		m := recv(t, got)
+		assert.True(t, proto.Equal(big, m.Payload), "inflated transparently")
+		assert.Equal(t, "gzip", m.Headers.ContentEncoding)
+	}
+	stored := readAll(t, ctx, b, 2)
+	assert.Equal(t, ampybus.Gzip(raw), stored[0].Payload, "stored bytes are the gzip of the protobuf")
+	assert.Equal(t, stored[0].Payload, stored[1].Payload, "the same payload gives the same bytes every time")
+	assert.Less(t, len(stored[0].Payload), len(raw)/4)
+}
+
+func testBlobPointer(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	dir := t.TempDir()
+	store, err := blob.NewFS(dir)
+	require.NoError(t, err)
+	b := s.bus(t, ampybus.WithBlobStore(store))
+	noisy := func() *barsv1.BarBatch {
+		noise := make([]byte, 3<<19)
+		_, _ = rand.Read(noise)
+		m := bar("AAPL", 1)
+		m.Bars[0].AdjustmentPolicyId = base64.StdEncoding.EncodeToString(noise) // ~2 MiB, incompressible
+		return m
+	}
+	want := noisy()
+	got := make(chan *bars.Message, 1)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		got <- m
+		return nil
+	}, ampybus.Durable("blobs"))
+	require.NoError(t, err)
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), want)
+	require.NoError(t, err)
+	m := recv(t, got)
+	require.NoError(t, sub.Stop())
+	assert.True(t, proto.Equal(want, m.Payload), "fetched, verified and decoded")
+	assert.Equal(t, res.MessageID, m.Headers.MessageID)
+	assert.Regexp(t, `^file:///`, m.Headers.BlobRef)
+	assert.Regexp(t, `^sha256:[0-9a-f]{64}$`, m.Headers.BlobHash)
+	assert.Greater(t, m.Headers.BlobSize, int64(1<<20))
+	stored := readAll(t, ctx, b, 1)
+	assert.Empty(t, stored[0].Payload, "only the pointer travels on the bus")
+
+	// A blob that changed after publishing is a poison pill.
+	tampered := noisy()
+	res, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), tampered)
+	require.NoError(t, err)
+	stored = readAll(t, ctx, b, 2)
+	u, err := url.Parse(stored[1].Headers.BlobRef)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(u.Path, []byte("not what was published"), 0o644))
+	sub, err = bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error { return nil }, ampybus.Durable("blobs"))
+	require.NoError(t, err)
+	defer sub.Stop()
+	dl := readDeadLetters(t, ctx, b, 1)
+	require.Len(t, dl, 1)
+	assert.Equal(t, res.MessageID, dl[0].Headers.MessageID)
+	assert.Contains(t, dl[0].Headers.DLQReason, "blob_hash_mismatch: ")
+	assert.Equal(t, stored[1].Headers.BlobRef, dl[0].Headers.BlobRef, "the pointer is kept for forensics")
 }
