@@ -38,6 +38,8 @@ var (
 	ErrClosed = transport.ErrClosed
 	// ErrBadURL: the bus URL names no known transport.
 	ErrBadURL = errors.New("bad bus URL")
+	// ErrBackpressure: the async window is full; slow down or wait.
+	ErrBackpressure = transport.ErrBackpressure
 )
 
 // DefaultURL opens an in-process NATS JetStream server: development and tests.
@@ -78,6 +80,7 @@ type options struct {
 	kafkaOpts   []kgo.Opt
 	storeDir    string
 	blobs       blob.Store
+	failFull    bool
 }
 
 // Option configures Open.
@@ -103,6 +106,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithAsyncWindow bounds async publishes awaiting their ack; when full,
 // PublishAsync waits for room until its context ends.
 func WithAsyncWindow(n int) Option { return func(o *options) { o.asyncWindow = n } }
+
+// WithAsyncFailFast makes PublishAsync fail at once with ErrBackpressure
+// when the async window is full, instead of waiting for room; for producers
+// that would rather shed or batch than block.
+func WithAsyncFailFast() Option { return func(o *options) { o.failFull = true } }
 
 // WithNATSOptions passes nats.go options (credentials, TLS) to a nats:// bus.
 func WithNATSOptions(opts ...nats.Option) Option {
@@ -184,14 +192,14 @@ func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options)
 	switch scheme {
 	case "nats", "tls", "ws", "wss":
 		t, err := natsbinding.Open(ctx, natsbinding.Config{
-			URL: addr, Name: orDefault(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow,
+			URL: addr, Name: orDefault(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull,
 			Options: o.natsOpts, Logger: o.log,
 		})
 		return t, addr, err
 	case "kafka":
 		brokers := strings.Split(strings.TrimPrefix(addr, "kafka://"), ",")
 		t, err := kafkabinding.Open(ctx, kafkabinding.Config{
-			Brokers: brokers, AsyncWindow: o.asyncWindow, Options: o.kafkaOpts, Logger: o.log,
+			Brokers: brokers, AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull, Options: o.kafkaOpts, Logger: o.log,
 		})
 		return t, addr, err
 	}

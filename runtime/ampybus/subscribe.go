@@ -178,6 +178,10 @@ func (s *Subscription) Abort() {
 	})
 }
 
+// Lag is how many of the subscription's messages are not yet acknowledged:
+// the number to alert on when a consumer falls behind.
+func (s *Subscription) Lag(ctx context.Context) (uint64, error) { return s.cons.Lag(ctx) }
+
 // Done is closed when the subscription has stopped.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 

@@ -110,6 +110,8 @@ func Run(t *testing.T, b Binding) {
 		{"FaultInjection", testFaultInjection},
 		{"LargePayloadsAreCompressedDeterministically", testCompression},
 		{"OversizedPayloadsTravelAsBlobPointers", testBlobPointer},
+		{"FullAsyncWindowWaitsOrFailsFast", testBackpressure},
+		{"ConsumerReportsLag", testLag},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1125,4 +1127,87 @@ func testBlobPointer(t *testing.T, s *suite) {
 	assert.Equal(t, res.MessageID, dl[0].Headers.MessageID)
 	assert.Contains(t, dl[0].Headers.DLQReason, "blob_hash_mismatch: ")
 	assert.Equal(t, stored[1].Headers.BlobRef, dl[0].Headers.BlobRef, "the pointer is kept for forensics")
+}
+
+// testBackpressure: with a window of one, a tight async loop fills it. In
+// fail-fast mode the overflow fails with ErrBackpressure and only accepted
+// messages are stored; by default every publish waits and goes through.
+func testBackpressure(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	const n = 200
+	count := func(b *ampybus.Bus) uint64 {
+		var stored uint64
+		st := barsStream()
+		c, err := b.Transport().Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
+			Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 1024, AckWait: 30 * time.Second})
+		require.NoError(t, err)
+		defer c.Close()
+		for {
+			nctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			d, err := c.Next(nctx)
+			cancel()
+			if err != nil {
+				return stored
+			}
+			stored++
+			_ = d.Ack(ctx)
+		}
+	}
+
+	fast := s.bus(t, ampybus.WithAsyncWindow(1), ampybus.WithAsyncFailFast())
+	require.NoError(t, fast.Ensure(ctx, bars.Domain))
+	pub := bars.NewPublisher(fast)
+	var accepted []*ampybus.PublishFuture
+	refused := 0
+	for i := range n {
+		f, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", int64(i)))
+		if err != nil {
+			require.ErrorIs(t, err, ampybus.ErrBackpressure)
+			refused++
+			continue
+		}
+		accepted = append(accepted, f)
+	}
+	require.NoError(t, fast.Flush(ctx))
+	for _, f := range accepted {
+		_, err := f.Wait(ctx)
+		require.NoError(t, err)
+	}
+	assert.Positive(t, refused, "a window of one must overflow in a tight loop")
+	assert.Equal(t, uint64(len(accepted)), count(fast), "exactly the accepted messages are stored")
+
+	wait := s.bus(t, ampybus.WithAsyncWindow(1))
+	pub = bars.NewPublisher(wait)
+	for i := range n {
+		_, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", "MSFT"), bar("MSFT", int64(i)))
+		require.NoError(t, err, "the default waits for room")
+	}
+	require.NoError(t, wait.Flush(ctx))
+	assert.Equal(t, uint64(len(accepted)+n), count(wait))
+}
+
+func testLag(t *testing.T, s *suite) {
+	const n = 20
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	release := make(chan struct{})
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(ctx context.Context, _ *bars.Message) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}, ampybus.Durable("laggard"), ampybus.MaxInFlight(4))
+	require.NoError(t, err)
+	defer sub.Stop()
+	publishBars(t, ctx, b, 0, n)
+	require.Eventually(t, func() bool {
+		lag, err := sub.Lag(ctx)
+		return err == nil && lag == n
+	}, 30*time.Second, 50*time.Millisecond, "a stuck consumer shows every message as lag")
+	close(release)
+	require.Eventually(t, func() bool {
+		lag, err := sub.Lag(ctx)
+		return err == nil && lag == 0
+	}, 30*time.Second, 50*time.Millisecond, "caught up")
 }

@@ -340,6 +340,26 @@ func (c *consumer) forget(parts map[int32]bool) {
 	}
 }
 
+// Lag implements transport.Consumer for groups: the group's committed
+// offsets against the end offsets, over every partition of the topic.
+func (c *consumer) Lag(ctx context.Context) (uint64, error) {
+	if c.sub.Group == "" {
+		return 0, fmt.Errorf("lag of %s: %w: lag is reported for consumer groups (ampybus.Durable)", c.sub.Stream.Prefix, transport.ErrNotFound)
+	}
+	lags, err := c.t.adm.Lag(ctx, c.sub.Group)
+	if err == nil {
+		err = lags.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("lag of group %s: %w", c.sub.Group, mapErr(err))
+	}
+	var total int64
+	for _, ml := range lags[c.sub.Group].Lag[c.sub.Stream.Prefix] {
+		total += max(ml.Lag, 0)
+	}
+	return uint64(total), nil
+}
+
 // Next implements transport.Consumer.
 func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 	select {

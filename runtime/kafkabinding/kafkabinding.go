@@ -35,6 +35,9 @@ type Config struct {
 	// AsyncWindow bounds buffered async records (default 4096); Produce
 	// waits for room, bounded by its context.
 	AsyncWindow int
+	// FailWhenFull makes PublishAsync fail at once with ErrBackpressure when
+	// the buffer is full, instead of waiting for room.
+	FailWhenFull bool
 	// Options are extra franz-go options (TLS, SASL).
 	Options []kgo.Opt
 	Logger  *slog.Logger
@@ -49,6 +52,8 @@ type Transport struct {
 	mu   sync.Mutex
 	max  map[string]int32 // topic → max.message.bytes, for producer batches
 	once sync.Once
+	// window bounds async records awaiting their ack.
+	window chan struct{}
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -61,9 +66,10 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if cfg.AsyncWindow <= 0 {
 		cfg.AsyncWindow = 4096
 	}
-	t := &Transport{cfg: cfg, log: cfg.Logger, max: map[string]int32{}}
+	t := &Transport{cfg: cfg, log: cfg.Logger, max: map[string]int32{}, window: make(chan struct{}, cfg.AsyncWindow)}
 	opts := append(t.baseOpts(),
-		kgo.MaxBufferedRecords(cfg.AsyncWindow),
+		// Room for the async window plus concurrent sync publishes.
+		kgo.MaxBufferedRecords(cfg.AsyncWindow+1024),
 		kgo.ProducerBatchMaxBytesFn(t.batchMax),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.RecordDeliveryTimeout(30*time.Second),
@@ -205,10 +211,23 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	// The window is ours, not franz-go's buffer limit: franz-go reports a full
+	// buffer only later, on the promise, and PublishAsync must say at once.
+	if t.cfg.FailWhenFull {
+		select {
+		case t.window <- struct{}{}:
+		default:
+			return fmt.Errorf("%w: %d records await their ack", transport.ErrBackpressure, cap(t.window))
+		}
+	} else {
+		select {
+		case t.window <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d records await their ack: %w", transport.ErrBackpressure, cap(t.window), ctx.Err())
+		}
 	}
 	t.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		<-t.window
 		if err != nil {
 			done(transport.PublishAck{}, mapErr(err))
 			return

@@ -76,11 +76,21 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	if err != nil {
 		return nil, fmt.Errorf("pull from %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
 	}
-	return &consumer{it: it}, nil
+	return &consumer{it: it, cons: cons}, nil
 }
 
 type consumer struct {
-	it jetstream.MessagesContext
+	it   jetstream.MessagesContext
+	cons jetstream.Consumer
+}
+
+// Lag implements transport.Consumer.
+func (c *consumer) Lag(ctx context.Context) (uint64, error) {
+	info, err := c.cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("consumer info: %w", mapErr(err))
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
 }
 
 func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {

@@ -27,6 +27,9 @@ type Config struct {
 	Name string
 	// AsyncWindow bounds PublishAsync messages awaiting their ack (default 4096).
 	AsyncWindow int
+	// FailWhenFull makes PublishAsync fail at once with ErrBackpressure when
+	// the window is full, instead of waiting for room.
+	FailWhenFull bool
 	// Options are extra nats.go options (credentials, TLS).
 	Options []nats.Option
 	Logger  *slog.Logger
@@ -34,11 +37,12 @@ type Config struct {
 
 // Transport is the JetStream binding; it implements transport.Transport.
 type Transport struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	log    *slog.Logger
-	window chan struct{}
-	queue  chan pending
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *slog.Logger
+	failFull bool
+	window   chan struct{}
+	queue    chan pending
 	// done closes when Close begins: no new async publishes are taken.
 	done chan struct{}
 	// abort closes when Close gives up waiting for acks.
@@ -104,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("NATS server at %s did not answer a JetStream request: %w: %v (start it with -js)", cfg.URL, transport.ErrUnavailable, err)
 	}
 	t := &Transport{
-		nc: nc, js: js, log: log,
+		nc: nc, js: js, log: log, failFull: cfg.FailWhenFull,
 		window: make(chan struct{}, window),
 		// Room for a full window plus concurrent Flush markers.
 		queue:     make(chan pending, window+64),
@@ -208,12 +212,20 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 // PublishAsync implements transport.Transport. The window bounds messages in
 // flight; when it is full the call waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	select {
-	case t.window <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("async window full (%d in flight): %w", cap(t.window), ctx.Err())
-	case <-t.done:
-		return transport.ErrClosed
+	if t.failFull {
+		select {
+		case t.window <- struct{}{}:
+		default:
+			return fmt.Errorf("%w: %d publishes await their ack", transport.ErrBackpressure, cap(t.window))
+		}
+	} else {
+		select {
+		case t.window <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d publishes await their ack: %w", transport.ErrBackpressure, cap(t.window), ctx.Err())
+		case <-t.done:
+			return transport.ErrClosed
+		}
 	}
 	t.closeMu.RLock()
 	defer t.closeMu.RUnlock()

@@ -21,6 +21,8 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrNotFound: a stream, topic or durable consumer does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrBackpressure: the async window is full; the broker is not keeping up.
+	ErrBackpressure = errors.New("async window full")
 )
 
 // Message is what a transport carries: a concrete topic, the envelope and the
@@ -127,6 +129,9 @@ type Consumer interface {
 	// Abort drops the consumer as a crash would: nothing more is committed or
 	// acknowledged, and every unsettled delivery is redelivered.
 	Abort() error
+	// Lag is how many messages of the subscription are not yet acknowledged
+	// (NATS: pending plus unacked; Kafka: end offsets minus the group's commits).
+	Lag(ctx context.Context) (uint64, error)
 }
 
 // Delivery is one received message and the means to settle it. Exactly one of
