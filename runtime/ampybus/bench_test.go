@@ -2,6 +2,8 @@ package ampybus_test
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
+	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
@@ -148,5 +151,100 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		<-js.PublishAsyncComplete()
 		report(b)
+	})
+}
+
+// BenchmarkConsume measures what the consumer engine costs per message
+// (header validation, schema and key checks, dedupe, ordering, per-key
+// scheduling, ack) against a raw nats.go pull consumer that only decodes and
+// acks, on the same pre-published messages:
+//
+//	go test -run '^$' -bench Consume -benchmem ./runtime/ampybus/
+func BenchmarkConsume(b *testing.B) {
+	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+	bus, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("bench@local", "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	payload := barBatch()
+	fill := func(b *testing.B, symbol string, n int) {
+		b.Helper()
+		pub := bars.NewPublisher(bus)
+		for range n {
+			if _, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", symbol), payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := bus.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := 0
+	b.Run("engine", func(b *testing.B) {
+		run++
+		sym := "E" + strconv.Itoa(run)
+		fill(b, sym, b.N)
+		st := bars.MustSubtopic("XNAS", sym)
+		done := make(chan struct{})
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		sub, err := bars.Subscribe(ctx, bus, st.Pattern(), func(context.Context, *bars.Message) error {
+			if n.Add(1) == int64(b.N) {
+				close(done)
+			}
+			return nil
+		}, ampybus.Durable("bench-"+sym), ampybus.DeliverAll(), ampybus.Concurrency(4))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		b.StopTimer()
+		_ = sub.Stop()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		run++
+		sym := "R" + strconv.Itoa(run)
+		fill(b, sym, b.N)
+		nc, err := nats.Connect(srv.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		b.ReportAllocs()
+		b.ResetTimer()
+		cons, err := js.CreateOrUpdateConsumer(ctx, "AMPY_DEV_BARS_V1", jetstream.ConsumerConfig{
+			Durable: "raw-" + sym, FilterSubject: "ampy.dev.bars.v1.XNAS." + sym, AckPolicy: jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1024,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(512))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			m, err := it.Next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var batch barsv1.BarBatch
+			if err := proto.Unmarshal(m.Data(), &batch); err != nil {
+				b.Fatal(err)
+			}
+			_ = m.Ack()
+		}
+		b.StopTimer()
+		it.Stop()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 }
