@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +113,7 @@ func Run(t *testing.T, b Binding) {
 		{"OversizedPayloadsTravelAsBlobPointers", testBlobPointer},
 		{"FullAsyncWindowWaitsOrFailsFast", testBackpressure},
 		{"ConsumerReportsLag", testLag},
+		{"SlowHandlerKeepsItsLease", testSlowHandler},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1210,4 +1212,27 @@ func testLag(t *testing.T, s *suite) {
 		lag, err := sub.Lag(ctx)
 		return err == nil && lag == 0
 	}, 30*time.Second, 50*time.Millisecond, "caught up")
+}
+
+// testSlowHandler: a handler that takes longer than the ack wait keeps its
+// lease (NATS InProgress) and is not redelivered meanwhile.
+func testSlowHandler(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var calls atomic.Int32
+	done := make(chan struct{})
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(2500 * time.Millisecond) // 2.5× the ack wait
+			close(done)
+		}
+		return nil
+	}, ampybus.Durable("slow"), ampybus.AckWait(time.Second), ampybus.Concurrency(2), ampybus.NoDedupe())
+	require.NoError(t, err)
+	defer sub.Stop()
+	publishBars(t, ctx, b, 0, 1)
+	recv(t, done)
+	time.Sleep(1500 * time.Millisecond)
+	assert.Equal(t, int32(1), calls.Load(), "not redelivered while the handler was working")
+	assert.Equal(t, uint64(1), sub.Stats().Handled)
 }
