@@ -26,18 +26,25 @@ import (
 // envelope costs on the wire and in the server:
 //
 //	go test -run '^$' -bench Publish -benchmem ./runtime/ampybus/
-func BenchmarkPublish(b *testing.B) {
+// benchBus starts an embedded server and opens a producing bus on it.
+func benchBus(b *testing.B) (*natsbinding.Embedded, *ampybus.Bus) {
+	b.Helper()
 	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Shutdown()
-	ctx := context.Background()
-	bus, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("bench@local", "bench"))
+	b.Cleanup(srv.Shutdown)
+	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer bus.Close()
+	b.Cleanup(func() { _ = bus.Close() })
+	return srv, bus
+}
+
+func BenchmarkPublish(b *testing.B) {
+	srv, bus := benchBus(b)
+	ctx := context.Background()
 	if err := bus.Ensure(ctx, bars.Domain); err != nil {
 		b.Fatal(err)
 	}
@@ -161,17 +168,8 @@ func BenchmarkPublish(b *testing.B) {
 //
 //	go test -run '^$' -bench Consume -benchmem ./runtime/ampybus/
 func BenchmarkConsume(b *testing.B) {
-	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv, bus := benchBus(b)
 	ctx := context.Background()
-	bus, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("bench@local", "bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
 	payload := barBatch()
 	fill := func(b *testing.B, symbol string, n int) {
 		b.Helper()

@@ -681,13 +681,15 @@ func testRetryThenSuccess(t *testing.T, s *suite) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, at, 4, "three retries, then success, then nothing more")
-	// Equal jitter: the wait after attempt n is at least half of backoff·2^(n-1).
+	// Equal jitter: the wait after attempt n is at least half of
+	// backoff·2^(n-1), so the guaranteed wait doubles with each attempt.
+	// (Comparing the measured gaps with each other would fail under load:
+	// scheduling can stretch any one of them.)
 	for n := 1; n <= 3; n++ {
 		gap := at[n].Sub(at[n-1])
 		floor := policy.Backoff << (n - 1) / 2
 		assert.GreaterOrEqual(t, gap, floor, "wait after attempt %d", n)
 	}
-	assert.Greater(t, at[3].Sub(at[2]), at[1].Sub(at[0]), "delays grow")
 }
 
 func testAlwaysFailing(t *testing.T, s *suite) {

@@ -306,15 +306,10 @@ func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
 
 // revoked commits what is settled in the partitions leaving this member and
 // forgets them: acks that arrive later do not commit across the rebalance.
-func (c *consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (c *consumer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	only := map[int32]bool{}
-	for _, ps := range lost {
-		for _, p := range ps {
-			only[p] = true
-		}
-	}
+	only := partitionSet(revoked)
 	c.commitLocked(ctx, only)
 	c.forget(only)
 }
@@ -323,13 +318,18 @@ func (c *consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][
 func (c *consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	only := map[int32]bool{}
-	for _, ps := range lost {
+	c.forget(partitionSet(lost))
+}
+
+// partitionSet flattens a rebalance callback's partitions; a consumer reads one topic.
+func partitionSet(m map[string][]int32) map[int32]bool {
+	set := map[int32]bool{}
+	for _, ps := range m {
 		for _, p := range ps {
-			only[p] = true
+			set[p] = true
 		}
 	}
-	c.forget(only)
+	return set
 }
 
 func (c *consumer) forget(parts map[int32]bool) {

@@ -53,7 +53,7 @@ type Transport struct {
 	max  map[string]int32 // topic → max.message.bytes, for producer batches
 	once sync.Once
 	// window bounds async records awaiting their ack.
-	window chan struct{}
+	window *transport.Window
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -66,7 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if cfg.AsyncWindow <= 0 {
 		cfg.AsyncWindow = 4096
 	}
-	t := &Transport{cfg: cfg, log: cfg.Logger, max: map[string]int32{}, window: make(chan struct{}, cfg.AsyncWindow)}
+	t := &Transport{cfg: cfg, log: cfg.Logger, max: map[string]int32{}, window: transport.NewWindow(cfg.AsyncWindow, cfg.FailWhenFull)}
 	opts := append(t.baseOpts(),
 		// Room for the async window plus concurrent sync publishes.
 		kgo.MaxBufferedRecords(cfg.AsyncWindow+1024),
@@ -213,21 +213,11 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	}
 	// The window is ours, not franz-go's buffer limit: franz-go reports a full
 	// buffer only later, on the promise, and PublishAsync must say at once.
-	if t.cfg.FailWhenFull {
-		select {
-		case t.window <- struct{}{}:
-		default:
-			return fmt.Errorf("%w: %d records await their ack", transport.ErrBackpressure, cap(t.window))
-		}
-	} else {
-		select {
-		case t.window <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %d records await their ack: %w", transport.ErrBackpressure, cap(t.window), ctx.Err())
-		}
+	if err := t.window.Acquire(ctx, nil); err != nil {
+		return err
 	}
 	t.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		<-t.window
+		t.window.Release()
 		if err != nil {
 			done(transport.PublishAck{}, mapErr(err))
 			return

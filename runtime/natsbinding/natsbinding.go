@@ -37,12 +37,11 @@ type Config struct {
 
 // Transport is the JetStream binding; it implements transport.Transport.
 type Transport struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	log      *slog.Logger
-	failFull bool
-	window   chan struct{}
-	queue    chan pending
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	window *transport.Window
+	queue  chan pending
 	// done closes when Close begins: no new async publishes are taken.
 	done chan struct{}
 	// abort closes when Close gives up waiting for acks.
@@ -108,8 +107,8 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("NATS server at %s did not answer a JetStream request: %w: %v (start it with -js)", cfg.URL, transport.ErrUnavailable, err)
 	}
 	t := &Transport{
-		nc: nc, js: js, log: log, failFull: cfg.FailWhenFull,
-		window: make(chan struct{}, window),
+		nc: nc, js: js, log: log,
+		window: transport.NewWindow(window, cfg.FailWhenFull),
 		// Room for a full window plus concurrent Flush markers.
 		queue:     make(chan pending, window+64),
 		done:      make(chan struct{}),
@@ -212,30 +211,18 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 // PublishAsync implements transport.Transport. The window bounds messages in
 // flight; when it is full the call waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	if t.failFull {
-		select {
-		case t.window <- struct{}{}:
-		default:
-			return fmt.Errorf("%w: %d publishes await their ack", transport.ErrBackpressure, cap(t.window))
-		}
-	} else {
-		select {
-		case t.window <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %d publishes await their ack: %w", transport.ErrBackpressure, cap(t.window), ctx.Err())
-		case <-t.done:
-			return transport.ErrClosed
-		}
+	if err := t.window.Acquire(ctx, t.done); err != nil {
+		return err
 	}
 	t.closeMu.RLock()
 	defer t.closeMu.RUnlock()
 	if t.closed {
-		<-t.window
+		t.window.Release()
 		return transport.ErrClosed
 	}
 	paf, err := t.js.PublishMsgAsync(toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
-		<-t.window
+		t.window.Release()
 		return mapErr(err)
 	}
 	t.queue <- pending{paf: paf, done: done} // never blocks: the window bounds the queue
@@ -259,7 +246,7 @@ func (t *Transport) collect() {
 		case <-t.abort:
 			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
 		}
-		<-t.window
+		t.window.Release()
 	}
 }
 
@@ -277,7 +264,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 	case <-marker:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("flush: %d async publishes still in flight: %w", len(t.window), ctx.Err())
+		return fmt.Errorf("flush: %d async publishes still in flight: %w", t.window.InFlight(), ctx.Err())
 	}
 }
 
@@ -301,7 +288,7 @@ func (t *Transport) Close() error {
 	select {
 	case <-drained:
 	case <-time.After(10 * time.Second):
-		err = fmt.Errorf("close: %d async publishes unacknowledged after 10s", len(t.window))
+		err = fmt.Errorf("close: %d async publishes unacknowledged after 10s", t.window.InFlight())
 	}
 	close(t.abort)
 	<-t.collected
