@@ -26,6 +26,7 @@ import (
 // envelope costs on the wire and in the server:
 //
 //	go test -run '^$' -bench Publish -benchmem ./runtime/ampybus/
+//
 // benchBus starts an embedded server and opens a producing bus on it.
 func benchBus(b *testing.B) (*natsbinding.Embedded, *ampybus.Bus) {
 	b.Helper()
