@@ -2,14 +2,14 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: demo test check vet generate proto bench build tools
+.PHONY: demo test check vet fmt generate proto bench build tools
 
 ## demo: a typed publisher and consumer over an embedded JetStream server
 demo:
 	$(GO) run ./cmd/ampybusctl demo
 
-## test: generated code is current, vet is clean, every test passes with -race
-test: tools check vet
+## test: gofmt'd, generated code is current, vet is clean, every test passes with -race
+test: tools fmt check vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 # Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
@@ -24,6 +24,9 @@ check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+fmt:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w .):"; echo "$$out"; exit 1; fi
 
 ## generate: regenerate generated/ from contract.yaml
 generate:
