@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -114,6 +115,7 @@ func Run(t *testing.T, b Binding) {
 		{"FullAsyncWindowWaitsOrFailsFast", testBackpressure},
 		{"ConsumerReportsLag", testLag},
 		{"SlowHandlerKeepsItsLease", testSlowHandler},
+		{"BoundedReadsAWindowThenEnds", testBoundedWindow},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1237,4 +1239,85 @@ func testSlowHandler(t *testing.T, s *suite) {
 	time.Sleep(1500 * time.Millisecond)
 	assert.Equal(t, int32(1), calls.Load(), "not redelivered while the handler was working")
 	assert.Equal(t, uint64(1), sub.Stats().Handled)
+}
+
+// drain reads a bounded subscription to its end and returns the volumes of
+// the bars it held, in order.
+func drain(t *testing.T, ctx context.Context, tr transport.Transport, sub transport.Subscription) []int64 {
+	t.Helper()
+	c, err := tr.Subscribe(ctx, sub)
+	require.NoError(t, err)
+	defer c.Close()
+	var got []int64
+	for {
+		d, err := c.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			return got
+		}
+		require.NoError(t, err)
+		got = append(got, volume(t, d))
+		require.NoError(t, d.Ack(ctx))
+	}
+}
+
+// testBoundedWindow: a replay reads [start, end) by stored time, or to the
+// high watermark captured when it began, then ends; optionally one key only.
+func testBoundedWindow(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	tr := b.Transport()
+	st := barsStream()
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	pub := bars.NewPublisher(b)
+	publish := func(sym string, from, to int) {
+		for i := from; i < to; i++ {
+			_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", sym), bar(sym, int64(i)))
+			require.NoError(t, err)
+		}
+	}
+	publish("AAPL", 0, 5)
+	time.Sleep(60 * time.Millisecond)
+	start := time.Now()
+	publish("AAPL", 5, 10)
+	publish("MSFT", 100, 103)
+	time.Sleep(60 * time.Millisecond)
+	end := time.Now()
+	publish("AAPL", 10, 15)
+
+	all := []string{st.Prefix + ".>"}
+	window := transport.Subscription{Stream: st, Filters: all, Bounded: true, Until: end, MaxInFlight: 64, AckWait: 30 * time.Second,
+		Start: transport.StartPosition{Kind: transport.StartAtTime, Time: start}}
+	got := drain(t, ctx, tr, window)
+	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+	assert.Equal(t, []int64{5, 6, 7, 8, 9, 100, 101, 102}, got, "exactly [start, end)")
+
+	window.Key = "XNAS.MSFT"
+	assert.Equal(t, []int64{100, 101, 102}, drain(t, ctx, tr, window), "one key, in order")
+
+	// Without an end time it stops at the high watermark: what is published
+	// while it runs is left for the next replay.
+	whole := transport.Subscription{Stream: st, Filters: all, Bounded: true, MaxInFlight: 1, AckWait: 30 * time.Second,
+		Start: transport.StartPosition{Kind: transport.StartFirst}}
+	c, err := tr.Subscribe(ctx, whole)
+	require.NoError(t, err)
+	n := 0
+	for {
+		d, err := c.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			break
+		}
+		require.NoError(t, err)
+		if n == 0 {
+			publish("NVDA", 200, 205) // during the replay
+		}
+		n++
+		require.NoError(t, d.Ack(ctx))
+	}
+	require.NoError(t, c.Close())
+	assert.Equal(t, 18, n, "the 18 messages there when it began")
+
+	// An empty window ends at once.
+	empty := window
+	empty.Key, empty.Start.Time, empty.Until = "", end.Add(time.Hour), end.Add(2*time.Hour)
+	assert.Empty(t, drain(t, ctx, tr, empty))
 }

@@ -36,6 +36,14 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	if err != nil {
 		return nil, err
 	}
+	if sub.Bounded {
+		if sub.Group != "" {
+			return nil, fmt.Errorf("replay of %s: a bounded subscription is never a group member, so it cannot move a live consumer", sub.Stream.Prefix)
+		}
+		if err := c.bound(ctx, start); err != nil {
+			return nil, err
+		}
+	}
 	opts := append(t.baseOpts(), kgo.FetchMaxWait(250*time.Millisecond))
 	if sub.Group == "" {
 		opts = append(opts, kgo.ConsumePartitions(start.KOffsets()))
@@ -64,6 +72,43 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	go c.poll()
 	go c.commitLoop()
 	return c, nil
+}
+
+// bound captures the high watermark of every partition; partitions that
+// have nothing between their start and end are finished at once.
+func (c *consumer) bound(ctx context.Context, start kadm.Offsets) error {
+	listed, err := c.t.adm.ListEndOffsets(ctx, c.sub.Stream.Prefix)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("end offsets of %s: %w", c.sub.Stream.Prefix, mapErr(err))
+	}
+	c.ends, c.finished, c.eof = map[int32]int64{}, map[int32]bool{}, make(chan struct{})
+	listed.Each(func(l kadm.ListedOffset) {
+		c.ends[l.Partition] = l.Offset
+		if o, ok := start.Lookup(l.Topic, l.Partition); !ok || o.At >= l.Offset {
+			c.finished[l.Partition] = true
+		}
+	})
+	if len(c.finished) == len(c.ends) {
+		close(c.eof)
+	}
+	return nil
+}
+
+// finish marks a partition read to the end of the window and stops fetching it.
+func (c *consumer) finish(p int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished[p] {
+		return
+	}
+	c.finished[p] = true
+	c.cl.PauseFetchPartitions(map[string][]int32{c.sub.Stream.Prefix: {p}})
+	if len(c.finished) == len(c.ends) {
+		close(c.eof)
+	}
 }
 
 // startOffsets resolves the subscription's start position to an offset per
@@ -137,6 +182,12 @@ type consumer struct {
 	commitMu sync.Mutex
 	// noCommit is set by Abort: a crashed consumer commits nothing more.
 	noCommit atomic.Bool
+
+	// For a bounded subscription: each partition's end offset when it began,
+	// the partitions read to their end, and eof, closed when all are.
+	ends     map[int32]int64
+	finished map[int32]bool
+	eof      chan struct{}
 	mu       sync.Mutex
 	parts    map[int32]*partition
 }
@@ -192,6 +243,22 @@ func (c *consumer) poll() {
 
 // accept tracks a polled record and hands it out if its subtopic matches.
 func (c *consumer) accept(r *kgo.Record) {
+	last := false
+	if c.sub.Bounded {
+		c.mu.Lock()
+		done, end := c.finished[r.Partition], c.ends[r.Partition]
+		c.mu.Unlock()
+		// Kafka keeps record times in milliseconds, so the window's end is
+		// compared at that resolution.
+		if done || r.Offset >= end || (!c.sub.Until.IsZero() && r.Timestamp.UnixMilli() >= c.sub.Until.UnixMilli()) {
+			c.finish(r.Partition) // past the window: left for a later replay
+			return
+		}
+		last = r.Offset == end-1
+	}
+	if last {
+		defer c.finish(r.Partition)
+	}
 	d := &delivery{c: c, rec: r, attempt: 1}
 	d.msg.Payload = r.Value
 	var sub string
@@ -209,7 +276,7 @@ func (c *consumer) accept(r *kgo.Record) {
 	d.part = p
 	p.pending = append(p.pending, d)
 	c.mu.Unlock()
-	if !c.matches(d.msg.Topic) {
+	if !c.matches(d.msg.Topic) || (c.sub.Key != "" && d.msg.Headers.PartitionKey != c.sub.Key) {
 		d.settle() // not ours: skip it, but let the offset move past it
 		return
 	}
@@ -369,6 +436,28 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 		return nil, ctx.Err()
 	case <-c.closed:
 		return nil, transport.ErrClosed
+	case <-c.eof: // nil, so never ready, unless bounded
+		// The whole window was handed out. A record being retried comes back
+		// through out, so the replay ends only when nothing is unsettled.
+		for {
+			select {
+			case d := <-c.out:
+				return d, nil
+			default:
+			}
+			if len(c.slots) == 0 {
+				return nil, transport.ErrEndOfStream
+			}
+			select {
+			case d := <-c.out:
+				return d, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.closed:
+				return nil, transport.ErrClosed
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 }
 

@@ -72,16 +72,36 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	if batch <= 0 || batch > 512 {
 		batch = 512
 	}
+	c := &consumer{cons: cons, sub: sub}
+	if sub.Bounded {
+		// The high watermark is read after the consumer exists, so nothing
+		// it can deliver below the watermark is missed.
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
+		}
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consumer on %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
+		}
+		c.lastSeq, c.nothingLeft = info.State.LastSeq, ci.NumPending == 0
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
 	if err != nil {
 		return nil, fmt.Errorf("pull from %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
 	}
-	return &consumer{it: it, cons: cons}, nil
+	c.it = it
+	return c, nil
 }
 
 type consumer struct {
 	it   jetstream.MessagesContext
 	cons jetstream.Consumer
+	sub  transport.Subscription
+	// For a bounded subscription: the stream's last sequence when it began,
+	// and whether the previous message said no more matched.
+	lastSeq     uint64
+	nothingLeft bool
 }
 
 // Lag implements transport.Consumer.
@@ -94,22 +114,39 @@ func (c *consumer) Lag(ctx context.Context) (uint64, error) {
 }
 
 func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
-	m, err := c.it.Next(jetstream.NextContext(ctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	for {
+		if c.sub.Bounded && c.nothingLeft {
+			return nil, transport.ErrEndOfStream
 		}
-		return nil, mapErr(err)
+		m, err := c.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, mapErr(err)
+		}
+		d := &delivery{m: m}
+		d.msg.Topic = m.Subject()
+		d.msg.Payload = m.Data()
+		d.msg.Headers, d.herr = parseHeaders(m.Headers())
+		md, err := m.Metadata()
+		if err == nil {
+			d.attempt = int(md.NumDelivered)
+			d.seq = md.Sequence.Stream
+		}
+		if c.sub.Bounded && md != nil {
+			if md.Sequence.Stream > c.lastSeq || (!c.sub.Until.IsZero() && !md.Timestamp.Before(c.sub.Until)) {
+				c.nothingLeft = true
+				continue // past the window: left for a later replay
+			}
+			c.nothingLeft = md.NumPending == 0
+		}
+		if c.sub.Key != "" && d.msg.Headers.PartitionKey != c.sub.Key {
+			_ = m.Ack() // another key's message: passed over
+			continue
+		}
+		return d, nil
 	}
-	d := &delivery{m: m}
-	d.msg.Topic = m.Subject()
-	d.msg.Payload = m.Data()
-	d.msg.Headers, d.herr = parseHeaders(m.Headers())
-	if md, err := m.Metadata(); err == nil {
-		d.attempt = int(md.NumDelivered)
-		d.seq = md.Sequence.Stream
-	}
-	return d, nil
 }
 
 func (c *consumer) Close() error {

@@ -23,6 +23,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrBackpressure: the async window is full; the broker is not keeping up.
 	ErrBackpressure = errors.New("async window full")
+	// ErrEndOfStream: a bounded subscription (a replay) has read its window.
+	ErrEndOfStream = errors.New("end of replay window")
 )
 
 // Message is what a transport carries: a concrete topic, the envelope and the
@@ -99,6 +101,17 @@ type Subscription struct {
 	AckWait time.Duration
 	// MaxDeliver stops broker redelivery after this many deliveries (0: no limit).
 	MaxDeliver int
+
+	// Bounded makes the subscription a replay: it reads what the stream held
+	// when it started, and no further; then Next returns ErrEndOfStream, so
+	// messages published meanwhile are left for a later replay.
+	Bounded bool
+	// Until, for a bounded subscription, stops at the first message stored at
+	// or after it (the window's exclusive end); zero means no time bound.
+	// Kafka compares record times at their millisecond resolution.
+	Until time.Time
+	// Key keeps only messages with this partition key; empty keeps all.
+	Key string
 }
 
 // Transport is implemented by each broker binding.
