@@ -276,9 +276,9 @@ func size(n int64) jen.Code {
 
 // names are the identifiers generated for one subtopic.
 type names struct {
-	V, Spec, Subtopic, New, Must, Parse, Pattern, All                            string
-	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime string
-	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural             string
+	V, Spec, Subtopic, New, Must, Parse, Pattern, All                                    string
+	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime, Replay string
+	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural                     string
 }
 
 func subtopicNames(s *contract.Subtopic) names {
@@ -287,7 +287,7 @@ func subtopicNames(s *contract.Subtopic) names {
 		V: v, Spec: v + "Spec", Subtopic: v + "Subtopic", New: "New" + v + "Subtopic", Must: "Must" + v + "Subtopic",
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
-		Handler: v + "Handler", Subscribe: "Subscribe" + v, Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
+		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v, Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
 		OrderTime:  unexported(s.Name) + "OrderTime",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
@@ -769,5 +769,17 @@ func (e *emitter) consumer(s *contract.Subtopic, n names, where string, payload 
 		jen.Id("h").Id(n.Handler), jen.Id("opts").Op("...").Qual(runtimePkg, "SubscribeOption"),
 	).Params(jen.Op("*").Qual(runtimePkg, "Subscription"), jen.Error()).Block(
 		jen.Return(jen.Qual(runtimePkg, "Subscribe").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Route), jen.Id("pattern").Dot("String").Call(),
+			jen.Qual(runtimePkg, "Handler").Types(jen.Id(n.Subtopic), payload).Call(jen.Id("h")), jen.Id("opts").Op("..."))))
+	f.Line()
+	f.Commentf("%s runs h over the %s messages on %s that match", n.Replay, n.Payload, where)
+	f.Comment("pattern and fall in the window, then returns what it did. It reads through its")
+	f.Comment("own consumer and never moves a live one; pass the live subscription's")
+	f.Comment("ampybus.Durable group and ampybus.Dedupe store so effects already applied are")
+	f.Comment("not applied twice. Messages carry the window's RequestID as ReplayRequestID.")
+	f.Func().Id(n.Replay).Params(
+		jen.Id("ctx").Qual("context", "Context"), jen.Id("b").Op("*").Qual(runtimePkg, "Bus"), jen.Id("pattern").Id(n.Pattern),
+		jen.Id("window").Qual(runtimePkg, "ReplayWindow"), jen.Id("h").Id(n.Handler), jen.Id("opts").Op("...").Qual(runtimePkg, "SubscribeOption"),
+	).Params(jen.Qual(runtimePkg, "Stats"), jen.Error()).Block(
+		jen.Return(jen.Qual(runtimePkg, "Replay").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Route), jen.Id("pattern").Dot("String").Call(), jen.Id("window"),
 			jen.Qual(runtimePkg, "Handler").Types(jen.Id(n.Subtopic), payload).Call(jen.Id("h")), jen.Id("opts").Op("..."))))
 }

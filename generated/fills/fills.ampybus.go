@@ -183,3 +183,12 @@ type EventsHandler func(ctx context.Context, m *EventsMessage) error
 func SubscribeEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, h EventsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.Subscribe(ctx, b, eventsRoute, pattern.String(), ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
 }
+
+// ReplayEvents runs h over the FillEvent messages on ampy.{env}.fills.v1.events that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplayEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, window ampybus.ReplayWindow, h EventsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, eventsRoute, pattern.String(), window, ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
+}

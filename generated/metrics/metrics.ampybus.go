@@ -203,3 +203,12 @@ type Handler func(ctx context.Context, m *Message) error
 func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.Subscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *metricsv1.Metric](h), opts...)
 }
+
+// Replay runs h over the Metric messages on ampy.{env}.metrics.v1.{service} that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func Replay(ctx context.Context, b *ampybus.Bus, pattern Pattern, window ampybus.ReplayWindow, h Handler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, route, pattern.String(), window, ampybus.Handler[Subtopic, *metricsv1.Metric](h), opts...)
+}

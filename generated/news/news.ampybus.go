@@ -186,6 +186,15 @@ func SubscribeRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h Raw
 	return ampybus.Subscribe(ctx, b, rawRoute, pattern.String(), ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
+// ReplayRaw runs h over the NewsItem messages on ampy.{env}.news.v1.raw that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplayRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, window ampybus.ReplayWindow, h RawHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, rawRoute, pattern.String(), window, ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
+}
+
 // Schema of the NewsItem payload carried on ampy.{env}.news.v1.nlp.
 const (
 	NlpSchemaFQDN    = "ampy.news.v1.NewsItem"
@@ -313,4 +322,13 @@ type NlpHandler func(ctx context.Context, m *NlpMessage) error
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h NlpHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.Subscribe(ctx, b, nlpRoute, pattern.String(), ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
+}
+
+// ReplayNlp runs h over the NewsItem messages on ampy.{env}.news.v1.nlp that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplayNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, window ampybus.ReplayWindow, h NlpHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, nlpRoute, pattern.String(), window, ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
 }

@@ -198,3 +198,12 @@ type SnapshotsHandler func(ctx context.Context, m *SnapshotsMessage) error
 func SubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.Subscribe(ctx, b, snapshotsRoute, pattern.String(), ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
 }
+
+// ReplaySnapshots runs h over the PositionSnapshot messages on ampy.{env}.positions.v1.snapshots that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplaySnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, window ampybus.ReplayWindow, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, snapshotsRoute, pattern.String(), window, ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
+}

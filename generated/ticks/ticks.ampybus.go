@@ -220,6 +220,15 @@ func SubscribeTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h
 	return ampybus.Subscribe(ctx, b, tradeRoute, pattern.String(), ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
 }
 
+// ReplayTrade runs h over the TradeTick messages on ampy.{env}.ticks.v1.trade.{symbol} that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplayTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, window ampybus.ReplayWindow, h TradeHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, tradeRoute, pattern.String(), window, ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
+}
+
 // Schema of the QuoteTick payload carried on ampy.{env}.ticks.v1.quote.{symbol}.
 const (
 	QuoteSchemaFQDN    = "ampy.ticks.v1.QuoteTick"
@@ -380,4 +389,13 @@ type QuoteHandler func(ctx context.Context, m *QuoteMessage) error
 // ampybus.Durable to share work in a group and resume after a restart.
 func SubscribeQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h QuoteHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.Subscribe(ctx, b, quoteRoute, pattern.String(), ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
+}
+
+// ReplayQuote runs h over the QuoteTick messages on ampy.{env}.ticks.v1.quote.{symbol} that match
+// pattern and fall in the window, then returns what it did. It reads through its
+// own consumer and never moves a live one; pass the live subscription's
+// ampybus.Durable group and ampybus.Dedupe store so effects already applied are
+// not applied twice. Messages carry the window's RequestID as ReplayRequestID.
+func ReplayQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, window ampybus.ReplayWindow, h QuoteHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+	return ampybus.Replay(ctx, b, quoteRoute, pattern.String(), window, ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
 }

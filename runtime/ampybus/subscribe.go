@@ -28,6 +28,9 @@ type Message[S Subtopic, P proto.Message] struct {
 	Headers  envelope.Headers
 	// Attempt counts deliveries of this message, from 1.
 	Attempt int
+	// ReplayRequestID is set when the message is being replayed, to the
+	// request that asked for it.
+	ReplayRequestID string
 	// OutOfOrder reports that the payload's order time (the contract's
 	// ordering.by) is older than one already handled for its partition key.
 	// Monotonic and snapshot domains deliver such a message flagged, and count
@@ -201,6 +204,56 @@ func (s *Subscription) Err() error {
 // domain is retried in place and holds back only its own key; in accumulate
 // and counter_gauge domains it is redelivered later and its key moves on.
 func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S, P], pattern string, h Handler[S, P], opts ...SubscribeOption) (*Subscription, error) {
+	return start(ctx, b, r, pattern, h, nil, opts)
+}
+
+// ReplayWindow is what a replay reads: [Start, End) by stored time, for one
+// partition key or all.
+type ReplayWindow struct {
+	// Start is inclusive; zero means the oldest message retained.
+	Start time.Time
+	// End is exclusive; zero means up to the newest message when the replay
+	// begins. Either way the replay stops at that high watermark, so what is
+	// published while it runs is left for a later replay.
+	End time.Time
+	// Key limits the replay to one partition key (key-scoped replay).
+	Key string
+	// RequestID names the replay request served; replayed messages carry it
+	// in Message.ReplayRequestID and the replay_request_id header.
+	RequestID string
+}
+
+// HeaderReplayRequestID marks a replayed message with the request it serves.
+const HeaderReplayRequestID = "replay_request_id"
+
+// Replay runs h over the window's messages matching pattern and returns when
+// the window is read. It reads through its own ephemeral consumer and never
+// moves a live consumer's position. Pass the live subscription's Durable
+// group and Dedupe store so effects already applied are not applied twice.
+func Replay[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S, P], pattern string, w ReplayWindow, h Handler[S, P], opts ...SubscribeOption) (Stats, error) {
+	if !w.End.IsZero() && !w.Start.Before(w.End) {
+		return Stats{}, fmt.Errorf("replay %s: %w: the window [%s, %s) is empty", r.Spec.Domain.Prefix(b.env)+"."+pattern, ErrContract,
+			envelope.FormatTime(w.Start), envelope.FormatTime(w.End))
+	}
+	if w.RequestID == "" {
+		w.RequestID = "replay_" + newRunSuffix()
+	}
+	sub, err := start(ctx, b, r, pattern, h, &w, opts)
+	if err != nil {
+		return Stats{}, err
+	}
+	select {
+	case <-sub.Done():
+	case <-ctx.Done():
+		sub.Stop()
+		return sub.Stats(), fmt.Errorf("replay %s: %w", r.Spec.Domain.Prefix(b.env)+"."+pattern, ctx.Err())
+	}
+	return sub.Stats(), sub.Err()
+}
+
+// start opens the consumer and runs the engine: live when w is nil, a
+// bounded replay of w otherwise.
+func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S, P], pattern string, h Handler[S, P], w *ReplayWindow, opts []SubscribeOption) (*Subscription, error) {
 	spec := r.Spec
 	d := spec.Domain
 	o := subOptions{concurrency: 1, maxInFlight: 1024, ackWait: 30 * time.Second, retry: d.Retry.orDefault()}
@@ -215,27 +268,44 @@ func Subscribe[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rout
 		o.dedupe, o.dedupeTTL = dedupe.NewMemory(65536), time.Hour
 	}
 	filter := d.Prefix(b.env) + "." + pattern
+	what := "subscribe "
+	if w != nil {
+		what = "replay "
+	}
 	if err := validPattern(pattern); err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+		return nil, fmt.Errorf("%s%s: %w", what, filter, err)
 	}
 	s, err := b.stream(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+		return nil, fmt.Errorf("%s%s: %w", what, filter, err)
 	}
-	cons, err := b.t.Subscribe(ctx, transport.Subscription{
+	ts := transport.Subscription{
 		Stream: s, Filters: []string{filter}, Group: o.group, Start: o.start,
 		MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
 		// A backstop only: the engine dead-letters at MaxAttempts itself.
 		MaxDeliver: o.retry.MaxAttempts + 1,
-	})
+	}
+	if w != nil {
+		// A replay is never a group member; the group only scopes dedupe.
+		ts.Group, ts.Bounded, ts.Until, ts.Key = "", true, w.End, w.Key
+		ts.Start = transport.StartPosition{Kind: transport.StartFirst}
+		if !w.Start.IsZero() {
+			ts.Start = transport.StartPosition{Kind: transport.StartAtTime, Time: w.Start}
+		}
+	}
+	cons, err := b.t.Subscribe(ctx, ts)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+		return nil, fmt.Errorf("%s%s: %w", what, filter, err)
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
 	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
 		order: newOrderTracker(65536)}
+	if w != nil {
+		// A nak'd message would come back after the window is read: retry in place.
+		e.inPlace, e.replay = true, w.RequestID
+	}
 	go e.run(loopCtx, sub)
 	return sub, nil
 }
@@ -276,6 +346,8 @@ type engine[S Subtopic, P proto.Message] struct {
 	stats   *counters
 	aborted <-chan struct{}
 	order   *orderTracker
+	// replay is the request id a replay serves; empty for live consumption.
+	replay string
 }
 
 // run hands deliveries to per-key workers: one message per key at a time, up
@@ -319,7 +391,7 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	for {
 		d, err := sub.cons.Next(ctx)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
+			if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) && !errors.Is(err, transport.ErrEndOfStream) {
 				sub.mu.Lock()
 				sub.err = err
 				sub.mu.Unlock()
@@ -581,8 +653,16 @@ func (e *engine[S, P]) decode(ctx context.Context, d transport.Delivery) (*Messa
 	if keys.Dedupe != "" && m.Headers.DedupeKey != "" && keys.Dedupe != m.Headers.DedupeKey {
 		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe), nil
 	}
+	h := m.Headers
+	if e.replay != "" {
+		h.Extra = make(map[string]string, len(m.Headers.Extra)+1)
+		for k, v := range m.Headers.Extra {
+			h.Extra[k] = v
+		}
+		h.Extra[HeaderReplayRequestID] = e.replay
+	}
 	return &Message[S, P]{
-		Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers,
+		Topic: m.Topic, Subtopic: st, Payload: p, Headers: h, ReplayRequestID: e.replay,
 		Attempt: d.Attempt(), Sequence: d.Sequence(), Partition: d.Partition(),
 	}, "", nil
 }
