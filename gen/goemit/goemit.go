@@ -345,6 +345,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 	e.route(s, n, payload)
 	e.publisher(s, n, where, payload)
 	e.consumer(s, n, where, payload)
+	e.replayServer(s, n, payload)
 }
 
 func (e *emitter) goType(md protoreflect.MessageDescriptor) *goType {
@@ -653,6 +654,50 @@ func (e *emitter) fieldExpr(recv string, md protoreflect.MessageDescriptor, fp c
 		cur = fd.Message()
 	}
 	return expr
+}
+
+// replayControl finds the contract's control subtopic carrying
+// ampy.control.v1.ReplayRequest, if any.
+func (e *emitter) replayControl() (*contract.Domain, *contract.Subtopic) {
+	for _, d := range e.c.Domains {
+		for _, s := range d.Subtopics {
+			if s.Payload != nil && s.Payload.FullName() == "ampy.control.v1.ReplayRequest" {
+				return d, s
+			}
+		}
+	}
+	return nil, nil
+}
+
+// replayServer emits ServeReplays<V>: a control-topic subscriber that replays
+// each matching ReplayRequest through the service's handler.
+func (e *emitter) replayServer(s *contract.Subtopic, n names, payload jen.Code) {
+	cd, cs := e.replayControl()
+	if cd == nil || cd == e.d {
+		return
+	}
+	ctl := e.o.ImportPath + "/" + contract.GoPackage(cd.Name)
+	e.f.ImportName(ctl, contract.GoPackage(cd.Name))
+	cn := subtopicNames(cs)
+	name := "ServeReplays" + n.V
+	f := e.f
+	f.Line()
+	f.Commentf("%s replays, through h, each ReplayRequest posted on %s.{env}.%s.%s.%s", name, e.c.Namespace, cd.Name, cd.Version, cs.Pattern.Text)
+	f.Commentf("that concerns %s messages matching pattern, until ctx ends. Pass the live", n.Payload)
+	f.Comment("subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a")
+	f.Comment("replay applies only what is missing; each group serves each request once.")
+	f.Func().Id(name).Params(
+		jen.Id("ctx").Qual("context", "Context"), jen.Id("b").Op("*").Qual(runtimePkg, "Bus"), jen.Id("pattern").Id(n.Pattern),
+		jen.Id("h").Id(n.Handler), jen.Id("opts").Op("...").Qual(runtimePkg, "SubscribeOption"),
+	).Params(jen.Op("*").Qual(runtimePkg, "Subscription"), jen.Error()).Block(
+		jen.Return(jen.Qual(ctl, cn.Subscribe).Call(jen.Id("ctx"), jen.Id("b"), jen.Qual(ctl, cn.All).Call(),
+			jen.Func().Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("m").Op("*").Qual(ctl, cn.Message)).Error().Block(
+				jen.List(jen.Id("w"), jen.Id("ok")).Op(":=").Qual(runtimePkg, "ReplayFor").Call(jen.Id("b"), jen.Id(n.Spec), jen.Id("m").Dot("Payload")),
+				jen.If(jen.Op("!").Id("ok")).Block(jen.Return(jen.Nil())),
+				jen.List(jen.Id("_"), jen.Err()).Op(":=").Id(n.Replay).Call(jen.Id("ctx"), jen.Id("b"), jen.Id("pattern"), jen.Id("w"), jen.Id("h"), jen.Id("opts").Op("...")),
+				jen.Return(jen.Err()),
+			),
+			jen.Qual(runtimePkg, "ReplayServerOptions").Call(jen.Id("opts").Op("...")).Op("..."))))
 }
 
 // route emits the value that ties the subtopic's types to the runtime.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	corporateactionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/corporate_actions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -231,4 +232,19 @@ func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, 
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func Replay(ctx context.Context, b *ampybus.Bus, pattern Pattern, window ampybus.ReplayWindow, h Handler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, route, pattern.String(), window, ampybus.Handler[Subtopic, *corporateactionsv1.CorporateActionBatch](h), opts...)
+}
+
+// ServeReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns CorporateActionBatch messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplays(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, Spec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := Replay(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	fillsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fills/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -191,4 +192,19 @@ func SubscribeEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern,
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, window ampybus.ReplayWindow, h EventsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, eventsRoute, pattern.String(), window, ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
+}
+
+// ServeReplaysEvents replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns FillEvent messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, h EventsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, EventsSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayEvents(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

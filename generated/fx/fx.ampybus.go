@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	fxv1 "github.com/ampyfin/ampy-bus/proto/ampy/fx/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -204,6 +205,21 @@ func SubscribeRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, window ampybus.ReplayWindow, h RatesHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, ratesRoute, pattern.String(), window, ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
+}
+
+// ServeReplaysRates replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns FxRate messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h RatesHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, RatesSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayRates(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }
 
 // Schema of the FxRate payload carried on ampy.{env}.fx.v1.{base}.{quote}.
@@ -398,4 +414,19 @@ func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h P
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, pairRoute, pattern.String(), window, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+}
+
+// ServeReplaysPair replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns FxRate messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, PairSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayPair(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

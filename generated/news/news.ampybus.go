@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	newsv1 "github.com/ampyfin/ampy-bus/proto/ampy/news/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -195,6 +196,21 @@ func ReplayRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, window a
 	return ampybus.Replay(ctx, b, rawRoute, pattern.String(), window, ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
+// ServeReplaysRaw replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns NewsItem messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h RawHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, RawSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayRaw(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
 // Schema of the NewsItem payload carried on ampy.{env}.news.v1.nlp.
 const (
 	NlpSchemaFQDN    = "ampy.news.v1.NewsItem"
@@ -331,4 +347,19 @@ func SubscribeNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h Nlp
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, window ampybus.ReplayWindow, h NlpHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, nlpRoute, pattern.String(), window, ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
+}
+
+// ServeReplaysNlp replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns NewsItem messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h NlpHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, NlpSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayNlp(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

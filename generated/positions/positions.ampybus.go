@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -206,4 +207,19 @@ func SubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPa
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplaySnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, window ampybus.ReplayWindow, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, snapshotsRoute, pattern.String(), window, ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
+}
+
+// ServeReplaysSnapshots replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns PositionSnapshot messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, SnapshotsSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplaySnapshots(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -229,6 +230,21 @@ func ReplayTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, wind
 	return ampybus.Replay(ctx, b, tradeRoute, pattern.String(), window, ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
 }
 
+// ServeReplaysTrade replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns TradeTick messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h TradeHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, TradeSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayTrade(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
 // Schema of the QuoteTick payload carried on ampy.{env}.ticks.v1.quote.{symbol}.
 const (
 	QuoteSchemaFQDN    = "ampy.ticks.v1.QuoteTick"
@@ -398,4 +414,19 @@ func SubscribeQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, window ampybus.ReplayWindow, h QuoteHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, quoteRoute, pattern.String(), window, ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
+}
+
+// ServeReplaysQuote replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns QuoteTick messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplaysQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h QuoteHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, QuoteSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayQuote(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }

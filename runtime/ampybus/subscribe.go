@@ -221,6 +221,9 @@ type ReplayWindow struct {
 	// RequestID names the replay request served; replayed messages carry it
 	// in Message.ReplayRequestID and the replay_request_id header.
 	RequestID string
+	// Subject narrows the replay to topics matching this full pattern
+	// (ampy.prod.ticks.v1.trade.>), as a ReplayRequest's subject does.
+	Subject string
 }
 
 // HeaderReplayRequestID marks a replayed message with the request it serves.
@@ -304,7 +307,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 		order: newOrderTracker(65536)}
 	if w != nil {
 		// A nak'd message would come back after the window is read: retry in place.
-		e.inPlace, e.replay = true, w.RequestID
+		e.inPlace, e.replay, e.replaySubject = true, w.RequestID, w.Subject
 	}
 	go e.run(loopCtx, sub)
 	return sub, nil
@@ -348,6 +351,8 @@ type engine[S Subtopic, P proto.Message] struct {
 	order   *orderTracker
 	// replay is the request id a replay serves; empty for live consumption.
 	replay string
+	// replaySubject narrows a replay to topics it matches.
+	replaySubject string
 }
 
 // run hands deliveries to per-key workers: one message per key at a time, up
@@ -420,6 +425,10 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 // back unsettled because the subscription is stopping.
 func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d transport.Delivery) (abandoned bool) {
 	m := d.Message()
+	if e.replaySubject != "" && !transport.Match(e.replaySubject, m.Topic) {
+		_ = d.Ack(ctx) // outside the replay request's subject
+		return false
+	}
 	maxAttempts := e.opts.retry.MaxAttempts
 	attempt := d.Attempt()
 	if attempt > maxAttempts {

@@ -24,12 +24,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/fills"
 	"github.com/ampyfin/ampy-bus/generated/fx"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/generated/positions"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
+	controlv1 "github.com/ampyfin/ampy-bus/proto/ampy/control/v1"
 	fillsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fills/v1"
 	fxv1 "github.com/ampyfin/ampy-bus/proto/ampy/fx/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
@@ -117,6 +119,7 @@ func Run(t *testing.T, b Binding) {
 		{"SlowHandlerKeepsItsLease", testSlowHandler},
 		{"BoundedReadsAWindowThenEnds", testBoundedWindow},
 		{"ReplayReprocessesAWindowIdempotently", testReplay},
+		{"ControlTopicReplayRequestFillsAGap", testControlReplay},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1424,4 +1427,78 @@ func testReplay(t *testing.T, s *suite) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	assert.Equal(t, ampybus.Stats{}, st)
+}
+
+// testControlReplay: a service that started late missed some history; an
+// operator posts a ReplayRequest on the control topic and the service
+// applies exactly what it missed, through its normal handler, marked with
+// the request; a request for another domain is ignored.
+func testControlReplay(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, positions.Domain))
+	pub := positions.NewSnapshotsPublisher(b)
+	publish := func(from, to int64) {
+		for i := from; i < to; i++ {
+			_, err := pub.Publish(ctx, positions.NewSnapshotsSubtopic(), position("ACC-"+strconv.FormatInt(i%2, 10), i))
+			require.NoError(t, err)
+		}
+	}
+	begin := time.Now().Add(-time.Second)
+	publish(0, 10) // before the service existed
+
+	store := dedupe.NewMemory(1024)
+	var mu sync.Mutex
+	effects := map[int64]int{}
+	requests := map[int64]string{}
+	apply := func(_ context.Context, m *positions.SnapshotsMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		q := m.Payload.GetQuantity().GetScaled()
+		effects[q]++
+		requests[q] = m.ReplayRequestID
+		return nil
+	}
+	opts := []ampybus.SubscribeOption{ampybus.Durable("pnl"), ampybus.Dedupe(store, time.Hour)}
+	live, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), apply, opts...) // starts at new messages
+	require.NoError(t, err)
+	defer live.Stop()
+	server, err := positions.ServeReplaysSnapshots(ctx, b, positions.AllSnapshots(), apply, opts...)
+	require.NoError(t, err)
+	defer server.Stop()
+	publish(10, 20)
+	require.Eventually(t, func() bool { return live.Stats().Handled == 10 }, 30*time.Second, 20*time.Millisecond)
+
+	ops := s.bus(t, ampybus.WithProducer("operator@cli", "ampybusctl"))
+	requester := control.NewReplayRequestsPublisher(ops)
+	_, err = requester.Publish(ctx, control.NewReplayRequestsSubtopic(), &controlv1.ReplayRequest{
+		RequestId: "rr-other", Env: "dev", Domain: "bars", Version: "v1",
+		Start: timestamppb.New(begin), End: timestamppb.New(time.Now().Add(time.Second)), Reason: "not for positions",
+	})
+	require.NoError(t, err)
+	_, err = requester.Publish(ctx, control.NewReplayRequestsSubtopic(), &controlv1.ReplayRequest{
+		RequestId: "rr-gap", Env: "dev", Domain: "positions", Version: "v1", Subject: "ampy.dev.positions.v1.>",
+		Start: timestamppb.New(begin), End: timestamppb.New(time.Now().Add(time.Second)), Reason: "gap after a late start",
+		RequestedBy: "operator@cli", RequestedAt: timestamppb.Now(),
+	})
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(effects) == 20
+	}, 30*time.Second, 20*time.Millisecond, "the gap was not filled")
+	require.Eventually(t, func() bool { return server.Stats().Handled == 2 }, 30*time.Second, 20*time.Millisecond,
+		"both requests were served: %+v", server.Stats())
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for q := range int64(20) {
+		assert.Equal(t, 1, effects[q], "effect %d applied exactly once", q)
+		want := ""
+		if q < 10 {
+			want = "rr-gap" // filled by the replay
+		}
+		assert.Equal(t, want, requests[q], "message %d", q)
+	}
 }
