@@ -5,6 +5,7 @@ import (
 	"errors"
 	neturl "net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
@@ -230,4 +232,65 @@ func TestCloseDuringAsyncPublish(t *testing.T) {
 		}
 	}
 	assert.Equal(t, uint64(acked), streamMsgs(t, srv.URL(), "AMPY_DEV_BARS_V1"), "every acknowledged publish is stored")
+}
+
+type flakyStore struct {
+	mu     sync.Mutex
+	data   map[string][]byte
+	failed bool
+}
+
+func (f *flakyStore) Put(context.Context, []byte) (string, error) { return "", errors.New("unused") }
+
+func (f *flakyStore) Get(_ context.Context, ref string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ref == "first" && !f.failed {
+		f.failed = true
+		return nil, errors.New("blob store briefly unavailable")
+	}
+	return f.data[ref], nil
+}
+
+// A blob that cannot be fetched for a moment is retried in place in an
+// ordered domain: the next message of its key waits.
+func TestBlobRetryKeepsKeyOrder(t *testing.T) {
+	srv := server(t)
+	payload, err := proto.Marshal(barBatch())
+	require.NoError(t, err)
+	store := &flakyStore{data: map[string][]byte{"first": payload}}
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"), ampybus.WithBlobStore(store))
+	ctx := testCtx(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	var mu sync.Mutex
+	var order []string
+	done := make(chan struct{})
+	s, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, m.Headers.Extra["n"])
+		if len(order) == 2 {
+			close(done)
+		}
+		return nil
+	}, ampybus.Durable("blob"), ampybus.DeliverAll(), ampybus.RetryBackoff(func(int) time.Duration { return 200 * time.Millisecond }))
+	require.NoError(t, err)
+	defer s.Stop()
+	for i, ref := range []string{"first", ""} {
+		h := validHeaders(bars.SchemaFQDN)
+		data := payload
+		if ref != "" {
+			h.Set(envelope.HeaderBlobRef, ref)
+			h.Set(envelope.HeaderBlobHash, blob.Hash(payload))
+			h.Set(envelope.HeaderBlobSize, strconv.Itoa(len(payload)))
+			data = nil
+		}
+		h.Set("n", []string{"1", "2"}[i])
+		rawPublish(t, srv.URL(), "ampy.dev.bars.v1.XNAS.AAPL", h, data)
+	}
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"1", "2"}, order)
+	assert.Equal(t, uint64(1), s.Stats().Retried)
 }

@@ -104,6 +104,9 @@ func RetryBackoff(f func(attempt int) time.Duration) SubscribeOption {
 // is an in-memory store of 65536 keys kept for an hour; a
 // natsbinding.KVStore survives restarts.
 func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
 	return func(o *subOptions) { o.dedupe, o.dedupeTTL = store, ttl }
 }
 
@@ -115,7 +118,9 @@ func Retry(p RetryPolicy) SubscribeOption { return func(o *subOptions) { o.retry
 
 // MaxAttempts overrides the contract's retry.max_attempts: after n failed
 // deliveries the message goes to the dead-letter queue.
-func MaxAttempts(n int) SubscribeOption { return func(o *subOptions) { o.retry.MaxAttempts = n } }
+func MaxAttempts(n int) SubscribeOption {
+	return func(o *subOptions) { o.retry = o.retry.orDefault(); o.retry.MaxAttempts = max(n, 1) }
+}
 
 // Subscription is a running consumer.
 type Subscription struct {
@@ -285,8 +290,8 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	ts := transport.Subscription{
 		Stream: s, Filters: []string{filter}, Group: o.group, Start: o.start,
 		MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
-		// A backstop only: the engine dead-letters at MaxAttempts itself.
-		MaxDeliver: o.retry.MaxAttempts + 1,
+		// No broker-side delivery limit: at its limit JetStream drops a message
+		// silently; the engine counts attempts and dead-letters itself.
 	}
 	if w != nil {
 		// A replay is never a group member; the group only scopes dedupe.
@@ -362,6 +367,9 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	defer close(sub.done)
 	hctx := context.WithoutCancel(ctx) // handlers finish their message while the subscription stops
 	sem := make(chan struct{}, e.opts.concurrency)
+	leases := newLeases()
+	stopLeases := leases.keep(e.opts.ackWait, e.aborted)
+	defer stopLeases()
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -371,8 +379,9 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 		defer wg.Done()
 		for {
 			sem <- struct{}{}
-			abandoned := e.process(hctx, ctx.Done(), d)
+			abandoned := e.isAborted() || e.process(hctx, ctx.Done(), d)
 			<-sem
+			leases.release(d)
 			mu.Lock()
 			next := queued[key]
 			if len(next) == 0 || abandoned {
@@ -380,10 +389,9 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 				mu.Unlock()
 				// Whatever waited behind an abandoned message goes back too, in
 				// order (after an abort, by itself, when the leases lapse).
-				select {
-				case <-e.aborted:
-				default:
-					for _, rest := range next {
+				for _, rest := range next {
+					leases.release(rest)
+					if !e.isAborted() {
 						_ = rest.Nak(hctx, 0)
 					}
 				}
@@ -395,8 +403,16 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	}
 	for {
 		d, err := sub.cons.Next(ctx)
+		if err == nil && ctx.Err() != nil {
+			// Stopping: leave it unsettled for redelivery rather than start it
+			// after messages of its key that are already being handed back.
+			break
+		}
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) && !errors.Is(err, transport.ErrEndOfStream) {
+			if ctx.Err() == nil && !errors.Is(err, transport.ErrEndOfStream) {
+				if errors.Is(err, transport.ErrClosed) {
+					err = fmt.Errorf("%w: the consumer closed under the subscription (was the bus closed before Stop?)", err)
+				}
 				sub.mu.Lock()
 				sub.err = err
 				sub.mu.Unlock()
@@ -404,6 +420,8 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 			}
 			break
 		}
+		// Every message the engine holds keeps its lease, queued ones too.
+		leases.hold(d)
 		key := d.Message().Headers.PartitionKey
 		mu.Lock()
 		if q, busy := queued[key]; busy {
@@ -420,6 +438,38 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	_ = sub.cons.Close()
 }
 
+func (e *engine[S, P]) isAborted() bool {
+	select {
+	case <-e.aborted:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait sleeps d unless the subscription stops first; it reports whether it
+// slept the whole time.
+func (e *engine[S, P]) wait(stopping <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stopping:
+		return false
+	case <-e.aborted:
+		return false
+	}
+}
+
+// handBack returns a delivery unsettled because the subscription is stopping.
+func (e *engine[S, P]) handBack(ctx context.Context, d transport.Delivery) bool {
+	if !e.isAborted() {
+		_ = d.Nak(ctx, 0)
+	}
+	return true
+}
+
 // process checks, decodes and handles one delivery, retrying in place for
 // ordered domains, and settles it. It reports whether it handed the delivery
 // back unsettled because the subscription is stopping.
@@ -429,34 +479,45 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		_ = d.Ack(ctx) // outside the replay request's subject
 		return false
 	}
+	if e.isAborted() {
+		return true
+	}
 	maxAttempts := e.opts.retry.MaxAttempts
 	attempt := d.Attempt()
-	if attempt > maxAttempts {
-		// Earlier deliveries died with their consumer before settling.
-		e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", attempt, maxAttempts))
-		return false
-	}
 	msg, reason, fetchErr := e.decode(ctx, d)
-	if fetchErr != nil {
-		// The blob store may come back: retry within the attempt budget.
+	for fetchErr != nil {
+		// The blob store may come back: retry within the attempt budget, in
+		// place for ordered domains so the key's order holds.
 		if attempt >= maxAttempts {
-			e.deadLetter(ctx, d, fmt.Sprintf("blob_error: %d attempts failed; last error: %v", attempt, fetchErr))
-			return false
+			return e.deadLetter(ctx, stopping, d, fmt.Sprintf("blob_error: %d attempts failed; last error: %v", attempt, fetchErr))
 		}
 		e.stats.retried.Add(1)
-		e.bus.log.Warn("blob fetch failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID, "blob_ref", m.Headers.BlobRef, "err", fetchErr)
-		_ = d.Nak(ctx, e.opts.backoff(attempt))
-		return false
+		delay := e.opts.backoff(attempt)
+		e.bus.log.Warn("blob fetch failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID, "blob_ref", m.Headers.BlobRef, "retry_in", delay, "err", fetchErr)
+		if !e.inPlace {
+			_ = d.Nak(ctx, delay)
+			return false
+		}
+		if !e.wait(stopping, delay) {
+			return e.handBack(ctx, d)
+		}
+		attempt++
+		msg, reason, fetchErr = e.decode(ctx, d)
 	}
 	if reason != "" {
-		e.deadLetter(ctx, d, reason)
-		return false
+		return e.deadLetter(ctx, stopping, d, reason)
 	}
 	dupKeys := e.dedupeKeys(m)
 	if e.seen(ctx, dupKeys) {
 		e.stats.duplicates.Add(1)
-		_ = d.Ack(ctx)
+		if !e.isAborted() {
+			_ = d.Ack(ctx)
+		}
 		return false
+	}
+	if attempt > maxAttempts {
+		// Earlier deliveries died with their consumer before settling.
+		return e.deadLetter(ctx, stopping, d, fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", attempt, maxAttempts))
 	}
 	var at time.Time
 	if e.route.OrderTime != nil {
@@ -469,7 +530,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 				e.stats.stale.Add(1)
 				e.bus.log.Info("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
 					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "at", at, "newest", newest)
-				_ = d.Ack(ctx)
+				if !e.isAborted() {
+					_ = d.Ack(ctx)
+				}
 				return false
 			case OrderMonotonic, OrderSnapshot:
 				e.stats.regressions.Add(1)
@@ -479,7 +542,6 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 			}
 		}
 	}
-	defer e.keepLease(d)()
 	hctx := envelope.ContextWithTrace(ctx, m.Headers.Trace)
 	for {
 		msg.Attempt = attempt
@@ -502,11 +564,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 			}
 			return false
 		case errors.Is(err, ErrPermanent):
-			e.deadLetter(ctx, d, "handler: "+err.Error())
-			return false
+			return e.deadLetter(ctx, stopping, d, "handler: "+err.Error())
 		case attempt >= maxAttempts:
-			e.deadLetter(ctx, d, fmt.Sprintf("max_attempts: %d attempts failed; last error: %v", attempt, err))
-			return false
+			return e.deadLetter(ctx, stopping, d, fmt.Sprintf("max_attempts: %d attempts failed; last error: %v", attempt, err))
 		}
 		delay := e.opts.backoff(attempt)
 		e.stats.retried.Add(1)
@@ -518,17 +578,8 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 			}
 			return false
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-stopping:
-			t.Stop()
-			select {
-			case <-e.aborted:
-			default:
-				_ = d.Nak(ctx, 0)
-			}
-			return true
+		if !e.wait(stopping, delay) {
+			return e.handBack(ctx, d)
 		}
 		attempt++
 	}
@@ -570,28 +621,6 @@ func (e *engine[S, P]) mark(ctx context.Context, keys []string) {
 			e.bus.log.Warn("dedupe mark failed; a redelivery would be applied again", "key", k, "err", err)
 		}
 	}
-}
-
-// keepLease extends the delivery's ack deadline while it is held (a slow
-// handler, or an in-place backoff); the returned func stops it.
-func (e *engine[S, P]) keepLease(d transport.Delivery) func() {
-	every := max(e.opts.ackWait/3, 100*time.Millisecond)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = d.InProgress(context.Background())
-			case <-done:
-				return
-			case <-e.aborted:
-				return // a dead consumer's leases lapse
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 // call runs the handler, turning a panic into an error.
@@ -693,21 +722,37 @@ const (
 
 // deadLetter writes the delivery, bytes and headers unchanged plus dlq_reason,
 // to ampy.{env}.dlq.v1.{domain}, and terminates it only once that write is
-// acknowledged; if the write fails the message is redelivered instead.
-func (e *engine[S, P]) deadLetter(ctx context.Context, d transport.Delivery, reason string) {
+// acknowledged. A failed write is retried: in place for ordered domains (the
+// key waits), by redelivery otherwise. It reports whether it handed the
+// delivery back because the subscription is stopping.
+func (e *engine[S, P]) deadLetter(ctx context.Context, stopping <-chan struct{}, d transport.Delivery, reason string) (abandoned bool) {
 	m := d.Message()
-	err := e.bus.deadLetter(ctx, e.spec.Domain, m, reason, e.opts.group)
-	if err != nil {
-		delay := e.opts.backoff(d.Attempt())
-		e.bus.log.Error("dead-letter write failed; redelivering", "topic", m.Topic, "message_id", m.Headers.MessageID, "reason", reason, "err", err)
-		_ = d.Nak(ctx, delay)
-		return
+	for try := 1; ; try++ {
+		if e.isAborted() {
+			return true
+		}
+		err := e.bus.deadLetter(ctx, e.spec.Domain, m, reason, e.opts.group)
+		if err == nil {
+			break
+		}
+		delay := e.opts.backoff(try)
+		e.bus.log.Error("dead-letter write failed; retrying", "topic", m.Topic, "message_id", m.Headers.MessageID, "reason", reason, "retry_in", delay, "err", err)
+		if !e.inPlace {
+			if nerr := d.Nak(ctx, delay); nerr != nil {
+				e.bus.log.Warn("nak failed; the broker redelivers after ack_wait", "message_id", m.Headers.MessageID, "err", nerr)
+			}
+			return false
+		}
+		if !e.wait(stopping, delay) {
+			return e.handBack(ctx, d)
+		}
 	}
 	e.stats.deadLettered.Add(1)
 	e.bus.log.Warn("dead-lettered", "topic", m.Topic, "message_id", m.Headers.MessageID, "reason", reason)
 	if err := d.Term(ctx, reason); err != nil {
-		e.bus.log.Warn("term failed after dead-lettering; a redelivery will be deduplicated by message_id", "message_id", m.Headers.MessageID, "err", err)
+		e.bus.log.Warn("term failed after dead-lettering; the message will be delivered again and dead-lettered again", "message_id", m.Headers.MessageID, "err", err)
 	}
+	return false
 }
 
 // DeadLetterDomain is the dlq domain used when a domain names none; the

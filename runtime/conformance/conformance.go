@@ -120,6 +120,9 @@ func Run(t *testing.T, b Binding) {
 		{"BoundedReadsAWindowThenEnds", testBoundedWindow},
 		{"ReplayReprocessesAWindowIdempotently", testReplay},
 		{"ControlTopicReplayRequestFillsAGap", testControlReplay},
+		{"QueuedMessagesKeepTheirLease", testQueuedLease},
+		{"AbortStopsEveryHandler", testAbortStopsHandlers},
+		{"AsyncPublishOutlivesItsContext", testAsyncContext},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1500,5 +1503,83 @@ func testControlReplay(t *testing.T, s *suite) {
 			want = "rr-gap" // filled by the replay
 		}
 		assert.Equal(t, want, requests[q], "message %d", q)
+	}
+}
+
+// testQueuedLease: messages waiting for a handler (Concurrency 1, a slow
+// handler) keep their lease; none is redelivered, let alone dead-lettered.
+func testQueuedLease(t *testing.T, s *suite) {
+	const n = 20
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		time.Sleep(100 * time.Millisecond) // 20 × 100ms = 2× the ack wait
+		return nil
+	}, ampybus.Durable("lease"), ampybus.AckWait(time.Second), ampybus.MaxAttempts(2))
+	require.NoError(t, err)
+	defer sub.Stop()
+	pub := bars.NewPublisher(b)
+	for i := range n {
+		sym := "S" + strconv.Itoa(i)
+		_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", sym), bar(sym, 1))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return sub.Stats().Handled == n }, 30*time.Second, 20*time.Millisecond, "%+v", sub.Stats())
+	time.Sleep(1500 * time.Millisecond)
+	st := sub.Stats()
+	assert.Zero(t, st.DeadLettered, "nothing failed: %+v", st)
+	assert.Zero(t, st.Duplicates, "nothing was redelivered: %+v", st)
+}
+
+// testAbortStopsHandlers: after Abort no handler starts, whatever was queued.
+func testAbortStopsHandlers(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	var aborted atomic.Bool
+	var after atomic.Int32
+	started := make(chan struct{}, 100)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		if aborted.Load() {
+			after.Add(1)
+		}
+		started <- struct{}{}
+		time.Sleep(50 * time.Millisecond)
+		return nil
+	}, ampybus.Durable("abort"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	pub := bars.NewPublisher(b)
+	for i := range 20 {
+		sym := "S" + strconv.Itoa(i)
+		_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", sym), bar(sym, 1))
+		require.NoError(t, err)
+	}
+	<-started
+	time.Sleep(200 * time.Millisecond) // the rest are fetched and queued
+	aborted.Store(true)
+	sub.Abort()
+	<-sub.Done()
+	assert.Zero(t, after.Load(), "no handler ran after Abort")
+}
+
+// testAsyncContext: the context of PublishAsync bounds only the wait for
+// room; cancelling it afterwards does not fail the publish.
+func testAsyncContext(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, bars.Domain))
+	pub := bars.NewPublisher(b)
+	var futures []*ampybus.PublishFuture
+	for i := range 200 {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sym := "S" + strconv.Itoa(i)
+		f, err := pub.PublishAsync(c, bars.MustSubtopic("XNAS", sym), bar(sym, 1))
+		cancel() // the caller is done waiting
+		require.NoError(t, err)
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		_, err := f.Wait(ctx)
+		require.NoError(t, err)
 	}
 }

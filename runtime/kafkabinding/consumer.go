@@ -194,10 +194,14 @@ type consumer struct {
 
 // partition tracks the records handed out from one partition, in offset order.
 type partition struct {
-	gen     int
-	pending []*delivery // in offset order; the head is the oldest unsettled or uncommitted
-	commit  *kgo.Record // the last record whose offset+1 may be committed
-	dirty   bool
+	// pending holds the handed-out deliveries in offset order, down to the
+	// oldest unsettled one; records the filter passed over are not kept.
+	pending []*delivery
+	// latest is the newest record seen, handed out or passed over: once
+	// nothing is pending, everything up to it may be committed.
+	latest *kgo.Record
+	commit *kgo.Record // the last record whose offset+1 may be committed
+	dirty  bool
 }
 
 type delivery struct {
@@ -267,19 +271,25 @@ func (c *consumer) accept(r *kgo.Record) {
 	if sub != "" {
 		d.msg.Topic = r.Topic + "." + sub
 	}
+	ours := c.matches(d.msg.Topic) && (c.sub.Key == "" || d.msg.Headers.PartitionKey == c.sub.Key)
 	c.mu.Lock()
 	p := c.parts[r.Partition]
 	if p == nil {
 		p = &partition{}
 		c.parts[r.Partition] = p
 	}
+	p.latest = r
+	if !ours {
+		// Passed over: the offset may move past it once nothing before it is pending.
+		if len(p.pending) == 0 {
+			p.commit, p.dirty = r, true
+		}
+		c.mu.Unlock()
+		return
+	}
 	d.part = p
 	p.pending = append(p.pending, d)
 	c.mu.Unlock()
-	if !c.matches(d.msg.Topic) || (c.sub.Key != "" && d.msg.Headers.PartitionKey != c.sub.Key) {
-		d.settle() // not ours: skip it, but let the offset move past it
-		return
-	}
 	select {
 	case c.slots <- struct{}{}:
 	case <-c.closed:
@@ -321,6 +331,16 @@ func (d *delivery) settle() {
 		i++
 	}
 	p.pending = p.pending[i:]
+	if len(p.pending) == 0 && p.latest != nil && p.latest.Offset > p.commit.Offset {
+		p.commit = p.latest // records passed over after the last pending one
+	}
+}
+
+// owned reports whether d's partition still belongs to this member.
+func (c *consumer) owned(d *delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.parts[d.rec.Partition] == d.part
 }
 
 // commitLoop commits settled offsets every 100 ms.
@@ -354,9 +374,11 @@ func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
 	}
 	c.mu.Lock()
 	var recs []*kgo.Record
+	owners := map[*kgo.Record]*partition{}
 	for id, p := range c.parts {
 		if p.dirty && (only == nil || only[id]) {
 			recs = append(recs, p.commit)
+			owners[p.commit] = p
 			p.dirty = false
 		}
 	}
@@ -367,7 +389,14 @@ func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := c.cl.CommitRecords(cctx, recs...); err != nil {
-		c.t.log.Warn("kafka offset commit failed; uncommitted messages will be redelivered", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
+		c.t.log.Warn("kafka offset commit failed; retrying on the next tick", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
+		c.mu.Lock()
+		for r, p := range owners {
+			if c.parts[r.Partition] == p && p.commit == r {
+				p.dirty = true
+			}
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -429,6 +458,20 @@ func (c *consumer) Lag(ctx context.Context) (uint64, error) {
 
 // Next implements transport.Consumer.
 func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
+	for {
+		d, err := c.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if c.owned(d) {
+			return d, nil
+		}
+		// Its partition was revoked: the new owner handles it; settle nothing here.
+		<-c.slots
+	}
+}
+
+func (c *consumer) next(ctx context.Context) (*delivery, error) {
 	select {
 	case d := <-c.out:
 		return d, nil
@@ -477,6 +520,9 @@ func (c *consumer) Abort() error {
 }
 
 func (c *consumer) shutdown(commit bool) {
+	if !commit {
+		c.noCommit.Store(true) // before anything else: not even a periodic commit may follow
+	}
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		<-c.stopped
@@ -516,6 +562,10 @@ func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	c := d.c
 	d.attempt++
 	time.AfterFunc(delay, func() {
+		if !c.owned(d) {
+			<-c.slots // revoked meanwhile: the new owner has it
+			return
+		}
 		select {
 		case c.out <- d:
 		case <-c.closed:

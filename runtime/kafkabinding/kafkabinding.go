@@ -216,7 +216,9 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	if err := t.window.Acquire(ctx, nil); err != nil {
 		return err
 	}
-	t.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+	// ctx bounds the wait for room only: franz-go fails buffered records whose
+	// context ends, and a caller may cancel once PublishAsync has returned.
+	t.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		t.window.Release()
 		if err != nil {
 			done(transport.PublishAck{}, mapErr(err))
