@@ -788,7 +788,10 @@ func (b *Bus) deadLetter(ctx context.Context, d *DomainSpec, m *transport.Messag
 		// Without an id the broker cannot deduplicate a repeated dead-letter write.
 		h.MessageID = envelope.NewMessageID()
 	}
-	dm := &transport.Message{Topic: dl.Prefix(b.env) + "." + d.Name, Headers: h, Payload: m.Payload}
+	// Each group's dead letter is its own; a group's repeated write (a crash
+	// between the write and the settle) is still dropped by the broker.
+	dm := &transport.Message{Topic: dl.Prefix(b.env) + "." + d.Name, Headers: h, Payload: m.Payload,
+		DedupeID: h.MessageID + "|" + consumer}
 	if _, err := b.t.Publish(ctx, s, dm); err != nil {
 		return fmt.Errorf("publish %s: %w", dm.Topic, err)
 	}

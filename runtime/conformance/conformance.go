@@ -123,6 +123,7 @@ func Run(t *testing.T, b Binding) {
 		{"QueuedMessagesKeepTheirLease", testQueuedLease},
 		{"AbortStopsEveryHandler", testAbortStopsHandlers},
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
+		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1582,4 +1583,28 @@ func testAsyncContext(t *testing.T, s *suite) {
 		_, err := f.Wait(ctx)
 		require.NoError(t, err)
 	}
+}
+
+// testDeadLetterPerGroup: two groups that both reject a message each leave
+// their own dead letter; neither is taken for a duplicate of the other.
+func testDeadLetterPerGroup(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	for _, g := range []string{"risk", "features"} {
+		sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+			return ampybus.Permanent(errors.New("rejected by " + g))
+		}, ampybus.Durable(g))
+		require.NoError(t, err)
+		defer sub.Stop()
+	}
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), bar("AAPL", 1))
+	require.NoError(t, err)
+	dl := readDeadLetters(t, ctx, b, 2)
+	require.Len(t, dl, 2)
+	var groups []string
+	for _, m := range dl {
+		assert.Equal(t, res.MessageID, m.Headers.MessageID)
+		groups = append(groups, m.Headers.Extra[ampybus.HeaderDLQConsumer])
+	}
+	assert.ElementsMatch(t, []string{"risk", "features"}, groups)
 }

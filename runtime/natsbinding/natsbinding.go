@@ -195,7 +195,11 @@ func toNats(m *transport.Message) *nats.Msg {
 		h[f.Key] = []string{f.Value}
 	}
 	// JetStream drops a message id it has stored within the stream's duplicate window.
-	h[jetstream.MsgIDHeader] = []string{m.Headers.MessageID}
+	id := m.Headers.MessageID
+	if m.DedupeID != "" {
+		id = m.DedupeID
+	}
+	h[jetstream.MsgIDHeader] = []string{id}
 	return &nats.Msg{Subject: m.Topic, Header: h, Data: m.Payload}
 }
 

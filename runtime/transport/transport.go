@@ -33,6 +33,10 @@ type Message struct {
 	Topic   string
 	Headers envelope.Headers
 	Payload []byte
+	// DedupeID, when set, replaces the message id as the broker's publish
+	// dedupe id (JetStream's Nats-Msg-Id): a dead letter is unique per
+	// message and consumer group, not per message.
+	DedupeID string
 }
 
 // Stream is the broker-side home of one env and domain, such as
