@@ -346,6 +346,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 	e.publisher(s, n, where, payload)
 	e.consumer(s, n, where, payload)
 	e.replayServer(s, n, payload)
+	e.stateOfTheWorld(s, n, where, payload)
 }
 
 func (e *emitter) goType(md protoreflect.MessageDescriptor) *goType {
@@ -698,6 +699,32 @@ func (e *emitter) replayServer(s *contract.Subtopic, n names, payload jen.Code) 
 				jen.Return(jen.Err()),
 			),
 			jen.Qual(runtimePkg, "ReplayServerOptions").Call(jen.Id("opts").Op("...")).Op("..."))))
+}
+
+// stateOfTheWorld emits Snapshot<V> and SnapshotThenSubscribe<V> for the
+// domains whose ordering rule makes "the latest value per key" meaningful.
+func (e *emitter) stateOfTheWorld(s *contract.Subtopic, n names, where string, payload jen.Code) {
+	if r := e.d.Ordering.Rule; r != contract.OrderLatestWins && r != contract.OrderSnapshot {
+		return
+	}
+	f := e.f
+	f.Line()
+	f.Commentf("Snapshot%s returns the latest %s for one partition key on %s,", n.V, n.Payload, where)
+	f.Commentf("the newest by %s, from what the stream holds now.", e.d.Ordering.By)
+	f.Func().Id("Snapshot"+n.V).Params(
+		jen.Id("ctx").Qual("context", "Context"), jen.Id("b").Op("*").Qual(runtimePkg, "Bus"), jen.Id("pattern").Id(n.Pattern), jen.Id("key").String(),
+	).Params(jen.Op("*").Id(n.Message), jen.Bool(), jen.Error()).Block(
+		jen.Return(jen.Qual(runtimePkg, "Snapshot").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Route), jen.Id("pattern").Dot("String").Call(), jen.Id("key"))))
+	f.Line()
+	f.Commentf("SnapshotThenSubscribe%s calls h with the latest %s of every key (Snapshot", n.V, n.Payload)
+	f.Comment("set), then with every message that follows, live: nothing is missed and nothing")
+	f.Comment("repeated between the two.")
+	f.Func().Id("SnapshotThenSubscribe"+n.V).Params(
+		jen.Id("ctx").Qual("context", "Context"), jen.Id("b").Op("*").Qual(runtimePkg, "Bus"), jen.Id("pattern").Id(n.Pattern),
+		jen.Id("h").Id(n.Handler), jen.Id("opts").Op("...").Qual(runtimePkg, "SubscribeOption"),
+	).Params(jen.Op("*").Qual(runtimePkg, "Subscription"), jen.Error()).Block(
+		jen.Return(jen.Qual(runtimePkg, "SnapshotThenSubscribe").Call(jen.Id("ctx"), jen.Id("b"), jen.Id(n.Route), jen.Id("pattern").Dot("String").Call(),
+			jen.Qual(runtimePkg, "Handler").Types(jen.Id(n.Subtopic), payload).Call(jen.Id("h")), jen.Id("opts").Op("..."))))
 }
 
 // route emits the value that ties the subtopic's types to the runtime.

@@ -269,3 +269,16 @@ func ServeReplays(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handle
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
+
+// Snapshot returns the latest FundamentalsSnapshot for one partition key on ampy.{env}.fundamentals.v1.{mic}.{symbol},
+// the newest by as_of, from what the stream holds now.
+func Snapshot(ctx context.Context, b *ampybus.Bus, pattern Pattern, key string) (*Message, bool, error) {
+	return ampybus.Snapshot(ctx, b, route, pattern.String(), key)
+}
+
+// SnapshotThenSubscribe calls h with the latest FundamentalsSnapshot of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *fundamentalsv1.FundamentalsSnapshot](h), opts...)
+}

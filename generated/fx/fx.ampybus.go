@@ -222,6 +222,19 @@ func ServeReplaysRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
 
+// SnapshotRates returns the latest FxRate for one partition key on ampy.{env}.fx.v1.rates,
+// the newest by as_of, from what the stream holds now.
+func SnapshotRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, key string) (*RatesMessage, bool, error) {
+	return ampybus.Snapshot(ctx, b, ratesRoute, pattern.String(), key)
+}
+
+// SnapshotThenSubscribeRates calls h with the latest FxRate of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribeRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h RatesHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, ratesRoute, pattern.String(), ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
+}
+
 // Schema of the FxRate payload carried on ampy.{env}.fx.v1.{base}.{quote}.
 const (
 	PairSchemaFQDN    = "ampy.fx.v1.FxRate"
@@ -429,4 +442,17 @@ func ServeReplaysPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, 
 		_, err := ReplayPair(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// SnapshotPair returns the latest FxRate for one partition key on ampy.{env}.fx.v1.{base}.{quote},
+// the newest by as_of, from what the stream holds now.
+func SnapshotPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, key string) (*PairMessage, bool, error) {
+	return ampybus.Snapshot(ctx, b, pairRoute, pattern.String(), key)
+}
+
+// SnapshotThenSubscribePair calls h with the latest FxRate of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }

@@ -223,3 +223,16 @@ func ServeReplaysSnapshots(ctx context.Context, b *ampybus.Bus, pattern Snapshot
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
+
+// SnapshotSnapshots returns the latest PositionSnapshot for one partition key on ampy.{env}.positions.v1.snapshots,
+// the newest by as_of, from what the stream holds now.
+func SnapshotSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, key string) (*SnapshotsMessage, bool, error) {
+	return ampybus.Snapshot(ctx, b, snapshotsRoute, pattern.String(), key)
+}
+
+// SnapshotThenSubscribeSnapshots calls h with the latest PositionSnapshot of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, snapshotsRoute, pattern.String(), ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
+}

@@ -246,3 +246,16 @@ func ServeReplays(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handle
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
+
+// Snapshot returns the latest Signal for one partition key on ampy.{env}.signals.v1.{model_id},
+// the newest by generated_at, from what the stream holds now.
+func Snapshot(ctx context.Context, b *ampybus.Bus, pattern Pattern, key string) (*Message, bool, error) {
+	return ampybus.Snapshot(ctx, b, route, pattern.String(), key)
+}
+
+// SnapshotThenSubscribe calls h with the latest Signal of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *signalsv1.Signal](h), opts...)
+}

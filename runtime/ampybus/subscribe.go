@@ -31,6 +31,9 @@ type Message[S Subtopic, P proto.Message] struct {
 	// ReplayRequestID is set when the message is being replayed, to the
 	// request that asked for it.
 	ReplayRequestID string
+	// Snapshot is set on the state-of-the-world messages SnapshotThenSubscribe
+	// delivers before going live.
+	Snapshot bool
 	// OutOfOrder reports that the payload's order time (the contract's
 	// ordering.by) is older than one already handled for its partition key.
 	// Monotonic and snapshot domains deliver such a message flagged, and count

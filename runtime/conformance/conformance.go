@@ -124,6 +124,7 @@ func Run(t *testing.T, b Binding) {
 		{"AbortStopsEveryHandler", testAbortStopsHandlers},
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
+		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1607,4 +1608,84 @@ func testDeadLetterPerGroup(t *testing.T, s *suite) {
 		groups = append(groups, m.Headers.Extra[ampybus.HeaderDLQConsumer])
 	}
 	assert.ElementsMatch(t, []string{"risk", "features"}, groups)
+}
+
+// testStateOfTheWorld: while rates keep being published, snapshot-then-
+// subscribe gives each key its latest value, then every later value once:
+// per key the handler sees s0 (the snapshot), then s0+1, s0+2, … to the last.
+func testStateOfTheWorld(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	require.NoError(t, b.Ensure(ctx, fx.Domain))
+	pairs := [][2]string{{"USD", "JPY"}, {"EUR", "USD"}, {"GBP", "USD"}, {"USD", "KRW"}}
+	perKey := scale(60)
+	t0 := time.Date(2025, 9, 5, 19, 30, 0, 0, time.UTC)
+	pub := fx.NewRatesPublisher(b)
+	published := make(chan struct{})
+	halfway := make(chan struct{})
+	go func() {
+		defer close(published)
+		for seq := 1; seq <= perKey; seq++ {
+			for _, p := range pairs {
+				_, err := pub.Publish(ctx, fx.NewRatesSubtopic(), &fxv1.FxRate{Pair: &fxv1.Pair{Base: p[0], Quote: p[1]},
+					Mid: dec(int64(seq), 0), AsOf: timestamppb.New(t0.Add(time.Duration(seq) * time.Second))})
+				assert.NoError(t, err)
+			}
+			if seq == perKey/3 {
+				close(halfway)
+			}
+			if seq%5 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	<-halfway
+
+	var mu sync.Mutex
+	seen := map[string][]int64{}
+	snapshot := map[string]int64{}
+	sub, err := fx.SnapshotThenSubscribeRates(ctx, b, fx.AllRates(), func(_ context.Context, m *fx.RatesMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		k := m.Headers.PartitionKey
+		if m.Snapshot {
+			snapshot[k] = m.Payload.GetMid().GetScaled()
+		}
+		seen[k] = append(seen[k], m.Payload.GetMid().GetScaled())
+		return nil
+	})
+	require.NoError(t, err)
+	defer sub.Stop()
+	<-published
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range pairs {
+			v := seen[p[0]+"."+p[1]]
+			if len(v) == 0 || v[len(v)-1] != int64(perKey) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "the live part did not reach the end")
+	mu.Lock()
+	for _, p := range pairs {
+		k := p[0] + "." + p[1]
+		s0, ok := snapshot[k]
+		require.True(t, ok, "key %s had values before the snapshot", k)
+		want := []int64{}
+		for v := s0; v <= int64(perKey); v++ {
+			want = append(want, v)
+		}
+		assert.Equal(t, want, seen[k], "key %s: the snapshot, then every later value once", k)
+	}
+	mu.Unlock()
+
+	last, ok, err := fx.SnapshotRates(ctx, b, fx.AllRates(), "USD.JPY")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, int64(perKey), last.Payload.GetMid().GetScaled(), "Snapshot returns the latest value of the key")
+	_, ok, err = fx.SnapshotRates(ctx, b, fx.AllRates(), "CHF.SEK")
+	require.NoError(t, err)
+	assert.False(t, ok)
 }

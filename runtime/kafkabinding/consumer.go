@@ -118,6 +118,26 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 	topic := sub.Stream.Prefix
 	var listed kadm.ListedOffsets
 	var err error
+	if sub.Start.Kind == transport.StartAfter {
+		// Resume exactly where a bounded read stopped; partitions it did not
+		// know (added since) start at their beginning.
+		listed, err = t.adm.ListStartOffsets(ctx, topic)
+		if err == nil {
+			err = listed.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start offsets of %s: %w", topic, mapErr(err))
+		}
+		out := kadm.Offsets{}
+		listed.Each(func(l kadm.ListedOffset) {
+			at := l.Offset
+			if o, ok := sub.Start.After.Offsets[l.Partition]; ok {
+				at = max(at, o)
+			}
+			out.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
+		})
+		return out, nil
+	}
 	switch sub.Start.Kind {
 	case transport.StartFirst, transport.StartAtSequence:
 		listed, err = t.adm.ListStartOffsets(ctx, topic)
@@ -454,6 +474,19 @@ func (c *consumer) Lag(ctx context.Context) (uint64, error) {
 		total += max(ml.Lag, 0)
 	}
 	return uint64(total), nil
+}
+
+// Watermark implements transport.Consumer: the end offsets captured when a
+// bounded subscription began.
+func (c *consumer) Watermark() transport.Position {
+	if c.ends == nil {
+		return transport.Position{}
+	}
+	offs := make(map[int32]int64, len(c.ends))
+	for p, o := range c.ends {
+		offs[p] = o
+	}
+	return transport.Position{Offsets: offs}
 }
 
 // Next implements transport.Consumer.

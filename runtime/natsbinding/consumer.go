@@ -63,6 +63,9 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		cfg.OptStartSeq = sub.Start.Sequence
 	case transport.StartLastPerKey:
 		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	case transport.StartAfter:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = sub.Start.After.Sequence + 1
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
@@ -153,6 +156,9 @@ func (c *consumer) Close() error {
 	c.it.Stop()
 	return nil
 }
+
+// Watermark implements transport.Consumer.
+func (c *consumer) Watermark() transport.Position { return transport.Position{Sequence: c.lastSeq} }
 
 // Abort implements transport.Consumer; unacked messages come back after AckWait.
 func (c *consumer) Abort() error { return c.Close() }

@@ -72,6 +72,16 @@ type StartPosition struct {
 	Time time.Time
 	// Sequence is used with StartAtSequence (stream sequence or offset).
 	Sequence uint64
+	// After is used with StartAfter: a bounded consumer's Watermark.
+	After Position
+}
+
+// Position is a point in a stream: everything at or before it is behind it.
+type Position struct {
+	// Sequence is the JetStream stream sequence.
+	Sequence uint64
+	// Offsets are Kafka's next offsets per partition.
+	Offsets map[int32]int64
 }
 
 // StartKind enumerates start positions.
@@ -88,6 +98,9 @@ const (
 	StartAtSequence
 	// StartLastPerKey reads the latest message of every subject, then continues.
 	StartLastPerKey
+	// StartAfter reads from just after a Position (a bounded read's
+	// watermark), so the two together miss nothing and repeat nothing.
+	StartAfter
 )
 
 // Subscription describes what to read and how.
@@ -149,6 +162,9 @@ type Consumer interface {
 	// Lag is how many messages of the subscription are not yet acknowledged
 	// (NATS: pending plus unacked; Kafka: end offsets minus the group's commits).
 	Lag(ctx context.Context) (uint64, error)
+	// Watermark is where a bounded subscription stops: the stream's end when
+	// it began. Zero for unbounded subscriptions.
+	Watermark() Position
 }
 
 // Delivery is one received message and the means to settle it. Exactly one of

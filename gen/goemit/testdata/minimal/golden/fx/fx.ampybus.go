@@ -250,3 +250,16 @@ func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h P
 func ReplayPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, pairRoute, pattern.String(), window, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }
+
+// SnapshotPair returns the latest FxRate for one partition key on ampy.{env}.fx.v1.{base}.{quote},
+// the newest by as_of, from what the stream holds now.
+func SnapshotPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, key string) (*PairMessage, bool, error) {
+	return ampybus.Snapshot(ctx, b, pairRoute, pattern.String(), key)
+}
+
+// SnapshotThenSubscribePair calls h with the latest FxRate of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+}

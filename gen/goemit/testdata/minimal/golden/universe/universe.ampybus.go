@@ -221,3 +221,16 @@ func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, 
 func Replay(ctx context.Context, b *ampybus.Bus, pattern Pattern, window ampybus.ReplayWindow, h Handler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, route, pattern.String(), window, ampybus.Handler[Subtopic, *universev1.UniverseSnapshot](h), opts...)
 }
+
+// Snapshot returns the latest UniverseSnapshot for one partition key on ampy.{env}.universe.v1.{universe_id},
+// the newest by as_of, from what the stream holds now.
+func Snapshot(ctx context.Context, b *ampybus.Bus, pattern Pattern, key string) (*Message, bool, error) {
+	return ampybus.Snapshot(ctx, b, route, pattern.String(), key)
+}
+
+// SnapshotThenSubscribe calls h with the latest UniverseSnapshot of every key (Snapshot
+// set), then with every message that follows, live: nothing is missed and nothing
+// repeated between the two.
+func SnapshotThenSubscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return ampybus.SnapshotThenSubscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *universev1.UniverseSnapshot](h), opts...)
+}
