@@ -1,8 +1,12 @@
 package ampybus
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/ampyfin/ampy-bus/runtime/checkpoint"
 )
 
 // orderTracker remembers, per partition key, the newest payload time a
@@ -14,6 +18,10 @@ type orderTracker struct {
 	mu       sync.Mutex
 	newest   map[string]time.Time
 	capacity int
+	// store, when set, keeps the state across restarts; the map caches it.
+	store checkpoint.Store
+	scope string
+	log   *slog.Logger
 }
 
 func newOrderTracker(capacity int) *orderTracker {
@@ -23,8 +31,22 @@ func newOrderTracker(capacity int) *orderTracker {
 // behind reports whether t is older than the newest time handled for key.
 func (o *orderTracker) behind(key string, t time.Time) (newest time.Time, behind bool) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	n, ok := o.newest[key]
+	o.mu.Unlock()
+	if !ok && o.store != nil {
+		var err error
+		if n, ok, err = o.store.Load(context.Background(), o.scope+key); err != nil {
+			o.log.Warn("ordering checkpoint unreadable; not checking this message", "partition_key", key, "err", err)
+			return time.Time{}, false
+		}
+		if ok {
+			o.mu.Lock()
+			if cur, seen := o.newest[key]; !seen || n.After(cur) {
+				o.newest[key] = n
+			}
+			o.mu.Unlock()
+		}
+	}
 	return n, ok && t.Before(n)
 }
 
@@ -36,6 +58,11 @@ func (o *orderTracker) advance(key string, t time.Time) {
 		return
 	}
 	o.newest[key] = t
+	if o.store != nil {
+		if err := o.store.Save(context.Background(), o.scope+key, t); err != nil {
+			o.log.Warn("ordering checkpoint not saved; a restart may miss a stale value of this key", "partition_key", key, "err", err)
+		}
+	}
 	if len(o.newest) > o.capacity {
 		drop := len(o.newest) - o.capacity*3/4
 		for k := range o.newest {

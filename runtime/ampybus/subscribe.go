@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/runtime/blob"
+	"github.com/ampyfin/ampy-bus/runtime/checkpoint"
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -59,6 +60,7 @@ func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err)
 type SubscribeOption func(*subOptions)
 
 type subOptions struct {
+	checkpoints checkpoint.Store
 	dedupe      dedupe.Store
 	dedupeTTL   time.Duration
 	group       string
@@ -111,6 +113,14 @@ func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
 		ttl = time.Hour
 	}
 	return func(o *subOptions) { o.dedupe, o.dedupeTTL = store, ttl }
+}
+
+// Checkpoints keeps the subscription's per-key ordering state (the newest
+// ordering time handled per partition key) in store, so after a restart the
+// contract's ordering rule still skips stale values and flags regressions.
+// Stream positions need nothing: durable groups resume where they acked.
+func Checkpoints(store checkpoint.Store) SubscribeOption {
+	return func(o *subOptions) { o.checkpoints = store }
 }
 
 // NoDedupe turns consumer-side deduplication off: every delivery reaches the handler.
@@ -313,6 +323,9 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
 		order: newOrderTracker(65536)}
+	if o.checkpoints != nil {
+		e.order.store, e.order.scope, e.order.log = o.checkpoints, o.group+"|"+d.Name+"|", b.log
+	}
 	if w != nil {
 		// A nak'd message would come back after the window is read: retry in place.
 		e.inPlace, e.replay, e.replaySubject = true, w.RequestID, w.Subject

@@ -38,6 +38,7 @@ import (
 	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
+	"github.com/ampyfin/ampy-bus/runtime/checkpoint"
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
@@ -125,6 +126,7 @@ func Run(t *testing.T, b Binding) {
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
 		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
+		{"OrderingStateSurvivesRestart", testCheckpoints},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1688,4 +1690,40 @@ func testStateOfTheWorld(t *testing.T, s *suite) {
 	_, ok, err = fx.SnapshotRates(ctx, b, fx.AllRates(), "CHF.SEK")
 	require.NoError(t, err)
 	assert.False(t, ok)
+}
+
+// testCheckpoints: a latest_wins consumer restarted with its checkpoint
+// store still skips a value older than the newest it handled before.
+func testCheckpoints(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	store := checkpoint.NewMemory() // stands in for a store that outlives the process
+	t0 := time.Date(2025, 9, 5, 19, 30, 0, 0, time.UTC)
+	rate := func(at time.Time, mid int64) *fxv1.FxRate {
+		return &fxv1.FxRate{Pair: &fxv1.Pair{Base: "USD", Quote: "JPY"}, Mid: dec(mid, 0), AsOf: timestamppb.New(at)}
+	}
+	got := make(chan int64, 8)
+	handle := func(_ context.Context, m *fx.RatesMessage) error {
+		got <- m.Payload.GetMid().GetScaled()
+		return nil
+	}
+	opts := []ampybus.SubscribeOption{ampybus.Durable("fx-book"), ampybus.Checkpoints(store)}
+	first, err := fx.SubscribeRates(ctx, b, fx.AllRates(), handle, opts...)
+	require.NoError(t, err)
+	pub := fx.NewRatesPublisher(b)
+	_, err = pub.Publish(ctx, fx.NewRatesSubtopic(), rate(t0.Add(2*time.Minute), 2))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), recv(t, got))
+	require.NoError(t, first.Stop())
+
+	// While it is down: a late, older rate and a newer one.
+	_, err = pub.Publish(ctx, fx.NewRatesSubtopic(), rate(t0.Add(time.Minute), 1))
+	require.NoError(t, err)
+	_, err = pub.Publish(ctx, fx.NewRatesSubtopic(), rate(t0.Add(3*time.Minute), 3))
+	require.NoError(t, err)
+	second, err := fx.SubscribeRates(ctx, b, fx.AllRates(), handle, opts...)
+	require.NoError(t, err)
+	defer second.Stop()
+	assert.Equal(t, int64(3), recv(t, got), "the older rate was skipped after the restart")
+	require.Eventually(t, func() bool { return second.Stats().Stale == 1 }, 10*time.Second, 10*time.Millisecond, "%+v", second.Stats())
 }
