@@ -160,6 +160,11 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 		}
 		out.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
 	})
+	if sub.Key != "" && sub.Group == "" {
+		// A key lives in one partition: read only that one.
+		only := Partition(sub.Key, len(listed[topic]))
+		out.KeepFunc(func(o kadm.Offset) bool { return o.Partition == only })
+	}
 	return out, nil
 }
 

@@ -47,39 +47,11 @@ func cluster(t *testing.T) (*kafkabinding.Embedded, *ampybus.Bus, context.Contex
 	return e, b, ctx
 }
 
-// murmur2 is the Java client's key hash (org.apache.kafka.common.utils.Utils.murmur2),
-// written out here so the partition check does not trust franz-go's own.
-func murmur2(data []byte) uint32 {
-	const m, r = 0x5bd1e995, 24
-	h := uint32(0x9747b28c) ^ uint32(len(data))
-	n := len(data) &^ 3
-	for i := 0; i < n; i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	switch len(data) & 3 {
-	case 3:
-		h ^= uint32(data[n+2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[n+1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[n])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
-
+// javaPartition is where the Java client puts key: kafkabinding.Partition,
+// which TestMurmur2MatchesKafka checks against Kafka's own reference values,
+// so the test does not trust franz-go's partitioner.
 func javaPartition(key string, partitions int) int32 {
-	return int32((murmur2([]byte(key)) & 0x7fffffff) % uint32(partitions))
+	return kafkabinding.Partition(key, partitions)
 }
 
 type kcatRecord struct {
