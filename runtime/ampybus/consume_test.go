@@ -294,3 +294,23 @@ func TestBlobRetryKeepsKeyOrder(t *testing.T) {
 	assert.Equal(t, []string{"1", "2"}, order)
 	assert.Equal(t, uint64(1), s.Stats().Retried)
 }
+
+// One Durable name serves one pattern: a second pattern under the same name
+// would re-point the broker consumer, so it is refused.
+func TestDurableNameServesOnePattern(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL())
+	ctx := testCtx(t)
+	noop := func(context.Context, *bars.Message) error { return nil }
+	s1, err := bars.Subscribe(ctx, b, bars.All(), noop, ampybus.Durable("features"))
+	require.NoError(t, err)
+	defer s1.Stop()
+	again, err := bars.Subscribe(ctx, b, bars.All(), noop, ampybus.Durable("features"))
+	require.NoError(t, err, "the same pattern joins the group")
+	defer again.Stop()
+	xnas, err := bars.ByMIC("XNAS")
+	require.NoError(t, err)
+	_, err = bars.Subscribe(ctx, b, xnas, noop, ampybus.Durable("features"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `consumer group "features" on AMPY_DEV_BARS_V1 already reads [ampy.dev.bars.v1.*.*], not [ampy.dev.bars.v1.XNAS.*]: one Durable name serves one pattern`)
+}

@@ -67,6 +67,18 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = sub.Start.After.Sequence + 1
 	}
+	if cfg.Durable != "" {
+		if existing, err := st.Consumer(ctx, cfg.Durable); err == nil {
+			have := existing.CachedInfo().Config.FilterSubjects
+			if f := existing.CachedInfo().Config.FilterSubject; f != "" {
+				have = []string{f}
+			}
+			if !sameSet(have, sub.Filters) {
+				return nil, fmt.Errorf("consumer group %q on %s already reads %v, not %v: one Durable name serves one pattern (two would take each other's messages); give this pattern its own group",
+					sub.Group, StreamName(sub.Stream.Prefix), have, sub.Filters)
+			}
+		}
+	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %q on %s: %w", cfg.Durable, StreamName(sub.Stream.Prefix), mapErr(err))
@@ -191,3 +203,19 @@ func (d *delivery) Term(_ context.Context, reason string) error {
 }
 
 func (d *delivery) InProgress(context.Context) error { return mapErr(d.m.InProgress()) }
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		if seen[x]--; seen[x] < 0 {
+			return false
+		}
+	}
+	return true
+}
