@@ -61,8 +61,6 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	case transport.StartAtSequence:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = sub.Start.Sequence
-	case transport.StartLastPerKey:
-		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
 	case transport.StartAfter:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = sub.Start.After.Sequence + 1

@@ -96,8 +96,6 @@ const (
 	StartAtTime
 	// StartAtSequence reads from a stream sequence (or offset).
 	StartAtSequence
-	// StartLastPerKey reads the latest message of every subject, then continues.
-	StartLastPerKey
 	// StartAfter reads from just after a Position (a bounded read's
 	// watermark), so the two together miss nothing and repeat nothing.
 	StartAfter
