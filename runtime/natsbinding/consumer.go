@@ -2,7 +2,9 @@ package natsbinding
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -85,7 +87,7 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	if batch <= 0 || batch > 512 {
 		batch = 512
 	}
-	c := &consumer{cons: cons, sub: sub}
+	c := &consumer{cons: cons, sub: sub, log: t.log}
 	if sub.Bounded {
 		// The high watermark is read after the consumer exists, so nothing
 		// it can deliver below the watermark is missed.
@@ -111,6 +113,7 @@ type consumer struct {
 	it   jetstream.MessagesContext
 	cons jetstream.Consumer
 	sub  transport.Subscription
+	log  *slog.Logger
 	// For a bounded subscription: the stream's last sequence when it began,
 	// and whether the previous message said no more matched.
 	lastSeq     uint64
@@ -132,6 +135,11 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 			return nil, transport.ErrEndOfStream
 		}
 		m, err := c.it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			// A warning, not an end: the iterator issues a new pull request.
+			c.log.Warn("nats: missed consumer heartbeats; pulling again", "stream", StreamName(c.sub.Stream.Prefix), "group", c.sub.Group)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
