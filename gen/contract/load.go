@@ -624,7 +624,7 @@ func (p *parser) subtopic(n *yaml.Node, d *Domain, schemaVersion string) *Subtop
 		s.DedupeKey = p.template(e.val, s, what+" dedupe_key")
 	}
 	if e, ok := m["description"]; ok {
-		_, _ = p.scalar(e.val, what+" description")
+		s.Description, _ = p.scalar(e.val, what+" description")
 	}
 	return s
 }

@@ -180,17 +180,21 @@ func TestUnits(t *testing.T) {
 		assert.Equal(t, tc.want, got, tc.in)
 	}
 	for _, tc := range []struct {
-		in   string
-		want int64
-	}{{"128KiB", 128 << 10}, {"1MiB", 1 << 20}, {"4096", 4096}, {"2GiB", 2 << 30}} {
+		in     string
+		want   int64
+		format string
+	}{{"128KiB", 128 << 10, "128KiB"}, {"1MiB", 1 << 20, "1MiB"}, {"4096", 4096, "4KiB"}, {"1000", 1000, "1000B"}, {"2GiB", 2 << 30, "2GiB"}} {
 		got, err := contract.ParseSize(tc.in)
 		require.NoError(t, err, tc.in)
 		assert.Equal(t, tc.want, got, tc.in)
-		assert.Equal(t, tc.in, map[bool]string{true: tc.in, false: contract.FormatSize(got)}[tc.in == "4096"])
+		assert.Equal(t, tc.format, contract.FormatSize(got), tc.in)
 	}
-	for _, bad := range []string{"", "d", "1.5d", "KiB", "1MB", "-1"} {
-		_, errD := contract.ParseDuration(bad)
-		_, errS := contract.ParseSize(bad)
-		assert.True(t, errD != nil || errS != nil, bad)
+	for _, bad := range []string{"", "d", "1.5d", "-1", "7days", "1 d"} {
+		_, err := contract.ParseDuration(bad)
+		assert.Error(t, err, "duration %q", bad)
+	}
+	for _, bad := range []string{"", "KiB", "1MB", "-1", "1.5MiB", "0x10"} {
+		_, err := contract.ParseSize(bad)
+		assert.Error(t, err, "size %q", bad)
 	}
 }

@@ -111,8 +111,9 @@ type Ordering struct {
 type Subtopic struct {
 	// Name distinguishes subtopics of one domain in generated identifiers
 	// (TradePublisher); empty when the domain has only one.
-	Name    string
-	Pattern Pattern
+	Name        string
+	Description string
+	Pattern     Pattern
 	// Payload is the protobuf message the subtopic carries; nil for raw
 	// (opaque) payloads such as the dead-letter queue's.
 	Payload protoreflect.MessageDescriptor

@@ -26,15 +26,6 @@ func ParseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// FormatDuration writes d the way a contract author would: 7d rather than 168h0m0s.
-func FormatDuration(d time.Duration) string {
-	day := 24 * time.Hour
-	if d >= day && d%day == 0 {
-		return fmt.Sprintf("%dd", d/day)
-	}
-	return d.String()
-}
-
 var sizeUnits = []struct {
 	suffix string
 	mult   int64

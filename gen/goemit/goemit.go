@@ -323,6 +323,9 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 		)
 		f.Line()
 		f.Commentf("%s is the %s subtopic: %s carrying %s.", n.Spec, orDefault(s.Name, e.d.Name), where, n.Payload)
+		if s.Description != "" {
+			f.Comment(s.Description)
+		}
 		f.Var().Id(n.Spec).Op("=").Op("&").Qual(runtimePkg, "SubtopicSpec").Add(fields(
 			"Domain", jen.Id("Domain"), "Name", jen.Lit(s.Name), "Pattern", jen.Lit(s.Pattern.Text),
 			"Schema", jen.Qual(runtimePkg, "Schema").Add(fields(

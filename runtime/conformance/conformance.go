@@ -745,33 +745,46 @@ func testAlwaysFailing(t *testing.T, s *suite) {
 	assert.Len(t, readDeadLetters(t, ctx, b, 1), 1)
 }
 
-// readDeadLetters reads the dev dead-letter stream from the start, waiting
-// for at least want messages.
-func readDeadLetters(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
+// read runs a bounded subscription to its end and returns what it held,
+// failing the test on any error but the end of the window.
+func read(t *testing.T, ctx context.Context, tr transport.Transport, sub transport.Subscription) []*transport.Message {
 	t.Helper()
-	d := ampybus.DeadLetterDomain(bars.Domain)
-	st := transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
-	tr := b.Transport()
-	require.NoError(t, tr.EnsureStream(ctx, st))
-	c, err := tr.Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
-		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 64, AckWait: 30 * time.Second})
+	c, err := tr.Subscribe(ctx, sub)
 	require.NoError(t, err)
 	defer c.Close()
 	var out []*transport.Message
 	for {
-		wait := 10 * time.Second
-		if len(out) >= want {
-			wait = 300 * time.Millisecond // and whatever else is there
-		}
-		nctx, cancel := context.WithTimeout(ctx, wait)
-		d, err := c.Next(nctx)
-		cancel()
-		if err != nil {
+		d, err := c.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
 			return out
 		}
+		require.NoError(t, err)
 		out = append(out, d.Message())
-		_ = d.Ack(ctx)
+		require.NoError(t, d.Ack(ctx))
 	}
+}
+
+// readStream reads everything st holds now.
+func readStream(t *testing.T, ctx context.Context, tr transport.Transport, st transport.Stream) []*transport.Message {
+	t.Helper()
+	require.NoError(t, tr.EnsureStream(ctx, st))
+	return read(t, ctx, tr, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"}, Bounded: true,
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 1024, AckWait: 30 * time.Second})
+}
+
+// readDeadLetters waits until the dev dead-letter stream holds at least want
+// messages (they are written as consumers give up), then a moment more for
+// any that should not be there, and returns them all.
+func readDeadLetters(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
+	t.Helper()
+	d := ampybus.DeadLetterDomain(bars.Domain)
+	st := transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(readStream(t, ctx, b.Transport(), st)) < want && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	return readStream(t, ctx, b.Transport(), st)
 }
 
 // testHeadOfLinePerKey: a message that fails is retried before any later
@@ -1044,24 +1057,6 @@ func testFaultInjection(t *testing.T, s *suite) {
 	})
 }
 
-// readAll reads every message of the bars stream from the start.
-func readAll(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
-	t.Helper()
-	st := barsStream()
-	c, err := b.Transport().Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
-		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 64, AckWait: 30 * time.Second})
-	require.NoError(t, err)
-	defer c.Close()
-	var out []*transport.Message
-	for len(out) < want {
-		d, err := c.Next(ctx)
-		require.NoError(t, err)
-		out = append(out, d.Message())
-		require.NoError(t, d.Ack(ctx))
-	}
-	return out
-}
-
 func testCompression(t *testing.T, s *suite) {
 	ctx := s.ctx(t)
 	b := s.bus(t)
@@ -1090,7 +1085,8 @@ func testCompression(t *testing.T, s *suite) {
 		assert.True(t, proto.Equal(big, m.Payload), "inflated transparently")
 		assert.Equal(t, "gzip", m.Headers.ContentEncoding)
 	}
-	stored := readAll(t, ctx, b, 2)
+	stored := readStream(t, ctx, b.Transport(), barsStream())
+	require.Len(t, stored, 2)
 	assert.Equal(t, ampybus.Gzip(raw), stored[0].Payload, "stored bytes are the gzip of the protobuf")
 	assert.Equal(t, stored[0].Payload, stored[1].Payload, "the same payload gives the same bytes every time")
 	assert.Less(t, len(stored[0].Payload), len(raw)/4)
@@ -1125,14 +1121,16 @@ func testBlobPointer(t *testing.T, s *suite) {
 	assert.Regexp(t, `^file:///`, m.Headers.BlobRef)
 	assert.Regexp(t, `^sha256:[0-9a-f]{64}$`, m.Headers.BlobHash)
 	assert.Greater(t, m.Headers.BlobSize, int64(1<<20))
-	stored := readAll(t, ctx, b, 1)
+	stored := readStream(t, ctx, b.Transport(), barsStream())
+	require.Len(t, stored, 1)
 	assert.Empty(t, stored[0].Payload, "only the pointer travels on the bus")
 
 	// A blob that changed after publishing is a poison pill.
 	tampered := noisy()
 	res, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), tampered)
 	require.NoError(t, err)
-	stored = readAll(t, ctx, b, 2)
+	stored = readStream(t, ctx, b.Transport(), barsStream())
+	require.Len(t, stored, 2)
 	u, err := url.Parse(stored[1].Headers.BlobRef)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(u.Path, []byte("not what was published"), 0o644))
@@ -1152,24 +1150,7 @@ func testBlobPointer(t *testing.T, s *suite) {
 func testBackpressure(t *testing.T, s *suite) {
 	ctx := s.ctx(t)
 	const n = 200
-	count := func(b *ampybus.Bus) uint64 {
-		var stored uint64
-		st := barsStream()
-		c, err := b.Transport().Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"},
-			Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: 1024, AckWait: 30 * time.Second})
-		require.NoError(t, err)
-		defer c.Close()
-		for {
-			nctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			d, err := c.Next(nctx)
-			cancel()
-			if err != nil {
-				return stored
-			}
-			stored++
-			_ = d.Ack(ctx)
-		}
-	}
+	count := func(b *ampybus.Bus) uint64 { return uint64(len(readStream(t, ctx, b.Transport(), barsStream()))) }
 
 	fast := s.bus(t, ampybus.WithAsyncWindow(1), ampybus.WithAsyncFailFast())
 	require.NoError(t, fast.Ensure(ctx, bars.Domain))
@@ -1256,19 +1237,13 @@ func testSlowHandler(t *testing.T, s *suite) {
 // the bars it held, in order.
 func drain(t *testing.T, ctx context.Context, tr transport.Transport, sub transport.Subscription) []int64 {
 	t.Helper()
-	c, err := tr.Subscribe(ctx, sub)
-	require.NoError(t, err)
-	defer c.Close()
 	var got []int64
-	for {
-		d, err := c.Next(ctx)
-		if errors.Is(err, transport.ErrEndOfStream) {
-			return got
-		}
-		require.NoError(t, err)
-		got = append(got, volume(t, d))
-		require.NoError(t, d.Ack(ctx))
+	for _, m := range read(t, ctx, tr, sub) {
+		var batch barsv1.BarBatch
+		require.NoError(t, proto.Unmarshal(m.Payload, &batch))
+		got = append(got, batch.GetBars()[0].GetVolume())
 	}
+	return got
 }
 
 // testBoundedWindow: a replay reads [start, end) by stored time, or to the

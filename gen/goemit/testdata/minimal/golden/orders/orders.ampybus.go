@@ -65,6 +65,7 @@ const (
 )
 
 // RequestsSpec is the requests subtopic: ampy.{env}.orders.v1.requests carrying OrderRequest.
+// Orders as the OMS sends them to the broker adapter.
 var RequestsSpec = &ampybus.SubtopicSpec{
 	Domain:  Domain,
 	Name:    "requests",
