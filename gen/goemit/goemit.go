@@ -278,7 +278,7 @@ func size(n int64) jen.Code {
 type names struct {
 	V, Spec, Subtopic, New, Must, Parse, Pattern, All                                    string
 	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime, Replay string
-	SchemaFQDN, SchemaVersion, SchemaHash, Payload, PayloadDocPlural                     string
+	SchemaFQDN, SchemaVersion, SchemaHash, Payload                                       string
 }
 
 func subtopicNames(s *contract.Subtopic) names {

@@ -38,13 +38,12 @@ type Route[S Subtopic, P proto.Message] struct {
 // it; it is safe for concurrent use.
 type Publisher[S Subtopic, P proto.Message] struct {
 	bus   *Bus
-	spec  *SubtopicSpec
 	route *Route[S, P]
 }
 
 // NewPublisher is called by generated code.
 func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publisher[S, P] {
-	return &Publisher[S, P]{bus: b, spec: r.Spec, route: r}
+	return &Publisher[S, P]{bus: b, route: r}
 }
 
 // PublishResult is where a published message was stored.
@@ -150,7 +149,7 @@ func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
 // prepare checks msg against the contract and builds its envelope; nothing
 // reaches the broker when it fails.
 func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption) (transport.Stream, *transport.Message, error) {
-	b, d := p.bus, p.spec.Domain
+	b, d := p.bus, p.route.Spec.Domain
 	sub := subtopic.String()
 	topic := d.Prefix(b.env) + "." + sub
 	fail := func(err error) (transport.Stream, *transport.Message, error) {
@@ -178,7 +177,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	}
 	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
-		return fail(fmt.Errorf("marshal %s: %w", p.spec.Schema.FQDN, err))
+		return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
 	}
 	var encoding string
 	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {
@@ -201,9 +200,9 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	}
 	h := envelope.Headers{
 		MessageID:       o.messageID,
-		SchemaFQDN:      p.spec.Schema.FQDN,
-		SchemaVersion:   p.spec.Schema.Version,
-		SchemaHash:      p.spec.Schema.Hash,
+		SchemaFQDN:      p.route.Spec.Schema.FQDN,
+		SchemaVersion:   p.route.Spec.Schema.Version,
+		SchemaHash:      p.route.Spec.Schema.Hash,
 		ContentType:     envelope.ContentTypeProtobuf,
 		ContentEncoding: encoding,
 		ProducedAt:      time.Now().UTC(),

@@ -320,7 +320,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
-	e := &engine[S, P]{bus: b, route: r, spec: spec, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
+	e := &engine[S, P]{bus: b, route: r, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: newMessageFunc[P](), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
 		order: newOrderTracker(65536)}
 	if o.checkpoints != nil {
@@ -359,7 +359,6 @@ func newMessageFunc[P proto.Message]() func() P {
 type engine[S Subtopic, P proto.Message] struct {
 	bus        *Bus
 	route      *Route[S, P]
-	spec       *SubtopicSpec
 	prefix     string
 	handler    Handler[S, P]
 	opts       subOptions
@@ -541,7 +540,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	}
 	if !at.IsZero() {
 		if newest, behind := e.order.behind(m.Headers.PartitionKey, at); behind {
-			switch e.spec.Domain.Ordering {
+			switch e.route.Spec.Domain.Ordering {
 			case OrderLatestWins:
 				e.stats.stale.Add(1)
 				e.bus.log.Info("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
@@ -554,7 +553,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 				e.stats.regressions.Add(1)
 				msg.OutOfOrder = true
 				e.bus.log.Warn("ordering regression: older than a message already handled for the key", "topic", m.Topic,
-					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "ordered_by", e.spec.Domain.OrderBy, "at", at, "newest", newest)
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "ordered_by", e.route.Spec.Domain.OrderBy, "at", at, "newest", newest)
 			}
 		}
 	}
@@ -607,7 +606,7 @@ func (e *engine[S, P]) dedupeKeys(m *transport.Message) []string {
 	if e.opts.dedupe == nil {
 		return nil
 	}
-	scope := e.opts.group + "|" + e.spec.Domain.Name + "|"
+	scope := e.opts.group + "|" + e.route.Spec.Domain.Name + "|"
 	keys := []string{scope + "id|" + m.Headers.MessageID}
 	if m.Headers.DedupeKey != "" {
 		keys = append(keys, scope+"dk|"+m.Headers.DedupeKey)
@@ -659,11 +658,11 @@ func (e *engine[S, P]) decode(ctx context.Context, d transport.Delivery) (*Messa
 	if err := m.Headers.Validate(); err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
-	if m.Headers.SchemaFQDN != e.spec.Schema.FQDN {
-		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.spec.Pattern, e.spec.Schema.FQDN), nil
+	if m.Headers.SchemaFQDN != e.route.Spec.Schema.FQDN {
+		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.route.Spec.Pattern, e.route.Spec.Schema.FQDN), nil
 	}
-	if h := m.Headers.SchemaHash; h != "" && e.spec.Schema.Hash != "" && h != e.spec.Schema.Hash {
-		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.spec.Schema.Hash, e.spec.Schema.FQDN), nil
+	if h := m.Headers.SchemaHash; h != "" && e.route.Spec.Schema.Hash != "" && h != e.route.Spec.Schema.Hash {
+		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.route.Spec.Schema.Hash, e.route.Spec.Schema.FQDN), nil
 	}
 	if len(m.Topic) <= len(e.prefix) || m.Topic[:len(e.prefix)] != e.prefix {
 		return nil, "contract_violation: topic " + m.Topic + " is outside " + e.prefix + ">", nil
@@ -747,7 +746,7 @@ func (e *engine[S, P]) deadLetter(ctx context.Context, stopping <-chan struct{},
 		if e.isAborted() {
 			return true
 		}
-		err := e.bus.deadLetter(ctx, e.spec.Domain, m, reason, e.opts.group)
+		err := e.bus.deadLetter(ctx, e.route.Spec.Domain, m, reason, e.opts.group)
 		if err == nil {
 			break
 		}

@@ -45,6 +45,3 @@ func (w *Window) Release() { <-w.slots }
 
 // InFlight is how many publishes await their answer.
 func (w *Window) InFlight() int { return len(w.slots) }
-
-// Size is the window's capacity.
-func (w *Window) Size() int { return cap(w.slots) }
