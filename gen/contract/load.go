@@ -1,9 +1,11 @@
 package contract
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +106,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed, required []string) 
 			p.errorf(k, "remove one of them", "key %q appears twice in %s (first at line %d)", k.Value, what, prev.key.Line)
 			continue
 		}
-		if allowed != nil && !contains(allowed, k.Value) {
+		if allowed != nil && !slices.Contains(allowed, k.Value) {
 			fix := "allowed keys: " + strings.Join(allowed, ", ")
 			if s := suggest(k.Value, allowed); s != "" {
 				fix = fmt.Sprintf("did you mean %q?", s)
@@ -244,7 +246,7 @@ func (p *parser) envs(n *yaml.Node) []string {
 		if !ok {
 			continue
 		}
-		if contains(out, s) {
+		if slices.Contains(out, s) {
 			p.errorf(e, "remove the duplicate", "env %q is listed twice", s)
 			continue
 		}
@@ -638,7 +640,7 @@ func (p *parser) payload(n *yaml.Node, s *Subtopic, d *Domain) {
 	if name == RawPayload {
 		return
 	}
-	fix := fmt.Sprintf("write the full name of a protobuf message, e.g. ampy.%s.%s.<Message>, or %q for opaque bytes", d.Name, orDefault(d.Version, "v1"), RawPayload)
+	fix := fmt.Sprintf("write the full name of a protobuf message, e.g. ampy.%s.%s.<Message>, or %q for opaque bytes", d.Name, cmp.Or(d.Version, "v1"), RawPayload)
 	if p.resolver == nil {
 		p.errorf(n, "", "payload %q cannot be checked: no schema registry given", name)
 		return
@@ -668,7 +670,7 @@ func (p *parser) bind(n *yaml.Node, s *Subtopic, what string) map[string]FieldPa
 	out := map[string]FieldPath{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !contains(params, k.Value) {
+		if !slices.Contains(params, k.Value) {
 			p.errorf(k, "bind one of the pattern's parameters: "+strings.Join(params, ", "), "bind names %q, which is not a parameter of pattern %q", k.Value, s.Pattern.Text)
 			continue
 		}
@@ -726,7 +728,7 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 		case name == "":
 			p.errAt(within(n, start), "name a subtopic parameter or payload field inside {}", "%s %q has an empty placeholder {}", what, txt)
 			return nil
-		case contains(params, name):
+		case slices.Contains(params, name):
 			t.Parts = append(t.Parts, Part{Param: name})
 		case s.Raw():
 			failed = true
@@ -781,20 +783,4 @@ func within(n *yaml.Node, off int) Pos {
 	}
 	at.Column += len([]rune(n.Value[:min(off, len(n.Value))]))
 	return at
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -5,6 +5,7 @@ package goemit
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"path"
 	"sort"
@@ -322,7 +323,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 			jen.Id(n.SchemaHash).Op("=").Lit(schema.Hash(s.Payload)),
 		)
 		f.Line()
-		f.Commentf("%s is the %s subtopic: %s carrying %s.", n.Spec, orDefault(s.Name, e.d.Name), where, n.Payload)
+		f.Commentf("%s is the %s subtopic: %s carrying %s.", n.Spec, cmp.Or(s.Name, e.d.Name), where, n.Payload)
 		if s.Description != "" {
 			f.Comment(s.Description)
 		}
@@ -358,13 +359,6 @@ func (e *emitter) goType(md protoreflect.MessageDescriptor) *goType {
 		e.err = err
 	}
 	return gt
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // subtopicText builds the Go expression of a subtopic's topic form from its fields.

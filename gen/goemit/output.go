@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,7 +24,7 @@ func Write(dir string, files map[string][]byte) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, files[name]) {
 			continue
@@ -53,7 +55,7 @@ func Check(dir string, files map[string][]byte) (string, error) {
 		return "", err
 	}
 	var out strings.Builder
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		old, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
@@ -126,15 +128,6 @@ func isGenerated(p string) (bool, error) {
 		return false, nil
 	}
 	return strings.TrimSpace(line) == Marker, nil
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ImportPathOf finds the Go import path of dir from the nearest go.mod above it.

@@ -5,6 +5,7 @@
 package ampybus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +173,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options) (transport.Transport, string, error) {
 	scheme, addr := u.Scheme, rawURL
 	if scheme == "embedded" {
-		switch kind := orDefault(u.Host, u.Opaque); kind {
+		switch kind := cmp.Or(u.Host, u.Opaque); kind {
 		case "nats":
 			e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: o.storeDir})
 			if err != nil {
@@ -192,7 +193,7 @@ func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options)
 	switch scheme {
 	case "nats", "tls", "ws", "wss":
 		t, err := natsbinding.Open(ctx, natsbinding.Config{
-			URL: addr, Name: orDefault(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull,
+			URL: addr, Name: cmp.Or(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull,
 			Options: o.natsOpts, Logger: o.log,
 		})
 		return t, addr, err
@@ -204,13 +205,6 @@ func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options)
 		return t, addr, err
 	}
 	return nil, "", fmt.Errorf("%w %q: use nats://host:4222, kafka://host:9092[,host2:9092], embedded://nats or embedded://kafka", ErrBadURL, rawURL)
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Env is the environment the bus publishes and subscribes in.

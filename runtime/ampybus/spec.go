@@ -2,6 +2,7 @@ package ampybus
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -57,14 +58,7 @@ func (d *DomainSpec) Prefix(env string) string {
 	return d.Namespace + "." + env + "." + d.Name + "." + d.Version
 }
 
-func (d *DomainSpec) allowsEnv(env string) bool {
-	for _, e := range d.Envs {
-		if e == env {
-			return true
-		}
-	}
-	return false
-}
+func (d *DomainSpec) allowsEnv(env string) bool { return slices.Contains(d.Envs, env) }
 
 // RetryPolicy is the contract's retry rule for a domain.
 type RetryPolicy struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -210,18 +211,7 @@ func (d *delivery) Term(_ context.Context, reason string) error {
 
 func (d *delivery) InProgress(context.Context) error { return mapErr(d.m.InProgress()) }
 
+// sameSet reports whether a and b hold the same filters in any order.
 func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	seen := map[string]int{}
-	for _, x := range a {
-		seen[x]++
-	}
-	for _, x := range b {
-		if seen[x]--; seen[x] < 0 {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }

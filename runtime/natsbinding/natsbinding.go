@@ -4,6 +4,7 @@
 package natsbinding
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		window = 4096
 	}
 	opts := append([]nats.Option{
-		nats.Name(orDefault(cfg.Name, "ampy-bus")),
+		nats.Name(cmp.Or(cfg.Name, "ampy-bus")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
@@ -118,13 +119,6 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	go t.collect()
 	return t, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Name implements transport.Transport.
