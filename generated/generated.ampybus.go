@@ -51,3 +51,22 @@ var Domains = []*ampybus.DomainSpec{
 	dlq.Domain,
 	control.Domain,
 }
+
+// Catalog resolves any topic or subject of the contract to its domain and route,
+// and says what is wrong with one that does not fit.
+var Catalog = ampybus.NewCatalog(
+	Domains,
+	bars.Routes,
+	ticks.Routes,
+	fundamentals.Routes,
+	news.Routes,
+	fx.Routes,
+	corporateactions.Routes,
+	universe.Routes,
+	signals.Routes,
+	orders.Routes,
+	fills.Routes,
+	positions.Routes,
+	metrics.Routes,
+	control.Routes,
+)

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -109,6 +111,18 @@ func rootFile(c *contract.Contract, o Options) *jen.File {
 		}
 		g.Line()
 	})
+	f.Line()
+	f.Comment("Catalog resolves any topic or subject of the contract to its domain and route,")
+	f.Comment("and says what is wrong with one that does not fit.")
+	f.Var().Id("Catalog").Op("=").Qual(runtimePkg, "NewCatalog").CallFunc(func(g *jen.Group) {
+		g.Line().Id("Domains")
+		for _, d := range c.Domains {
+			if hasRoutes(d) {
+				g.Line().Qual(o.ImportPath+"/"+contract.GoPackage(d.Name), "Routes")
+			}
+		}
+		g.Line()
+	})
 	return f
 }
 
@@ -131,7 +145,41 @@ func domainFile(c *contract.Contract, d *contract.Domain, o Options) (*jen.File,
 	for _, s := range d.Subtopics {
 		e.subtopic(s)
 	}
+	e.routes()
 	return e.f, e.err
+}
+
+// routes lists the domain's routes with their types erased, for the root
+// package's catalog; a raw domain has none.
+func (e *emitter) routes() {
+	var typed []*contract.Subtopic
+	for _, s := range e.d.Subtopics {
+		if !s.Raw() && e.goType(s.Payload) != nil {
+			typed = append(typed, s)
+		}
+	}
+	if len(typed) == 0 {
+		return
+	}
+	e.f.Line()
+	e.f.Comment("Routes are the domain's subtopics with their Go types erased, for tools that take")
+	e.f.Comment("any topic of the contract (ampybusctl, fixture checks); services use the typed API.")
+	e.f.Var().Id("Routes").Op("=").Index().Op("*").Qual(runtimePkg, "AnyRoute").ValuesFunc(func(g *jen.Group) {
+		for _, s := range typed {
+			g.Line().Qual(runtimePkg, "Erase").Call(jen.Id(subtopicNames(s).Route))
+		}
+		g.Line()
+	})
+}
+
+// hasRoutes reports whether a domain's package declares Routes.
+func hasRoutes(d *contract.Domain) bool {
+	for _, s := range d.Subtopics {
+		if !s.Raw() {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *emitter) packageDoc(pkg string) string {
@@ -327,10 +375,24 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 		if s.Description != "" {
 			f.Comment(s.Description)
 		}
-		f.Var().Id(n.Spec).Op("=").Op("&").Qual(runtimePkg, "SubtopicSpec").Add(fields(
-			"Domain", jen.Id("Domain"), "Name", jen.Lit(s.Name), "Pattern", jen.Lit(s.Pattern.Text),
+		kv := []any{"Domain", jen.Id("Domain"), "Name", jen.Lit(s.Name), "Pattern", jen.Lit(s.Pattern.Text),
 			"Schema", jen.Qual(runtimePkg, "Schema").Add(fields(
-				"FQDN", jen.Id(n.SchemaFQDN), "Version", jen.Id(n.SchemaVersion), "Hash", jen.Id(n.SchemaHash)))))
+				"FQDN", jen.Id(n.SchemaFQDN), "Version", jen.Id(n.SchemaVersion), "Hash", jen.Id(n.SchemaHash)))}
+		if s.PartitionKey != nil {
+			kv = append(kv, "PartitionKey", jen.Lit(s.PartitionKey.Text))
+		}
+		if s.DedupeKey != nil {
+			kv = append(kv, "DedupeKey", jen.Lit(s.DedupeKey.Text))
+		}
+		if len(s.Bind) > 0 {
+			params := slices.Sorted(maps.Keys(s.Bind))
+			kv = append(kv, "Bind", jen.Map(jen.String()).String().Values(jen.DictFunc(func(d jen.Dict) {
+				for _, p := range params {
+					d[jen.Lit(p)] = jen.Lit(s.Bind[p].Text)
+				}
+			})))
+		}
+		f.Var().Id(n.Spec).Op("=").Op("&").Qual(runtimePkg, "SubtopicSpec").Add(fields(kv...))
 	}
 
 	e.subtopicType(s, n, params)

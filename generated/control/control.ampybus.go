@@ -74,6 +74,8 @@ var ReplayRequestsSpec = &ampybus.SubtopicSpec{
 		Version: ReplayRequestsSchemaVersion,
 		Hash:    ReplayRequestsSchemaHash,
 	},
+	PartitionKey: "{env}.{domain}",
+	DedupeKey:    "{request_id}",
 }
 
 // ReplayRequestsSubtopic is a validated replay_requests subtopic. Build it with NewReplayRequestsSubtopic; the zero value
@@ -198,4 +200,10 @@ func SubscribeReplayRequests(ctx context.Context, b *ampybus.Bus, pattern Replay
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayReplayRequests(ctx context.Context, b *ampybus.Bus, pattern ReplayRequestsPattern, window ampybus.ReplayWindow, h ReplayRequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, replayRequestsRoute, pattern.String(), window, ampybus.Handler[ReplayRequestsSubtopic, *controlv1.ReplayRequest](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(replayRequestsRoute),
 }

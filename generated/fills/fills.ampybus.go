@@ -75,6 +75,7 @@ var EventsSpec = &ampybus.SubtopicSpec{
 		Version: EventsSchemaVersion,
 		Hash:    EventsSchemaHash,
 	},
+	PartitionKey: "{account_id}|{client_order_id}",
 }
 
 // EventsSubtopic is a validated events subtopic. Build it with NewEventsSubtopic; the zero value
@@ -207,4 +208,10 @@ func ServeReplaysEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPatte
 		_, err := ReplayEvents(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(eventsRoute),
 }

@@ -76,6 +76,11 @@ var Spec = &ampybus.SubtopicSpec{
 		Version: SchemaVersion,
 		Hash:    SchemaHash,
 	},
+	PartitionKey: "{symbol}.{mic}|{source}",
+	Bind: map[string]string{
+		"mic":    "security.mic",
+		"symbol": "security.symbol",
+	},
 }
 
 // Subtopic is a validated {mic}.{symbol} subtopic. Build it with NewSubtopic; the zero value
@@ -281,4 +286,10 @@ func Snapshot(ctx context.Context, b *ampybus.Bus, pattern Pattern, key string) 
 // repeated between the two.
 func SnapshotThenSubscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.SnapshotThenSubscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *fundamentalsv1.FundamentalsSnapshot](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(route),
 }

@@ -77,6 +77,7 @@ var RatesSpec = &ampybus.SubtopicSpec{
 		Version: RatesSchemaVersion,
 		Hash:    RatesSchemaHash,
 	},
+	PartitionKey: "{pair.base}.{pair.quote}",
 }
 
 // RatesSubtopic is a validated rates subtopic. Build it with NewRatesSubtopic; the zero value
@@ -252,6 +253,11 @@ var PairSpec = &ampybus.SubtopicSpec{
 		FQDN:    PairSchemaFQDN,
 		Version: PairSchemaVersion,
 		Hash:    PairSchemaHash,
+	},
+	PartitionKey: "{base}.{quote}",
+	Bind: map[string]string{
+		"base":  "pair.base",
+		"quote": "pair.quote",
 	},
 }
 
@@ -455,4 +461,11 @@ func SnapshotPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, key 
 // repeated between the two.
 func SnapshotThenSubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.SnapshotThenSubscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(ratesRoute),
+	ampybus.Erase(pairRoute),
 }

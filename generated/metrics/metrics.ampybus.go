@@ -75,6 +75,7 @@ var Spec = &ampybus.SubtopicSpec{
 		Version: SchemaVersion,
 		Hash:    SchemaHash,
 	},
+	PartitionKey: "{service}|{name}",
 }
 
 // Subtopic is a validated {service} subtopic. Build it with NewSubtopic; the zero value
@@ -227,4 +228,10 @@ func ServeReplays(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handle
 		_, err := Replay(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(route),
 }

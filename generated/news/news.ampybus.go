@@ -76,6 +76,8 @@ var RawSpec = &ampybus.SubtopicSpec{
 		Version: RawSchemaVersion,
 		Hash:    RawSchemaHash,
 	},
+	PartitionKey: "{id}",
+	DedupeKey:    "{id}",
 }
 
 // RawSubtopic is a validated raw subtopic. Build it with NewRawSubtopic; the zero value
@@ -229,6 +231,8 @@ var NlpSpec = &ampybus.SubtopicSpec{
 		Version: NlpSchemaVersion,
 		Hash:    NlpSchemaHash,
 	},
+	PartitionKey: "{id}",
+	DedupeKey:    "{id}",
 }
 
 // NlpSubtopic is a validated nlp subtopic. Build it with NewNlpSubtopic; the zero value
@@ -362,4 +366,11 @@ func ServeReplaysNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h 
 		_, err := ReplayNlp(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(rawRoute),
+	ampybus.Erase(nlpRoute),
 }

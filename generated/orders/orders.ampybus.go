@@ -75,6 +75,8 @@ var RequestsSpec = &ampybus.SubtopicSpec{
 		Version: RequestsSchemaVersion,
 		Hash:    RequestsSchemaHash,
 	},
+	PartitionKey: "{client_order_id}",
+	DedupeKey:    "{client_order_id}",
 }
 
 // RequestsSubtopic is a validated requests subtopic. Build it with NewRequestsSubtopic; the zero value
@@ -208,4 +210,10 @@ func ServeReplaysRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsP
 		_, err := ReplayRequests(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(requestsRoute),
 }

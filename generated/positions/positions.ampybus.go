@@ -76,6 +76,7 @@ var SnapshotsSpec = &ampybus.SubtopicSpec{
 		Version: SnapshotsSchemaVersion,
 		Hash:    SnapshotsSchemaHash,
 	},
+	PartitionKey: "{account_id}|{security.symbol}.{security.mic}",
 }
 
 // SnapshotsSubtopic is a validated snapshots subtopic. Build it with NewSnapshotsSubtopic; the zero value
@@ -235,4 +236,10 @@ func SnapshotSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPat
 // repeated between the two.
 func SnapshotThenSubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.SnapshotThenSubscribe(ctx, b, snapshotsRoute, pattern.String(), ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(snapshotsRoute),
 }

@@ -76,6 +76,8 @@ var Spec = &ampybus.SubtopicSpec{
 		Version: SchemaVersion,
 		Hash:    SchemaHash,
 	},
+	PartitionKey: "{model_id}|{security.symbol}.{security.mic}",
+	Bind:         map[string]string{"model_id": "model_id"},
 }
 
 // Subtopic is a validated {model_id} subtopic. Build it with NewSubtopic; the zero value
@@ -258,4 +260,10 @@ func Snapshot(ctx context.Context, b *ampybus.Bus, pattern Pattern, key string) 
 // repeated between the two.
 func SnapshotThenSubscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.SnapshotThenSubscribe(ctx, b, route, pattern.String(), ampybus.Handler[Subtopic, *signalsv1.Signal](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(route),
 }

@@ -77,6 +77,8 @@ var TradeSpec = &ampybus.SubtopicSpec{
 		Version: TradeSchemaVersion,
 		Hash:    TradeSchemaHash,
 	},
+	PartitionKey: "{symbol}.{security.mic}",
+	Bind:         map[string]string{"symbol": "security.symbol"},
 }
 
 // TradeSubtopic is a validated trade.{symbol} subtopic. Build it with NewTradeSubtopic; the zero value
@@ -263,6 +265,8 @@ var QuoteSpec = &ampybus.SubtopicSpec{
 		Version: QuoteSchemaVersion,
 		Hash:    QuoteSchemaHash,
 	},
+	PartitionKey: "{symbol}.{security.mic}",
+	Bind:         map[string]string{"symbol": "security.symbol"},
 }
 
 // QuoteSubtopic is a validated quote.{symbol} subtopic. Build it with NewQuoteSubtopic; the zero value
@@ -429,4 +433,11 @@ func ServeReplaysQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern
 		_, err := ReplayQuote(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(tradeRoute),
+	ampybus.Erase(quoteRoute),
 }

@@ -110,6 +110,13 @@ type SubtopicSpec struct {
 	Name    string
 	Pattern string
 	Schema  Schema
+	// PartitionKey and DedupeKey are the contract's key templates, such as
+	// "{account_id}|{client_order_id}": for tools and error messages; the
+	// generated key functions enforce them.
+	PartitionKey, DedupeKey string
+	// Bind ties subtopic parameters to the payload fields that must equal
+	// them: symbol → security.symbol.
+	Bind map[string]string
 }
 
 // Subtopic is implemented by the generated, validated subtopic types.

@@ -652,51 +652,55 @@ func (e *engine[S, P]) call(ctx context.Context, msg *Message[S, P]) (err error)
 // (only for a blob that could not be fetched) an error worth retrying.
 func (e *engine[S, P]) decode(ctx context.Context, d transport.Delivery) (*Message[S, P], string, error) {
 	m := d.Message()
-	if err := d.HeaderErr(); err != nil {
-		return nil, "contract_violation: " + err.Error(), nil
+	msg, reason, err := verify(ctx, e.bus, e.route, e.newPayload, e.prefix, m, d.HeaderErr())
+	if msg == nil {
+		return nil, reason, err
+	}
+	if e.replay != "" {
+		h := &msg.Headers
+		h.Extra = make(map[string]string, len(m.Headers.Extra)+1)
+		for k, v := range m.Headers.Extra {
+			h.Extra[k] = v
+		}
+		h.Extra[HeaderReplayRequestID] = e.replay
+	}
+	msg.ReplayRequestID, msg.Attempt, msg.Sequence, msg.Partition = e.replay, d.Attempt(), d.Sequence(), d.Partition()
+	return msg, "", nil
+}
+
+// verify checks a stored message against its route as every consumer does,
+// and decodes it. It returns the message, or the reason it is a poison pill
+// (the dlq_reason), or (only for a blob that could not be fetched) an error
+// worth retrying. prefix is the domain's topic prefix with its final dot.
+func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S, P], newPayload func() P, prefix string, m *transport.Message, headerErr error) (*Message[S, P], string, error) {
+	if headerErr != nil {
+		return nil, "contract_violation: " + headerErr.Error(), nil
 	}
 	if err := m.Headers.Validate(); err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
-	if m.Headers.SchemaFQDN != e.route.Spec.Schema.FQDN {
-		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, e.route.Spec.Pattern, e.route.Spec.Schema.FQDN), nil
+	if m.Headers.SchemaFQDN != r.Spec.Schema.FQDN {
+		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, r.Spec.Pattern, r.Spec.Schema.FQDN), nil
 	}
-	if h := m.Headers.SchemaHash; h != "" && e.route.Spec.Schema.Hash != "" && h != e.route.Spec.Schema.Hash {
-		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, e.route.Spec.Schema.Hash, e.route.Spec.Schema.FQDN), nil
+	if h := m.Headers.SchemaHash; h != "" && r.Spec.Schema.Hash != "" && h != r.Spec.Schema.Hash {
+		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, r.Spec.Schema.Hash, r.Spec.Schema.FQDN), nil
 	}
-	if len(m.Topic) <= len(e.prefix) || m.Topic[:len(e.prefix)] != e.prefix {
-		return nil, "contract_violation: topic " + m.Topic + " is outside " + e.prefix + ">", nil
+	if len(m.Topic) <= len(prefix) || m.Topic[:len(prefix)] != prefix {
+		return nil, "contract_violation: topic " + m.Topic + " is outside " + prefix + ">", nil
 	}
-	st, err := e.route.Parse(m.Topic[len(e.prefix):])
+	st, err := r.Parse(m.Topic[len(prefix):])
 	if err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
-	payload := m.Payload
-	if ref := m.Headers.BlobRef; ref != "" {
-		if e.bus.blobs == nil {
-			return nil, "blob_error: the message points at " + ref + " but this bus has no blob store (ampybus.WithBlobStore)", nil
-		}
-		if payload, err = e.bus.blobs.Get(ctx, ref); err != nil {
-			return nil, "", err
-		}
-		if got := blob.Hash(payload); got != m.Headers.BlobHash || int64(len(payload)) != m.Headers.BlobSize {
-			return nil, fmt.Sprintf("blob_hash_mismatch: %s is %d bytes with %s; the message says %d bytes with %s", ref, len(payload), got, m.Headers.BlobSize, m.Headers.BlobHash), nil
-		}
+	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload)
+	if reason != "" || err != nil {
+		return nil, reason, err
 	}
-	switch m.Headers.ContentEncoding {
-	case "":
-	case envelope.EncodingGzip:
-		if payload, err = gunzip(payload); err != nil {
-			return nil, "decode_error: gzip: " + err.Error(), nil
-		}
-	default:
-		return nil, "decode_error: unknown content_encoding " + m.Headers.ContentEncoding, nil
-	}
-	p := e.newPayload()
+	p := newPayload()
 	if err := proto.Unmarshal(payload, p); err != nil {
 		return nil, "decode_error: " + err.Error(), nil
 	}
-	keys, err := e.route.Keys(st, p)
+	keys, err := r.Keys(st, p)
 	if err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
@@ -706,18 +710,35 @@ func (e *engine[S, P]) decode(ctx context.Context, d transport.Delivery) (*Messa
 	if keys.Dedupe != "" && m.Headers.DedupeKey != "" && keys.Dedupe != m.Headers.DedupeKey {
 		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe), nil
 	}
-	h := m.Headers
-	if e.replay != "" {
-		h.Extra = make(map[string]string, len(m.Headers.Extra)+1)
-		for k, v := range m.Headers.Extra {
-			h.Extra[k] = v
+	return &Message[S, P]{Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers}, "", nil
+}
+
+// openPayload returns the protobuf bytes a message carries: fetched from the
+// blob store for a pointer, inflated when gzipped. A reason is a poison pill;
+// an error is a blob fetch worth retrying.
+func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []byte) ([]byte, string, error) {
+	var err error
+	if ref := h.BlobRef; ref != "" {
+		if b.blobs == nil {
+			return nil, "blob_error: the message points at " + ref + " but this bus has no blob store (ampybus.WithBlobStore)", nil
 		}
-		h.Extra[HeaderReplayRequestID] = e.replay
+		if payload, err = b.blobs.Get(ctx, ref); err != nil {
+			return nil, "", err
+		}
+		if got := blob.Hash(payload); got != h.BlobHash || int64(len(payload)) != h.BlobSize {
+			return nil, fmt.Sprintf("blob_hash_mismatch: %s is %d bytes with %s; the message says %d bytes with %s", ref, len(payload), got, h.BlobSize, h.BlobHash), nil
+		}
 	}
-	return &Message[S, P]{
-		Topic: m.Topic, Subtopic: st, Payload: p, Headers: h, ReplayRequestID: e.replay,
-		Attempt: d.Attempt(), Sequence: d.Sequence(), Partition: d.Partition(),
-	}, "", nil
+	switch h.ContentEncoding {
+	case "":
+	case envelope.EncodingGzip:
+		if payload, err = gunzip(payload); err != nil {
+			return nil, "decode_error: gzip: " + err.Error(), nil
+		}
+	default:
+		return nil, "decode_error: unknown content_encoding " + h.ContentEncoding, nil
+	}
+	return payload, "", nil
 }
 
 func gunzip(b []byte) ([]byte, error) {

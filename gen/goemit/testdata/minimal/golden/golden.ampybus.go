@@ -31,3 +31,12 @@ var Domains = []*ampybus.DomainSpec{
 	universe.Domain,
 	dlq.Domain,
 }
+
+// Catalog resolves any topic or subject of the contract to its domain and route,
+// and says what is wrong with one that does not fit.
+var Catalog = ampybus.NewCatalog(
+	Domains,
+	fx.Routes,
+	orders.Routes,
+	universe.Routes,
+)

@@ -75,6 +75,11 @@ var PairSpec = &ampybus.SubtopicSpec{
 		Version: PairSchemaVersion,
 		Hash:    PairSchemaHash,
 	},
+	PartitionKey: "{base}.{quote}",
+	Bind: map[string]string{
+		"base":  "pair.base",
+		"quote": "pair.quote",
+	},
 }
 
 // PairSubtopic is a validated {base}.{quote} subtopic. Build it with NewPairSubtopic; the zero value
@@ -262,4 +267,10 @@ func SnapshotPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, key 
 // repeated between the two.
 func SnapshotThenSubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return ampybus.SnapshotThenSubscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(pairRoute),
 }

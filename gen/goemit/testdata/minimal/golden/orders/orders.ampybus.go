@@ -75,6 +75,8 @@ var RequestsSpec = &ampybus.SubtopicSpec{
 		Version: RequestsSchemaVersion,
 		Hash:    RequestsSchemaHash,
 	},
+	PartitionKey: "{client_order_id}",
+	DedupeKey:    "{client_order_id}|{side}|{tif}",
 }
 
 // RequestsSubtopic is a validated requests subtopic. Build it with NewRequestsSubtopic; the zero value
@@ -193,4 +195,10 @@ func SubscribeRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPatt
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, requestsRoute, pattern.String(), window, ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
+}
+
+// Routes are the domain's subtopics with their Go types erased, for tools that take
+// any topic of the contract (ampybusctl, fixture checks); services use the typed API.
+var Routes = []*ampybus.AnyRoute{
+	ampybus.Erase(requestsRoute),
 }

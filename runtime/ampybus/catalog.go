@@ -1,0 +1,231 @@
+package ampybus
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Catalog is the whole contract at run time: every domain and route. Tools
+// resolve the topics and subjects people type through it, and it says what is
+// wrong with one that does not fit. The generated root package declares one.
+type Catalog struct {
+	namespace string
+	envs      []string
+	domains   []*DomainSpec
+	routes    map[*DomainSpec][]*AnyRoute
+}
+
+// NewCatalog is called by generated code with every domain and, per domain,
+// its erased routes.
+func NewCatalog(domains []*DomainSpec, routes ...[]*AnyRoute) *Catalog {
+	c := &Catalog{domains: domains, routes: map[*DomainSpec][]*AnyRoute{}}
+	for _, d := range domains {
+		c.namespace = d.Namespace
+		for _, e := range d.Envs {
+			if !slices.Contains(c.envs, e) {
+				c.envs = append(c.envs, e)
+			}
+		}
+	}
+	for _, rs := range routes {
+		for _, r := range rs {
+			c.routes[r.Spec.Domain] = append(c.routes[r.Spec.Domain], r)
+		}
+	}
+	return c
+}
+
+// Domains lists the contract's domains in contract order.
+func (c *Catalog) Domains() []*DomainSpec { return c.domains }
+
+// Routes lists a domain's typed routes; a raw domain (dlq) has none.
+func (c *Catalog) Routes(d *DomainSpec) []*AnyRoute { return c.routes[d] }
+
+// Domain finds a domain by name.
+func (c *Catalog) Domain(name string) (*DomainSpec, error) {
+	for _, d := range c.domains {
+		if d.Name == name {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: domain %q is not in the contract; domains are %s", ErrContract, name, c.domainNames())
+}
+
+func (c *Catalog) domainNames() string {
+	names := make([]string, len(c.domains))
+	for i, d := range c.domains {
+		names[i] = d.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Topic is a concrete topic resolved against the contract.
+type Topic struct {
+	Name   string
+	Env    string
+	Domain *DomainSpec
+	// Route is the subtopic's typed route; nil on a raw domain (dlq).
+	Route *AnyRoute
+	// Subtopic is the part after the version: XNAS.AAPL.
+	Subtopic string
+}
+
+// Resolve finds the domain and route of a concrete topic such as
+// ampy.prod.bars.v1.XNAS.AAPL, or says how the topic breaks the contract and
+// what it should look like.
+func (c *Catalog) Resolve(topic string) (Topic, error) {
+	if strings.ContainsAny(topic, "*>") {
+		return Topic{}, fmt.Errorf("%w: topic %q has wildcards: publish to a concrete topic (wildcards are for subscription subjects)", ErrContract, topic)
+	}
+	toks, err := c.head(topic, "topic")
+	if err != nil {
+		return Topic{}, err
+	}
+	if len(toks) < 5 {
+		return Topic{}, fmt.Errorf("%w: topic %q has no subtopic: %s", ErrContract, topic, c.example())
+	}
+	d, err := c.domainAt(topic, toks)
+	if err != nil {
+		return Topic{}, err
+	}
+	t := Topic{Name: topic, Env: toks[1], Domain: d, Subtopic: strings.Join(toks[4:], ".")}
+	routes := c.routes[d]
+	if len(routes) == 0 {
+		if len(toks) != 5 {
+			return Topic{}, fmt.Errorf("%w: topic %q: the %s domain's subtopic is one token", ErrContract, topic, d.Name)
+		}
+		return t, nil
+	}
+	var patterns []string
+	for _, r := range routes {
+		if err := r.route.parse(t.Subtopic); err == nil {
+			t.Route = r
+			return t, nil
+		}
+		patterns = append(patterns, r.Spec.Pattern)
+	}
+	return Topic{}, fmt.Errorf("%w: topic %q: subtopic %q does not match the %s domain's %s", ErrContract, topic, t.Subtopic, d.Name, strings.Join(patterns, " or "))
+}
+
+// Subject is a subscription subject resolved against the contract.
+type Subject struct {
+	Pattern string
+	Env     string
+	// Domains are the domains the subject can match, each its own stream.
+	Domains []*DomainSpec
+}
+
+// ResolveSubject checks a subscription subject such as ampy.prod.bars.v1.>
+// (NATS wildcards: * one token, a final > the rest) and finds the domains it
+// spans. It must name one env, since a bus serves one.
+func (c *Catalog) ResolveSubject(subject string) (Subject, error) {
+	toks, err := c.head(subject, "subject")
+	if err != nil {
+		return Subject{}, err
+	}
+	for i, tok := range toks {
+		if tok == ">" && i != len(toks)-1 {
+			return Subject{}, fmt.Errorf("%w: subject %q: > must be the last token", ErrContract, subject)
+		}
+		if tok != "*" && tok != ">" && !ValidToken(tok) {
+			return Subject{}, fmt.Errorf("%w: subject %q has an invalid token %q", ErrContract, subject, tok)
+		}
+	}
+	if toks[1] == "*" || toks[1] == ">" {
+		return Subject{}, fmt.Errorf("%w: subject %q must name one env (%s): a bus serves one env", ErrContract, subject, strings.Join(c.envs, ", "))
+	}
+	s := Subject{Pattern: subject, Env: toks[1]}
+	if len(toks) > 2 && toks[2] != "*" && toks[2] != ">" {
+		d, err := c.domainAt(subject, toks)
+		if err != nil {
+			return Subject{}, err
+		}
+		s.Domains = []*DomainSpec{d}
+		if len(toks) == 4 && toks[3] != ">" {
+			return Subject{}, fmt.Errorf("%w: subject %q stops at the version and matches nothing: add .> for the whole domain (%s.>)", ErrContract, subject, subject)
+		}
+		return s, nil
+	}
+	for _, d := range c.domains {
+		if matchesPrefix(subject, d.Prefix(s.Env)) {
+			s.Domains = append(s.Domains, d)
+		}
+	}
+	if len(s.Domains) == 0 {
+		return Subject{}, fmt.Errorf("%w: subject %q matches no domain of the contract", ErrContract, subject)
+	}
+	return s, nil
+}
+
+// matchesPrefix reports whether pattern can match some topic under prefix.
+func matchesPrefix(pattern, prefix string) bool {
+	pt, xt := strings.Split(pattern, "."), strings.Split(prefix, ".")
+	for i, x := range xt {
+		if i >= len(pt) {
+			return false
+		}
+		switch pt[i] {
+		case ">":
+			return true
+		case "*", x:
+		default:
+			return false
+		}
+	}
+	return len(pt) > len(xt)
+}
+
+// head checks the tokens every topic and subject starts with: the namespace
+// and env, with dots as separators.
+func (c *Catalog) head(s, what string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%w: the %s is empty: %s", ErrContract, what, c.example())
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		return nil, fmt.Errorf("%w: %s %q contains whitespace", ErrContract, what, s)
+	}
+	toks := strings.Split(s, ".")
+	if strings.Contains(s, "_") && (len(toks) < 4 || toks[0] != c.namespace || !slices.Contains(c.envs, toks[1])) {
+		if fixed := strings.ReplaceAll(s, "_", "."); strings.HasPrefix(fixed, c.namespace+".") {
+			return nil, fmt.Errorf("%w: %s %q uses underscores where dots belong: use %q (dots separate tokens, and wildcards match whole tokens)", ErrContract, what, s, fixed)
+		}
+	}
+	for _, t := range toks {
+		if t == "" {
+			return nil, fmt.Errorf("%w: %s %q has an empty token (two dots in a row, or a dot at an end)", ErrContract, what, s)
+		}
+	}
+	if toks[0] != c.namespace || len(toks) < 2 {
+		return nil, fmt.Errorf("%w: %s %q is outside the contract: %s", ErrContract, what, s, c.example())
+	}
+	if toks[1] != "*" && toks[1] != ">" && !slices.Contains(c.envs, toks[1]) {
+		return nil, fmt.Errorf("%w: %s %q: env %q is not in the contract; envs are %s", ErrContract, what, s, toks[1], strings.Join(c.envs, ", "))
+	}
+	return toks, nil
+}
+
+// domainAt resolves the domain and version tokens (toks[2], toks[3]).
+func (c *Catalog) domainAt(s string, toks []string) (*DomainSpec, error) {
+	d, err := c.Domain(toks[2])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: domain %q is not in the contract; domains are %s", ErrContract, s, toks[2], c.domainNames())
+	}
+	if len(toks) < 4 || toks[3] == ">" {
+		return d, nil
+	}
+	if toks[3] != "*" && toks[3] != d.Version {
+		return nil, fmt.Errorf("%w: %q: the contract has %s at %s, not %s", ErrContract, s, d.Name, d.Version, toks[3])
+	}
+	return d, nil
+}
+
+func (c *Catalog) example() string {
+	return "topics are " + c.namespace + ".{env}.{domain}.{version}.{subtopic}, such as " + c.namespace + ".dev.bars.v1.XNAS.AAPL"
+}
+
+// parse checks that subtopic matches the route's pattern.
+func (r *Route[S, P]) parse(subtopic string) error {
+	_, err := r.Parse(subtopic)
+	return err
+}

@@ -1,0 +1,222 @@
+package ampybus_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ampyfin/ampy-bus/generated"
+	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+func TestCatalogResolve(t *testing.T) {
+	cat := generated.Catalog
+	tests := []struct {
+		topic    string
+		domain   string
+		subtopic string
+		schema   string
+		err      string
+	}{
+		{topic: "ampy.prod.bars.v1.XNAS.AAPL", domain: "bars", subtopic: "XNAS.AAPL", schema: "ampy.bars.v1.BarBatch"},
+		{topic: "ampy.dev.ticks.v1.quote.MSFT", domain: "ticks", subtopic: "quote.MSFT", schema: "ampy.ticks.v1.QuoteTick"},
+		{topic: "ampy.paper.orders.v1.requests", domain: "orders", subtopic: "requests", schema: "ampy.orders.v1.OrderRequest"},
+		{topic: "ampy.prod.dlq.v1.bars", domain: "dlq", subtopic: "bars"},
+		{topic: "ampy.prod_bars_v1_XNAS_AAPL", err: `uses underscores where dots belong: use "ampy.prod.bars.v1.XNAS.AAPL"`},
+		{topic: "ampy.dev_bars_v1_XNAS_AAPL", err: `use "ampy.dev.bars.v1.XNAS.AAPL"`},
+		{topic: "test.message", err: `"test.message" is outside the contract: topics are ampy.{env}.{domain}.{version}.{subtopic}`},
+		{topic: "ampy.live.bars.v1.XNAS.AAPL", err: `env "live" is not in the contract; envs are dev, paper, prod`},
+		{topic: "ampy.prod.barz.v1.XNAS.AAPL", err: `domain "barz" is not in the contract; domains are bars, ticks,`},
+		{topic: "ampy.prod.bars.v2.XNAS.AAPL", err: `the contract has bars at v1, not v2`},
+		{topic: "ampy.prod.bars.v1.AAPL", err: `subtopic "AAPL" does not match the bars domain's {mic}.{symbol}`},
+		{topic: "ampy.prod.ticks.v1.trades.MSFT", err: `trade.{symbol} or quote.{symbol}`},
+		{topic: "ampy.prod.bars.v1.>", err: "has wildcards"},
+		{topic: "ampy.prod.bars.v1", err: "has no subtopic"},
+		{topic: "ampy.prod..bars.v1.X", err: "empty token"},
+		{topic: "", err: "the topic is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.topic, func(t *testing.T) {
+			got, err := cat.Resolve(tt.topic)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ampybus.ErrContract)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.domain, got.Domain.Name)
+			assert.Equal(t, tt.subtopic, got.Subtopic)
+			if tt.schema == "" {
+				assert.Nil(t, got.Route)
+			} else {
+				assert.Equal(t, tt.schema, got.Route.Spec.Schema.FQDN)
+			}
+		})
+	}
+}
+
+func TestCatalogResolveSubject(t *testing.T) {
+	cat := generated.Catalog
+	tests := []struct {
+		subject string
+		domains int
+		err     string
+	}{
+		{subject: "ampy.prod.bars.v1.>", domains: 1},
+		{subject: "ampy.prod.ticks.v1.trade.*", domains: 1},
+		{subject: "ampy.prod.dlq.v1.>", domains: 1},
+		{subject: "ampy.prod.>", domains: len(cat.Domains())},
+		{subject: "ampy.prod.*.v1.>", domains: len(cat.Domains())},
+		{subject: "ampy.>", err: "must name one env"},
+		{subject: "ampy.prod.bars.v1", err: "add .> for the whole domain"},
+		{subject: "ampy.prod.bars.>.x", err: "> must be the last token"},
+		{subject: "ampy.prod_bars_v1.>", err: "underscores where dots belong"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject, func(t *testing.T) {
+			got, err := cat.ResolveSubject(tt.subject)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Len(t, got.Domains, tt.domains)
+		})
+	}
+}
+
+// TestSkeleton: pub-empty's payload carries exactly what the contract needs
+// to derive the partition key it was given, and nothing else.
+func TestSkeleton(t *testing.T) {
+	cat := generated.Catalog
+	tests := []struct {
+		topic, pk string
+		json      string
+		err       string
+	}{
+		{topic: "ampy.prod.bars.v1.XNAS.AAPL", pk: "XNAS.AAPL", json: `{}`},
+		{topic: "ampy.prod.bars.v1.XNAS.AAPL", pk: "", json: `{}`},
+		{topic: "ampy.prod.ticks.v1.trade.MSFT", pk: "MSFT.XNAS", json: `{"security":{"symbol":"MSFT","mic":"XNAS"}}`},
+		{topic: "ampy.prod.orders.v1.requests", pk: "co_20250101_001", json: `{"clientOrderId":"co_20250101_001"}`},
+		{topic: "ampy.prod.fills.v1.events", pk: "ALPACA-LIVE-01|co_20250101_001", json: `{"accountId":"ALPACA-LIVE-01","clientOrderId":"co_20250101_001"}`},
+		{topic: "ampy.prod.signals.v1.hyper@2025-01-01", pk: "hyper@2025-01-01|NVDA.XNAS", json: `{"modelId":"hyper@2025-01-01","security":{"symbol":"NVDA","mic":"XNAS"}}`},
+		{topic: "ampy.prod.fills.v1.events", pk: "fill_20250101_001", err: `does not fit the contract's template {account_id}|{client_order_id}`},
+		{topic: "ampy.prod.bars.v1.XNAS.AAPL", pk: "XNYS.AAPL", err: `gives {mic} = "XNYS", but the topic's subtopic has "XNAS"`},
+		{topic: "ampy.prod.orders.v1.requests", pk: "", err: "client_order_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.topic+"/"+tt.pk, func(t *testing.T) {
+			tp, err := cat.Resolve(tt.topic)
+			require.NoError(t, err)
+			m, err := tp.Route.Skeleton(tp.Subtopic, tt.pk)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ampybus.ErrContract)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			got, err := protojson.Marshal(m)
+			require.NoError(t, err)
+			assert.JSONEq(t, tt.json, string(got))
+		})
+	}
+}
+
+// TestTapAndRedrive: a message published through an erased route is read
+// back decoded by a tap; a poison pill is dead-lettered, inspected with its
+// reason and original bytes, and redriven to its topic once.
+func TestTapAndRedrive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cat := generated.Catalog
+	b, err := ampybus.Open(ctx, "embedded://nats", ampybus.WithEnv("prod"), ampybus.WithProducer("test@cli", "test"))
+	require.NoError(t, err)
+	defer b.Close()
+
+	tp, err := cat.Resolve("ampy.prod.orders.v1.requests")
+	require.NoError(t, err)
+	p, err := tp.Route.Skeleton(tp.Subtopic, "co_1")
+	require.NoError(t, err)
+	res, err := tp.Route.Publish(ctx, b, tp.Subtopic, p)
+	require.NoError(t, err)
+	tap, err := ampybus.OpenTap(ctx, b, cat, "ampy.prod.orders.v1.>", ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
+	require.NoError(t, err)
+	defer tap.Close()
+
+	// A poison pill: the headers of a real message over bytes that are not one.
+	poison := &transport.Message{Topic: tp.Name, Payload: []byte{0xff, 0xff, 0xff}}
+	{
+		in, err := tap.Next(ctx)
+		require.NoError(t, err)
+		require.Empty(t, in.Problem)
+		require.NotNil(t, in.Decoded)
+		assert.Equal(t, res.MessageID, in.Decoded.Headers.MessageID)
+		assert.Equal(t, "co_1", in.Decoded.Headers.PartitionKey)
+		poison.Headers = in.Decoded.Headers
+		poison.Headers.MessageID = ""
+		_, err = tap.Next(ctx)
+		assert.ErrorIs(t, err, transport.ErrEndOfStream)
+	}
+	poison.Headers.MessageID = "0192f6d8-0000-7000-8000-000000000001"
+	_, err = ampybus.PublishEnvelope(ctx, b, cat, poison)
+	require.NoError(t, err)
+
+	// A consumer dead-letters it.
+	var handled int
+	sub, err := subscribeOrders(ctx, b, &handled)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sub.Stats().DeadLettered == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, sub.Stop())
+
+	dl, err := ampybus.OpenTap(ctx, b, cat, "ampy.prod.dlq.v1.>", ampybus.TapOptions{Group: "redrive", Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
+	require.NoError(t, err)
+	in, err := dl.Next(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "ampy.prod.dlq.v1.orders", in.Topic)
+	assert.Equal(t, tp.Name, in.Original)
+	assert.Contains(t, in.Problem, "decode_error")
+	assert.Contains(t, in.Message().Headers.DLQReason, "decode_error")
+	assert.Equal(t, poison.Payload, in.Message().Payload)
+
+	r1, err := ampybus.Redrive(ctx, b, cat, in)
+	require.NoError(t, err)
+	assert.Equal(t, tp.Name, r1.Topic)
+	r2, err := ampybus.Redrive(ctx, b, cat, in)
+	require.NoError(t, err)
+	assert.True(t, r2.Duplicate, "redriving the same dead letter twice stores it once")
+	require.NoError(t, in.Ack(ctx))
+	require.NoError(t, dl.Close())
+
+	back, err := ampybus.OpenTap(ctx, b, cat, tp.Name, ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartAtSequence, Sequence: r1.Sequence}, Bounded: true})
+	require.NoError(t, err)
+	defer back.Close()
+	rin, err := back.Next(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, poison.Payload, rin.Message().Payload)
+	assert.Equal(t, 1, rin.Message().Headers.RetryCount)
+	assert.Empty(t, rin.Message().Headers.DLQReason)
+	assert.NotContains(t, rin.Message().Headers.Extra, ampybus.HeaderDLQTopic)
+	assert.Equal(t, "ampy.prod.dlq.v1.orders/0/"+itoa(in.Sequence()), rin.Message().Headers.Extra[ampybus.HeaderRedriveOf])
+	_, err = back.Next(ctx)
+	assert.True(t, errors.Is(err, transport.ErrEndOfStream))
+}
+
+func subscribeOrders(ctx context.Context, b *ampybus.Bus, handled *int) (*ampybus.Subscription, error) {
+	return orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(context.Context, *orders.RequestsMessage) error {
+		*handled++
+		return nil
+	}, ampybus.Durable("oms"), ampybus.DeliverAll())
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

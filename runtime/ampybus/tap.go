@@ -1,0 +1,253 @@
+package ampybus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// TapOptions says where a Tap reads from and how far.
+type TapOptions struct {
+	// Group is a durable consumer group; empty reads ephemerally.
+	Group string
+	// Start is where a new group or an ephemeral read begins (default: new messages).
+	Start transport.StartPosition
+	// Bounded stops at what the streams held when the tap opened (and at
+	// Until, when set); Next then returns transport.ErrEndOfStream.
+	Bounded bool
+	Until   time.Time
+	// Key keeps only one partition key.
+	Key string
+}
+
+// Tap reads the stored messages matching a subject across domains, checking
+// each as a consumer would, but settles nothing by itself and never
+// dead-letters: the tool reading decides. ampybusctl's sub, consume,
+// dlq-inspect, dlq-redrive and replay read through it.
+type Tap struct {
+	bus    *Bus
+	cat    *Catalog
+	cons   []transport.Consumer
+	items  chan tapItem
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type tapItem struct {
+	d   transport.Delivery
+	err error
+}
+
+// Inspected is one message as a Tap read it.
+type Inspected struct {
+	// Delivery settles the message (Ack, Nak, Term) and locates it.
+	transport.Delivery
+	// Topic is where it was read; for a dead letter, the dlq topic.
+	Topic string
+	// Original is the topic a dead letter came from; otherwise Topic.
+	Original string
+	// Route is the typed route of Original; nil when it has none.
+	Route *AnyRoute
+	// Decoded is the checked, decoded message; nil when Problem is set or
+	// the topic has no typed route.
+	Decoded *AnyMessage
+	// Problem is why a consumer would dead-letter the message; empty when it
+	// is sound.
+	Problem string
+}
+
+// OpenTap opens a consumer on every domain subject can match.
+func OpenTap(ctx context.Context, b *Bus, c *Catalog, subject string, o TapOptions) (*Tap, error) {
+	s, err := c.ResolveSubject(subject)
+	if err != nil {
+		return nil, err
+	}
+	if s.Env != b.env {
+		return nil, fmt.Errorf("%w: subject %q is in env %s, but the bus serves %s", ErrContract, subject, s.Env, b.env)
+	}
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t := &Tap{bus: b, cat: c, items: make(chan tapItem), cancel: cancel}
+	for _, d := range s.Domains {
+		st, err := b.stream(ctx, d)
+		if err == nil {
+			var cons transport.Consumer
+			cons, err = b.t.Subscribe(ctx, transport.Subscription{
+				Stream: st, Filters: []string{subject}, Group: o.Group, Start: o.Start,
+				MaxInFlight: 256, AckWait: 30 * time.Second, Bounded: o.Bounded, Until: o.Until, Key: o.Key,
+			})
+			if err == nil {
+				t.cons = append(t.cons, cons)
+				continue
+			}
+		}
+		t.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	for _, cons := range t.cons {
+		t.wg.Add(1)
+		go t.pump(tctx, cons)
+	}
+	go func() {
+		t.wg.Wait()
+		close(t.items)
+	}()
+	return t, nil
+}
+
+func (t *Tap) pump(ctx context.Context, cons transport.Consumer) {
+	defer t.wg.Done()
+	for {
+		d, err := cons.Next(ctx)
+		if err != nil && (ctx.Err() != nil || errors.Is(err, transport.ErrEndOfStream)) {
+			return
+		}
+		select {
+		case t.items <- tapItem{d, err}:
+		case <-ctx.Done():
+			if d != nil {
+				_ = d.Nak(context.Background(), 0)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Next returns the next message, checked and decoded where its topic has a
+// typed route. It returns transport.ErrEndOfStream when a bounded tap has read
+// everything.
+func (t *Tap) Next(ctx context.Context) (*Inspected, error) {
+	select {
+	case it, ok := <-t.items:
+		if !ok {
+			return nil, transport.ErrEndOfStream
+		}
+		if it.err != nil {
+			return nil, it.err
+		}
+		return t.inspect(ctx, it.d)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (t *Tap) inspect(ctx context.Context, d transport.Delivery) (*Inspected, error) {
+	m := d.Message()
+	in := &Inspected{Delivery: d, Topic: m.Topic, Original: m.Topic}
+	if orig := m.Headers.Extra[HeaderDLQTopic]; orig != "" {
+		in.Original = orig
+	}
+	if err := d.HeaderErr(); err != nil {
+		in.Problem = "contract_violation: " + err.Error()
+		return in, nil
+	}
+	tp, err := t.cat.Resolve(in.Original)
+	if err != nil {
+		in.Problem = "contract_violation: " + err.Error()
+		return in, nil
+	}
+	if in.Route = tp.Route; in.Route == nil {
+		return in, nil
+	}
+	om := *m
+	om.Topic = in.Original
+	msg, reason, err := in.Route.Verify(ctx, t.bus, &om)
+	if err != nil {
+		in.Problem = "blob_error: " + err.Error()
+		return in, nil
+	}
+	in.Decoded, in.Problem = msg, reason
+	if msg != nil {
+		msg.Attempt, msg.Sequence, msg.Partition = d.Attempt(), d.Sequence(), d.Partition()
+	}
+	return in, nil
+}
+
+// Lag sums the lag of the tap's consumers.
+func (t *Tap) Lag(ctx context.Context) (uint64, error) {
+	var n uint64
+	for _, c := range t.cons {
+		l, err := c.Lag(ctx)
+		if err != nil {
+			return n, err
+		}
+		n += l
+	}
+	return n, nil
+}
+
+// Close stops reading; unsettled messages are redelivered to the group later.
+func (t *Tap) Close() error {
+	t.cancel()
+	var errs []error
+	for _, c := range t.cons {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// PublishEnvelope stores m exactly as given, headers and bytes, on the stream
+// of its topic's domain: for golden fixtures, redrives and poison tests.
+// Nothing is checked but that the topic is the contract's and in the bus's
+// env; services publish through the generated publishers.
+func PublishEnvelope(ctx context.Context, b *Bus, c *Catalog, m *transport.Message) (PublishResult, error) {
+	tp, err := c.Resolve(m.Topic)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	if tp.Env != b.env {
+		return PublishResult{}, fmt.Errorf("publish %s: %w: the topic is in env %s, but the bus serves %s", m.Topic, ErrContract, tp.Env, b.env)
+	}
+	s, err := b.stream(ctx, tp.Domain)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	ack, err := b.t.Publish(ctx, s, m)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	return result(m, ack), nil
+}
+
+// HeaderRedriveOf names the dead letter a redriven message came from:
+// dlq topic, partition and sequence.
+const HeaderRedriveOf = "redrive_of"
+
+// Redrive puts a dead letter back on its original topic after a fix: the
+// original bytes and headers, without the dead-letter headers, retry_count one
+// higher. The message id is kept, so consumer groups that had applied it skip
+// it; the broker's publish dedupe is keyed by the dead letter instead, so
+// redriving the same entry twice stores it once.
+func Redrive(ctx context.Context, b *Bus, c *Catalog, in *Inspected) (PublishResult, error) {
+	m := in.Message()
+	orig := m.Headers.Extra[HeaderDLQTopic]
+	if orig == "" {
+		return PublishResult{}, fmt.Errorf("redrive %s seq %d: %w: it has no %s header, so its original topic is unknown", in.Topic, in.Sequence(), ErrContract, HeaderDLQTopic)
+	}
+	h := m.Headers
+	h.DLQReason = ""
+	h.RetryCount++
+	h.Extra = map[string]string{}
+	for k, v := range m.Headers.Extra {
+		switch k {
+		case HeaderDLQTopic, HeaderDLQConsumer, HeaderDLQAt:
+		default:
+			h.Extra[k] = v
+		}
+	}
+	entry := in.Topic + "/" + strconv.Itoa(int(in.Partition())) + "/" + strconv.FormatUint(in.Sequence(), 10)
+	h.Extra[HeaderRedriveOf] = entry
+	rm := &transport.Message{Topic: orig, Headers: h, Payload: m.Payload, DedupeID: h.MessageID + "|redrive|" + entry}
+	res, err := PublishEnvelope(ctx, b, c, rm)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("redrive: %w", err)
+	}
+	return res, nil
+}
