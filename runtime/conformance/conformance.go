@@ -127,6 +127,7 @@ func Run(t *testing.T, b Binding) {
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
 		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
 		{"OrderingStateSurvivesRestart", testCheckpoints},
+		{"DescribesWhatTheBrokerHolds", testDescribe},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1701,4 +1702,32 @@ func testCheckpoints(t *testing.T, s *suite) {
 	defer second.Stop()
 	assert.Equal(t, int64(3), recv(t, got), "the older rate was skipped after the restart")
 	require.Eventually(t, func() bool { return second.Stats().Stale == 1 }, 10*time.Second, 10*time.Millisecond, "%+v", second.Stats())
+}
+
+// testDescribe: the binding lists and describes its streams with the
+// contract's limits and what they hold, and names an absent one ErrNotFound.
+func testDescribe(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	publishBars(t, ctx, b, 0, 3)
+	desc, ok := b.Transport().(transport.Describer)
+	require.True(t, ok, "every binding implements transport.Describer")
+	info, err := desc.DescribeStream(ctx, bars.Domain.Prefix("dev"))
+	require.NoError(t, err)
+	assert.Equal(t, bars.Domain.Prefix("dev"), info.Prefix)
+	assert.Equal(t, uint64(3), info.Messages)
+	assert.Equal(t, bars.Domain.Retention, info.Retention)
+	assert.GreaterOrEqual(t, info.MaxMessageBytes, bars.Domain.MaxPayload)
+	if s.binding.Name == "kafka" {
+		assert.Equal(t, bars.Domain.Partitions, info.Partitions)
+	}
+	all, err := desc.Streams(ctx, bars.Domain.Namespace)
+	require.NoError(t, err)
+	var prefixes []string
+	for _, st := range all {
+		prefixes = append(prefixes, st.Prefix)
+	}
+	assert.Contains(t, prefixes, bars.Domain.Prefix("dev"))
+	_, err = desc.DescribeStream(ctx, "ampy.dev.nosuch.v1")
+	assert.ErrorIs(t, err, transport.ErrNotFound)
 }

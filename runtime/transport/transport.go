@@ -186,3 +186,32 @@ type Delivery interface {
 	// InProgress extends the ack deadline of a slow handler.
 	InProgress(ctx context.Context) error
 }
+
+// StreamInfo is what the broker holds for one stream (a JetStream stream or
+// a Kafka topic).
+type StreamInfo struct {
+	// Name is the JetStream stream or Kafka topic name.
+	Name string
+	// Prefix is the topic prefix it holds: ampy.prod.bars.v1.
+	Prefix string
+	// Messages and Bytes are what it holds now (Bytes is 0 where the broker
+	// does not say).
+	Messages, Bytes uint64
+	Partitions      int
+	// Retention and MaxMessageBytes are the broker-side limits.
+	Retention       time.Duration
+	MaxMessageBytes int64
+	// First and Last are the stored sequence range (NATS), or the summed
+	// start and end offsets (Kafka).
+	First, Last uint64
+	Created     time.Time
+}
+
+// Describer is implemented by bindings that can say what the broker holds;
+// ampybusctl's list-topics and describe-topic use it.
+type Describer interface {
+	// Streams lists every stream on the broker whose prefix starts with namespace.
+	Streams(ctx context.Context, namespace string) ([]StreamInfo, error)
+	// DescribeStream describes the stream of one prefix; ErrNotFound when absent.
+	DescribeStream(ctx context.Context, prefix string) (StreamInfo, error)
+}

@@ -1,0 +1,51 @@
+package natsbinding
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+var _ transport.Describer = (*Transport)(nil)
+
+// Streams implements transport.Describer: the streams holding namespace.… subjects.
+func (t *Transport) Streams(ctx context.Context, namespace string) ([]transport.StreamInfo, error) {
+	var out []transport.StreamInfo
+	l := t.js.ListStreams(ctx, jetstream.WithStreamListSubject(namespace+".>"))
+	for si := range l.Info() {
+		out = append(out, streamInfo(si))
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("list streams: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+// DescribeStream implements transport.Describer.
+func (t *Transport) DescribeStream(ctx context.Context, prefix string) (transport.StreamInfo, error) {
+	s, err := t.js.Stream(ctx, StreamName(prefix))
+	if err != nil {
+		return transport.StreamInfo{}, fmt.Errorf("describe stream %s: %w", StreamName(prefix), mapErr(err))
+	}
+	si, err := s.Info(ctx)
+	if err != nil {
+		return transport.StreamInfo{}, fmt.Errorf("describe stream %s: %w", StreamName(prefix), mapErr(err))
+	}
+	return streamInfo(si), nil
+}
+
+func streamInfo(si *jetstream.StreamInfo) transport.StreamInfo {
+	info := transport.StreamInfo{
+		Name: si.Config.Name, Messages: si.State.Msgs, Bytes: si.State.Bytes, Partitions: 1,
+		Retention: si.Config.MaxAge, MaxMessageBytes: int64(si.Config.MaxMsgSize),
+		First: si.State.FirstSeq, Last: si.State.LastSeq, Created: si.Created,
+	}
+	if len(si.Config.Subjects) > 0 {
+		info.Prefix = strings.TrimSuffix(si.Config.Subjects[0], ".>")
+	}
+	return info
+}
