@@ -18,10 +18,12 @@ type TapOptions struct {
 	// Start is where a new group or an ephemeral read begins (default: new messages).
 	Start transport.StartPosition
 	// Bounded stops at what the streams held when the tap opened (and at
-	// Until, when set); Next then returns transport.ErrEndOfStream.
+	// Until, when set); Next then returns transport.ErrEndOfStream. With a
+	// Group, a bounded tap reads until the group has nothing left unread or
+	// unacknowledged, so acknowledge each message before asking for the next.
 	Bounded bool
 	Until   time.Time
-	// Key keeps only one partition key.
+	// Key keeps only one partition key (ephemeral taps).
 	Key string
 }
 
@@ -36,6 +38,8 @@ type Tap struct {
 	items  chan tapItem
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// drain ends a bounded group tap when the group has caught up.
+	drain bool
 }
 
 type tapItem struct {
@@ -72,14 +76,19 @@ func OpenTap(ctx context.Context, b *Bus, c *Catalog, subject string, o TapOptio
 	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t := &Tap{bus: b, cat: c, items: make(chan tapItem), cancel: cancel}
+	sub := transport.Subscription{Filters: []string{subject}, Group: o.Group, Start: o.Start,
+		MaxInFlight: 256, AckWait: 30 * time.Second, Bounded: o.Bounded, Until: o.Until, Key: o.Key}
+	if o.Group != "" && o.Bounded {
+		// A bounded read is never a group member (it must not move a live
+		// group); a group reads live and ends when it has caught up.
+		t.drain, sub.Bounded, sub.Until, sub.Key = true, false, time.Time{}, ""
+	}
 	for _, d := range s.Domains {
 		st, err := b.stream(ctx, d)
 		if err == nil {
 			var cons transport.Consumer
-			cons, err = b.t.Subscribe(ctx, transport.Subscription{
-				Stream: st, Filters: []string{subject}, Group: o.Group, Start: o.Start,
-				MaxInFlight: 256, AckWait: 30 * time.Second, Bounded: o.Bounded, Until: o.Until, Key: o.Key,
-			})
+			sub.Stream = st
+			cons, err = b.t.Subscribe(ctx, sub)
 			if err == nil {
 				t.cons = append(t.cons, cons)
 				continue
@@ -124,17 +133,27 @@ func (t *Tap) pump(ctx context.Context, cons transport.Consumer) {
 // typed route. It returns transport.ErrEndOfStream when a bounded tap has read
 // everything.
 func (t *Tap) Next(ctx context.Context) (*Inspected, error) {
-	select {
-	case it, ok := <-t.items:
-		if !ok {
-			return nil, transport.ErrEndOfStream
+	var poll <-chan time.Time
+	for {
+		if t.drain {
+			poll = time.After(100 * time.Millisecond)
 		}
-		if it.err != nil {
-			return nil, it.err
+		select {
+		case it, ok := <-t.items:
+			if !ok {
+				return nil, transport.ErrEndOfStream
+			}
+			if it.err != nil {
+				return nil, it.err
+			}
+			return t.inspect(ctx, it.d)
+		case <-poll:
+			if lag, err := t.Lag(ctx); err == nil && lag == 0 {
+				return nil, transport.ErrEndOfStream
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return t.inspect(ctx, it.d)
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
