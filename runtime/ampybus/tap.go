@@ -28,8 +28,9 @@ type TapOptions struct {
 }
 
 // Tap reads the stored messages matching a subject across domains, checking
-// each as a consumer would, but settles nothing by itself and never
-// dead-letters: the tool reading decides. ampybusctl's sub, consume,
+// each as a consumer would, and never dead-letters: the tool reading decides.
+// A group tap leaves settling to the caller; an ephemeral one settles each
+// message as it hands it out. ampybusctl's sub, consume,
 // dlq-inspect, dlq-redrive and replay read through it.
 type Tap struct {
 	bus    *Bus
@@ -40,7 +41,15 @@ type Tap struct {
 	wg     sync.WaitGroup
 	// drain ends a bounded group tap when the group has caught up.
 	drain bool
+	group string
 }
+
+// settled is a delivery the tap has already settled.
+type settled struct{ transport.Delivery }
+
+func (settled) Ack(context.Context) error                { return nil }
+func (settled) Nak(context.Context, time.Duration) error { return nil }
+func (settled) Term(context.Context, string) error       { return nil }
 
 type tapItem struct {
 	d   transport.Delivery
@@ -75,7 +84,7 @@ func OpenTap(ctx context.Context, b *Bus, c *Catalog, subject string, o TapOptio
 		return nil, fmt.Errorf("%w: subject %q is in env %s, but the bus serves %s", ErrContract, subject, s.Env, b.env)
 	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	t := &Tap{bus: b, cat: c, items: make(chan tapItem), cancel: cancel}
+	t := &Tap{bus: b, cat: c, items: make(chan tapItem), cancel: cancel, group: o.Group}
 	sub := transport.Subscription{Filters: []string{subject}, Group: o.Group, Start: o.Start,
 		MaxInFlight: 256, AckWait: 30 * time.Second, Bounded: o.Bounded, Until: o.Until, Key: o.Key}
 	if o.Group != "" && o.Bounded {
@@ -158,6 +167,12 @@ func (t *Tap) Next(ctx context.Context) (*Inspected, error) {
 }
 
 func (t *Tap) inspect(ctx context.Context, d transport.Delivery) (*Inspected, error) {
+	if t.group == "" {
+		// Nothing to keep for an ephemeral read: settle it now, so a bounded
+		// read can end, and make the caller's settling a no-op.
+		_ = d.Ack(ctx)
+		d = settled{d}
+	}
 	m := d.Message()
 	in := &Inspected{Delivery: d, Topic: m.Topic, Original: m.Topic}
 	if orig := m.Headers.Extra[HeaderDLQTopic]; orig != "" {

@@ -181,9 +181,13 @@ func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
 	for _, f := range fields {
 		hs = append(hs, kgo.RecordHeader{Key: f.Key, Value: []byte(f.Value)})
 	}
+	// The record timestamp is left to the client: the time of this write, as
+	// JetStream stores it. Time-window replays and retention then mean the
+	// same on both brokers, and a dead letter or redrive of an old message is
+	// not failed by the client's delivery timeout, which franz-go measures
+	// from the record timestamp. produced_at travels in its header.
 	return &kgo.Record{
-		Topic: s.Prefix, Key: []byte(m.Headers.PartitionKey), Value: m.Payload,
-		Headers: hs, Timestamp: m.Headers.ProducedAt,
+		Topic: s.Prefix, Key: []byte(m.Headers.PartitionKey), Value: m.Payload, Headers: hs,
 	}, nil
 }
 

@@ -1,0 +1,356 @@
+package busctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ampyfin/ampy-bus/internal/demo"
+	"github.com/ampyfin/ampy-bus/internal/fixtures"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/fixture"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+func validateFixture(_ context.Context, e *env, args []string) error {
+	fs := e.newFlags("validate-fixture")
+	file := fs.String("file", "", "one fixture file")
+	dir := fs.String("dir", "", "a directory of fixtures (*.json, recursively)")
+	asJSON := fs.Bool("json", false, "print problems as JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*file == "") == (*dir == "") {
+		return usagef("give --file or --dir")
+	}
+	var fxs []*fixture.Fixture
+	var loadErr error
+	if *file != "" {
+		f, err := fixture.Load(*file)
+		if err != nil {
+			return err
+		}
+		fxs = []*fixture.Fixture{f}
+	} else {
+		fxs, loadErr = fixture.LoadDir(*dir)
+		if fxs == nil && loadErr != nil {
+			return loadErr
+		}
+	}
+	bad := 0
+	for _, f := range fxs {
+		problems := fixture.Validate(catalog, f)
+		if len(problems) > 0 {
+			bad++
+		}
+		for _, p := range problems {
+			if *asJSON {
+				js, _ := json.Marshal(map[string]string{"file": p.Path, "field": p.Field, "problem": p.Message})
+				fmt.Fprintln(e.stdout, string(js))
+			} else {
+				fmt.Fprintf(e.stdout, "FAIL %s: %s: %s\n", p.Path, p.Field, p.Message)
+			}
+		}
+		if len(problems) == 0 && !*asJSON {
+			format := ""
+			if f.Upstream {
+				format = " (upstream format)"
+			}
+			fmt.Fprintf(e.stdout, "ok   %s  %s%s\n", f.Path, f.Topic, format)
+		}
+	}
+	if loadErr != nil {
+		fmt.Fprintln(e.stderr, loadErr)
+		bad++
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d fixture(s) break the contract", bad, len(fxs))
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "%d fixture(s) valid\n", len(fxs))
+	}
+	return nil
+}
+
+func fixturesCmd(_ context.Context, e *env, args []string) error {
+	fs := e.newFlags("fixtures")
+	out := fs.String("out", "fixtures", "directory to write the golden fixtures to")
+	check := fs.Bool("check", false, "fail when the fixtures in --out differ from a fresh build")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *check {
+		if err := fixtures.Check(*out); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "fixtures in %s are current\n", *out)
+		return nil
+	}
+	if err := fixtures.Write(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %d golden fixtures to %s\n", len(fixtures.Payloads()), *out)
+	return nil
+}
+
+// domainFlag resolves --topic, or --env with --domain, to a domain and env.
+func domainFlag(topic, envName, domain string) (*ampybus.DomainSpec, string, error) {
+	switch {
+	case topic != "":
+		if !strings.ContainsAny(topic, "*>") {
+			if tp, err := catalog.Resolve(topic); err == nil {
+				return tp.Domain, tp.Env, nil
+			} else if len(strings.Split(topic, ".")) > 4 {
+				return nil, "", err
+			}
+		}
+		s, err := catalog.ResolveSubject(strings.TrimSuffix(topic, ".>") + ".>")
+		if err != nil {
+			return nil, "", err
+		}
+		if len(s.Domains) != 1 {
+			return nil, "", fmt.Errorf("%w: %s spans %d domains; name one", ampybus.ErrContract, topic, len(s.Domains))
+		}
+		return s.Domains[0], s.Env, nil
+	case domain != "":
+		d, err := catalog.Domain(domain)
+		if err != nil {
+			return nil, "", err
+		}
+		return d, cmpOr(envName, "dev"), nil
+	}
+	return nil, "", usagef("give --topic (e.g. ampy.dev.bars.v1.XNAS.AAPL or ampy.dev.bars.v1), or --env and --domain")
+}
+
+func ensureTopic(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("ensure-topic")
+	c := e.connFlags(fs, false)
+	topic := fs.String("topic", "", "a topic of the domain, or its prefix (ampy.dev.bars.v1)")
+	envName := fs.String("env", "", "environment, with --domain")
+	domain := fs.String("domain", "", "domain name, with --env")
+	partitions := fs.Int("partitions", 0, "must match the contract's partitions if given: the contract owns them")
+	all := fs.Bool("all", false, "every domain of the contract in --env")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var ds []*ampybus.DomainSpec
+	envN := cmpOr(*envName, "dev")
+	if *all {
+		ds = catalog.Domains()
+	} else {
+		d, en, err := domainFlag(*topic, *envName, *domain)
+		if err != nil {
+			return err
+		}
+		ds, envN = []*ampybus.DomainSpec{d}, en
+		if *partitions != 0 && *partitions != d.Partitions {
+			return fmt.Errorf("%w: --partitions %d, but contract.yaml gives %s %d partitions: change the contract (partitions can only grow), not the topic", ampybus.ErrContract, *partitions, d.Name, d.Partitions)
+		}
+	}
+	b, err := c.open(ctx, envN)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	c.note(b)
+	for _, d := range ds {
+		if err := b.Ensure(ctx, d); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "ensured %s on %s: %d partition(s), retention %s, max payload %d bytes, dedupe window %s\n",
+			d.Prefix(envN), b.Transport().Name(), d.Partitions, d.Retention, d.MaxPayload, d.DedupeWindow)
+	}
+	return nil
+}
+
+func listTopics(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("list-topics")
+	c := e.connFlags(fs, false)
+	envName := fs.String("env", "dev", "environment")
+	asJSON := fs.Bool("json", false, "one JSON object per domain")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	b, err := c.open(ctx, *envName)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	desc, err := describer(b)
+	if err != nil {
+		return err
+	}
+	streams, err := desc.Streams(ctx, catalog.Domains()[0].Namespace)
+	if err != nil {
+		return err
+	}
+	byPrefix := map[string]transport.StreamInfo{}
+	for _, s := range streams {
+		byPrefix[s.Prefix] = s
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10s %5s  %s\n", "TOPIC PREFIX", "ON BROKER", "NAME", "MESSAGES", "PARTS", "SUBTOPICS")
+	}
+	for _, d := range catalog.Domains() {
+		prefix := d.Prefix(*envName)
+		s, ok := byPrefix[prefix]
+		delete(byPrefix, prefix)
+		var pats []string
+		for _, r := range catalog.Routes(d) {
+			pats = append(pats, r.Spec.Pattern+" "+r.Spec.Schema.FQDN)
+		}
+		if len(pats) == 0 {
+			pats = []string{"{domain} raw"}
+		}
+		if *asJSON {
+			js, _ := json.Marshal(map[string]any{"prefix": prefix, "exists": ok, "name": s.Name, "messages": s.Messages, "partitions": s.Partitions, "subtopics": pats})
+			fmt.Fprintln(e.stdout, string(js))
+			continue
+		}
+		exists, name := "no", "-"
+		if ok {
+			exists, name = "yes", s.Name
+		}
+		fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10d %5d  %s\n", prefix, exists, trunc(name, 10), s.Messages, s.Partitions, strings.Join(pats, "; "))
+	}
+	for prefix, s := range byPrefix {
+		if strings.Contains(prefix, "."+*envName+".") && !*asJSON {
+			fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10d %5d  (not in the contract)\n", prefix, "yes", trunc(s.Name, 10), s.Messages, s.Partitions)
+		}
+	}
+	return nil
+}
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func describeTopic(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("describe-topic")
+	c := e.connFlags(fs, false)
+	topic := fs.String("topic", "", "a topic of the domain, or its prefix (ampy.dev.bars.v1)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	d, envN, err := domainFlag(*topic, "", "")
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "%s (domain %s %s, env %s)\n", d.Prefix(envN), d.Name, d.Version, envN)
+	fmt.Fprintf(w, "  qos            %s, p99 %s\n", d.QoS, d.LatencyP99)
+	order := string(d.Ordering)
+	if d.OrderBy != "" {
+		order += " by " + d.OrderBy
+	}
+	fmt.Fprintf(w, "  ordering       per partition key, %s\n", order)
+	fmt.Fprintf(w, "  retry          %d attempts, backoff %s up to %s, then %s\n", d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff, ampybus.DeadLetterDomain(d).Prefix(envN)+"."+d.Name)
+	fmt.Fprintf(w, "  limits         %d partitions, retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, d.Retention, d.MaxPayload, d.CompressAbove, d.DedupeWindow)
+	for _, r := range catalog.Routes(d) {
+		s := r.Spec
+		fmt.Fprintf(w, "  subtopic       %s.%s carries %s %s\n", d.Prefix(envN), s.Pattern, s.Schema.FQDN, s.Schema.Version)
+		fmt.Fprintf(w, "                 partition_key %s", s.PartitionKey)
+		if s.DedupeKey != "" {
+			fmt.Fprintf(w, ", dedupe_key %s", s.DedupeKey)
+		}
+		fmt.Fprintf(w, "\n                 schema_hash %s\n", s.Schema.Hash)
+	}
+	b, err := c.open(ctx, envN)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	desc, err := describer(b)
+	if err != nil {
+		return err
+	}
+	info, err := desc.DescribeStream(ctx, d.Prefix(envN))
+	if errors.Is(err, transport.ErrNotFound) {
+		fmt.Fprintf(w, "  on %-11s not created yet (ampybusctl ensure-topic --topic %s, or publish to it)\n", b.Transport().Name(), d.Prefix(envN))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  on %-11s %s: %d message(s), %d partition(s), range %d..%d, retention %s, max message %d bytes\n",
+		b.Transport().Name(), info.Name, info.Messages, info.Partitions, info.First, info.Last, info.Retention, info.MaxMessageBytes)
+	return nil
+}
+
+func dev(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("dev")
+	withNATS := fs.Bool("nats", false, "run an embedded NATS JetStream server")
+	withKafka := fs.Bool("kafka", false, "run an embedded Kafka cluster (kfake)")
+	natsPort := fs.Int("nats-port", 4222, "NATS port on 127.0.0.1 (0: any free port)")
+	kafkaPort := fs.Int("kafka-port", 9092, "Kafka port on 127.0.0.1 (0: any free port)")
+	store := fs.String("store", "", "keep broker data under this directory across restarts (default: discarded on exit)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !*withNATS && !*withKafka {
+		*withNATS, *withKafka = true, true
+	}
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+	if *withNATS {
+		o := natsbinding.EmbeddedOptions{Port: *natsPort}
+		if *store != "" {
+			o.StoreDir = filepath.Join(*store, "nats")
+		}
+		n, err := natsbinding.StartEmbedded(o)
+		if err != nil {
+			return fmt.Errorf("start NATS on 127.0.0.1:%d: %w (another server on the port? try --nats-port 0)", *natsPort, err)
+		}
+		stops = append(stops, n.Shutdown)
+		fmt.Fprintf(e.stdout, "NATS JetStream  %s\n  export AMPYBUS_URL=%s\n", n.URL(), n.URL())
+	}
+	if *withKafka {
+		o := kafkabinding.EmbeddedOptions{Port: *kafkaPort}
+		if *store != "" {
+			o.DataDir = filepath.Join(*store, "kafka")
+		}
+		k, err := kafkabinding.StartEmbedded(o)
+		if err != nil {
+			return fmt.Errorf("start Kafka on 127.0.0.1:%d: %w (another broker on the port? try --kafka-port 0)", *kafkaPort, err)
+		}
+		stops = append(stops, k.Shutdown)
+		fmt.Fprintf(e.stdout, "Kafka (kfake)   %s\n  export AMPYBUS_URL=%s\n", k.URL(), k.URL())
+	}
+	fmt.Fprintln(e.stdout, "ready; Ctrl-C to stop")
+	if f, ok := e.stdout.(*os.File); ok {
+		_ = f.Sync()
+	}
+	<-ctx.Done()
+	fmt.Fprintln(e.stderr, "stopping")
+	return nil
+}
+
+func demoCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("demo")
+	c := e.connFlags(fs, false)
+	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	u, err := c.url()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return demo.Run(ctx, u, e.stdout)
+}

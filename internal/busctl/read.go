@@ -1,0 +1,468 @@
+package busctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ampyfin/ampy-bus/generated/control"
+	controlv1 "github.com/ampyfin/ampy-bus/proto/ampy/control/v1"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// subjectEnv checks a subject and returns its env.
+func subjectEnv(subject string) (string, error) {
+	if subject == "" {
+		return "", usagef("--subject is required, e.g. --subject 'ampy.dev.bars.v1.>'")
+	}
+	s, err := catalog.ResolveSubject(subject)
+	if err != nil {
+		return "", err
+	}
+	return s.Env, nil
+}
+
+// startFlag reads --from: new, first, or an RFC 3339 time.
+func startFlag(v string) (transport.StartPosition, error) {
+	switch v {
+	case "", "new":
+		return transport.StartPosition{Kind: transport.StartNew}, nil
+	case "first", "all":
+		return transport.StartPosition{Kind: transport.StartFirst}, nil
+	}
+	t, err := envelope.ParseTime(v)
+	if err != nil {
+		return transport.StartPosition{}, usagef("--from/--since %q: use new, first or an RFC 3339 UTC time: %v", v, err)
+	}
+	return transport.StartPosition{Kind: transport.StartAtTime, Time: t}, nil
+}
+
+func sub(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("sub")
+	c := e.connFlags(fs, false)
+	subject := fs.String("subject", "", "subject with NATS wildcards, e.g. 'ampy.dev.bars.v1.>'")
+	durable := fs.String("durable", "", "consumer group: shares the work with its other members and resumes where it acked")
+	maxN := fs.Int("max", 0, "stop after this many messages; 0 = until Ctrl-C")
+	from := fs.String("from", "new", "where a new subscription starts: new, first, or an RFC 3339 time")
+	asJSON := fs.Bool("json", false, "one JSON object per message")
+	raw := fs.Bool("raw", false, "headers only, without the decoded payload")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if strings.HasSuffix(*subject, ".*") && strings.Count(*subject, ".") < 5 {
+		fmt.Fprintf(e.stderr, "hint: * matches one token; %s> matches everything below\n", strings.TrimSuffix(*subject, "*"))
+	}
+	envName, err := subjectEnv(*subject)
+	if err != nil {
+		return err
+	}
+	start, err := startFlag(*from)
+	if err != nil {
+		return err
+	}
+	b, err := c.open(ctx, envName)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: *durable, Start: start})
+	if err != nil {
+		return err
+	}
+	defer tap.Close()
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "listening on %s via %s (%s)%s; Ctrl-C to stop\n", *subject, b.URL(), b.Transport().Name(), groupNote(*durable))
+	}
+	p := &printer{w: e.stdout, json: *asJSON, decode: !*raw}
+	for n := 0; *maxN == 0 || n < *maxN; n++ {
+		in, err := tap.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // Ctrl-C
+			}
+			return err
+		}
+		if err := p.message(in); err != nil {
+			return err
+		}
+		// sub observes: it reports a poison message but leaves dead-lettering
+		// to the services that consume it.
+		if err := in.Ack(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func groupNote(g string) string {
+	if g == "" {
+		return ""
+	}
+	return ", group " + g
+}
+
+func consume(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("consume")
+	c := e.connFlags(fs, false)
+	topic := fs.String("topic", "", "topic to read (a concrete topic, or a subject with wildcards)")
+	subject := fs.String("subject", "", "subject with wildcards; same as --topic")
+	maxN := fs.Int("max", 10, "stop after this many messages")
+	decode := fs.Bool("decode", false, "print the decoded payload")
+	group := fs.String("group", "", "consumer group: commit what was read, so the next run continues")
+	asJSON := fs.Bool("json", false, "one JSON object per message")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	s := cmpOr(*subject, *topic)
+	if s == "" {
+		return usagef("--topic or --subject is required")
+	}
+	if !strings.ContainsAny(s, "*>") {
+		if _, err := catalog.Resolve(s); err != nil {
+			return err
+		}
+	}
+	envName, err := subjectEnv(s)
+	if err != nil {
+		return err
+	}
+	b, err := c.open(ctx, envName)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Group: *group, Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
+	if err != nil {
+		return err
+	}
+	defer tap.Close()
+	p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
+	n, problems := 0, 0
+	for ; n < *maxN; n++ {
+		in, err := tap.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if in.Problem != "" {
+			problems++
+		}
+		if err := p.message(in); err != nil {
+			return err
+		}
+		if *group != "" {
+			if err := in.Ack(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "read %d message(s) from %s, %d breaking the contract\n", n, s, problems)
+	}
+	return nil
+}
+
+func dlqInspect(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("dlq-inspect")
+	c := e.connFlags(fs, false)
+	subject := fs.String("subject", "", "dead-letter subject, e.g. 'ampy.prod.dlq.v1.>' or ampy.prod.dlq.v1.bars")
+	maxN := fs.Int("max", 50, "show at most this many")
+	decode := fs.Bool("decode", false, "decode each payload against its original topic")
+	outdir := fs.String("outdir", "", "write each dead letter there as a fixture (.json) and its bytes (.bin)")
+	since := fs.String("since", "", "only dead letters stored at or after this RFC 3339 time")
+	asJSON := fs.Bool("json", false, "one JSON object per dead letter")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := dlqSubject(*subject); err != nil {
+		return err
+	}
+	envName, err := subjectEnv(*subject)
+	if err != nil {
+		return err
+	}
+	start := transport.StartPosition{Kind: transport.StartFirst}
+	if *since != "" {
+		if start, err = startFlag(*since); err != nil {
+			return err
+		}
+	}
+	if *outdir != "" {
+		if err := os.MkdirAll(*outdir, 0o755); err != nil {
+			return err
+		}
+	}
+	b, err := c.open(ctx, envName)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Start: start, Bounded: true})
+	if err != nil {
+		return err
+	}
+	defer tap.Close()
+	p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
+	reasons := map[string]int{}
+	n := 0
+	for ; n < *maxN; n++ {
+		in, err := tap.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.message(in); err != nil {
+			return err
+		}
+		reason := in.Message().Headers.DLQReason
+		if i := strings.Index(reason, ":"); i > 0 {
+			reason = reason[:i]
+		}
+		reasons[reason]++
+		if *outdir != "" {
+			path, err := dump(*outdir, in)
+			if err != nil {
+				return err
+			}
+			if !*asJSON {
+				fmt.Fprintf(e.stdout, "   wrote %s\n", path)
+			}
+		}
+	}
+	if !*asJSON {
+		var parts []string
+		for _, k := range sortedKeys(toStrings(reasons)) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, reasons[k]))
+		}
+		fmt.Fprintf(e.stderr, "%d dead letter(s) on %s; by reason: %s\n", n, *subject, cmpOr(strings.Join(parts, ", "), "none"))
+	}
+	return nil
+}
+
+func toStrings(m map[string]int) map[string]string {
+	out := make(map[string]string, len(m))
+	for k := range m {
+		out[k] = ""
+	}
+	return out
+}
+
+// dlqSubject checks that a subject names dead letters.
+func dlqSubject(s string) error {
+	if s == "" {
+		return usagef("--subject is required, e.g. --subject 'ampy.prod.dlq.v1.>'")
+	}
+	toks := strings.Split(s, ".")
+	if len(toks) < 3 || (toks[2] != "dlq" && toks[2] != "*" && toks[2] != ">") {
+		return fmt.Errorf("%w: %s is not a dead-letter subject: dead letters live on ampy.{env}.dlq.v1.{domain}, e.g. ampy.prod.dlq.v1.>", ampybus.ErrContract, s)
+	}
+	return nil
+}
+
+func dlqRedrive(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("dlq-redrive")
+	c := e.connFlags(fs, false)
+	subject := fs.String("subject", "", "dead-letter subject, e.g. 'ampy.prod.dlq.v1.>'")
+	maxN := fs.Int("max", 100, "redrive at most this many")
+	durable := fs.String("durable", "ampybusctl-redrive", "consumer group that remembers what was redriven, so a rerun moves on")
+	since := fs.String("since", "", "start a new group at this RFC 3339 time instead of the oldest dead letter")
+	dryRun := fs.Bool("dry-run", false, "show what would be redriven and change nothing")
+	asJSON := fs.Bool("json", false, "one JSON object per redriven message")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := dlqSubject(*subject); err != nil {
+		return err
+	}
+	envName, err := subjectEnv(*subject)
+	if err != nil {
+		return err
+	}
+	start := transport.StartPosition{Kind: transport.StartFirst}
+	if *since != "" {
+		if start, err = startFlag(*since); err != nil {
+			return err
+		}
+	}
+	group := *durable
+	if *dryRun {
+		group = ""
+	}
+	b, err := c.open(ctx, envName)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: group, Start: start, Bounded: true})
+	if err != nil {
+		return err
+	}
+	defer tap.Close()
+	prog := &progress{w: e.stderr, on: e.tty}
+	n := 0
+	for ; n < *maxN; n++ {
+		in, err := tap.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		orig := in.Original
+		if *dryRun {
+			fmt.Fprintf(e.stdout, "would redrive %s seq %d → %s  message_id %s  reason %s\n", in.Topic, in.Sequence(), orig, in.Message().Headers.MessageID, in.Message().Headers.DLQReason)
+			continue
+		}
+		res, err := ampybus.Redrive(ctx, b, catalog, in)
+		if err != nil {
+			return fmt.Errorf("after %d redriven: %w", n, err)
+		}
+		if err := in.Ack(ctx); err != nil {
+			return fmt.Errorf("redrove %s seq %d but could not ack it (a rerun redrives it again, and the broker drops the copy): %w", in.Topic, in.Sequence(), err)
+		}
+		if *asJSON {
+			fmt.Fprintf(e.stdout, `{"dlq_topic":%q,"dlq_sequence":%d,"topic":%q,"sequence":%d,"message_id":%q,"duplicate":%t}`+"\n",
+				in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID, res.Duplicate)
+		} else {
+			fmt.Fprintf(e.stdout, "redriven %s seq %d → %s seq %d  message_id %s\n", in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID)
+		}
+		prog.update("dlq-redrive: %d redriven", n+1)
+	}
+	prog.done()
+	verb := "redriven"
+	if *dryRun {
+		verb = "would be redriven (dry run)"
+	}
+	fmt.Fprintf(e.stderr, "%d dead letter(s) %s from %s\n", n, verb, *subject)
+	return nil
+}
+
+func replay(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlags("replay")
+	c := e.connFlags(fs, true)
+	envName := fs.String("env", "", "environment: dev, paper or prod")
+	domain := fs.String("domain", "", "domain, e.g. bars")
+	version := fs.String("version", "", "domain version, e.g. v1 (default: the contract's)")
+	subtopic := fs.String("subtopic", "", "subtopic or subtopic pattern, e.g. XNAS.AAPL or trade.*")
+	subject := fs.String("subject", "", "full subject instead of --env/--domain/--subtopic, e.g. 'ampy.prod.ticks.v1.trade.>'")
+	startS := fs.String("start", "", "window start, RFC 3339 UTC, inclusive")
+	endS := fs.String("end", "", "window end, RFC 3339 UTC, exclusive")
+	reason := fs.String("reason", "", "why: lands in the request and the audit trail")
+	key := fs.String("key", "", "replay one partition key only")
+	dryRun := fs.Bool("dry-run", false, "count the window but post no request")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *reason == "" {
+		return usagef("--reason is required: say why, for the audit trail")
+	}
+	s := *subject
+	if s == "" {
+		if *envName == "" || *domain == "" {
+			return usagef("give --subject, or --env and --domain (with --version and --subtopic to narrow)")
+		}
+		d, err := catalog.Domain(*domain)
+		if err != nil {
+			return err
+		}
+		v := cmpOr(*version, d.Version)
+		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmpOr(*subtopic, ">")}, ".")
+	} else if *envName != "" || *domain != "" || *subtopic != "" {
+		return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")
+	}
+	sj, err := catalog.ResolveSubject(s)
+	if err != nil {
+		return err
+	}
+	if len(sj.Domains) != 1 {
+		return fmt.Errorf("%w: %s spans %d domains; a replay request names one domain", ampybus.ErrContract, s, len(sj.Domains))
+	}
+	d := sj.Domains[0]
+	if d.Name == "dlq" || d.Name == "control" {
+		return fmt.Errorf("%w: %s is not replayable; use dlq-redrive for dead letters", ampybus.ErrContract, s)
+	}
+	var start, end time.Time
+	if *startS != "" {
+		if start, err = envelope.ParseTime(*startS); err != nil {
+			return usagef("--start %q: %v", *startS, err)
+		}
+	}
+	if *endS != "" {
+		if end, err = envelope.ParseTime(*endS); err != nil {
+			return usagef("--end %q: %v", *endS, err)
+		}
+	}
+	if start.IsZero() || end.IsZero() {
+		return usagef("--start and --end are required")
+	}
+	if !start.Before(end) {
+		return usagef("--start %s is not before --end %s", *startS, *endS)
+	}
+	b, err := c.open(ctx, sj.Env)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	c.note(b)
+
+	// Count what the window holds, so the operator sees what consumers will reprocess.
+	tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartAtTime, Time: start}, Bounded: true, Until: end, Key: *key})
+	if err != nil {
+		return err
+	}
+	prog := &progress{w: e.stderr, on: e.tty}
+	count, keys := 0, map[string]bool{}
+	for {
+		in, err := tap.Next(ctx)
+		if errors.Is(err, transport.ErrEndOfStream) {
+			break
+		}
+		if err != nil {
+			tap.Close()
+			return err
+		}
+		count++
+		keys[in.Message().Headers.PartitionKey] = true
+		_ = in.Ack(ctx)
+		prog.update("replay: counting the window: %d messages", count)
+	}
+	tap.Close()
+	prog.done()
+
+	req := &controlv1.ReplayRequest{
+		RequestId: "rr_" + strings.ReplaceAll(envelope.NewMessageID(), "-", "")[:20], Env: sj.Env, Domain: d.Name, Version: d.Version,
+		Subject: s, PartitionKey: *key, Start: timestamppb.New(start), End: timestamppb.New(end), Reason: *reason,
+		RequestedAt: timestamppb.Now(),
+	}
+	req.RequestedBy, _, _ = b.Identity()
+	var res ampybus.PublishResult
+	if !*dryRun {
+		if res, err = control.NewReplayRequestsPublisher(b).Publish(ctx, control.NewReplayRequestsSubtopic(), req); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		fmt.Fprintf(e.stdout, `{"request_id":%q,"subject":%q,"start":%q,"end":%q,"messages":%d,"keys":%d,"posted":%t,"control_topic":%q,"sequence":%d}`+"\n",
+			req.RequestId, s, *startS, *endS, count, len(keys), !*dryRun, res.Topic, res.Sequence)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "window %s [%s, %s) holds %d message(s) on %d key(s)\n", s, envelope.FormatTime(start), envelope.FormatTime(end), count, len(keys))
+	if *dryRun {
+		fmt.Fprintln(e.stdout, "dry run: no replay request posted")
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "posted replay request %s to %s seq %d; consumers serving replays reprocess the window idempotently\n", req.RequestId, res.Topic, res.Sequence)
+	return nil
+}
