@@ -1,0 +1,350 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+)
+
+// bin is the ampybusctl binary the tests run, as a user would.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ampybusctl-test")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "ampybusctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("build ampybusctl: %v\n%s", err, out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// ctl runs ampybusctl with args and the given extra environment.
+func ctl(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = "../.." // the repository root, where the README's commands run
+	cmd.Env = append(append(os.Environ(), "AMPYBUS_URL="), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// ok runs a command that must succeed and returns its stdout.
+func ok(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	r := ctl(t, env, args...)
+	require.Equal(t, 0, r.code, "ampybusctl %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.stdout, r.stderr)
+	return r.stdout
+}
+
+// Mistakes get one line that says what is wrong and how to fix it, and a
+// non-zero exit: 2 for the command line, 1 for everything else.
+func TestErrorsSayTheFix(t *testing.T) {
+	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go plain.Start()
+	require.True(t, plain.ReadyForConnections(5*time.Second))
+	t.Cleanup(plain.Shutdown) // after the parallel subtests
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "usage: ampybusctl <command>"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"upstream command name", []string{"publish"}, 2, "did you mean pub?"},
+		{"unknown flag", []string{"sub", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{"stray argument", []string{"sub", "ampy.dev.bars.v1.>"}, 2, "unexpected argument"},
+		{"underscores", []string{"pub-empty", "--topic", "ampy.dev_bars_v1_XNAS_AAPL"}, 1, `uses underscores where dots belong: use "ampy.dev.bars.v1.XNAS.AAPL"`},
+		{"topic outside the contract", []string{"pub-empty", "--topic", "test.message", "--producer", "test@cli", "--source", "test", "--pk", "test"}, 1, "is outside the contract: topics are ampy.{env}.{domain}.{version}.{subtopic}"},
+		{"unknown domain", []string{"pub-empty", "--topic", "ampy.dev.barz.v1.XNAS.AAPL"}, 1, `domain "barz" is not in the contract`},
+		{"key that does not fit", []string{"pub-empty", "--topic", "ampy.prod.fills.v1.events", "--pk", "fill_20250101_001"}, 1, "does not fit the contract's template {account_id}|{client_order_id}"},
+		{"subject without env", []string{"sub", "--subject", "ampy.>"}, 1, "must name one env"},
+		{"unreachable broker", []string{"pub-empty", "--bus", "nats://127.0.0.1:1", "--topic", "ampy.dev.bars.v1.XNAS.AAPL"}, 1, "is nats-server running there with JetStream enabled"},
+		{"unreachable kafka", []string{"list-topics", "--brokers", "127.0.0.1:1"}, 1, "broker unavailable"},
+		{"broker without JetStream", []string{"pub-empty", "--bus", plain.ClientURL(), "--topic", "ampy.dev.bars.v1.XNAS.AAPL"}, 1, "has no JetStream: broker unavailable: start it with nats-server -js"},
+		{"bad bus URL", []string{"pub-empty", "--bus", "amqp://x", "--topic", "ampy.dev.bars.v1.XNAS.AAPL"}, 1, "use nats://host:4222, kafka://host:9092"},
+		{"replay without reason", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z"}, 2, "--reason is required"},
+		{"replay with local time", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--start", "2025-01-01T00:00:00+01:00", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 2, "not UTC"},
+		{"dlq-inspect on a data subject", []string{"dlq-inspect", "--subject", "ampy.prod.bars.v1.>"}, 1, "is not a dead-letter subject"},
+		{"partitions the contract does not give", []string{"ensure-topic", "--topic", "ampy.dev.bars.v1", "--partitions", "3"}, 1, "contract.yaml gives bars 12 partitions"},
+		{"validate without a file", []string{"validate-fixture"}, 2, "give --file or --dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := ctl(t, nil, tt.args...)
+			assert.Equal(t, tt.code, r.code, "stderr: %s", r.stderr)
+			out := r.stderr
+			if tt.args == nil {
+				out = r.stdout
+			}
+			assert.Contains(t, out, tt.want)
+			if tt.code == 1 {
+				assert.Equal(t, 1, strings.Count(strings.TrimSpace(withoutNotes(r.stderr)), "\n")+1, "one line: %q", r.stderr)
+				assert.True(t, strings.HasPrefix(r.stderr, "ampybusctl "), r.stderr)
+			}
+		})
+	}
+}
+
+func withoutNotes(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "note: ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// brokers starts one embedded broker of each kind for a test.
+func brokers(t *testing.T) map[string]string {
+	t.Helper()
+	n, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	t.Cleanup(n.Shutdown)
+	k, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	t.Cleanup(k.Shutdown)
+	return map[string]string{"nats": n.URL(), "kafka": k.URL()}
+}
+
+// The seed's commands, run as a user would, against each transport.
+func TestSeedCommandsOnEveryTransport(t *testing.T) {
+	for name, url := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := []string{"AMPYBUS_URL=" + url}
+
+			out := ok(t, env, "pub-empty", "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--producer", "yfinance-go@ingest-1", "--source", "yfinance-go", "--pk", "XNAS.AAPL")
+			assert.Regexp(t, `^published ampy.prod.bars.v1.XNAS.AAPL .* partition_key XNAS.AAPL`, out)
+			out = ok(t, env, "consume", "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--max", "10", "--decode")
+			assert.Contains(t, out, "producer            yfinance-go@ingest-1")
+			assert.Contains(t, out, "schema_fqdn         ampy.bars.v1.BarBatch")
+
+			// sub follows new messages until --max.
+			sub := start(t, env, "sub", "--subject", "ampy.prod.ticks.v1.trade.>", "--max", "1")
+			sub.waitStderr(t, "listening on ampy.prod.ticks.v1.trade.>")
+			ok(t, env, "pub-empty", "--topic", "ampy.prod.ticks.v1.trade.MSFT", "--producer", "databento-cpp@tick-1", "--source", "databento-cpp", "--pk", "MSFT.XNAS")
+			out = sub.wait(t)
+			assert.Contains(t, out, "── ampy.prod.ticks.v1.trade.MSFT")
+			assert.Contains(t, out, `"mic": "XNAS"`)
+
+			// A poison message reaches the DLQ through a real consumer; the
+			// CLI inspects it, dumps it as a fixture, and redrives it once.
+			out = ok(t, env, "poison", "--topic", "ampy.prod.orders.v1.requests", "--producer", "poison@test", "--source", "poison-test", "--pk", "co_poison_1")
+			assert.Contains(t, out, "will dead-letter it to ampy.prod.dlq.v1.orders")
+			deadLetterOrders(t, url, 1)
+			dump := t.TempDir()
+			out = ok(t, env, "dlq-inspect", "--subject", "ampy.prod.dlq.v1.>", "--max", "10", "--decode", "--outdir", dump)
+			assert.Contains(t, out, "dlq_reason          decode_error")
+			assert.Contains(t, out, "dlq_original_topic  ampy.prod.orders.v1.requests")
+			dumped, _ := filepath.Glob(filepath.Join(dump, "*.json"))
+			require.Len(t, dumped, 1)
+			r := ctl(t, nil, "validate-fixture", "--file", dumped[0])
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stdout, "payload_base64: does not decode as ampy.orders.v1.OrderRequest")
+			out = ok(t, env, "dlq-redrive", "--subject", "ampy.prod.dlq.v1.>", "--max", "5")
+			assert.Regexp(t, `redriven ampy.prod.dlq.v1.orders seq \d+ → ampy.prod.orders.v1.requests seq \d+`, out)
+			r = ctl(t, env, "dlq-redrive", "--subject", "ampy.prod.dlq.v1.>", "--max", "5")
+			assert.Equal(t, 0, r.code)
+			assert.Contains(t, r.stderr, "0 dead letter(s) redriven", "the redrive group remembers")
+			out = ok(t, env, "consume", "--topic", "ampy.prod.orders.v1.requests", "--max", "10")
+			assert.Contains(t, out, "retry_count         1")
+			assert.Contains(t, out, "redrive_of          ampy.prod.dlq.v1.orders/")
+
+			// bench-pub reports throughput and percentiles.
+			out = ok(t, env, "bench-pub", "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--producer", "bench@test", "--source", "bench", "--pk", "XNAS.AAPL", "--count", "200", "--concurrency", "4", "--size", "512")
+			assert.Regexp(t, `Published 200 messages in .* \(\d+\.\d msg/s\) to ampy.prod.bars.v1.XNAS.AAPL on `+name, out)
+			assert.Regexp(t, `latency p50 [\d.]+ms  p95 [\d.]+ms  p99 [\d.]+ms  p99.9 [\d.]+ms  max [\d.]+ms`, out)
+
+			// replay counts its window and posts the request on the control topic.
+			from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+			out = ok(t, env, "replay", "--env", "prod", "--domain", "bars", "--version", "v1", "--subtopic", "XNAS.AAPL", "--start", from, "--end", to, "--reason", "backtest")
+			assert.Contains(t, out, "holds 202 message(s) on 1 key(s)", "1 pub-empty, 1 bench warm-up, 200 bench")
+			assert.Contains(t, out, "posted replay request rr_")
+			out = ok(t, env, "consume", "--topic", "ampy.prod.control.v1.replay_requests", "--decode", "--json")
+			assert.Contains(t, out, `"reason":"backtest"`)
+			assert.Contains(t, out, `"subject":"ampy.prod.bars.v1.XNAS.AAPL"`)
+
+			// A golden fixture goes out verbatim; a protojson payload gets its keys from the contract.
+			ok(t, env, "pub", "--fixture", "fixtures/orders/typical.json")
+			out = ok(t, env, "pub", "--topic", "ampy.prod.orders.v1.requests", "--producer", "ampy-oms@oms-1", "--source", "ampy-oms", "--payload", `{"client_order_id":"co_json_1","account_id":"ALPACA-LIVE-01"}`)
+			assert.Contains(t, out, "partition_key co_json_1")
+
+			ok(t, env, "ensure-topic", "--topic", "ampy.prod.fills.v1.events")
+			out = ok(t, env, "list-topics", "--env", "prod")
+			assert.Regexp(t, `(?m)^ampy\.prod\.fills\.v1\s+yes`, out)
+			assert.Regexp(t, `(?m)^ampy\.prod\.positions\.v1\s+no`, out)
+			out = ok(t, env, "describe-topic", "--topic", "ampy.prod.bars.v1.XNAS.AAPL")
+			assert.Contains(t, out, "partition_key {mic}.{symbol}")
+			assert.Regexp(t, `on `+name+`\s+\S+: 202 message\(s\)`, out)
+		})
+	}
+}
+
+// deadLetterOrders runs the OMS's consumer until want orders were dead-lettered.
+func deadLetterOrders(t *testing.T, url string, want uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := ampybus.Open(ctx, url, ampybus.WithEnv("prod"), ampybus.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer b.Close()
+	sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(context.Context, *orders.RequestsMessage) error { return nil },
+		ampybus.Durable("oms"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sub.Stats().DeadLettered == want }, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, sub.Stop())
+}
+
+// proc is a command running in the background.
+type proc struct {
+	cmd      *exec.Cmd
+	out      bytes.Buffer
+	errLines chan string
+	done     chan error
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), errLines: make(chan string, 100), done: make(chan error, 1)}
+	p.cmd.Dir = "../.."
+	p.cmd.Env = append(append(os.Environ(), "AMPYBUS_URL="), env...)
+	p.cmd.Stdout = &p.out
+	stderr, err := p.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.errLines <- sc.Text()
+		}
+		close(p.errLines)
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+func (p *proc) waitStderr(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case l, more := <-p.errLines:
+			if !more {
+				t.Fatalf("exited before printing %q", want)
+			}
+			if strings.Contains(l, want) {
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no %q on stderr", want)
+		}
+	}
+}
+
+func (p *proc) wait(t *testing.T) string {
+	t.Helper()
+	go func() {
+		for range p.errLines {
+		}
+	}()
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, p.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not exit")
+	}
+	return p.out.String()
+}
+
+// dev runs both embedded brokers for other commands until interrupted.
+func TestDevServesOtherCommands(t *testing.T) {
+	p := exec.Command(bin, "dev", "--nats-port", "0", "--kafka-port", "0")
+	stdout, err := p.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.Start())
+	t.Cleanup(func() { _ = p.Process.Kill() })
+	urls := map[string]string{}
+	sc := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`export AMPYBUS_URL=((nats|kafka)://\S+)`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			urls[m[2]] = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "ready") {
+			break
+		}
+	}
+	require.Len(t, urls, 2)
+	for _, u := range urls {
+		ok(t, []string{"AMPYBUS_URL=" + u}, "pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL")
+		out := ok(t, []string{"AMPYBUS_URL=" + u}, "consume", "--topic", "ampy.dev.bars.v1.XNAS.AAPL")
+		assert.Contains(t, out, "── ampy.dev.bars.v1.XNAS.AAPL")
+	}
+	require.NoError(t, p.Process.Signal(syscall.SIGINT))
+	require.NoError(t, p.Wait(), "dev exits 0 on Ctrl-C")
+}
+
+// The shipped fixtures validate through the CLI, as the README says.
+func TestValidateShippedFixtures(t *testing.T) {
+	r := ctl(t, nil, "validate-fixture", "--dir", "fixtures")
+	require.Equal(t, 0, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "59 fixture(s) valid")
+	ok(t, nil, "fixtures", "--out", "fixtures", "--check")
+}
+
+// make demo: the seed's §19 narrative, on either transport.
+func TestDemoCommand(t *testing.T) {
+	for _, args := range [][]string{{"demo"}, {"demo", "--transport", "kafka"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			out := ok(t, nil, args...)
+			assert.Contains(t, out, "demo complete")
+			assert.Regexp(t, `(?m)^orders\s+2\s+2\s+0\s+1\s+0\s`, out)
+		})
+	}
+}
