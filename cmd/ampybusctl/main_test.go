@@ -348,3 +348,90 @@ func TestDemoCommand(t *testing.T) {
 		})
 	}
 }
+
+// The README's ampybusctl block runs as written, on each transport, with
+// only AMPYBUS_URL changed.
+func TestReadmeCommands(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	cmds := readmeCommands(t, string(readme))
+	require.GreaterOrEqual(t, len(cmds), 15)
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	for name, url := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			work := t.TempDir()
+			require.NoError(t, os.Symlink(filepath.Join(root, "fixtures"), filepath.Join(work, "fixtures")))
+			for _, args := range cmds {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				cmd := exec.CommandContext(ctx, bin, args...)
+				cmd.Dir = work
+				cmd.Env = append(os.Environ(), "AMPYBUS_URL="+url)
+				out, err := cmd.CombinedOutput()
+				cancel()
+				require.NoError(t, err, "ampybusctl %s\n%s", strings.Join(args, " "), out)
+			}
+			dumped, _ := filepath.Glob(filepath.Join(work, "dlq_dump", "*.json"))
+			assert.Empty(t, dumped, "no consumer ran, so nothing was dead-lettered")
+		})
+	}
+}
+
+// readmeCommands returns the argument lists of the ampybusctl lines in the
+// README's tested block, continuation lines joined and quotes removed.
+func readmeCommands(t *testing.T, readme string) [][]string {
+	t.Helper()
+	i := strings.Index(readme, "<!-- ampybusctl commands: tested -->")
+	require.GreaterOrEqual(t, i, 0, "README has no tested ampybusctl block")
+	block := readme[i:]
+	block = block[strings.Index(block, "```sh\n")+6:]
+	block = block[:strings.Index(block, "```")]
+	block = strings.ReplaceAll(block, "\\\n", " ")
+	var cmds [][]string
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "ampybusctl ") {
+			continue
+		}
+		args := shellWords(t, line)
+		cmds = append(cmds, args[1:])
+	}
+	return cmds
+}
+
+// shellWords splits a command line as sh would for the quoting the README uses.
+func shellWords(t *testing.T, s string) []string {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case r == '#' && !inWord:
+			return words
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	require.Zero(t, quote, "unbalanced quotes in %q", s)
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
