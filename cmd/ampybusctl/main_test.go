@@ -435,3 +435,20 @@ func shellWords(t *testing.T, s string) []string {
 	}
 	return words
 }
+
+// The seed's NATS auth flags reach the connection: a server that requires a
+// user and password accepts --user/--pass and refuses without them.
+func TestNATSAuthFlags(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), Username: "ampy", Password: "s3cret"})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(5*time.Second))
+	t.Cleanup(s.Shutdown)
+	args := []string{"pub-empty", "--bus", s.ClientURL(), "--topic", "ampy.dev.bars.v1.XNAS.AAPL"}
+	r := ctl(t, nil, args...)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, strings.ToLower(r.stderr), "authorization violation")
+	ok(t, nil, append(args, "--user", "ampy", "--pass", "s3cret")...)
+	ok(t, []string{"NATS_USER=ampy", "NATS_PASS=s3cret"}, args...)
+}
