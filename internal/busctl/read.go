@@ -183,18 +183,9 @@ func dlqInspect(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := dlqSubject(*subject); err != nil {
-		return err
-	}
-	envName, err := subjectEnv(*subject)
+	envName, start, err := dlqRead(*subject, *since)
 	if err != nil {
 		return err
-	}
-	start := transport.StartPosition{Kind: transport.StartFirst}
-	if *since != "" {
-		if start, err = startFlag(*since); err != nil {
-			return err
-		}
 	}
 	if *outdir != "" {
 		if err := os.MkdirAll(*outdir, 0o755); err != nil {
@@ -258,16 +249,23 @@ func toStrings(m map[string]int) map[string]string {
 	return out
 }
 
-// dlqSubject checks that a subject names dead letters.
-func dlqSubject(s string) error {
-	if s == "" {
-		return usagef("--subject is required, e.g. --subject 'ampy.prod.dlq.v1.>'")
+// dlqRead checks that a subject names dead letters and returns its env and
+// where reading starts: the oldest dead letter, or --since.
+func dlqRead(subject, since string) (string, transport.StartPosition, error) {
+	start := transport.StartPosition{Kind: transport.StartFirst}
+	if subject == "" {
+		return "", start, usagef("--subject is required, e.g. --subject 'ampy.prod.dlq.v1.>'")
 	}
-	toks := strings.Split(s, ".")
+	toks := strings.Split(subject, ".")
 	if len(toks) < 3 || (toks[2] != "dlq" && toks[2] != "*" && toks[2] != ">") {
-		return fmt.Errorf("%w: %s is not a dead-letter subject: dead letters live on ampy.{env}.dlq.v1.{domain}, e.g. ampy.prod.dlq.v1.>", ampybus.ErrContract, s)
+		return "", start, fmt.Errorf("%w: %s is not a dead-letter subject: dead letters live on ampy.{env}.dlq.v1.{domain}, e.g. ampy.prod.dlq.v1.>", ampybus.ErrContract, subject)
 	}
-	return nil
+	envName, err := subjectEnv(subject)
+	if err != nil || since == "" {
+		return envName, start, err
+	}
+	start, err = startFlag(since)
+	return envName, start, err
 }
 
 func dlqRedrive(ctx context.Context, e *env, args []string) error {
@@ -282,18 +280,9 @@ func dlqRedrive(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := dlqSubject(*subject); err != nil {
-		return err
-	}
-	envName, err := subjectEnv(*subject)
+	envName, start, err := dlqRead(*subject, *since)
 	if err != nil {
 		return err
-	}
-	start := transport.StartPosition{Kind: transport.StartFirst}
-	if *since != "" {
-		if start, err = startFlag(*since); err != nil {
-			return err
-		}
 	}
 	group := *durable
 	if *dryRun {
