@@ -107,6 +107,9 @@ func TestErrorsSayTheFix(t *testing.T) {
 		{"replay without reason", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z"}, 2, "--reason is required"},
 		{"replay with local time", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--start", "2025-01-01T00:00:00+01:00", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 2, "not UTC"},
 		{"dlq-inspect on a data subject", []string{"dlq-inspect", "--subject", "ampy.prod.bars.v1.>"}, 1, "is not a dead-letter subject"},
+		{"dlq-redrive across domains", []string{"dlq-redrive", "--subject", "ampy.prod.>"}, 1, "is not a dead-letter subject"},
+		{"subject without version", []string{"replay", "--subject", "ampy.prod.bars", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 1, "add the version and .>"},
+		{"replay with both forms", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--version", "v2", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 2, "give one form"},
 		{"partitions the contract does not give", []string{"ensure-topic", "--topic", "ampy.dev.bars.v1", "--partitions", "3"}, 1, "contract.yaml gives bars 12 partitions"},
 		{"validate without a file", []string{"validate-fixture"}, 2, "give --file or --dir"},
 	}

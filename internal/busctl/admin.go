@@ -140,6 +140,12 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *all && (*topic != "" || *domain != "" || *partitions != 0) {
+		return usagef("--all takes only --env")
+	}
+	if *topic != "" && (*envName != "" || *domain != "") {
+		return usagef("--topic names the env and domain; give --topic, or --env and --domain")
+	}
 	var ds []*ampybus.DomainSpec
 	envN := cmpOr(*envName, "dev")
 	if *all {
@@ -341,7 +347,9 @@ func dev(ctx context.Context, e *env, args []string) error {
 
 func demoCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("demo")
-	c := e.connFlags(fs, false)
+	c := &conn{e: e}
+	fs.StringVar(&c.bus, "bus", "", "bus URL: nats://host:4222, kafka://h1:9092, embedded://nats|kafka (default $AMPYBUS_URL, else embedded://nats)")
+	fs.StringVar(&c.kind, "transport", "", "nats or kafka: with no URL, which embedded broker to start")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -57,7 +57,7 @@ func init() {
 		{"replay", "(--env E --domain D --version V [--subtopic S] | --subject S) --start T --end T --reason R [--key K] [--dry-run]", "post a replay request on the control topic and count its window", replay},
 		{"validate-fixture", "--file F | --dir D", "check golden fixtures against the contract", validateFixture},
 		{"fixtures", "[--out DIR] [--check]", "write (or check) the golden fixtures from their typed sources", fixturesCmd},
-		{"ensure-topic", "--topic T | --env E --domain D [--partitions N]", "create or update a domain's stream/topic from the contract", ensureTopic},
+		{"ensure-topic", "--topic T | --env E --domain D [--partitions N] | --env E --all", "create or update a domain's stream/topic from the contract", ensureTopic},
 		{"list-topics", "[--env E]", "list the contract's domains and what the broker holds for each", listTopics},
 		{"describe-topic", "--topic T", "show a domain's contract and its stream/topic on the broker", describeTopic},
 		{"dev", "[--nats] [--kafka] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},

@@ -140,7 +140,9 @@ func dump(dir string, in *ampybus.Inspected) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := cmpOr(m.Headers.MessageID, fmt.Sprintf("seq-%d-%d", in.Partition(), in.Sequence()))
+	// Each consumer group dead-letters its own copy under the same message
+	// id; the position tells them apart.
+	name := fmt.Sprintf("%s-%d-%d", cmpOr(m.Headers.MessageID, "no-id"), in.Partition(), in.Sequence())
 	path := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(path, js, 0o644); err != nil {
 		return "", err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -310,7 +311,10 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("no publish succeeded: %v", firstErr)
 	}
 	slices.Sort(latencies)
-	pct := func(q float64) time.Duration { return latencies[min(len(latencies)-1, int(q*float64(len(latencies))))] }
+	// The nearest-rank percentile: the smallest value with q of the samples at or below it.
+	pct := func(q float64) time.Duration {
+		return latencies[max(0, min(len(latencies)-1, int(math.Ceil(q*float64(len(latencies))))-1))]
+	}
 	n := len(latencies)
 	if *asJSON {
 		js, _ := json.Marshal(map[string]any{

@@ -257,7 +257,7 @@ func dlqRead(subject, since string) (string, transport.StartPosition, error) {
 		return "", start, usagef("--subject is required, e.g. --subject 'ampy.prod.dlq.v1.>'")
 	}
 	toks := strings.Split(subject, ".")
-	if len(toks) < 3 || (toks[2] != "dlq" && toks[2] != "*" && toks[2] != ">") {
+	if len(toks) < 3 || toks[2] != "dlq" {
 		return "", start, fmt.Errorf("%w: %s is not a dead-letter subject: dead letters live on ampy.{env}.dlq.v1.{domain}, e.g. ampy.prod.dlq.v1.>", ampybus.ErrContract, subject)
 	}
 	envName, err := subjectEnv(subject)
@@ -318,7 +318,7 @@ func dlqRedrive(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("after %d redriven: %w", n, err)
 		}
 		if err := in.Ack(ctx); err != nil {
-			return fmt.Errorf("redrove %s seq %d but could not ack it (a rerun redrives it again, and the broker drops the copy): %w", in.Topic, in.Sequence(), err)
+			return fmt.Errorf("redrove %s seq %d but could not ack it (a rerun redrives it again; consumers drop the copy by message_id): %w", in.Topic, in.Sequence(), err)
 		}
 		if *asJSON {
 			fmt.Fprintf(e.stdout, `{"dlq_topic":%q,"dlq_sequence":%d,"topic":%q,"sequence":%d,"message_id":%q,"duplicate":%t}`+"\n",
@@ -368,7 +368,7 @@ func replay(ctx context.Context, e *env, args []string) error {
 		}
 		v := cmpOr(*version, d.Version)
 		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmpOr(*subtopic, ">")}, ".")
-	} else if *envName != "" || *domain != "" || *subtopic != "" {
+	} else if *envName != "" || *domain != "" || *version != "" || *subtopic != "" {
 		return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")
 	}
 	sj, err := catalog.ResolveSubject(s)

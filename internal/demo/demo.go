@@ -52,9 +52,14 @@ const (
 
 // Run opens the bus at url, plays the flow, prints each step to w as it
 // happens and a summary table at the end.
+// Without a deadline in ctx it gives up after a minute. Against a shared
+// broker it can run again: it reads only what it published itself.
 func Run(ctx context.Context, url string, w io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+	}
 	d := &demo{w: w, start: time.Now(), lat: map[string][]time.Duration{}, published: map[string]int{},
 		barsSeen: make(chan struct{}), signalSeen: make(chan struct{}), filled: map[string]chan struct{}{goodOrder: make(chan struct{}), poisonOrd: make(chan struct{})},
 		deadLettered: make(chan struct{}), replayed: make(chan ampybus.Stats, 1), brokerAccounts: map[string]bool{liveAcct: true}}
@@ -226,13 +231,13 @@ func (d *demo) run(ctx context.Context, url string) error {
 	// 6. A gap is suspected in fills: the operator posts a replay request;
 	// position-pnl reprocesses the window, and its dedupe store makes that a no-op.
 	req := &controlv1.ReplayRequest{RequestId: "rr_demo_fills", Env: ops.Env(), Domain: "fills", Version: fills.Version,
-		Start: timestamppb.New(d.start.Add(-time.Minute).Truncate(time.Second)), End: timestamppb.New(time.Now().Add(time.Second).Truncate(time.Second)),
+		Start: timestamppb.New(d.start), End: timestamppb.New(time.Now().Add(time.Second)),
 		Reason: "suspected gap in fills", RequestedBy: "ampy-ops@ops-1", RequestedAt: timestamppb.Now()}
 	if _, err := control.NewReplayRequestsPublisher(ops).Publish(ctx, control.NewReplayRequestsSubtopic(), req); err != nil {
 		return err
 	}
 	d.sent("control")
-	d.say("ops     → replay request %s for fills [%s, %s)", req.RequestId, envelope.FormatTime(req.Start.AsTime()), envelope.FormatTime(req.End.AsTime()))
+	d.say("ops     → replay request %s for fills [%s, %s)", req.RequestId, req.Start.AsTime().Format(time.TimeOnly), req.End.AsTime().Format(time.TimeOnly))
 	var replay ampybus.Stats
 	select {
 	case replay = <-d.replayed:
@@ -447,7 +452,7 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 
 // watchDLQ reports the first dead letter on the orders DLQ.
 func (d *demo) watchDLQ(ctx context.Context, ops *ampybus.Bus) {
-	tap, err := ampybus.OpenTap(ctx, ops, generated.Catalog, "ampy."+ops.Env()+".dlq.v1.orders", ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartFirst}})
+	tap, err := ampybus.OpenTap(ctx, ops, generated.Catalog, "ampy."+ops.Env()+".dlq.v1.orders", ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartAtTime, Time: d.start}})
 	if err != nil {
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/internal/demo"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
 
 // The demo plays seed §19 the same on every transport: only the URL changes.
@@ -40,5 +42,24 @@ func TestDemo(t *testing.T) {
 			assert.Contains(t, s, "replayed 4 fills: 0 applied again, 4 skipped as already applied")
 			assert.Contains(t, s, "key ALPACA-LIVE-01|AAPL.XNAS 100 AAPL avg 192.0860")
 		})
+	}
+}
+
+// Against a shared broker the demo runs again and reads only its own run:
+// the durable groups resume, the DLQ watch and the replay window start at
+// the run's start.
+func TestDemoRunsTwiceOnOneBroker(t *testing.T) {
+	n, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	defer n.Shutdown()
+	k, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	defer k.Shutdown()
+	for _, url := range []string{n.URL(), k.URL()} {
+		for run := 1; run <= 2; run++ {
+			var out bytes.Buffer
+			require.NoError(t, demo.Run(context.Background(), url, &out), "run %d on %s:\n%s", run, url, out.String())
+			assert.Contains(t, out.String(), "replayed 4 fills: 0 applied again")
+		}
 	}
 }

@@ -142,6 +142,9 @@ func (c *Catalog) ResolveSubject(subject string) (Subject, error) {
 			return Subject{}, err
 		}
 		s.Domains = []*DomainSpec{d}
+		if len(toks) == 3 {
+			return Subject{}, fmt.Errorf("%w: subject %q stops at the domain and matches nothing: add the version and .> (%s.%s.>)", ErrContract, subject, subject, d.Version)
+		}
 		if len(toks) == 4 && toks[3] != ">" {
 			return Subject{}, fmt.Errorf("%w: subject %q stops at the version and matches nothing: add .> for the whole domain (%s.>)", ErrContract, subject, subject)
 		}
@@ -187,7 +190,14 @@ func (c *Catalog) head(s, what string) ([]string, error) {
 	}
 	toks := strings.Split(s, ".")
 	if strings.Contains(s, "_") && (len(toks) < 4 || toks[0] != c.namespace || !slices.Contains(c.envs, toks[1])) {
-		if fixed := strings.ReplaceAll(s, "_", "."); strings.HasPrefix(fixed, c.namespace+".") {
+		fixed := strings.ReplaceAll(s, "_", ".")
+		var err error
+		if what == "topic" {
+			_, err = c.Resolve(fixed)
+		} else {
+			_, err = c.ResolveSubject(fixed)
+		}
+		if err == nil {
 			return nil, fmt.Errorf("%w: %s %q uses underscores where dots belong: use %q (dots separate tokens, and wildcards match whole tokens)", ErrContract, what, s, fixed)
 		}
 	}

@@ -32,6 +32,8 @@ func TestCatalogResolve(t *testing.T) {
 		{topic: "ampy.prod.dlq.v1.bars", domain: "dlq", subtopic: "bars"},
 		{topic: "ampy.prod_bars_v1_XNAS_AAPL", err: `uses underscores where dots belong: use "ampy.prod.bars.v1.XNAS.AAPL"`},
 		{topic: "ampy.dev_bars_v1_XNAS_AAPL", err: `use "ampy.dev.bars.v1.XNAS.AAPL"`},
+		{topic: "ampy.prod.corporate_actions.v1.XNAS.AAPL", domain: "corporate_actions", subtopic: "XNAS.AAPL", schema: "ampy.corporate_actions.v1.CorporateActionBatch"},
+		{topic: "ampy.live.corporate_actions.v1.XNAS.AAPL", err: `env "live" is not in the contract`},
 		{topic: "test.message", err: `"test.message" is outside the contract: topics are ampy.{env}.{domain}.{version}.{subtopic}`},
 		{topic: "ampy.live.bars.v1.XNAS.AAPL", err: `env "live" is not in the contract; envs are dev, paper, prod`},
 		{topic: "ampy.prod.barz.v1.XNAS.AAPL", err: `domain "barz" is not in the contract; domains are bars, ticks,`},
@@ -80,6 +82,9 @@ func TestCatalogResolveSubject(t *testing.T) {
 		{subject: "ampy.prod.bars.v1", err: "add .> for the whole domain"},
 		{subject: "ampy.prod.bars.>.x", err: "> must be the last token"},
 		{subject: "ampy.prod_bars_v1.>", err: "underscores where dots belong"},
+		{subject: "ampy.prod.bars", err: "stops at the domain and matches nothing: add the version and .> (ampy.prod.bars.v1.>)"},
+		{subject: "ampy.prod.corporate_actions.v1.>", domains: 1},
+		{subject: "ampy.live.corporate_actions.v1.>", err: `env "live" is not in the contract`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {

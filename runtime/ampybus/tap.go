@@ -157,7 +157,11 @@ func (t *Tap) Next(ctx context.Context) (*Inspected, error) {
 			}
 			return t.inspect(ctx, it.d)
 		case <-poll:
-			if lag, err := t.Lag(ctx); err == nil && lag == 0 {
+			lag, err := t.Lag(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("lag of group %s: %w", t.group, err)
+			}
+			if lag == 0 {
 				return nil, transport.ErrEndOfStream
 			}
 		case <-ctx.Done():
@@ -220,6 +224,7 @@ func (t *Tap) Lag(ctx context.Context) (uint64, error) {
 // Close stops reading; unsettled messages are redelivered to the group later.
 func (t *Tap) Close() error {
 	t.cancel()
+	t.wg.Wait() // the pumps return once their Next sees the cancel
 	var errs []error
 	for _, c := range t.cons {
 		errs = append(errs, c.Close())
@@ -257,8 +262,9 @@ const HeaderRedriveOf = "redrive_of"
 // Redrive puts a dead letter back on its original topic after a fix: the
 // original bytes and headers, without the dead-letter headers, retry_count one
 // higher. The message id is kept, so consumer groups that had applied it skip
-// it; the broker's publish dedupe is keyed by the dead letter instead, so
-// redriving the same entry twice stores it once.
+// it. On NATS the publish dedupe id is the dead letter's position, so
+// redriving one entry twice within the duplicate window stores it once; Kafka
+// stores a repeat, and consumers drop it by message id.
 func Redrive(ctx context.Context, b *Bus, c *Catalog, in *Inspected) (PublishResult, error) {
 	m := in.Message()
 	orig := m.Headers.Extra[HeaderDLQTopic]

@@ -2,6 +2,7 @@ package kafkabinding
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -46,8 +48,11 @@ func (t *Transport) DescribeStream(ctx context.Context, prefix string) (transpor
 		return transport.StreamInfo{}, fmt.Errorf("describe topic %s: %w", prefix, mapErr(err))
 	}
 	d, ok := details[prefix]
-	if !ok || d.Err != nil {
+	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 		return transport.StreamInfo{}, fmt.Errorf("describe topic %s: %w", prefix, transport.ErrNotFound)
+	}
+	if d.Err != nil {
+		return transport.StreamInfo{}, fmt.Errorf("describe topic %s: %w", prefix, mapErr(d.Err))
 	}
 	info := transport.StreamInfo{Name: prefix, Prefix: prefix, Partitions: len(d.Partitions)}
 	starts, err := t.adm.ListStartOffsets(ctx, prefix)
@@ -66,21 +71,27 @@ func (t *Transport) DescribeStream(ctx context.Context, prefix string) (transpor
 		}
 	})
 	cfgs, err := t.adm.DescribeTopicConfigs(ctx, prefix)
+	if err != nil {
+		return info, fmt.Errorf("describe topic %s: configs: %w", prefix, mapErr(err))
+	}
+	rc, err := cfgs.On(prefix, nil)
 	if err == nil {
-		if rc, err := cfgs.On(prefix, nil); err == nil {
-			for _, c := range rc.Configs {
-				if c.Value == nil {
-					continue
-				}
-				switch c.Key {
-				case "retention.ms":
-					if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
-						info.Retention = time.Duration(ms) * time.Millisecond
-					}
-				case "max.message.bytes":
-					info.MaxMessageBytes, _ = strconv.ParseInt(*c.Value, 10, 64)
-				}
+		err = rc.Err
+	}
+	if err != nil {
+		return info, fmt.Errorf("describe topic %s: configs: %w", prefix, mapErr(err))
+	}
+	for _, c := range rc.Configs {
+		if c.Value == nil {
+			continue
+		}
+		switch c.Key {
+		case "retention.ms":
+			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
+				info.Retention = time.Duration(ms) * time.Millisecond
 			}
+		case "max.message.bytes":
+			info.MaxMessageBytes, _ = strconv.ParseInt(*c.Value, 10, 64)
 		}
 	}
 	return info, nil
