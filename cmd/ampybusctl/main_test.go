@@ -167,8 +167,9 @@ func TestSeedCommandsOnEveryTransport(t *testing.T) {
 			assert.Contains(t, out, "schema_fqdn         ampy.bars.v1.BarBatch")
 
 			// sub follows new messages until --max.
-			sub := start(t, env, "sub", "--subject", "ampy.prod.ticks.v1.trade.>", "--max", "1")
+			sub := start(t, env, "sub", "--topic", "ampy.prod.ticks.v1.trade.>", "--group", "cli-consumer", "--max", "1")
 			sub.waitStderr(t, "listening on ampy.prod.ticks.v1.trade.>")
+			// (--topic and --group are kafkabusctl's names for --subject and --durable.)
 			ok(t, env, "pub-empty", "--topic", "ampy.prod.ticks.v1.trade.MSFT", "--producer", "databento-cpp@tick-1", "--source", "databento-cpp", "--pk", "MSFT.XNAS")
 			out = sub.wait(t)
 			assert.Contains(t, out, "── ampy.prod.ticks.v1.trade.MSFT")

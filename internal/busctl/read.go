@@ -49,6 +49,9 @@ func sub(ctx context.Context, e *env, args []string) error {
 	c := e.connFlags(fs, false)
 	subject := fs.String("subject", "", "subject with NATS wildcards, e.g. 'ampy.dev.bars.v1.>'")
 	durable := fs.String("durable", "", "consumer group: shares the work with its other members and resumes where it acked")
+	// kafkabusctl's names for the same flags.
+	fs.StringVar(subject, "topic", "", "same as --subject (kafkabusctl's name)")
+	fs.StringVar(durable, "group", "", "same as --durable (kafkabusctl's name)")
 	maxN := fs.Int("max", 0, "stop after this many messages; 0 = until Ctrl-C")
 	from := fs.String("from", "new", "where a new subscription starts: new, first, or an RFC 3339 time")
 	asJSON := fs.Bool("json", false, "one JSON object per message")
