@@ -152,27 +152,25 @@ func domainFile(c *contract.Contract, d *contract.Domain, o Options) (*jen.File,
 // routes lists the domain's routes with their types erased, for the root
 // package's catalog; a raw domain has none.
 func (e *emitter) routes() {
-	var typed []*contract.Subtopic
-	for _, s := range e.d.Subtopics {
-		if !s.Raw() && e.goType(s.Payload) != nil {
-			typed = append(typed, s)
-		}
-	}
-	if len(typed) == 0 {
+	if !hasRoutes(e.d) {
 		return
 	}
 	e.f.Line()
 	e.f.Comment("Routes are the domain's subtopics with their Go types erased, for tools that take")
 	e.f.Comment("any topic of the contract (ampybusctl, fixture checks); services use the typed API.")
 	e.f.Var().Id("Routes").Op("=").Index().Op("*").Qual(runtimePkg, "AnyRoute").ValuesFunc(func(g *jen.Group) {
-		for _, s := range typed {
-			g.Line().Qual(runtimePkg, "Erase").Call(jen.Id(subtopicNames(s).Route))
+		for _, s := range e.d.Subtopics {
+			if !s.Raw() {
+				g.Line().Qual(runtimePkg, "Erase").Call(jen.Id(subtopicNames(s).Route))
+			}
 		}
 		g.Line()
 	})
 }
 
-// hasRoutes reports whether a domain's package declares Routes.
+// hasRoutes reports whether a domain's package declares Routes: it does when
+// a subtopic carries a typed payload (the generator fails on one it cannot
+// resolve, so every such subtopic has a route).
 func hasRoutes(d *contract.Domain) bool {
 	for _, s := range d.Subtopics {
 		if !s.Raw() {

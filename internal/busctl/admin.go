@@ -1,6 +1,7 @@
 package busctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,7 +125,7 @@ func domainFlag(topic, envName, domain string) (*ampybus.DomainSpec, string, err
 		if err != nil {
 			return nil, "", err
 		}
-		return d, cmpOr(envName, "dev"), nil
+		return d, cmp.Or(envName, "dev"), nil
 	}
 	return nil, "", usagef("give --topic (e.g. ampy.dev.bars.v1.XNAS.AAPL or ampy.dev.bars.v1), or --env and --domain")
 }
@@ -147,7 +148,7 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 		return usagef("--topic names the env and domain; give --topic, or --env and --domain")
 	}
 	var ds []*ampybus.DomainSpec
-	envN := cmpOr(*envName, "dev")
+	envN := cmp.Or(*envName, "dev")
 	if *all {
 		ds = catalog.Domains()
 	} else {

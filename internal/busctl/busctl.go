@@ -6,6 +6,7 @@
 package busctl
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -207,8 +207,8 @@ func (e *env) connFlags(fs *flag.FlagSet, publishes bool) *conn {
 	fs.StringVar(&c.saslPw, "sasl-pass", e.getenv("KAFKA_SASL_PASS"), "Kafka SASL password ($KAFKA_SASL_PASS)")
 	fs.BoolVar(&c.verbose, "v", false, "log the runtime's retries, reconnects and dead letters")
 	if publishes {
-		fs.StringVar(&c.producer, "producer", cmpOr(e.getenv("AMPYBUS_PRODUCER"), "ampybusctl@"+hostname()), "producer header: service@instance")
-		fs.StringVar(&c.source, "source", cmpOr(e.getenv("AMPYBUS_SOURCE"), "ampybusctl"), "source header: the upstream system")
+		fs.StringVar(&c.producer, "producer", cmp.Or(e.getenv("AMPYBUS_PRODUCER"), "ampybusctl@"+hostname()), "producer header: service@instance")
+		fs.StringVar(&c.source, "source", cmp.Or(e.getenv("AMPYBUS_SOURCE"), "ampybusctl"), "source header: the upstream system")
 	}
 	return c
 }
@@ -392,26 +392,10 @@ func hostname() string {
 	return strings.Split(h, ".")[0]
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 func describer(b *ampybus.Bus) (transport.Describer, error) {
 	d, ok := b.Transport().(transport.Describer)
 	if !ok {
 		return nil, fmt.Errorf("the %s binding cannot describe streams", b.Transport().Name())
 	}
 	return d, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

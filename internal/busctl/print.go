@@ -2,6 +2,7 @@ package busctl
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
@@ -123,15 +125,13 @@ func headersJSON(h envelope.Headers) string {
 // pub --fixture) and its stored bytes beside it.
 func dump(dir string, in *ampybus.Inspected) (string, error) {
 	m := in.Message()
-	var payload = in.Decoded
-	f, err := fixture.New("dumped from "+in.Topic+" by ampybusctl", m, nil)
+	var payload proto.Message
+	if in.Decoded != nil {
+		payload = in.Decoded.Payload
+	}
+	f, err := fixture.New("dumped from "+in.Topic+" by ampybusctl", m, payload)
 	if err != nil {
 		return "", err
-	}
-	if payload != nil {
-		if f, err = fixture.New("dumped from "+in.Topic+" by ampybusctl", m, payload.Payload); err != nil {
-			return "", err
-		}
 	}
 	if in.Problem != "" {
 		f.Note += "; problem: " + in.Problem
@@ -142,7 +142,7 @@ func dump(dir string, in *ampybus.Inspected) (string, error) {
 	}
 	// Each consumer group dead-letters its own copy under the same message
 	// id; the position tells them apart.
-	name := fmt.Sprintf("%s-%d-%d", cmpOr(m.Headers.MessageID, "no-id"), in.Partition(), in.Sequence())
+	name := fmt.Sprintf("%s-%d-%d", cmp.Or(m.Headers.MessageID, "no-id"), in.Partition(), in.Sequence())
 	path := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(path, js, 0o644); err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package busctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -241,13 +242,11 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var (
-		next      atomic.Int64
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, *count)
-		failed    atomic.Int64
-		firstErr  error
-		wg        sync.WaitGroup
+		next atomic.Int64
+		res  samples
+		wg   sync.WaitGroup // publishers, and async publishes awaiting their ack
 	)
+	res.lat = make([]time.Duration, 0, *count)
 	var tick <-chan time.Time
 	if *rate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
@@ -269,46 +268,31 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 					}
 				}
 				t0 := time.Now()
-				var err error
 				if *async {
-					var f *ampybus.PublishFuture
-					if f, err = tp.Route.PublishAsync(ctx, b, tp.Subtopic, p); err == nil {
-						go func() {
-							_, err := f.Wait(ctx)
-							record(&mu, &latencies, &failed, &firstErr, time.Since(t0), err)
-						}()
+					f, err := tp.Route.PublishAsync(ctx, b, tp.Subtopic, p)
+					if err != nil {
+						res.add(0, err)
 						continue
 					}
-				} else {
-					_, err = tp.Route.Publish(ctx, b, tp.Subtopic, p)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, err := f.Wait(ctx)
+						res.add(time.Since(t0), err)
+					}()
+					continue
 				}
-				record(&mu, &latencies, &failed, &firstErr, time.Since(t0), err)
-				mu.Lock()
-				n := len(latencies)
-				mu.Unlock()
-				prog.update("bench-pub %s: %d/%d", tp.Name, n, *count)
+				_, err := tp.Route.Publish(ctx, b, tp.Subtopic, p)
+				prog.update("bench-pub %s: %d/%d", tp.Name, res.add(time.Since(t0), err), *count)
 			}
 		}()
 	}
 	wg.Wait()
-	if err := b.Flush(ctx); err != nil {
-		return err
-	}
-	for {
-		mu.Lock()
-		n := len(latencies) + int(failed.Load())
-		mu.Unlock()
-		if n >= *count || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
 	elapsed := time.Since(start)
 	prog.done()
-	mu.Lock()
-	defer mu.Unlock()
+	latencies := res.lat
 	if len(latencies) == 0 {
-		return fmt.Errorf("no publish succeeded: %v", firstErr)
+		return fmt.Errorf("no publish succeeded: %v", res.first)
 	}
 	slices.Sort(latencies)
 	// The nearest-rank percentile: the smallest value with q of the samples at or below it.
@@ -318,7 +302,7 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 	n := len(latencies)
 	if *asJSON {
 		js, _ := json.Marshal(map[string]any{
-			"topic": tp.Name, "transport": b.Transport().Name(), "published": n, "failed": failed.Load(), "seconds": elapsed.Seconds(),
+			"topic": tp.Name, "transport": b.Transport().Name(), "published": n, "failed": res.failed, "seconds": elapsed.Seconds(),
 			"msgs_per_sec": float64(n) / elapsed.Seconds(), "payload_bytes": proto.Size(p), "concurrency": *concurrency, "async": *async,
 			"p50_us": pct(0.50).Microseconds(), "p95_us": pct(0.95).Microseconds(), "p99_us": pct(0.99).Microseconds(),
 			"p999_us": pct(0.999).Microseconds(), "max_us": latencies[n-1].Microseconds(),
@@ -329,23 +313,31 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 			n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tp.Name, b.Transport().Name(), proto.Size(p), *concurrency, map[bool]string{true: ", async"}[*async])
 		fmt.Fprintf(e.stdout, "latency p50 %s  p95 %s  p99 %s  p99.9 %s  max %s\n", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(0.999)), ms(latencies[n-1]))
 	}
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d of %d publishes failed; first error: %w", f, *count, firstErr)
+	if res.failed > 0 {
+		return fmt.Errorf("%d of %d publishes failed; first error: %w", res.failed, *count, res.first)
 	}
 	return nil
 }
 
-func record(mu *sync.Mutex, lat *[]time.Duration, failed *atomic.Int64, firstErr *error, d time.Duration, err error) {
-	mu.Lock()
-	defer mu.Unlock()
+// samples collects bench-pub's outcomes from concurrent publishers.
+type samples struct {
+	mu     sync.Mutex
+	lat    []time.Duration
+	failed int
+	first  error
+}
+
+// add records one publish and returns how many have completed.
+func (s *samples) add(d time.Duration, err error) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		failed.Add(1)
-		if *firstErr == nil {
-			*firstErr = err
-		}
-		return
+		s.failed++
+		s.first = cmp.Or(s.first, err)
+	} else {
+		s.lat = append(s.lat, d)
 	}
-	*lat = append(*lat, d)
+	return len(s.lat) + s.failed
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }

@@ -1,10 +1,13 @@
 package busctl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,7 +126,7 @@ func consume(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s := cmpOr(*subject, *topic)
+	s := cmp.Or(*subject, *topic)
 	if s == "" {
 		return usagef("--topic or --subject is required")
 	}
@@ -236,20 +239,12 @@ func dlqInspect(ctx context.Context, e *env, args []string) error {
 	}
 	if !*asJSON {
 		var parts []string
-		for _, k := range sortedKeys(toStrings(reasons)) {
+		for _, k := range slices.Sorted(maps.Keys(reasons)) {
 			parts = append(parts, fmt.Sprintf("%s %d", k, reasons[k]))
 		}
-		fmt.Fprintf(e.stderr, "%d dead letter(s) on %s; by reason: %s\n", n, *subject, cmpOr(strings.Join(parts, ", "), "none"))
+		fmt.Fprintf(e.stderr, "%d dead letter(s) on %s; by reason: %s\n", n, *subject, cmp.Or(strings.Join(parts, ", "), "none"))
 	}
 	return nil
-}
-
-func toStrings(m map[string]int) map[string]string {
-	out := make(map[string]string, len(m))
-	for k := range m {
-		out[k] = ""
-	}
-	return out
 }
 
 // dlqRead checks that a subject names dead letters and returns its env and
@@ -369,8 +364,8 @@ func replay(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		v := cmpOr(*version, d.Version)
-		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmpOr(*subtopic, ">")}, ".")
+		v := cmp.Or(*version, d.Version)
+		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmp.Or(*subtopic, ">")}, ".")
 	} else if *envName != "" || *domain != "" || *version != "" || *subtopic != "" {
 		return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")
 	}

@@ -62,7 +62,8 @@ func Run(ctx context.Context, url string, w io.Writer) error {
 	}
 	d := &demo{w: w, start: time.Now(), lat: map[string][]time.Duration{}, published: map[string]int{},
 		barsSeen: make(chan struct{}), signalSeen: make(chan struct{}), filled: map[string]chan struct{}{goodOrder: make(chan struct{}), poisonOrd: make(chan struct{})},
-		deadLettered: make(chan struct{}), replayed: make(chan ampybus.Stats, 1), brokerAccounts: map[string]bool{liveAcct: true}}
+		deadLettered: make(chan struct{}), replayed: make(chan ampybus.Stats, 1), brokerAccounts: map[string]bool{liveAcct: true},
+		subs: map[string][]*ampybus.Subscription{}, fillsByOrder: map[string]int{}, pos: map[string]*position{}}
 	return d.run(ctx, url)
 }
 
@@ -121,9 +122,6 @@ func (d *demo) keep(domain string) func(*ampybus.Subscription, error) error {
 			return err
 		}
 		d.mu.Lock()
-		if d.subs == nil {
-			d.subs = map[string][]*ampybus.Subscription{}
-		}
 		d.subs[domain] = append(d.subs[domain], s)
 		d.mu.Unlock()
 		return nil
@@ -154,7 +152,6 @@ func (d *demo) run(ctx context.Context, url string) error {
 		defer b.Close()
 		buses[name] = b
 	}
-	d.fillsByOrder, d.pos = map[string]int{}, map[string]*position{}
 	pnlDedupe := dedupe.NewMemory(1024)
 	if err := d.services(ctx, buses, pnlDedupe); err != nil {
 		return err

@@ -99,7 +99,7 @@ func (c *Catalog) Resolve(topic string) (Topic, error) {
 	}
 	var patterns []string
 	for _, r := range routes {
-		if err := r.route.parse(t.Subtopic); err == nil {
+		if _, err := r.route.Parse(t.Subtopic); err == nil {
 			t.Route = r
 			return t, nil
 		}
@@ -232,10 +232,4 @@ func (c *Catalog) domainAt(s string, toks []string) (*DomainSpec, error) {
 
 func (c *Catalog) example() string {
 	return "topics are " + c.namespace + ".{env}.{domain}.{version}.{subtopic}, such as " + c.namespace + ".dev.bars.v1.XNAS.AAPL"
-}
-
-// parse checks that subtopic matches the route's pattern.
-func (r *Route[S, P]) parse(subtopic string) error {
-	_, err := r.Parse(subtopic)
-	return err
 }

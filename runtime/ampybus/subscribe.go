@@ -732,7 +732,7 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 	switch h.ContentEncoding {
 	case "":
 	case envelope.EncodingGzip:
-		if payload, err = gunzip(payload); err != nil {
+		if payload, err = Gunzip(payload); err != nil {
 			return nil, "decode_error: gzip: " + err.Error(), nil
 		}
 	default:
@@ -741,7 +741,8 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 	return payload, "", nil
 }
 
-func gunzip(b []byte) ([]byte, error) {
+// Gunzip inflates a gzip payload: Gzip's inverse, for tools that read stored bytes.
+func Gunzip(b []byte) ([]byte, error) {
 	r, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err

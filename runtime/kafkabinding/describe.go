@@ -30,15 +30,7 @@ func (t *Transport) Streams(ctx context.Context, namespace string) ([]transport.
 		}
 	}
 	sort.Strings(names)
-	out := make([]transport.StreamInfo, 0, len(names))
-	for _, name := range names {
-		info, err := t.DescribeStream(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, info)
-	}
-	return out, nil
+	return t.describe(ctx, details, names)
 }
 
 // DescribeStream implements transport.Describer; a topic's name is its prefix.
@@ -51,48 +43,68 @@ func (t *Transport) DescribeStream(ctx context.Context, prefix string) (transpor
 	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 		return transport.StreamInfo{}, fmt.Errorf("describe topic %s: %w", prefix, transport.ErrNotFound)
 	}
-	if d.Err != nil {
-		return transport.StreamInfo{}, fmt.Errorf("describe topic %s: %w", prefix, mapErr(d.Err))
-	}
-	info := transport.StreamInfo{Name: prefix, Prefix: prefix, Partitions: len(d.Partitions)}
-	starts, err := t.adm.ListStartOffsets(ctx, prefix)
+	infos, err := t.describe(ctx, details, []string{prefix})
 	if err != nil {
-		return info, fmt.Errorf("describe topic %s: %w", prefix, mapErr(err))
+		return transport.StreamInfo{}, err
 	}
-	ends, err := t.adm.ListEndOffsets(ctx, prefix)
-	if err != nil {
-		return info, fmt.Errorf("describe topic %s: %w", prefix, mapErr(err))
+	return infos[0], nil
+}
+
+// describe reads offsets and configs of the named topics in one request
+// each, whatever their number.
+func (t *Transport) describe(ctx context.Context, details kadm.TopicDetails, names []string) ([]transport.StreamInfo, error) {
+	if len(names) == 0 {
+		return nil, nil
 	}
-	ends.Each(func(e kadm.ListedOffset) {
-		info.Last += uint64(max(e.Offset, 0))
-		if s, ok := starts.Lookup(prefix, e.Partition); ok {
-			info.First += uint64(max(s.Offset, 0))
-			info.Messages += uint64(max(e.Offset-s.Offset, 0))
+	what := "describe topics " + strings.Join(names, ", ")
+	for _, n := range names {
+		if err := details[n].Err; err != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", n, mapErr(err))
 		}
-	})
-	cfgs, err := t.adm.DescribeTopicConfigs(ctx, prefix)
+	}
+	starts, err := t.adm.ListStartOffsets(ctx, names...)
 	if err != nil {
-		return info, fmt.Errorf("describe topic %s: configs: %w", prefix, mapErr(err))
+		return nil, fmt.Errorf("%s: %w", what, mapErr(err))
 	}
-	rc, err := cfgs.On(prefix, nil)
-	if err == nil {
-		err = rc.Err
-	}
+	ends, err := t.adm.ListEndOffsets(ctx, names...)
 	if err != nil {
-		return info, fmt.Errorf("describe topic %s: configs: %w", prefix, mapErr(err))
+		return nil, fmt.Errorf("%s: %w", what, mapErr(err))
 	}
-	for _, c := range rc.Configs {
-		if c.Value == nil {
-			continue
-		}
-		switch c.Key {
-		case "retention.ms":
-			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
-				info.Retention = time.Duration(ms) * time.Millisecond
+	cfgs, err := t.adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: configs: %w", what, mapErr(err))
+	}
+	out := make([]transport.StreamInfo, 0, len(names))
+	for _, n := range names {
+		info := transport.StreamInfo{Name: n, Prefix: n, Partitions: len(details[n].Partitions)}
+		for p, e := range ends[n] {
+			info.Last += uint64(max(e.Offset, 0))
+			if s, ok := starts.Lookup(n, p); ok {
+				info.First += uint64(max(s.Offset, 0))
+				info.Messages += uint64(max(e.Offset-s.Offset, 0))
 			}
-		case "max.message.bytes":
-			info.MaxMessageBytes, _ = strconv.ParseInt(*c.Value, 10, 64)
 		}
+		rc, err := cfgs.On(n, nil)
+		if err == nil {
+			err = rc.Err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describe topic %s: configs: %w", n, mapErr(err))
+		}
+		for _, c := range rc.Configs {
+			if c.Value == nil {
+				continue
+			}
+			switch c.Key {
+			case "retention.ms":
+				if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
+					info.Retention = time.Duration(ms) * time.Millisecond
+				}
+			case "max.message.bytes":
+				info.MaxMessageBytes, _ = strconv.ParseInt(*c.Value, 10, 64)
+			}
+		}
+		out = append(out, info)
 	}
-	return info, nil
+	return out, nil
 }
