@@ -183,7 +183,7 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
 	qosKeys       = []string{"latency_p99", "description"}
-	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "dedupe_window", "retry"}
+	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
 	orderingKeys  = []string{"rule", "by"}
@@ -194,6 +194,7 @@ var (
 		MaxPayload:    1 << 20,
 		CompressAbove: 128 << 10,
 		Partitions:    3,
+		Replicas:      1,
 		DedupeWindow:  2 * time.Minute,
 		Retry:         RetryPolicy{MaxAttempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second},
 	}
@@ -206,6 +207,7 @@ type limits struct {
 	MaxPayload    int64
 	CompressAbove int64
 	Partitions    int
+	Replicas      int
 	DedupeWindow  time.Duration
 	Retry         RetryPolicy
 }
@@ -324,6 +326,16 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 				p.errorf(e.val, "write a whole number from 1 to 10000", "%s partitions %q is not a partition count", what, v)
 			} else {
 				l.Partitions = n
+			}
+		}
+	}
+	if e, ok := m["replicas"]; ok {
+		if v, ok := p.scalar(e.val, what+" replicas"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 5 {
+				p.errorf(e.val, "write 1, 3 or 5 (an odd count keeps a quorum; JetStream allows at most 5)", "%s replicas %q is not a replica count", what, v)
+			} else {
+				l.Replicas = n
 			}
 		}
 	}
@@ -452,7 +464,7 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 	}
 	p.require(v, m, what, "version", "qos", "ordering", "subtopics")
 	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
-	d.Partitions, d.DedupeWindow, d.Retry = l.Partitions, l.DedupeWindow, l.Retry
+	d.Partitions, d.Replicas, d.DedupeWindow, d.Retry = l.Partitions, l.Replicas, l.DedupeWindow, l.Retry
 	if e, ok := m["version"]; ok {
 		if s, ok := p.scalar(e.val, what+" version"); ok {
 			if versionRE.MatchString(s) {

@@ -44,6 +44,20 @@ domains:
         partition_key: "{symbol}.{security.mic}"
 `
 
+func TestReplicasInheritAndOverride(t *testing.T) {
+	src := strings.Replace(base, "  retention: 7d\n", "  retention: 7d\n  replicas: 3\n", 1)
+	src = strings.Replace(src, "    ordering: {rule: causal}\n", "    ordering: {rule: causal}\n    replicas: 5\n", 1)
+	c, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.Equal(t, 5, c.Domain("orders").Replicas)
+	assert.Equal(t, 3, c.Domain("ticks").Replicas)
+
+	_, err = contract.Parse("c.yaml", []byte(strings.Replace(src, "replicas: 5", "replicas: 6", 1)), protoregistry.GlobalFiles)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "c.yaml:13:15")
+	assert.Contains(t, err.Error(), `replicas "6" is not a replica count; write 1, 3 or 5`)
+}
+
 func TestParseValid(t *testing.T) {
 	c, err := contract.Parse("c.yaml", []byte(base), protoregistry.GlobalFiles)
 	require.NoError(t, err)
@@ -52,6 +66,7 @@ func TestParseValid(t *testing.T) {
 	require.NotNil(t, ticks)
 	assert.Equal(t, 7*24*time.Hour, ticks.Retention)
 	assert.Equal(t, int64(1<<20), ticks.MaxPayload, "built-in default applies")
+	assert.Equal(t, 1, ticks.Replicas, "built-in default applies")
 	st := ticks.Subtopics[0]
 	assert.Equal(t, "ampy.ticks.v1.TradeTick", string(st.Payload.FullName()))
 	assert.Equal(t, []string{"symbol"}, st.Pattern.Params())

@@ -54,6 +54,9 @@ type Domain struct {
 	CompressAbove int64
 	// Partitions is the Kafka partition count for the domain's topic.
 	Partitions int
+	// Replicas is how many brokers hold each message: JetStream stream
+	// replicas and the Kafka replication factor. Ensure never lowers it.
+	Replicas int
 	// DedupeWindow is how long the broker drops republished message ids.
 	DedupeWindow time.Duration
 	// Retry bounds how often a failing message is retried before it is dead-lettered.

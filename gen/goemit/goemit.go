@@ -258,6 +258,7 @@ func (e *emitter) domainSpec() {
 		"MaxPayload", size(d.MaxPayload),
 		"CompressAbove", size(d.CompressAbove),
 		"Partitions", jen.Lit(d.Partitions),
+		"Replicas", jen.Lit(d.Replicas),
 		"DedupeWindow", duration(d.DedupeWindow),
 		"Retry", jen.Qual(runtimePkg, "RetryPolicy").Add(fields(
 			"MaxAttempts", jen.Lit(d.Retry.MaxAttempts),

@@ -50,6 +50,7 @@ var Domain = &ampybus.DomainSpec{
 	MaxPayload:    1 << 20,
 	CompressAbove: 128 << 10,
 	Partitions:    3,
+	Replicas:      1,
 	DedupeWindow:  2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,

@@ -256,6 +256,7 @@ func (b *Bus) stream(ctx context.Context, d *DomainSpec) (transport.Stream, erro
 		Retention:    d.Retention,
 		MaxPayload:   d.MaxPayload,
 		Partitions:   d.Partitions,
+		Replicas:     d.Replicas,
 		DedupeWindow: d.DedupeWindow,
 	}
 	b.mu.Lock()

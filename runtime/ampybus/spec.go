@@ -45,7 +45,9 @@ type DomainSpec struct {
 	// CompressAbove is the payload size above which payloads are gzipped.
 	CompressAbove int64
 	Partitions    int
-	DedupeWindow  time.Duration
+	// Replicas is how many brokers hold each message; 0 means 1.
+	Replicas     int
+	DedupeWindow time.Duration
 	// Retry bounds retries of a failing message before it is dead-lettered.
 	Retry RetryPolicy
 	// DeadLetter is the contract's dlq domain, where poison messages go; nil

@@ -162,7 +162,7 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 	})
 	if sub.Key != "" && sub.Group == "" {
 		// A key lives in one partition: read only that one.
-		only := Partition(sub.Key, len(listed[topic]))
+		only := transport.Partition(sub.Key, len(listed[topic]))
 		out.KeepFunc(func(o kadm.Offset) bool { return o.Partition == only })
 	}
 	return out, nil

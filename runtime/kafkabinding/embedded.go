@@ -21,11 +21,13 @@ type EmbeddedOptions struct {
 	Port int
 	// DataDir persists the cluster; restarting on it recovers topics and offsets.
 	DataDir string
+	// Brokers is the number of brokers (default 1); replicated topics need more.
+	Brokers int
 }
 
-// StartEmbedded starts a one-broker cluster on 127.0.0.1.
+// StartEmbedded starts a cluster on 127.0.0.1, one broker unless asked for more.
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.ClusterID("ampy-bus-embedded")}
+	opts := []kfake.Opt{kfake.NumBrokers(max(o.Brokers, 1)), kfake.ClusterID("ampy-bus-embedded")}
 	if o.Port != 0 {
 		opts = append(opts, kfake.Ports(o.Port))
 	}

@@ -1,6 +1,8 @@
 package kafkabinding_test
 
 import (
+	"cmp"
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -52,4 +55,45 @@ func TestEnsureTopicFromContract(t *testing.T) {
 	tr := b.Transport()
 	require.NoError(t, tr.EnsureStream(ctx, transport.Stream{Prefix: "ampy.dev.bars.v1", Retention: 30 * 24 * time.Hour, MaxPayload: 2 << 20, Partitions: 16}))
 	check("ampy.dev.bars.v1", 16, 30*24*time.Hour, 2<<20+kafkabinding.HeaderAllowance)
+}
+
+// Replication follows the contract where the cluster has the brokers, holds
+// one copy per broker where it has fewer, and is never lowered.
+func TestEnsureTopicReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		brokers           int
+		orders, bars      int
+		preBars, wantBars int
+	}{
+		{brokers: 3, orders: 3, bars: 1},
+		{brokers: 1, orders: 1, bars: 1},
+		{brokers: 3, orders: 3, preBars: 3, wantBars: 3},
+	} {
+		t.Run(strconv.Itoa(tc.brokers)+"brokers/pre"+strconv.Itoa(tc.preBars), func(t *testing.T) {
+			e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{Brokers: tc.brokers})
+			require.NoError(t, err)
+			defer e.Shutdown()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers()...))
+			require.NoError(t, err)
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			if tc.preBars > 0 {
+				_, err := adm.CreateTopic(ctx, 12, int16(tc.preBars), nil, "ampy.dev.bars.v1")
+				require.NoError(t, err)
+			}
+			tr, err := kafkabinding.Open(ctx, kafkabinding.Config{Brokers: e.Brokers()})
+			require.NoError(t, err)
+			defer tr.Close()
+			for _, d := range []*ampybus.DomainSpec{orders.Domain, bars.Domain} {
+				require.NoError(t, tr.EnsureStream(ctx, transport.Stream{Prefix: d.Prefix("dev"), Partitions: d.Partitions, Replicas: d.Replicas}))
+			}
+			details, err := adm.ListTopics(ctx, "ampy.dev.orders.v1", "ampy.dev.bars.v1")
+			require.NoError(t, err)
+			assert.Equal(t, tc.orders, details["ampy.dev.orders.v1"].Partitions.NumReplicas(), "orders")
+			wantBars := cmp.Or(tc.wantBars, tc.bars)
+			assert.Equal(t, wantBars, details["ampy.dev.bars.v1"].Partitions.NumReplicas(), "bars")
+		})
+	}
 }

@@ -123,11 +123,15 @@ func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error 
 		set("max.message.bytes", strconv.Itoa(int(maxBytes)))
 	}
 	partitions := int32(max(s.Partitions, 1))
-	resp, err := t.adm.CreateTopic(ctx, partitions, -1, configs, s.Prefix)
+	replicas, err := t.replicationFactor(ctx, s)
+	if err != nil {
+		return err
+	}
+	resp, err := t.adm.CreateTopic(ctx, partitions, replicas, configs, s.Prefix)
 	switch {
 	case err == nil && resp.Err == nil:
 	case errors.Is(err, kerr.TopicAlreadyExists) || errors.Is(resp.Err, kerr.TopicAlreadyExists):
-		if err := t.reconcile(ctx, s, configs, partitions); err != nil {
+		if err := t.reconcile(ctx, s, configs, partitions, replicas); err != nil {
 			return err
 		}
 	case err != nil:
@@ -143,7 +147,28 @@ func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error 
 	return nil
 }
 
-func (t *Transport) reconcile(ctx context.Context, s transport.Stream, configs map[string]*string, partitions int32) error {
+// replicationFactor is the contract's replicas, or the broker count of a
+// smaller cluster (a development broker holds one copy).
+func (t *Transport) replicationFactor(ctx context.Context, s transport.Stream) (int16, error) {
+	want := max(s.Replicas, 1)
+	if want == 1 {
+		return 1, nil
+	}
+	brokers, err := t.adm.ListBrokers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("ensure topic %s: list brokers: %w", s.Prefix, mapErr(err))
+	}
+	if len(brokers) < want {
+		t.log.Info("the Kafka cluster has fewer brokers than the contract's replicas; the topic holds one copy per broker", "topic", s.Prefix, "contract_replicas", want, "brokers", len(brokers))
+		want = max(len(brokers), 1)
+	}
+	return int16(want), nil
+}
+
+// reconcile applies the contract's configs to an existing topic and grows
+// its partitions; partitions and replication factor are never lowered, and
+// a difference is logged.
+func (t *Transport) reconcile(ctx context.Context, s transport.Stream, configs map[string]*string, partitions int32, replicas int16) error {
 	var alter []kadm.AlterConfig
 	for k, v := range configs {
 		alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
@@ -157,7 +182,16 @@ func (t *Transport) reconcile(ctx context.Context, s transport.Stream, configs m
 	if err != nil {
 		return fmt.Errorf("ensure topic %s: %w", s.Prefix, mapErr(err))
 	}
-	if d, ok := details[s.Prefix]; ok && int32(len(d.Partitions)) < partitions {
+	d, ok := details[s.Prefix]
+	if ok {
+		if have := int32(len(d.Partitions)); have > partitions {
+			t.log.Warn("topic differs from the contract; keeping the broker's value", "topic", s.Prefix, "setting", "partitions", "broker", have, "contract", partitions)
+		}
+		if have := int16(d.Partitions.NumReplicas()); have != replicas && have > 0 {
+			t.log.Warn("topic differs from the contract; keeping the broker's value (change it with a partition reassignment)", "topic", s.Prefix, "setting", "replicas", "broker", have, "contract", replicas)
+		}
+	}
+	if ok && int32(len(d.Partitions)) < partitions {
 		resp, err := t.adm.UpdatePartitions(ctx, int(partitions), s.Prefix)
 		if err == nil {
 			err = resp.Error()

@@ -23,6 +23,7 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
 // kcat is librdkafka's command-line client, an independent Kafka
@@ -51,7 +52,7 @@ func cluster(t *testing.T) (*kafkabinding.Embedded, *ampybus.Bus, context.Contex
 // which TestMurmur2MatchesKafka checks against Kafka's own reference values,
 // so the test does not trust franz-go's partitioner.
 func javaPartition(key string, partitions int) int32 {
-	return kafkabinding.Partition(key, partitions)
+	return transport.Partition(key, partitions)
 }
 
 type kcatRecord struct {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,4 +45,60 @@ func TestEnsureStreamFromContract(t *testing.T) {
 	info, err = st.Info(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 800*24*time.Hour, info.Config.MaxAge, "an existing stream follows the contract")
+}
+
+// Ensuring never lowers what the broker has, and changes nothing when the
+// stream already matches: many processes opening one bus update nothing.
+func TestEnsureStreamKeepsWhatTheBrokerHas(t *testing.T) {
+	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
+	require.NoError(t, err)
+	defer tr.Close()
+	js, err := jetstream.New(tr.Conn())
+	require.NoError(t, err)
+
+	s := transport.Stream{Prefix: "ampy.prod.fills.v1", Retention: time.Hour, MaxPayload: 1 << 20, DedupeWindow: time.Minute, Partitions: 16, Replicas: 3}
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	st, err := js.Stream(ctx, "AMPY_PROD_FILLS_V1")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, info.Config.Replicas, "a server outside a cluster holds one copy")
+	assert.Equal(t, "16", info.Config.Metadata[natsbinding.MetaPartitions])
+	created := info.Created
+
+	s.Partitions = 12
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	info, err = st.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "16", info.Config.Metadata[natsbinding.MetaPartitions], "partitions are never lowered")
+	assert.Equal(t, created, info.Created)
+	assert.Equal(t, 16, tr.Partitions(s.Prefix), "publishers follow the broker's count")
+
+	// A matching stream is left alone: the server announces every update,
+	// and ensuring again announces none; growing partitions announces one.
+	updates, err := tr.Conn().SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.AMPY_PROD_FILLS_V1")
+	require.NoError(t, err)
+	require.NoError(t, tr.Conn().Flush())
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	s.Partitions = 20
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	assert.Equal(t, "20", mustInfo(ctx, t, js, "AMPY_PROD_FILLS_V1").Config.Metadata[natsbinding.MetaPartitions], "partitions grow")
+	_, err = updates.NextMsg(5 * time.Second)
+	require.NoError(t, err, "growing partitions updates the stream")
+	_, err = updates.NextMsg(time.Second)
+	assert.ErrorIs(t, err, nats.ErrTimeout, "ensuring a matching stream updated it")
+}
+
+func mustInfo(ctx context.Context, t *testing.T, js jetstream.JetStream, name string) *jetstream.StreamInfo {
+	t.Helper()
+	st, err := js.Stream(ctx, name)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	return info
 }

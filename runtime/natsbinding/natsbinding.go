@@ -51,6 +51,8 @@ type Transport struct {
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
+	// parts is each ensured stream's partition count, as the broker holds it.
+	parts map[string]int
 
 	// closeMu guards queue: senders hold it shared, Close exclusively, so no
 	// send can race the channel's close.
@@ -116,6 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		abort:     make(chan struct{}),
 		collected: make(chan struct{}),
 		streams:   map[string]jetstream.Stream{},
+		parts:     map[string]int{},
 	}
 	go t.collect()
 	return t, nil
@@ -131,34 +134,6 @@ func (t *Transport) Conn() *nats.Conn { return t.nc }
 // ampy.prod.bars.v1 → AMPY_PROD_BARS_V1 (stream names cannot contain dots).
 func StreamName(prefix string) string {
 	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
-}
-
-// EnsureStream creates or updates the stream for s.
-func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error {
-	name := StreamName(s.Prefix)
-	cfg := jetstream.StreamConfig{
-		Name:        name,
-		Description: "ampy-bus " + s.Prefix,
-		Subjects:    []string{s.Prefix + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      s.Retention,
-		Storage:     jetstream.FileStorage,
-		Replicas:    1,
-		Duplicates:  s.DedupeWindow,
-		Discard:     jetstream.DiscardOld,
-	}
-	if s.MaxPayload > 0 {
-		// JetStream counts headers in the message size; leave room for them.
-		cfg.MaxMsgSize = int32(min(s.MaxPayload+HeaderAllowance, 1<<31-1))
-	}
-	st, err := t.js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("ensure stream %s (%s.>): %w", name, s.Prefix, mapErr(err))
-	}
-	t.mu.Lock()
-	t.streams[s.Prefix] = st
-	t.mu.Unlock()
-	return nil
 }
 
 // HeaderAllowance is the room kept above a domain's max payload for headers;
@@ -324,4 +299,12 @@ func parseHeaders(h nats.Header) (envelope.Headers, error) {
 		}
 	}
 	return envelope.Parse(keys, h.Get)
+}
+
+// Partitions is the partition count of an ensured stream as the broker holds
+// it (1 before the stream is ensured).
+func (t *Transport) Partitions(prefix string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return max(t.parts[prefix], 1)
 }

@@ -44,10 +44,15 @@ type Message struct {
 // come from the contract.
 type Stream struct {
 	// Prefix is the topic prefix the stream holds: ampy.prod.bars.v1.
-	Prefix       string
-	Retention    time.Duration
-	MaxPayload   int64
-	Partitions   int
+	Prefix     string
+	Retention  time.Duration
+	MaxPayload int64
+	// Partitions spreads keys: Kafka partitions, NATS subject partitions.
+	// A broker that already has more keeps them.
+	Partitions int
+	// Replicas is how many brokers hold each message. A broker that already
+	// has more keeps them; one with fewer nodes holds as many as it has.
+	Replicas     int
 	DedupeWindow time.Duration
 }
 

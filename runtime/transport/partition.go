@@ -1,4 +1,4 @@
-package kafkabinding
+package transport
 
 // Partition is the partition the Java client (and franz-go's default key
 // partitioner) puts key in, of n: murmur2 of the key's bytes, sign bit

@@ -1,4 +1,4 @@
-package kafkabinding
+package transport
 
 import "testing"
 

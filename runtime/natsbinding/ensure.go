@@ -1,0 +1,151 @@
+package natsbinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// MetaPartitions is the stream metadata key holding the domain's partition
+// count: publishers place keys and group members split work by it, so it is
+// the broker's copy, not each process's contract, that every client follows.
+const MetaPartitions = "ampy_bus.partitions"
+
+// EnsureStream creates the stream for s, or brings an existing one to the
+// contract's limits. It never lowers replicas or partitions a stream already
+// has: it logs the drift and keeps them. A stream that already matches is not
+// updated, so many processes opening the bus at once change nothing.
+func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error {
+	name := StreamName(s.Prefix)
+	want := t.streamConfig(s)
+	st, err := t.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = t.js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = t.js.Stream(ctx, name) // created meanwhile by another process
+		} else if err == nil {
+			return t.ensured(s.Prefix, st)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ensure stream %s (%s.>): %w", name, s.Prefix, t.replicaErr(mapErr(err), want.Replicas))
+	}
+	have := st.CachedInfo().Config
+	merged, drift := reconcile(have, want)
+	for _, d := range drift {
+		t.log.Warn("stream differs from the contract; keeping the broker's value", "stream", name, "setting", d.setting, "broker", d.broker, "contract", d.contract)
+	}
+	if !sameConfig(have, merged) {
+		if st, err = t.js.UpdateStream(ctx, merged); err != nil {
+			return fmt.Errorf("update stream %s (%s.>): %w", name, s.Prefix, t.replicaErr(mapErr(err), merged.Replicas))
+		}
+	}
+	return t.ensured(s.Prefix, st)
+}
+
+// ensured caches the stream and its partition count.
+func (t *Transport) ensured(prefix string, st jetstream.Stream) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[prefix] = st
+	t.parts[prefix] = partitionsOf(st.CachedInfo().Config)
+	return nil
+}
+
+// streamConfig is the stream the contract asks for. A server outside a
+// cluster holds one copy whatever the contract says.
+func (t *Transport) streamConfig(s transport.Stream) jetstream.StreamConfig {
+	replicas := max(s.Replicas, 1)
+	if replicas > 1 && t.nc.ConnectedClusterName() == "" {
+		t.log.Info("the NATS server is not clustered; the stream holds one copy", "stream", StreamName(s.Prefix), "contract_replicas", replicas)
+		replicas = 1
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        StreamName(s.Prefix),
+		Description: "ampy-bus " + s.Prefix,
+		Subjects:    []string{s.Prefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      s.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Duplicates:  s.DedupeWindow,
+		Discard:     jetstream.DiscardOld,
+		Metadata:    map[string]string{MetaPartitions: strconv.Itoa(max(s.Partitions, 1))},
+	}
+	if s.MaxPayload > 0 {
+		// JetStream counts headers in the message size; leave room for them.
+		cfg.MaxMsgSize = int32(min(s.MaxPayload+HeaderAllowance, 1<<31-1))
+	}
+	return cfg
+}
+
+// drift is one setting where the broker keeps more than the contract asks.
+type drift struct {
+	setting          string
+	broker, contract int
+}
+
+// reconcile returns have with the contract's limits applied: retention, size
+// and dedupe window follow the contract; replicas and partitions only rise.
+func reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []drift) {
+	out := have
+	out.Description, out.MaxAge, out.MaxMsgSize, out.Duplicates = want.Description, want.MaxAge, want.MaxMsgSize, want.Duplicates
+	if !slices.Contains(out.Subjects, want.Subjects[0]) {
+		out.Subjects = append(slices.Clone(out.Subjects), want.Subjects[0])
+	}
+	var drifts []drift
+	if have.Replicas > want.Replicas {
+		drifts = append(drifts, drift{"replicas", have.Replicas, want.Replicas})
+	} else {
+		out.Replicas = want.Replicas
+	}
+	out.Metadata = maps.Clone(have.Metadata)
+	if out.Metadata == nil {
+		out.Metadata = map[string]string{}
+	}
+	hp, wp := partitionsOf(have), partitionsOf(want)
+	if _, ok := have.Metadata[MetaPartitions]; ok && hp > wp {
+		drifts = append(drifts, drift{"partitions", hp, wp})
+	} else {
+		out.Metadata[MetaPartitions] = strconv.Itoa(wp)
+	}
+	return out, drifts
+}
+
+// partitionsOf reads a stream's partition count; a stream without one has 1.
+func partitionsOf(cfg jetstream.StreamConfig) int {
+	n, err := strconv.Atoi(cfg.Metadata[MetaPartitions])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// sameConfig compares the settings reconcile may change. The server adds
+// its own metadata keys (_nats.*), so only ours are compared.
+func sameConfig(a, b jetstream.StreamConfig) bool {
+	return a.Description == b.Description && a.MaxAge == b.MaxAge && a.MaxMsgSize == b.MaxMsgSize &&
+		a.Duplicates == b.Duplicates && a.Replicas == b.Replicas && slices.Equal(a.Subjects, b.Subjects) &&
+		a.Metadata[MetaPartitions] == b.Metadata[MetaPartitions]
+}
+
+// JetStream error codes for a stream that cannot be placed: no peers,
+// insufficient resources, replicas > 1 on a server outside a cluster.
+var placementErrs = []jetstream.ErrorCode{10005, 10023, 10074}
+
+// replicaErr explains a refusal caused by asking more replicas than the
+// cluster has JetStream servers.
+func (t *Transport) replicaErr(err error, replicas int) error {
+	var apiErr *jetstream.APIError
+	if replicas > 1 && errors.As(err, &apiErr) && slices.Contains(placementErrs, apiErr.ErrorCode) {
+		return fmt.Errorf("%w: the contract asks %d replicas and the cluster %q cannot place them: add JetStream servers or lower replicas: in contract.yaml", err, replicas, t.nc.ConnectedClusterName())
+	}
+	return err
+}
