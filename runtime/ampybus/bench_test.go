@@ -62,7 +62,8 @@ func BenchmarkPublish(b *testing.B) {
 	size, _ := proto.Marshal(payload)
 	pub := bars.NewPublisher(bus)
 	st := bars.MustSubtopic("XNAS", "AAPL")
-	const rawSubject = "ampy.dev.bars.v1.XNAS.RAW"
+	// The subject the bus stores XNAS.RAW's messages under (its partition first).
+	rawSubject := natsbinding.Subject("ampy.dev.bars.v1.XNAS.RAW", "XNAS.RAW", bars.Domain.Partitions)
 
 	report := func(b *testing.B) {
 		b.SetBytes(int64(len(size)))
@@ -221,7 +222,7 @@ func BenchmarkConsume(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		cons, err := js.CreateOrUpdateConsumer(ctx, "AMPY_DEV_BARS_V1", jetstream.ConsumerConfig{
-			Durable: "raw-" + sym, FilterSubject: "ampy.dev.bars.v1.XNAS." + sym, AckPolicy: jetstream.AckExplicitPolicy,
+			Durable: "raw-" + sym, FilterSubject: "*.ampy.dev.bars.v1.XNAS." + sym, AckPolicy: jetstream.AckExplicitPolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1024,
 		})
 		if err != nil {

@@ -52,9 +52,11 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 }
 
 // rawPublish sends bytes with the given headers straight through nats.go, as
-// a misbehaving or foreign producer would.
-func rawPublish(t *testing.T, url, subject string, h nats.Header, data []byte) {
+// a misbehaving or foreign producer would, on the partition subject of the
+// partition_key header (a bars topic).
+func rawPublish(t *testing.T, url, topic string, h nats.Header, data []byte) {
 	t.Helper()
+	subject := natsbinding.Subject(topic, h.Get("partition_key"), bars.Domain.Partitions)
 	_, err := rawJS(t, url).PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: data})
 	require.NoError(t, err)
 }
@@ -127,7 +129,7 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 				m, err = dl.GetMsg(ctx, uint64(i+1))
 				return err == nil
 			}, 10*time.Second, 20*time.Millisecond, "no dead letter")
-			assert.Equal(t, "ampy.dev.dlq.v1.bars", m.Subject)
+			assert.Equal(t, natsbinding.Subject("ampy.dev.dlq.v1.bars", tc.h.Get("partition_key"), dlq.Domain.Partitions), m.Subject)
 			assert.Equal(t, tc.data, m.Data, "original payload bytes preserved")
 			assert.Contains(t, m.Header.Get("dlq_reason"), tc.reason)
 			assert.Equal(t, tc.subject, m.Header.Get("dlq_original_topic"))

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/schema"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
 // server starts an embedded JetStream server for one test.
@@ -218,7 +220,9 @@ func TestWireHeaders(t *testing.T) {
 	require.NoError(t, err)
 	raw, err := st.GetMsg(ctx, res.Sequence)
 	require.NoError(t, err)
-	assert.Equal(t, "ampy.prod.bars.v1.XNAS.AAPL", raw.Subject)
+	assert.Equal(t, natsbinding.Subject("ampy.prod.bars.v1.XNAS.AAPL", "XNAS.AAPL", bars.Domain.Partitions), raw.Subject)
+	assert.Equal(t, strconv.Itoa(int(transport.Partition("XNAS.AAPL", 12)))+".ampy.prod.bars.v1.XNAS.AAPL", raw.Subject,
+		"stored under the key's partition, the one Kafka uses")
 
 	h := raw.Header
 	want := map[string]string{

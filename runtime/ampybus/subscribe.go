@@ -2,6 +2,7 @@ package ampybus
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -68,6 +69,7 @@ type subOptions struct {
 	concurrency int
 	maxInFlight int
 	ackWait     time.Duration
+	failover    time.Duration
 	retry       RetryPolicy
 	backoff     func(attempt int) time.Duration
 }
@@ -94,8 +96,20 @@ func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurr
 // MaxInFlight bounds delivered-but-unsettled messages (default 1024).
 func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFlight = n } }
 
-// AckWait is how long a handler may take before the broker redelivers (default 30s).
+// AckWait is how long a handler may take before the broker redelivers
+// (default 30s; for a Durable group at most the Failover bound). The
+// subscription renews the lease of every message it holds, so only a dead
+// consumer's messages wait it out.
 func AckWait(d time.Duration) SubscribeOption { return func(o *subOptions) { o.ackWait = d } }
+
+// Failover bounds how long the keys of a group member that died wait before
+// a live member takes them over (default 5s). The new holder starts from the
+// first message the dead one left unsettled, so keys keep their order; with
+// a persistent Dedupe store nothing it had applied is applied again. A
+// member that stalls longer than this loses its keys while still holding
+// messages, so set it above your longest pause. Kafka brokers refuse session
+// timeouts below group.min.session.timeout.ms (6s unless lowered).
+func Failover(d time.Duration) SubscribeOption { return func(o *subOptions) { o.failover = d } }
 
 // RetryBackoff replaces the contract's backoff: f returns the delay after
 // the given failed attempt.
@@ -282,6 +296,11 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 		opt(&o)
 	}
 	o.concurrency = max(o.concurrency, 1)
+	if o.group != "" && w == nil {
+		// A dead member's unsettled messages come back within the failover
+		// bound; the engine renews the leases of everything it holds.
+		o.ackWait = min(o.ackWait, cmp.Or(o.failover, transport.DefaultFailover))
+	}
 	if o.backoff == nil {
 		o.backoff = o.retry.Delay
 	}
@@ -302,7 +321,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	}
 	ts := transport.Subscription{
 		Stream: s, Filters: []string{filter}, Group: o.group, Start: o.start,
-		MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
+		MaxInFlight: o.maxInFlight, AckWait: o.ackWait, Failover: o.failover,
 		// No broker-side delivery limit: at its limit JetStream drops a message
 		// silently; the engine counts attempts and dead-letters itself.
 	}

@@ -104,6 +104,7 @@ func Run(t *testing.T, b Binding) {
 		{"SubscriptionPatterns", testPatterns},
 		{"IndependentGroupsBothReceiveEverything", testIndependentGroups},
 		{"GroupMembersShareTheWork", testGroupSharesWork},
+		{"GroupMembersKeepKeyOrderThroughCrashAndJoin", testGroupMembersKeepKeyOrder},
 		{"CloseWithMessagesInFlightLosesNothing", testCloseInFlight},
 		{"PublishToDownBrokerFailsWithinDeadline", testBrokerDown},
 		{"NewSubscriptionSeesExactlyWhatFollows", testStartNew},

@@ -1,9 +1,11 @@
 package kafkabinding
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +53,7 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		if err := t.seedGroup(ctx, sub, start); err != nil {
 			return nil, err
 		}
+		session := t.sessionTimeout(ctx, sub.Failover)
 		opts = append(opts,
 			kgo.ConsumeTopics(sub.Stream.Prefix),
 			// Partitions added after the group was seeded start at their beginning.
@@ -60,8 +63,8 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 			kgo.BlockRebalanceOnPoll(),
 			kgo.OnPartitionsRevoked(c.revoked),
 			kgo.OnPartitionsLost(c.lost),
-			kgo.SessionTimeout(10*time.Second),
-			kgo.HeartbeatInterval(time.Second),
+			kgo.SessionTimeout(session),
+			kgo.HeartbeatInterval(max(100*time.Millisecond, session/5)),
 		)
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -72,6 +75,33 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	go c.poll()
 	go c.commitLoop()
 	return c, nil
+}
+
+// sessionTimeout is the group session timeout for a failover budget: a
+// member silent that long is dropped and its partitions reassigned. Brokers
+// refuse sessions below group.min.session.timeout.ms (6s by default), so a
+// shorter budget is raised to it, with a warning saying how to lower it.
+func (t *Transport) sessionTimeout(ctx context.Context, failover time.Duration) time.Duration {
+	session := cmp.Or(failover, transport.DefaultFailover)
+	cfgs, err := t.adm.DescribeBrokerConfigs(ctx)
+	if err != nil {
+		t.log.Debug("kafka: cannot read the brokers' group.min.session.timeout.ms", "err", err)
+		return session
+	}
+	for _, rc := range cfgs {
+		for _, c := range rc.Configs {
+			if c.Key != "group.min.session.timeout.ms" || c.Value == nil {
+				continue
+			}
+			if ms, err := strconv.Atoi(*c.Value); err == nil && time.Duration(ms)*time.Millisecond > session {
+				floor := time.Duration(ms) * time.Millisecond
+				t.log.Warn("kafka: failover is below the brokers' group.min.session.timeout.ms; a dead member's partitions move after the broker minimum (lower it on the brokers for faster failover)",
+					"failover", session, "broker_minimum", floor)
+				session = floor
+			}
+		}
+	}
+	return session
 }
 
 // bound captures the high watermark of every partition; partitions that

@@ -3,6 +3,7 @@ package kafkabinding
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -27,7 +28,10 @@ type EmbeddedOptions struct {
 
 // StartEmbedded starts a cluster on 127.0.0.1, one broker unless asked for more.
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(max(o.Brokers, 1)), kfake.ClusterID("ampy-bus-embedded")}
+	opts := []kfake.Opt{kfake.NumBrokers(max(o.Brokers, 1)), kfake.ClusterID("ampy-bus-embedded"),
+		// Real brokers refuse group sessions under 6s unless configured
+		// lower; the development broker allows the bus's 5s failover.
+		kfake.GroupMinSessionTimeout(time.Second)}
 	if o.Port != 0 {
 		opts = append(opts, kfake.Ports(o.Port))
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,14 +43,16 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	if sub.MaxDeliver > 0 {
 		cfg.MaxDeliver = sub.MaxDeliver
 	}
-	if len(sub.Filters) == 1 {
-		cfg.FilterSubject = sub.Filters[0]
-	} else {
-		cfg.FilterSubjects = sub.Filters
+	if sub.Bounded && sub.Group != "" {
+		return nil, fmt.Errorf("replay of %s: a bounded subscription is never a group member, so it cannot move a live consumer", sub.Stream.Prefix)
 	}
-	if sub.Group != "" {
-		cfg.Durable = DurableName(sub.Group)
-	} else {
+	// A key lives in one partition: a key-scoped read reads only that one.
+	part := -1
+	if sub.Key != "" {
+		part = int(transport.Partition(sub.Key, t.Partitions(sub.Stream.Prefix)))
+	}
+	cfg.FilterSubjects = partitionFilters(sub.Filters, part)
+	if sub.Group == "" {
 		cfg.InactiveThreshold = time.Minute
 	}
 	switch sub.Start.Kind {
@@ -68,21 +71,12 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = sub.Start.After.Sequence + 1
 	}
-	if cfg.Durable != "" {
-		if existing, err := st.Consumer(ctx, cfg.Durable); err == nil {
-			have := existing.CachedInfo().Config.FilterSubjects
-			if f := existing.CachedInfo().Config.FilterSubject; f != "" {
-				have = []string{f}
-			}
-			if !sameSet(have, sub.Filters) {
-				return nil, fmt.Errorf("consumer group %q on %s already reads %v, not %v: one Durable name serves one pattern (two would take each other's messages); give this pattern its own group",
-					sub.Group, StreamName(sub.Stream.Prefix), have, sub.Filters)
-			}
-		}
+	if sub.Group != "" {
+		return t.subscribeGroup(ctx, st, sub, cfg)
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("consumer %q on %s: %w", cfg.Durable, StreamName(sub.Stream.Prefix), mapErr(err))
+		return nil, fmt.Errorf("consumer on %s: %w", StreamName(sub.Stream.Prefix), mapErr(err))
 	}
 	batch := sub.MaxInFlight
 	if batch <= 0 || batch > 512 {
@@ -147,15 +141,8 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 			}
 			return nil, mapErr(err)
 		}
-		d := &delivery{m: m}
-		d.msg.Topic = m.Subject()
-		d.msg.Payload = m.Data()
-		d.msg.Headers, d.herr = parseHeaders(m.Headers())
-		md, err := m.Metadata()
-		if err == nil {
-			d.attempt = int(md.NumDelivered)
-			d.seq = md.Sequence.Stream
-		}
+		d := newDelivery(m, c.sub.Stream.Prefix)
+		md, _ := m.Metadata()
 		if c.sub.Bounded && md != nil {
 			if md.Sequence.Stream > c.lastSeq || (!c.sub.Until.IsZero() && !md.Timestamp.Before(c.sub.Until)) {
 				c.nothingLeft = true
@@ -188,6 +175,36 @@ type delivery struct {
 	herr    error
 	attempt int
 	seq     uint64
+	// settled, when set, runs once when the delivery is acked, naked or
+	// terminated: a group counts what each partition has outstanding.
+	settled func()
+	once    sync.Once
+}
+
+// newDelivery decodes a received message: the topic without its partition
+// token, and the envelope. A subject or header that does not parse is
+// reported through HeaderErr, so the engine dead-letters the message.
+func newDelivery(m jetstream.Msg, prefix string) *delivery {
+	d := &delivery{m: m}
+	topic, _, terr := topicOf(m.Subject())
+	d.msg.Topic = topic
+	d.msg.Payload = m.Data()
+	d.msg.Headers, d.herr = parseHeaders(m.Headers())
+	if terr != nil {
+		d.herr = errors.Join(terr, d.herr)
+	}
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(md.NumDelivered)
+		d.seq = md.Sequence.Stream
+	}
+	return d
+}
+
+// done runs settled once.
+func (d *delivery) done() {
+	if d.settled != nil {
+		d.once.Do(d.settled)
+	}
 }
 
 func (d *delivery) Message() *transport.Message { return &d.msg }
@@ -196,9 +213,13 @@ func (d *delivery) Attempt() int                { return d.attempt }
 func (d *delivery) Sequence() uint64            { return d.seq }
 func (d *delivery) Partition() int32            { return 0 }
 
-func (d *delivery) Ack(context.Context) error { return mapErr(d.m.Ack()) }
+func (d *delivery) Ack(context.Context) error {
+	defer d.done()
+	return mapErr(d.m.Ack())
+}
 
 func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
+	defer d.done()
 	if delay <= 0 {
 		return mapErr(d.m.Nak())
 	}
@@ -206,10 +227,30 @@ func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 }
 
 func (d *delivery) Term(_ context.Context, reason string) error {
+	defer d.done()
 	return mapErr(d.m.TermWithReason(reason))
 }
 
 func (d *delivery) InProgress(context.Context) error { return mapErr(d.m.InProgress()) }
+
+// sameFilters refuses to reuse a group's consumers for another pattern: two
+// patterns under one Durable name would take each other's messages.
+func sameFilters(sub transport.Subscription, have jetstream.ConsumerConfig, want []string) error {
+	got := slices.Clone(have.FilterSubjects)
+	if have.FilterSubject != "" {
+		got = []string{have.FilterSubject}
+	}
+	if !sameSet(got, want) {
+		for i, f := range got {
+			if topic, _, err := topicOf(f); err == nil {
+				got[i] = topic
+			}
+		}
+		return fmt.Errorf("consumer group %q on %s already reads %v, not %v: one Durable name serves one pattern (two would take each other's messages); give this pattern its own group",
+			sub.Group, StreamName(sub.Stream.Prefix), got, sub.Filters)
+	}
+	return nil
+}
 
 // sameSet reports whether a and b hold the same filters in any order.
 func sameSet(a, b []string) bool {

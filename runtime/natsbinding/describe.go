@@ -3,7 +3,6 @@ package natsbinding
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -15,7 +14,7 @@ var _ transport.Describer = (*Transport)(nil)
 // Streams implements transport.Describer: the streams holding namespace.… subjects.
 func (t *Transport) Streams(ctx context.Context, namespace string) ([]transport.StreamInfo, error) {
 	var out []transport.StreamInfo
-	l := t.js.ListStreams(ctx, jetstream.WithStreamListSubject(namespace+".>"))
+	l := t.js.ListStreams(ctx, jetstream.WithStreamListSubject(streamSubjects(namespace, 1)[0]))
 	for si := range l.Info() {
 		out = append(out, streamInfo(si))
 	}
@@ -40,12 +39,16 @@ func (t *Transport) DescribeStream(ctx context.Context, prefix string) (transpor
 
 func streamInfo(si *jetstream.StreamInfo) transport.StreamInfo {
 	info := transport.StreamInfo{
-		Name: si.Config.Name, Messages: si.State.Msgs, Bytes: si.State.Bytes, Partitions: 1,
+		Name: si.Config.Name, Messages: si.State.Msgs, Bytes: si.State.Bytes,
 		Retention: si.Config.MaxAge, MaxMessageBytes: int64(si.Config.MaxMsgSize),
 		First: si.State.FirstSeq, Last: si.State.LastSeq, Created: si.Created,
 	}
-	if len(si.Config.Subjects) > 0 {
-		info.Prefix = strings.TrimSuffix(si.Config.Subjects[0], ".>")
+	for _, s := range si.Config.Subjects {
+		if p, ok := prefixOfStreamSubject(s); ok {
+			info.Prefix = p
+			break
+		}
 	}
+	info.Partitions = partitionsOf(si.Config)
 	return info
 }

@@ -70,7 +70,7 @@ func (t *Transport) streamConfig(s transport.Stream) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
 		Name:        StreamName(s.Prefix),
 		Description: "ampy-bus " + s.Prefix,
-		Subjects:    []string{s.Prefix + ".>"},
+		Subjects:    streamSubjects(s.Prefix, s.Partitions),
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      s.Retention,
 		Storage:     jetstream.FileStorage,
@@ -97,9 +97,6 @@ type drift struct {
 func reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []drift) {
 	out := have
 	out.Description, out.MaxAge, out.MaxMsgSize, out.Duplicates = want.Description, want.MaxAge, want.MaxMsgSize, want.Duplicates
-	if !slices.Contains(out.Subjects, want.Subjects[0]) {
-		out.Subjects = append(slices.Clone(out.Subjects), want.Subjects[0])
-	}
 	var drifts []drift
 	if have.Replicas > want.Replicas {
 		drifts = append(drifts, drift{"replicas", have.Replicas, want.Replicas})
@@ -116,6 +113,15 @@ func reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []dri
 	} else {
 		out.Metadata[MetaPartitions] = strconv.Itoa(wp)
 	}
+	// One subject per partition. Earlier releases stored topics without a
+	// partition token under prefix.>; that subject goes, so such a publish
+	// is refused rather than stored where no group reads it.
+	prefix, _ := prefixOfStreamSubject(want.Subjects[0])
+	out.Subjects = slices.DeleteFunc(slices.Clone(have.Subjects), func(s string) bool {
+		p, ours := prefixOfStreamSubject(s)
+		return s == prefix+".>" || (ours && p == prefix)
+	})
+	out.Subjects = append(out.Subjects, streamSubjects(prefix, partitionsOf(out))...)
 	return out, drifts
 }
 

@@ -26,7 +26,7 @@ func TestEnsureStreamFromContract(t *testing.T) {
 	require.NoError(t, err)
 	defer tr.Close()
 
-	s := transport.Stream{Prefix: "ampy.prod.orders.v1", Retention: 400 * 24 * time.Hour, MaxPayload: 1 << 20, DedupeWindow: 2 * time.Minute}
+	s := transport.Stream{Prefix: "ampy.prod.orders.v1", Retention: 400 * 24 * time.Hour, MaxPayload: 1 << 20, DedupeWindow: 2 * time.Minute, Partitions: 3}
 	require.NoError(t, tr.EnsureStream(ctx, s))
 	js, err := jetstream.New(tr.Conn())
 	require.NoError(t, err)
@@ -34,7 +34,8 @@ func TestEnsureStreamFromContract(t *testing.T) {
 	require.NoError(t, err)
 	info, err := st.Info(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"ampy.prod.orders.v1.>"}, info.Config.Subjects)
+	assert.Equal(t, []string{"0.ampy.prod.orders.v1.>", "1.ampy.prod.orders.v1.>", "2.ampy.prod.orders.v1.>"}, info.Config.Subjects,
+		"one subject per partition")
 	assert.Equal(t, 400*24*time.Hour, info.Config.MaxAge)
 	assert.Equal(t, int32(1<<20+natsbinding.HeaderAllowance), info.Config.MaxMsgSize)
 	assert.Equal(t, 2*time.Minute, info.Config.Duplicates)
@@ -50,16 +51,7 @@ func TestEnsureStreamFromContract(t *testing.T) {
 // Ensuring never lowers what the broker has, and changes nothing when the
 // stream already matches: many processes opening one bus update nothing.
 func TestEnsureStreamKeepsWhatTheBrokerHas(t *testing.T) {
-	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
-	require.NoError(t, err)
-	defer e.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
-	require.NoError(t, err)
-	defer tr.Close()
-	js, err := jetstream.New(tr.Conn())
-	require.NoError(t, err)
+	ctx, tr, js := embedded(t)
 
 	s := transport.Stream{Prefix: "ampy.prod.fills.v1", Retention: time.Hour, MaxPayload: 1 << 20, DedupeWindow: time.Minute, Partitions: 16, Replicas: 3}
 	require.NoError(t, tr.EnsureStream(ctx, s))
@@ -94,6 +86,23 @@ func TestEnsureStreamKeepsWhatTheBrokerHas(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrTimeout, "ensuring a matching stream updated it")
 }
 
+// embedded starts a server and opens the binding and a raw JetStream client
+// on it, all closed when the test ends.
+func embedded(t *testing.T) (context.Context, *natsbinding.Transport, jetstream.JetStream) {
+	t.Helper()
+	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	require.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	js, err := jetstream.New(tr.Conn())
+	require.NoError(t, err)
+	return ctx, tr, js
+}
+
 func mustInfo(ctx context.Context, t *testing.T, js jetstream.JetStream, name string) *jetstream.StreamInfo {
 	t.Helper()
 	st, err := js.Stream(ctx, name)
@@ -101,4 +110,24 @@ func mustInfo(ctx context.Context, t *testing.T, js jetstream.JetStream, name st
 	info, err := st.Info(ctx)
 	require.NoError(t, err)
 	return info
+}
+
+// A stream of the layout before partition subjects is brought to the new
+// one, and a publish that skips the partition token is refused rather than
+// stored where no consumer group reads it.
+func TestUnpartitionedPublishIsRefused(t *testing.T) {
+	ctx, tr, js := embedded(t)
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AMPY_DEV_ORDERS_V1", Subjects: []string{"ampy.dev.orders.v1.>"}})
+	require.NoError(t, err)
+
+	require.NoError(t, tr.EnsureStream(ctx, transport.Stream{Prefix: "ampy.dev.orders.v1", Partitions: 2, DedupeWindow: time.Minute}))
+	assert.Equal(t, []string{"0.ampy.dev.orders.v1.>", "1.ampy.dev.orders.v1.>"}, mustInfo(ctx, t, js, "AMPY_DEV_ORDERS_V1").Config.Subjects)
+
+	_, err = js.Publish(ctx, "ampy.dev.orders.v1.requests", []byte("x"))
+	assert.ErrorIs(t, err, jetstream.ErrNoStreamResponse, "a plain-topic publish must not be stored")
+	_, err = js.Publish(ctx, "2.ampy.dev.orders.v1.requests", []byte("x"))
+	assert.ErrorIs(t, err, jetstream.ErrNoStreamResponse, "nor one to a partition the stream does not have")
+	ack, err := js.Publish(ctx, natsbinding.Subject("ampy.dev.orders.v1.requests", "co_1", 2), []byte("x"))
+	require.NoError(t, err)
+	assert.Equal(t, "AMPY_DEV_ORDERS_V1", ack.Stream)
 }

@@ -140,6 +140,8 @@ func StreamName(prefix string) string {
 // JetStream rejects headers over 64 KiB anyway.
 const HeaderAllowance = 64 << 10
 
+// stream returns the stream of s, looking it up once when this process did
+// not ensure it.
 func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.Stream, error) {
 	t.mu.Lock()
 	st, ok := t.streams[s.Prefix]
@@ -151,13 +153,12 @@ func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.S
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamName(s.Prefix), mapErr(err))
 	}
-	t.mu.Lock()
-	t.streams[s.Prefix] = st
-	t.mu.Unlock()
-	return st, nil
+	return st, t.ensured(s.Prefix, st)
 }
 
-func toNats(m *transport.Message) *nats.Msg {
+// toNats builds the stored message: the topic with its key's partition
+// token, the envelope as headers, and the broker dedupe id.
+func (t *Transport) toNats(s transport.Stream, m *transport.Message) *nats.Msg {
 	fields := m.Headers.Fields()
 	h := make(nats.Header, len(fields)+1)
 	for _, f := range fields {
@@ -169,12 +170,15 @@ func toNats(m *transport.Message) *nats.Msg {
 		id = m.DedupeID
 	}
 	h[jetstream.MsgIDHeader] = []string{id}
-	return &nats.Msg{Subject: m.Topic, Header: h, Data: m.Payload}
+	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, t.Partitions(s.Prefix)), Header: h, Data: m.Payload}
 }
 
 // Publish implements transport.Transport.
 func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
-	ack, err := t.js.PublishMsg(ctx, toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	if _, err := t.stream(ctx, s); err != nil {
+		return transport.PublishAck{}, err
+	}
+	ack, err := t.js.PublishMsg(ctx, t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		return transport.PublishAck{}, mapErr(err)
 	}
@@ -184,6 +188,9 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 // PublishAsync implements transport.Transport. The window bounds messages in
 // flight; when it is full the call waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	if _, err := t.stream(ctx, s); err != nil {
+		return err
+	}
 	if err := t.window.Acquire(ctx, t.done); err != nil {
 		return err
 	}
@@ -193,7 +200,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		t.window.Release()
 		return transport.ErrClosed
 	}
-	paf, err := t.js.PublishMsgAsync(toNats(m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	paf, err := t.js.PublishMsgAsync(t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		t.window.Release()
 		return mapErr(err)

@@ -27,6 +27,10 @@ var (
 	ErrEndOfStream = errors.New("end of replay window")
 )
 
+// DefaultFailover is how soon a dead group member's keys reach a live
+// member when a subscription does not say.
+const DefaultFailover = 5 * time.Second
+
 // Message is what a transport carries: a concrete topic, the envelope and the
 // payload bytes.
 type Message struct {
@@ -121,6 +125,11 @@ type Subscription struct {
 	AckWait time.Duration
 	// MaxDeliver stops broker redelivery after this many deliveries (0: no limit).
 	MaxDeliver int
+	// Failover bounds how long a dead group member's keys wait before a live
+	// member takes them over (0: the binding's default, 5 s). Shorter means
+	// a member that stalls that long (a long GC pause, a frozen VM) loses its
+	// keys to another while it still holds messages.
+	Failover time.Duration
 
 	// Bounded makes the subscription a replay: it reads what the stream held
 	// when it started, and no further; then Next returns ErrEndOfStream, so
