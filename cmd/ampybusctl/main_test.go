@@ -333,6 +333,37 @@ func TestDevServesOtherCommands(t *testing.T) {
 	require.NoError(t, p.Wait(), "dev exits 0 on Ctrl-C")
 }
 
+// dev --cluster 3 runs a JetStream cluster: orders get the contract's three
+// replicas, and the other commands work against it.
+func TestDevCluster(t *testing.T) {
+	p := exec.Command(bin, "dev", "--nats", "--cluster", "3", "--nats-port", "0")
+	stdout, err := p.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.Start())
+	t.Cleanup(func() { _ = p.Process.Kill() })
+	var u string
+	sc := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`export AMPYBUS_URL=(nats://\S+)`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			u = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "ready") {
+			break
+		}
+	}
+	require.Equal(t, 3, strings.Count(u, "nats://"), "three servers in %s", u)
+	env := []string{"AMPYBUS_URL=" + u}
+	ok(t, env, "ensure-topic", "--topic", "ampy.dev.orders.v1")
+	out := ok(t, env, "describe-topic", "--topic", "ampy.dev.orders.v1")
+	assert.Contains(t, out, "6 partitions, 3 replica(s)")
+	assert.Regexp(t, `AMPY_DEV_ORDERS_V1: 0 message\(s\), 6 partition\(s\), 3 replica\(s\)`, out)
+	ok(t, env, "pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL")
+	assert.Contains(t, ok(t, env, "consume", "--topic", "ampy.dev.bars.v1.XNAS.AAPL"), "── ampy.dev.bars.v1.XNAS.AAPL")
+	require.NoError(t, p.Process.Signal(syscall.SIGINT))
+	require.NoError(t, p.Wait(), "dev exits 0 on Ctrl-C")
+}
+
 // The shipped fixtures validate through the CLI, as the README says.
 func TestValidateShippedFixtures(t *testing.T) {
 	r := ctl(t, nil, "validate-fixture", "--dir", "fixtures")

@@ -182,7 +182,8 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 
 var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
-	qosKeys       = []string{"latency_p99", "description"}
+	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
+	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
@@ -282,6 +283,10 @@ func (p *parser) qosClasses(n *yaml.Node) []*QoSClass {
 		if e, ok := cm["description"]; ok {
 			q.Description, _ = p.scalar(e.val, what+" description")
 		}
+		q.PublishRetry = DefaultPublishRetry
+		if e, ok := cm["publish_retry"]; ok {
+			p.publishRetry(e.val, what+" publish_retry", &q.PublishRetry)
+		}
 		out = append(out, q)
 	}
 	return out
@@ -372,6 +377,26 @@ func (p *parser) retry(n *yaml.Node, what string, r *RetryPolicy) {
 	if e, ok := m["max_backoff"]; ok {
 		if d, ok := p.duration(e.val, what+" max_backoff"); ok {
 			r.MaxBackoff = d
+		}
+	}
+	if r.MaxBackoff < r.Backoff {
+		p.errorf(n, "set max_backoff at or above backoff", "%s max_backoff %s is below backoff %s", what, r.MaxBackoff, r.Backoff)
+	}
+}
+
+// DefaultPublishRetry applies to a QoS class that states no publish_retry.
+var DefaultPublishRetry = PublishRetry{Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, GiveUpAfter: 10 * time.Second}
+
+func (p *parser) publishRetry(n *yaml.Node, what string, r *PublishRetry) {
+	m := p.mapping(n, what, pubRetryKeys, nil)
+	for _, f := range []struct {
+		key string
+		dst *time.Duration
+	}{{"backoff", &r.Backoff}, {"max_backoff", &r.MaxBackoff}, {"give_up_after", &r.GiveUpAfter}} {
+		if e, ok := m[f.key]; ok {
+			if d, ok := p.duration(e.val, what+" "+f.key); ok {
+				*f.dst = d
+			}
 		}
 	}
 	if r.MaxBackoff < r.Backoff {

@@ -36,7 +36,17 @@ type QoSClass struct {
 	Description string
 	// LatencyP99 is the publish→first-delivery target the class promises.
 	LatencyP99 time.Duration
-	Pos        Pos
+	// PublishRetry is how long a producer keeps retrying a publish the
+	// broker did not acknowledge before it reports the failure.
+	PublishRetry PublishRetry
+	Pos          Pos
+}
+
+// PublishRetry retries an unacknowledged publish with the same message id
+// (so broker dedupe makes the retry safe): exponential backoff from Backoff,
+// capped at MaxBackoff, with jitter, until GiveUpAfter has passed.
+type PublishRetry struct {
+	Backoff, MaxBackoff, GiveUpAfter time.Duration
 }
 
 // Domain is one family of topics, ampy.{env}.{name}.{version}.{subtopic}.

@@ -248,6 +248,10 @@ func (e *emitter) domainSpec() {
 		"Version", jen.Id("Version"),
 		"QoS", jen.Lit(d.QoS.Name),
 		"LatencyP99", duration(d.QoS.LatencyP99),
+		"PublishRetry", jen.Qual(runtimePkg, "PublishRetry").Add(fields(
+			"Backoff", duration(d.QoS.PublishRetry.Backoff),
+			"MaxBackoff", duration(d.QoS.PublishRetry.MaxBackoff),
+			"GiveUpAfter", duration(d.QoS.PublishRetry.GiveUpAfter))),
 		"Ordering", jen.Qual(runtimePkg, orderingConst(d.Ordering.Rule)),
 	}
 	if d.Ordering.By != "" {

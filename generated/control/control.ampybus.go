@@ -36,12 +36,17 @@ const (
 // Domain is the control domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "paper", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "critical",
-	LatencyP99:    50 * time.Millisecond,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "paper", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "critical",
+	LatencyP99: 50 * time.Millisecond,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     25 * time.Millisecond,
+		MaxBackoff:  500 * time.Millisecond,
+		GiveUpAfter: 30 * time.Second,
+	},
 	Ordering:      ampybus.OrderCausal,
 	Retention:     30 * 24 * time.Hour,
 	MaxPayload:    1 << 20,

@@ -37,12 +37,17 @@ const (
 // Domain is the corporate_actions domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "paper", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "standard",
-	LatencyP99:    500 * time.Millisecond,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "paper", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "standard",
+	LatencyP99: 500 * time.Millisecond,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  1 * time.Second,
+		GiveUpAfter: 10 * time.Second,
+	},
 	Ordering:      ampybus.OrderAccumulate,
 	Retention:     30 * 24 * time.Hour,
 	MaxPayload:    1 << 20,

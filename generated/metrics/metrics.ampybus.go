@@ -37,12 +37,17 @@ const (
 // Domain is the metrics domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "paper", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "telemetry",
-	LatencyP99:    2 * time.Second,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "paper", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "telemetry",
+	LatencyP99: 2 * time.Second,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  1 * time.Second,
+		GiveUpAfter: 3 * time.Second,
+	},
 	Ordering:      ampybus.OrderCounterGauge,
 	Retention:     3 * 24 * time.Hour,
 	MaxPayload:    1 << 20,

@@ -37,12 +37,17 @@ const (
 // Domain is the positions domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "paper", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "critical",
-	LatencyP99:    50 * time.Millisecond,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "paper", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "critical",
+	LatencyP99: 50 * time.Millisecond,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     25 * time.Millisecond,
+		MaxBackoff:  500 * time.Millisecond,
+		GiveUpAfter: 30 * time.Second,
+	},
 	Ordering:      ampybus.OrderSnapshot,
 	OrderBy:       "as_of",
 	Retention:     400 * 24 * time.Hour,

@@ -38,12 +38,17 @@ const (
 // Domain is the ticks domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "paper", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "market_data",
-	LatencyP99:    150 * time.Millisecond,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "paper", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "market_data",
+	LatencyP99: 150 * time.Millisecond,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     25 * time.Millisecond,
+		MaxBackoff:  250 * time.Millisecond,
+		GiveUpAfter: 5 * time.Second,
+	},
 	Ordering:      ampybus.OrderMonotonic,
 	OrderBy:       "event_time",
 	Retention:     3 * 24 * time.Hour,

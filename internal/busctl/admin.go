@@ -262,7 +262,9 @@ func describeTopic(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(w, "  ordering       per partition key, %s\n", order)
 	fmt.Fprintf(w, "  retry          %d attempts, backoff %s up to %s, then %s\n", d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff, ampybus.DeadLetterDomain(d).Prefix(envN)+"."+d.Name)
-	fmt.Fprintf(w, "  limits         %d partitions, retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, d.Retention, d.MaxPayload, d.CompressAbove, d.DedupeWindow)
+	fmt.Fprintf(w, "  limits         %d partitions, %d replica(s), retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, max(d.Replicas, 1), d.Retention, d.MaxPayload, d.CompressAbove, d.DedupeWindow)
+	pr := d.PublishRetry
+	fmt.Fprintf(w, "  publish retry  backoff %s up to %s, give up after %s (same message id)\n", pr.Backoff, pr.MaxBackoff, pr.GiveUpAfter)
 	for _, r := range catalog.Routes(d) {
 		s := r.Spec
 		fmt.Fprintf(w, "  subtopic       %s.%s carries %s %s\n", d.Prefix(envN), s.Pattern, s.Schema.FQDN, s.Schema.Version)
@@ -289,8 +291,8 @@ func describeTopic(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "  on %-11s %s: %d message(s), %d partition(s), range %d..%d, retention %s, max message %d bytes\n",
-		b.Transport().Name(), info.Name, info.Messages, info.Partitions, info.First, info.Last, info.Retention, info.MaxMessageBytes)
+	fmt.Fprintf(w, "  on %-11s %s: %d message(s), %d partition(s), %d replica(s), range %d..%d, retention %s, max message %d bytes\n",
+		b.Transport().Name(), info.Name, info.Messages, info.Partitions, info.Replicas, info.First, info.Last, info.Retention, info.MaxMessageBytes)
 	return nil
 }
 
@@ -301,8 +303,12 @@ func dev(ctx context.Context, e *env, args []string) error {
 	natsPort := fs.Int("nats-port", 4222, "NATS port on 127.0.0.1 (0: any free port)")
 	kafkaPort := fs.Int("kafka-port", 9092, "Kafka port on 127.0.0.1 (0: any free port)")
 	store := fs.String("store", "", "keep broker data under this directory across restarts (default: discarded on exit)")
+	nodes := fs.Int("cluster", 1, "NATS nodes: 3 runs a JetStream cluster (ports nats-port, +1, +2), so streams get the contract's replicas")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *nodes < 1 || *nodes > 5 {
+		return usagef("--cluster %d: give 1 to 5 nodes", *nodes)
 	}
 	if !*withNATS && !*withKafka {
 		*withNATS, *withKafka = true, true
@@ -313,7 +319,23 @@ func dev(ctx context.Context, e *env, args []string) error {
 			stops[i]()
 		}
 	}()
-	if *withNATS {
+	if *withNATS && *nodes > 1 {
+		o := natsbinding.ClusterOptions{Nodes: *nodes}
+		if *natsPort != 0 {
+			for i := range *nodes {
+				o.Ports = append(o.Ports, *natsPort+i)
+			}
+		}
+		if *store != "" {
+			o.StoreDir = filepath.Join(*store, "nats")
+		}
+		c, err := natsbinding.StartCluster(o)
+		if err != nil {
+			return fmt.Errorf("start a %d-node NATS cluster from 127.0.0.1:%d: %w (ports in use? try --nats-port 0)", *nodes, *natsPort, err)
+		}
+		stops = append(stops, c.Shutdown)
+		fmt.Fprintf(e.stdout, "NATS JetStream cluster of %d nodes\n  export AMPYBUS_URL=%s\n", *nodes, c.URL())
+	} else if *withNATS {
 		o := natsbinding.EmbeddedOptions{Port: *natsPort}
 		if *store != "" {
 			o.StoreDir = filepath.Join(*store, "nats")

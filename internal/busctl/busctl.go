@@ -60,7 +60,7 @@ func init() {
 		{"ensure-topic", "--topic T | --env E --domain D [--partitions N] | --env E --all", "create or update a domain's stream/topic from the contract", ensureTopic},
 		{"list-topics", "[--env E]", "list the contract's domains and what the broker holds for each", listTopics},
 		{"describe-topic", "--topic T", "show a domain's contract and its stream/topic on the broker", describeTopic},
-		{"dev", "[--nats] [--kafka] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},
+		{"dev", "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},
 		{"demo", "[--bus URL | --transport kafka]", "play the seed's end-to-end trading flow (§19)", demoCmd},
 	}
 }

@@ -33,8 +33,12 @@ var (
 	ErrNoProducer = errors.New("no producer identity")
 	// ErrTooLarge: the payload exceeds the domain's max_payload even compressed.
 	ErrTooLarge = transport.ErrTooLarge
-	// ErrUnavailable: the broker cannot be reached.
+	// ErrUnavailable: the broker cannot be reached or did not answer in time.
 	ErrUnavailable = transport.ErrUnavailable
+	// ErrMaybeStored: a publish failed after the broker may have stored the
+	// message. Republish with WithMessageID and the same id: a stored copy
+	// makes the broker (NATS) or the consumers (Kafka) drop the repeat.
+	ErrMaybeStored = transport.ErrMaybeStored
 	// ErrClosed: the bus or subscription is closed.
 	ErrClosed = transport.ErrClosed
 	// ErrBadURL: the bus URL names no known transport.
@@ -63,6 +67,8 @@ type Bus struct {
 	mu      sync.Mutex
 	ensured map[string]*ensureOnce
 	closed  bool
+	// retrying counts async publishes waiting for a retry.
+	retrying retries
 }
 
 type ensureOnce struct {
@@ -225,7 +231,13 @@ func (b *Bus) Flush(ctx context.Context) error {
 	if err := b.t.Flush(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	return nil
+	// Publishes being retried complete after the transport's flush.
+	select {
+	case <-b.retrying.idle():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush: async publishes still being retried: %w", ctx.Err())
+	}
 }
 
 // Close flushes pending async publishes, closes the connection and stops an

@@ -89,9 +89,10 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 	if err != nil {
 		return PublishResult{}, err
 	}
-	ack, err := p.bus.t.Publish(ctx, s, m)
+	ack, err := p.bus.send(ctx, p.route.Spec.Domain, s, m)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+		// The id lets the caller republish the same message (WithMessageID).
+		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
 	return result(m, ack), nil
 }
@@ -105,8 +106,9 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 		return nil, err
 	}
 	f := &PublishFuture{done: make(chan struct{})}
-	err = p.bus.t.PublishAsync(ctx, s, m, func(ack transport.PublishAck, err error) {
+	err = p.bus.sendAsync(ctx, p.route.Spec.Domain, s, m, func(ack transport.PublishAck, err error) {
 		if err != nil {
+			f.res = PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}
 			f.err = fmt.Errorf("publish %s: %w", m.Topic, err)
 		} else {
 			f.res = result(m, ack)

@@ -38,10 +38,13 @@ type DomainSpec struct {
 	Version    string
 	QoS        string
 	LatencyP99 time.Duration
-	Ordering   OrderingRule
-	OrderBy    string
-	Retention  time.Duration
-	MaxPayload int64
+	// PublishRetry is the QoS class's rule for retrying an unacknowledged
+	// publish; zero means DefaultPublishRetry.
+	PublishRetry PublishRetry
+	Ordering     OrderingRule
+	OrderBy      string
+	Retention    time.Duration
+	MaxPayload   int64
 	// CompressAbove is the payload size above which payloads are gzipped.
 	CompressAbove int64
 	Partitions    int
@@ -93,6 +96,29 @@ func (r RetryPolicy) orDefault() RetryPolicy {
 		return DefaultRetry
 	}
 	return r
+}
+
+// PublishRetry retries a publish the broker did not acknowledge, with the
+// same message id so the broker's dedupe makes the retry safe: backoff
+// doubling from Backoff up to MaxBackoff with jitter, until GiveUpAfter.
+type PublishRetry struct {
+	Backoff, MaxBackoff, GiveUpAfter time.Duration
+}
+
+// DefaultPublishRetry applies where a spec states no publish retry.
+var DefaultPublishRetry = PublishRetry{Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, GiveUpAfter: 10 * time.Second}
+
+func (r PublishRetry) orDefault() PublishRetry {
+	if r.GiveUpAfter <= 0 {
+		return DefaultPublishRetry
+	}
+	return r
+}
+
+// delay is the wait before retry n (from 1), with the consumer retries'
+// equal jitter.
+func (r PublishRetry) delay(n int) time.Duration {
+	return RetryPolicy{Backoff: r.Backoff, MaxBackoff: r.MaxBackoff}.Delay(n)
 }
 
 // Schema identifies a payload type on the wire.

@@ -848,7 +848,7 @@ func (b *Bus) deadLetter(ctx context.Context, d *DomainSpec, m *transport.Messag
 	// between the write and the settle) is still dropped by the broker.
 	dm := &transport.Message{Topic: dl.Prefix(b.env) + "." + d.Name, Headers: h, Payload: m.Payload,
 		DedupeID: h.MessageID + "|" + consumer}
-	if _, err := b.t.Publish(ctx, s, dm); err != nil {
+	if _, err := b.send(ctx, dl, s, dm); err != nil {
 		return fmt.Errorf("publish %s: %w", dm.Topic, err)
 	}
 	return nil

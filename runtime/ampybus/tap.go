@@ -248,9 +248,9 @@ func PublishEnvelope(ctx context.Context, b *Bus, c *Catalog, m *transport.Messa
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
-	ack, err := b.t.Publish(ctx, s, m)
+	ack, err := b.send(ctx, tp.Domain, s, m)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
+		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
 	return result(m, ack), nil
 }

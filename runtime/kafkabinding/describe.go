@@ -76,7 +76,7 @@ func (t *Transport) describe(ctx context.Context, details kadm.TopicDetails, nam
 	}
 	out := make([]transport.StreamInfo, 0, len(names))
 	for _, n := range names {
-		info := transport.StreamInfo{Name: n, Prefix: n, Partitions: len(details[n].Partitions)}
+		info := transport.StreamInfo{Name: n, Prefix: n, Partitions: len(details[n].Partitions), Replicas: details[n].Partitions.NumReplicas()}
 		for p, e := range ends[n] {
 			info.Last += uint64(max(e.Offset, 0))
 			if s, ok := starts.Lookup(n, p); ok {

@@ -237,7 +237,7 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	}
 	r, err := t.cl.ProduceSync(ctx, rec).First()
 	if err != nil {
-		return transport.PublishAck{}, mapErr(err)
+		return transport.PublishAck{}, publishErr(err)
 	}
 	return ack(r), nil
 }
@@ -259,7 +259,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	t.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		t.window.Release()
 		if err != nil {
-			done(transport.PublishAck{}, mapErr(err))
+			done(transport.PublishAck{}, publishErr(err))
 			return
 		}
 		done(ack(r), nil)
@@ -300,10 +300,20 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", transport.ErrNotFound, err)
 	case errors.Is(err, kgo.ErrClientClosed):
 		return fmt.Errorf("%w: %w", transport.ErrClosed, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), kgo.IsRetryableBrokerErr(err):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries), kgo.IsRetryableBrokerErr(err):
 		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 	}
 	return err
+}
+
+// publishErr classifies a produce failure: a record the client gave up on
+// after sending it (a timeout, exhausted retries) may have been written.
+func publishErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries) {
+		return fmt.Errorf("%w: %w: %w", transport.ErrUnavailable, transport.ErrMaybeStored, err)
+	}
+	return mapErr(err)
 }
 
 // parseHeaders decodes a record's envelope and its subtopic.

@@ -49,6 +49,6 @@ func streamInfo(si *jetstream.StreamInfo) transport.StreamInfo {
 			break
 		}
 	}
-	info.Partitions = partitionsOf(si.Config)
+	info.Partitions, info.Replicas = partitionsOf(si.Config), si.Config.Replicas
 	return info
 }

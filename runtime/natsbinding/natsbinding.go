@@ -84,6 +84,10 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		// A dead or blackholed connection is noticed within about 6s (the
+		// default is minutes), and the client moves to another server.
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected; reconnecting", "url", cfg.URL, "err", err)
@@ -97,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w: %v (is nats-server running there with JetStream enabled, -js?)", cfg.URL, transport.ErrUnavailable, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -123,6 +127,11 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	go t.collect()
 	return t, nil
 }
+
+// asyncAckTimeout fails an async publish whose ack has not come, so the bus
+// retries it (same message id) instead of stalling for half a minute when a
+// stream leader dies.
+const asyncAckTimeout = 2 * time.Second
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return "nats" }
@@ -180,7 +189,7 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	}
 	ack, err := t.js.PublishMsg(ctx, t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
-		return transport.PublishAck{}, mapErr(err)
+		return transport.PublishAck{}, publishErr(err)
 	}
 	return transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
@@ -203,7 +212,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	paf, err := t.js.PublishMsgAsync(t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		t.window.Release()
-		return mapErr(err)
+		return publishErr(err)
 	}
 	t.queue <- pending{paf: paf, done: done} // never blocks: the window bounds the queue
 	return nil
@@ -222,7 +231,7 @@ func (t *Transport) collect() {
 		case ack := <-p.paf.Ok():
 			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
 		case err := <-p.paf.Err():
-			p.done(transport.PublishAck{}, mapErr(err))
+			p.done(transport.PublishAck{}, publishErr(err))
 		case <-t.abort:
 			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
 		}
@@ -288,10 +297,27 @@ func mapErr(err error) error {
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrMsgIteratorClosed):
 		return fmt.Errorf("%w: %v", transport.ErrClosed, err)
 	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrStaleConnection):
 		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 	}
 	return err
+}
+
+// publishErr classifies a publish failure. No responders means no stream
+// leader answered (an election, a node down): the message was not stored.
+// A timeout or a connection lost after sending means it may have been.
+func publishErr(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return fmt.Errorf("%w: no stream leader answered: %w", transport.ErrUnavailable, err)
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrStaleConnection):
+		return fmt.Errorf("%w: %w: %w", transport.ErrUnavailable, transport.ErrMaybeStored, err)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", transport.ErrMaybeStored, err)
+	}
+	return mapErr(err)
 }
 
 // isNatsHeader reports headers JetStream itself sets (Nats-Msg-Id, Nats-Expected-Stream).

@@ -13,8 +13,14 @@ import (
 
 // Sentinel errors a caller may branch on. Bindings wrap them.
 var (
-	// ErrUnavailable: the broker cannot be reached or refused service.
+	// ErrUnavailable: the broker cannot be reached, refused service or did
+	// not answer in time. A publish that fails with it was not acknowledged;
+	// the bus retries it under the domain's publish_retry.
 	ErrUnavailable = errors.New("broker unavailable")
+	// ErrMaybeStored: the publish failed after the request reached the
+	// broker (an ack that timed out, a connection lost in flight), so the
+	// message may be stored. Bindings wrap it together with ErrUnavailable.
+	ErrMaybeStored = errors.New("the broker may have stored the message")
 	// ErrTooLarge: the message exceeds what the stream or topic accepts.
 	ErrTooLarge = errors.New("message too large")
 	// ErrClosed: the transport or consumer is closed.
@@ -212,6 +218,8 @@ type StreamInfo struct {
 	// does not say).
 	Messages, Bytes uint64
 	Partitions      int
+	// Replicas is how many brokers hold each message.
+	Replicas int
 	// Retention and MaxMessageBytes are the broker-side limits.
 	Retention       time.Duration
 	MaxMessageBytes int64

@@ -36,12 +36,17 @@ const (
 // Domain is the orders domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "critical",
-	LatencyP99:    50 * time.Millisecond,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "critical",
+	LatencyP99: 50 * time.Millisecond,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  1 * time.Second,
+		GiveUpAfter: 10 * time.Second,
+	},
 	Ordering:      ampybus.OrderCausal,
 	Retention:     400 * 24 * time.Hour,
 	MaxPayload:    1 << 20,

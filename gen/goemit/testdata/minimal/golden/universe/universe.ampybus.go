@@ -36,12 +36,17 @@ const (
 // Domain is the universe domain as contract.yaml states it; the runtime derives its
 // stream, limits and checks from it.
 var Domain = &ampybus.DomainSpec{
-	Namespace:     "ampy",
-	Envs:          []string{"dev", "prod"},
-	Name:          DomainName,
-	Version:       Version,
-	QoS:           "standard",
-	LatencyP99:    1 * time.Second,
+	Namespace:  "ampy",
+	Envs:       []string{"dev", "prod"},
+	Name:       DomainName,
+	Version:    Version,
+	QoS:        "standard",
+	LatencyP99: 1 * time.Second,
+	PublishRetry: ampybus.PublishRetry{
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  1 * time.Second,
+		GiveUpAfter: 10 * time.Second,
+	},
 	Ordering:      ampybus.OrderSnapshot,
 	OrderBy:       "as_of",
 	Retention:     7 * 24 * time.Hour,

@@ -1,0 +1,144 @@
+package ampybus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// attemptTimeout bounds one publish attempt, so a broker that went silent
+// (a dead leader, a blackholed connection) costs a retry, not the whole
+// budget.
+const attemptTimeout = 2 * time.Second
+
+// send stores m on s and waits for the ack, retrying an unacknowledged
+// publish with the same message id under the domain's publish_retry: the
+// broker's dedupe (Nats-Msg-Id; consumers' message_id on Kafka) keeps a
+// retry from being stored twice. When any attempt may have reached the
+// broker, the error wraps ErrMaybeStored.
+func (b *Bus) send(ctx context.Context, d *DomainSpec, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+	r := d.PublishRetry.orDefault()
+	giveUp := time.Now().Add(r.GiveUpAfter)
+	maybeStored := false
+	for attempt := 1; ; attempt++ {
+		at := time.Now().Add(attemptTimeout)
+		if giveUp.Before(at) {
+			at = giveUp
+		}
+		actx, cancel := context.WithDeadline(ctx, at)
+		ack, err := b.t.Publish(actx, s, m)
+		cancel()
+		if err == nil {
+			return ack, nil
+		}
+		maybeStored = maybeStored || errors.Is(err, ErrMaybeStored)
+		delay := r.delay(attempt)
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().Add(delay).After(giveUp) {
+			return transport.PublishAck{}, gaveUp(err, attempt, maybeStored, m.Headers.MessageID)
+		}
+		b.log.Warn("publish not acknowledged; retrying with the same message id", "topic", m.Topic,
+			"message_id", m.Headers.MessageID, "attempt", attempt, "retry_in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return transport.PublishAck{}, gaveUp(fmt.Errorf("%w: %w", ctx.Err(), err), attempt, maybeStored, m.Headers.MessageID)
+		}
+	}
+}
+
+// gaveUp says how many attempts failed and, when any may have been stored,
+// how to make sure without storing it twice.
+func gaveUp(err error, attempts int, maybeStored bool, id string) error {
+	switch {
+	case maybeStored && errors.Is(err, ErrMaybeStored):
+		return fmt.Errorf("%w (after %d attempt(s); republish with WithMessageID(%q) to be sure)", err, attempts, id)
+	case maybeStored:
+		return fmt.Errorf("%w (after %d attempt(s); an earlier one %w: republish with WithMessageID(%q) to be sure)", err, attempts, ErrMaybeStored, id)
+	case attempts > 1:
+		return fmt.Errorf("%w (after %d attempts)", err, attempts)
+	}
+	return err
+}
+
+// sendAsync hands m to the broker and completes done once: with the ack, or
+// with the last error once the domain's publish_retry gives up. Retries wait
+// for room in the async window like any publish.
+func (b *Bus) sendAsync(ctx context.Context, d *DomainSpec, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	r := d.PublishRetry.orDefault()
+	giveUp := time.Now().Add(r.GiveUpAfter)
+	var attempt func(n int, maybeStored bool) transport.AsyncResult
+	attempt = func(n int, maybeStored bool) transport.AsyncResult {
+		return func(ack transport.PublishAck, err error) {
+			if err == nil {
+				done(ack, nil)
+				return
+			}
+			maybeStored = maybeStored || errors.Is(err, ErrMaybeStored)
+			delay := r.delay(n)
+			if !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(giveUp) {
+				done(transport.PublishAck{}, gaveUp(err, n, maybeStored, m.Headers.MessageID))
+				return
+			}
+			b.log.Warn("async publish not acknowledged; retrying with the same message id", "topic", m.Topic,
+				"message_id", m.Headers.MessageID, "attempt", n, "retry_in", delay, "err", err)
+			b.retrying.add()
+			time.AfterFunc(delay, func() {
+				rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), giveUp)
+				defer cancel()
+				next := attempt(n+1, maybeStored)
+				if err := b.t.PublishAsync(rctx, s, m, func(ack transport.PublishAck, err error) {
+					next(ack, err)
+					b.retrying.done()
+				}); err != nil {
+					done(transport.PublishAck{}, err)
+					b.retrying.done()
+				}
+			})
+		}
+	}
+	return b.t.PublishAsync(ctx, s, m, attempt(1, false))
+}
+
+// retries counts async publishes between a failed attempt and the outcome
+// of their retry, so Flush can wait for them.
+type retries struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (r *retries) add() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == 0 {
+		r.zero = make(chan struct{})
+	}
+	r.n++
+}
+
+func (r *retries) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n--; r.n == 0 {
+		close(r.zero)
+		r.zero = nil
+	}
+}
+
+// idle is closed once no publish is waiting for a retry.
+func (r *retries) idle() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == 0 {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return r.zero
+}
