@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: demo test check vet fmt generate proto bench build tools
+.PHONY: demo test chaos check vet fmt generate proto bench build tools
 
 ## demo: a typed publisher and consumer over an embedded JetStream server
 demo:
@@ -11,6 +11,10 @@ demo:
 ## test: gofmt'd, generated code is current, vet is clean, every test passes with -race
 test: tools fmt check vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## chaos: the fault tests at full counts — brokers and group members as processes, killed with SIGKILL
+chaos:
+	AMPYBUS_CHAOS=full $(GO) test -count=1 -timeout 30m -v -run . ./internal/chaos/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go'
 
 # Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

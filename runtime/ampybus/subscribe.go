@@ -321,7 +321,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	}
 	ts := transport.Subscription{
 		Stream: s, Filters: []string{filter}, Group: o.group, Start: o.start,
-		MaxInFlight: o.maxInFlight, AckWait: o.ackWait, Failover: o.failover,
+		MaxInFlight: o.maxInFlight, AckWait: o.ackWait, Failover: o.failover, OnAssign: o.syncShared(),
 		// No broker-side delivery limit: at its limit JetStream drops a message
 		// silently; the engine counts attempts and dead-letters itself.
 	}
@@ -351,6 +351,28 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	}
 	go e.run(loopCtx, sub)
 	return sub, nil
+}
+
+// syncShared catches up the stores the group shares through a log (a
+// dedupe.Syncer) when partitions move to this member; nil when none does.
+func (o *subOptions) syncShared() func(context.Context) error {
+	var syncers []dedupe.Syncer
+	for _, s := range []any{o.dedupe, o.checkpoints} {
+		if sy, ok := s.(dedupe.Syncer); ok {
+			syncers = append(syncers, sy)
+		}
+	}
+	if len(syncers) == 0 {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		for _, sy := range syncers {
+			if err := sy.Sync(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // validPattern rejects an empty pattern (a zero-value generated pattern) and
@@ -516,6 +538,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	if e.isAborted() {
 		return true
 	}
+	if revoked(d) {
+		return e.handBack(ctx, d) // its partition moved: the new holder has it
+	}
 	maxAttempts := e.opts.retry.MaxAttempts
 	attempt := d.Attempt()
 	msg, reason, fetchErr := e.decode(ctx, d)
@@ -542,7 +567,11 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		return e.deadLetter(ctx, stopping, d, reason)
 	}
 	dupKeys := e.dedupeKeys(m)
-	if e.seen(ctx, dupKeys) {
+	seen, ok := e.seen(ctx, stopping, dupKeys)
+	if !ok {
+		return e.handBack(ctx, d)
+	}
+	if seen {
 		e.stats.duplicates.Add(1)
 		if !e.isAborted() {
 			_ = d.Ack(ctx)
@@ -578,6 +607,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	}
 	hctx := envelope.ContextWithTrace(ctx, m.Headers.Trace)
 	for {
+		if revoked(d) {
+			return e.handBack(ctx, d) // its partition moved while it waited
+		}
 		msg.Attempt = attempt
 		msg.Headers.RetryCount = max(m.Headers.RetryCount, attempt-1)
 		err := e.call(hctx, msg)
@@ -589,7 +621,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		switch {
 		case err == nil:
 			e.stats.handled.Add(1)
-			e.mark(ctx, dupKeys)
+			e.mark(ctx, stopping, dupKeys)
 			if !at.IsZero() {
 				e.order.advance(m.Headers.PartitionKey, at)
 			}
@@ -634,25 +666,59 @@ func (e *engine[S, P]) dedupeKeys(m *transport.Message) []string {
 }
 
 // seen reports whether any key was applied before. A store that cannot be
-// read lets the message through: at-least-once wins over dropping.
-func (e *engine[S, P]) seen(ctx context.Context, keys []string) bool {
+// read is retried, holding the message (and its key), rather than risk
+// applying it twice; ok is false when the subscription stopped first.
+func (e *engine[S, P]) seen(ctx context.Context, stopping <-chan struct{}, keys []string) (seen, ok bool) {
 	for _, k := range keys {
-		ok, err := e.opts.dedupe.Seen(ctx, k)
-		if err != nil {
-			e.bus.log.Warn("dedupe store unreadable; handling the message", "key", k, "err", err)
-			return false
-		}
-		if ok {
-			return true
+		for try := 1; ; try++ {
+			found, err := e.opts.dedupe.Seen(ctx, k)
+			if err == nil {
+				if found {
+					return true, true
+				}
+				break
+			}
+			delay := storeRetry(try)
+			e.bus.log.Warn("dedupe store unreadable; retrying before handling the message", "key", k, "attempt", try, "retry_in", delay, "err", err)
+			if !e.wait(stopping, delay) {
+				return false, false
+			}
 		}
 	}
-	return false
+	return false, true
 }
 
-func (e *engine[S, P]) mark(ctx context.Context, keys []string) {
+// storeRetry is the wait before retrying a dedupe store after failure n:
+// short, so a mark lands soon after the store is back, before another member
+// can take the message over.
+func storeRetry(n int) time.Duration {
+	return RetryPolicy{Backoff: 50 * time.Millisecond, MaxBackoff: time.Second}.Delay(n)
+}
+
+// revoked reports a delivery whose partition moved to another member.
+func revoked(d transport.Delivery) bool {
+	r, ok := d.(transport.Revocable)
+	return ok && r.Revoked()
+}
+
+// mark records an applied message in the dedupe store before it is
+// acknowledged. The effect has happened: a message acknowledged without its
+// mark would be applied again if it came back, so a store that is down is
+// retried, holding the message (and its key), until the mark is stored or
+// the subscription stops.
+func (e *engine[S, P]) mark(ctx context.Context, stopping <-chan struct{}, keys []string) {
 	for _, k := range keys {
-		if err := e.opts.dedupe.Mark(ctx, k, e.opts.dedupeTTL); err != nil {
-			e.bus.log.Warn("dedupe mark failed; a redelivery would be applied again", "key", k, "err", err)
+		for try := 1; ; try++ {
+			err := e.opts.dedupe.Mark(ctx, k, e.opts.dedupeTTL)
+			if err == nil {
+				break
+			}
+			delay := storeRetry(try)
+			e.bus.log.Warn("dedupe mark failed; retrying before the message is acknowledged", "key", k, "attempt", try, "retry_in", delay, "err", err)
+			if !e.wait(stopping, delay) {
+				e.bus.log.Error("dedupe mark not stored before stopping; if redelivered the message is applied again", "key", k, "err", err)
+				return
+			}
 		}
 	}
 }

@@ -58,6 +58,9 @@ type Broker interface {
 type Binding struct {
 	Name  string
 	Start func(t *testing.T) Broker
+	// SharedStore opens the binding's persistent dedupe store on b, named
+	// name: every member that opens the same name shares it.
+	SharedStore func(t *testing.T, b *ampybus.Bus, name string) dedupe.Store
 }
 
 // NATS starts embedded JetStream servers.
@@ -67,6 +70,10 @@ var NATS = Binding{Name: "nats", Start: func(t *testing.T) Broker {
 	b := &stopper{url: e.URL(), stop: e.Shutdown}
 	t.Cleanup(b.Stop)
 	return b
+}, SharedStore: func(t *testing.T, b *ampybus.Bus, name string) dedupe.Store {
+	s, err := natsbinding.NewKVStore(context.Background(), b.Transport().(*natsbinding.Transport), name, time.Hour, 1)
+	require.NoError(t, err)
+	return s
 }}
 
 // Kafka starts embedded kfake clusters.
@@ -76,6 +83,11 @@ var Kafka = Binding{Name: "kafka", Start: func(t *testing.T) Broker {
 	b := &stopper{url: e.URL(), stop: e.Shutdown}
 	t.Cleanup(b.Stop)
 	return b
+}, SharedStore: func(t *testing.T, b *ampybus.Bus, name string) dedupe.Store {
+	s, err := kafkabinding.NewTopicStore(context.Background(), b.Transport().(*kafkabinding.Transport), name, time.Hour, 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }}
 
 type stopper struct {

@@ -17,12 +17,20 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
-// countingStore is a shared dedupe store (standing in for a persistent one)
-// that counts the marks each member made, so a test can crash a member at
-// a point where every effect it applied is also recorded.
+// countingStore wraps a member's handle on the group's persistent dedupe
+// store and counts the marks it made, so a test can crash the member at a
+// point where every effect it applied is also recorded.
 type countingStore struct {
 	dedupe.Store
 	marks atomic.Int64
+}
+
+// Sync passes the store's catch-up through, as the bus calls it on takeover.
+func (s *countingStore) Sync(ctx context.Context) error {
+	if sy, ok := s.Store.(dedupe.Syncer); ok {
+		return sy.Sync(ctx)
+	}
+	return nil
 }
 
 func (s *countingStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
@@ -74,12 +82,12 @@ func testGroupMembersKeepKeyOrder(t *testing.T, s *suite) {
 	failover := transport.DefaultFailover
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	store := dedupe.NewMemory(1 << 16)
 	log := &groupLog{byKey: map[string][]int64{}, by: map[int]int{}, keyAt: map[string]time.Time{}, owner: map[string]int{}}
 
 	join := func(id int) *groupMember {
-		m := &groupMember{id: id, store: &countingStore{Store: store}}
 		b := s.bus(t)
+		// Each member opens the group's store itself, as a process would.
+		m := &groupMember{id: id, store: &countingStore{Store: s.binding.SharedStore(t, b, "conformance_members")}}
 		sub, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), func(hctx context.Context, msg *positions.SnapshotsMessage) error {
 			m.running.Add(1)
 			defer m.running.Add(-1)

@@ -18,6 +18,14 @@ type Store interface {
 	Mark(ctx context.Context, key string, ttl time.Duration) error
 }
 
+// Syncer is implemented by stores that members of a group share through a
+// log they each follow (kafkabinding.TopicStore): Sync reads it up to now,
+// so marks written by another member before the call are seen. The bus
+// calls it when partitions move to this member.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // Memory is a bounded in-process Store: at most Capacity keys, each kept
 // for its TTL; when full, the oldest mark is forgotten first. It does not
 // survive a restart; use a persistent store (natsbinding.KVStore) for that.

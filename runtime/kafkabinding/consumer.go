@@ -61,10 +61,11 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 			kgo.ConsumerGroup(sub.Group),
 			kgo.DisableAutoCommit(),
 			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsAssigned(c.assigned),
 			kgo.OnPartitionsRevoked(c.revoked),
 			kgo.OnPartitionsLost(c.lost),
 			kgo.SessionTimeout(session),
-			kgo.HeartbeatInterval(max(100*time.Millisecond, session/5)),
+			kgo.HeartbeatInterval(max(100*time.Millisecond, session/3)),
 		)
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -78,11 +79,12 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 }
 
 // sessionTimeout is the group session timeout for a failover budget: a
-// member silent that long is dropped and its partitions reassigned. Brokers
-// refuse sessions below group.min.session.timeout.ms (6s by default), so a
-// shorter budget is raised to it, with a warning saying how to lower it.
+// member silent that long is dropped and its partitions reassigned, which
+// takes the rest of the budget. Brokers refuse sessions below
+// group.min.session.timeout.ms (6s by default), so a shorter session is
+// raised to it, with a warning saying how to lower it.
 func (t *Transport) sessionTimeout(ctx context.Context, failover time.Duration) time.Duration {
-	session := cmp.Or(failover, transport.DefaultFailover)
+	session := cmp.Or(failover, transport.DefaultFailover) * 3 / 5
 	cfgs, err := t.adm.DescribeBrokerConfigs(ctx)
 	if err != nil {
 		t.log.Debug("kafka: cannot read the brokers' group.min.session.timeout.ms", "err", err)
@@ -257,6 +259,9 @@ type partition struct {
 	latest *kgo.Record
 	commit *kgo.Record // the last record whose offset+1 may be committed
 	dirty  bool
+	// revoking: the partition is being taken away; deliveries not yet
+	// started are revoked.
+	revoking bool
 }
 
 type delivery struct {
@@ -267,6 +272,9 @@ type delivery struct {
 	herr    error
 	attempt int
 	settled bool
+	// started: the engine asked Revoked before starting its handler and
+	// was told no.
+	started bool
 }
 
 func (c *consumer) poll() {
@@ -391,6 +399,13 @@ func (d *delivery) settle() {
 	}
 }
 
+// leaving reports whether d's partition is gone or being revoked.
+func (c *consumer) leaving(d *delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.parts[d.rec.Partition] != d.part || d.part.revoking
+}
+
 // owned reports whether d's partition still belongs to this member.
 func (c *consumer) owned(d *delivery) bool {
 	c.mu.Lock()
@@ -455,14 +470,79 @@ func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
 	}
 }
 
+// assigned runs the subscription's OnAssign before the new partitions are
+// fetched, so a shared store holds what their previous owner wrote.
+func (c *consumer) assigned(ctx context.Context, _ *kgo.Client, _ map[string][]int32) {
+	if c.sub.OnAssign == nil {
+		return
+	}
+	for try := 1; ; try++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.sub.OnAssign(actx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if try == 3 || ctx.Err() != nil {
+			c.t.log.Error("kafka: the group's shared store did not catch up; handling the new partitions anyway (at-least-once)", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
+			return
+		}
+		c.t.log.Warn("kafka: the group's shared store did not catch up; retrying", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
+	}
+}
+
 // revoked commits what is settled in the partitions leaving this member and
 // forgets them: acks that arrive later do not commit across the rebalance.
+//
+// Before that it lets the handlers already running on those partitions
+// finish (up to revokeWait): the new owner starts from the commit, so work
+// still running here would otherwise be done twice, or after newer messages
+// of its key. Deliveries not yet started are revoked at once.
 func (c *consumer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	only := partitionSet(revoked)
+	c.mu.Lock()
+	for id := range only {
+		if p := c.parts[id]; p != nil {
+			p.revoking = true
+		}
+	}
+	c.mu.Unlock()
+	c.waitStarted(ctx, only)
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	only := partitionSet(revoked)
 	c.commitLocked(ctx, only)
 	c.forget(only)
+}
+
+// revokeWait bounds how long a revocation waits for running handlers.
+const revokeWait = 10 * time.Second
+
+// waitStarted waits until no delivery of the given partitions is being
+// handled: each is settled, or was handed back unstarted.
+func (c *consumer) waitStarted(ctx context.Context, parts map[int32]bool) {
+	deadline := time.Now().Add(revokeWait)
+	for {
+		busy := 0
+		c.mu.Lock()
+		for id := range parts {
+			if p := c.parts[id]; p != nil {
+				for _, d := range p.pending {
+					if !d.settled && d.started {
+						busy++
+					}
+				}
+			}
+		}
+		c.mu.Unlock()
+		if busy == 0 || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.log.Warn("kafka: handlers still running on revoked partitions; the new owner may handle their messages again", "topic", c.sub.Stream.Prefix, "running", busy)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // lost forgets partitions without committing: another member owns them already.
@@ -604,6 +684,21 @@ func (c *consumer) shutdown(commit bool) {
 	})
 }
 
+// Revoked implements transport.Revocable: the record's partition moved (or
+// is moving) to another member, which reads it again from the last commit.
+// The engine asks just before it starts the handler; a delivery it was told
+// it may start is waited for when its partition is revoked.
+func (d *delivery) Revoked() bool {
+	c := d.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parts[d.rec.Partition] != d.part || d.part.revoking {
+		return true
+	}
+	d.started = true
+	return false
+}
+
 func (d *delivery) Message() *transport.Message { return &d.msg }
 func (d *delivery) HeaderErr() error            { return d.herr }
 func (d *delivery) Attempt() int                { return d.attempt }
@@ -630,7 +725,7 @@ func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	c := d.c
 	d.attempt++
 	time.AfterFunc(delay, func() {
-		if !c.owned(d) {
+		if c.leaving(d) {
 			<-c.slots // revoked meanwhile: the new owner has it
 			return
 		}

@@ -3,7 +3,6 @@ package kafkabinding
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -30,8 +29,9 @@ type EmbeddedOptions struct {
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	opts := []kfake.Opt{kfake.NumBrokers(max(o.Brokers, 1)), kfake.ClusterID("ampy-bus-embedded"),
 		// Real brokers refuse group sessions under 6s unless configured
-		// lower; the development broker allows the bus's 5s failover.
-		kfake.GroupMinSessionTimeout(time.Second)}
+		// lower; the development broker allows (and reports) 1s, so the
+		// bus's 5s failover holds on it.
+		kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"})}
 	if o.Port != 0 {
 		opts = append(opts, kfake.Ports(o.Port))
 	}

@@ -15,10 +15,12 @@ type KVCheckpoints struct {
 	kv jetstream.KeyValue
 }
 
-// NewKVCheckpoints creates (or opens) bucket.
-func NewKVCheckpoints(ctx context.Context, t *Transport, bucket string) (*KVCheckpoints, error) {
+// NewKVCheckpoints creates (or opens) bucket, held by replicas servers (one
+// outside a cluster).
+func NewKVCheckpoints(ctx context.Context, t *Transport, bucket string, replicas int) (*KVCheckpoints, error) {
 	kv, err := t.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, Description: "ampy-bus consumer ordering checkpoints", Storage: jetstream.FileStorage, History: 1,
+		Replicas: t.replicasFor(replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint bucket %s: %w", bucket, mapErr(err))

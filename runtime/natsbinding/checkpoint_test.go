@@ -23,7 +23,7 @@ func TestKVCheckpointsSurviveRestart(t *testing.T) {
 		require.NoError(t, err)
 		tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
 		require.NoError(t, err)
-		s, err := natsbinding.NewKVCheckpoints(ctx, tr, "ampy_checkpoints")
+		s, err := natsbinding.NewKVCheckpoints(ctx, tr, "ampy_checkpoints", 1)
 		require.NoError(t, err)
 		return s, func() { tr.Close(); e.Shutdown() }
 	}

@@ -179,7 +179,13 @@ type delivery struct {
 	// terminated: a group counts what each partition has outstanding.
 	settled func()
 	once    sync.Once
+	// tenure is the pin it came under, for a group's delivery.
+	tenure *tenure
 }
+
+// Revoked implements transport.Revocable: the partition's pin was lost, and
+// another member handles this message.
+func (d *delivery) Revoked() bool { return d.tenure != nil && d.tenure.lost.Load() }
 
 // newDelivery decodes a received message: the topic without its partition
 // token, and the envelope. A subject or header that does not parse is
@@ -220,6 +226,9 @@ func (d *delivery) Ack(context.Context) error {
 
 func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	defer d.done()
+	if d.Revoked() {
+		return nil // the next holder has it: a nak would only redeliver it twice
+	}
 	if delay <= 0 {
 		return mapErr(d.m.Nak())
 	}

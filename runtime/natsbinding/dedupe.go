@@ -19,10 +19,14 @@ type KVStore struct {
 	ttl time.Duration
 }
 
-// NewKVStore creates (or opens) bucket with the given TTL.
-func NewKVStore(ctx context.Context, t *Transport, bucket string, ttl time.Duration) (*KVStore, error) {
+// NewKVStore creates (or opens) bucket with the given TTL, held by replicas
+// servers (give the replicas of the streams it serves: a mark on a server
+// that is down cannot be written, and the group waits for it). A server
+// outside a cluster holds one copy.
+func NewKVStore(ctx context.Context, t *Transport, bucket string, ttl time.Duration, replicas int) (*KVStore, error) {
 	kv, err := t.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, Description: "ampy-bus consumer dedupe marks", TTL: ttl, Storage: jetstream.FileStorage, History: 1,
+		Replicas: t.replicasFor(replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dedupe bucket %s: %w", bucket, mapErr(err))

@@ -25,7 +25,7 @@ func TestKVStoreSurvivesRestart(t *testing.T) {
 		require.NoError(t, err)
 		tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
 		require.NoError(t, err)
-		s, err := natsbinding.NewKVStore(ctx, tr, "ampy_dedupe", time.Hour)
+		s, err := natsbinding.NewKVStore(ctx, tr, "ampy_dedupe", time.Hour, 1)
 		require.NoError(t, err)
 		return e, s, func() { tr.Close(); e.Shutdown() }
 	}

@@ -59,13 +59,20 @@ func (t *Transport) ensured(prefix string, st jetstream.Stream) error {
 	return nil
 }
 
-// streamConfig is the stream the contract asks for. A server outside a
-// cluster holds one copy whatever the contract says.
+// replicasFor is the replica count to ask for: a server outside a cluster
+// holds one copy whatever is asked.
+func (t *Transport) replicasFor(want int) int {
+	if want > 1 && t.nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return max(want, 1)
+}
+
+// streamConfig is the stream the contract asks for.
 func (t *Transport) streamConfig(s transport.Stream) jetstream.StreamConfig {
-	replicas := max(s.Replicas, 1)
-	if replicas > 1 && t.nc.ConnectedClusterName() == "" {
-		t.log.Info("the NATS server is not clustered; the stream holds one copy", "stream", StreamName(s.Prefix), "contract_replicas", replicas)
-		replicas = 1
+	replicas := t.replicasFor(s.Replicas)
+	if replicas < s.Replicas {
+		t.log.Info("the NATS server is not clustered; the stream holds one copy", "stream", StreamName(s.Prefix), "contract_replicas", s.Replicas)
 	}
 	cfg := jetstream.StreamConfig{
 		Name:        StreamName(s.Prefix),

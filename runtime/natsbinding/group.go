@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,13 +79,21 @@ type partition struct {
 	// stop ends the pull loop; nil while this member does not pull.
 	stop chan struct{}
 	done chan struct{}
-	// pin is the pin id this member holds, empty when it holds none.
-	pin string
+	// pin is the pin id this member holds, empty when it holds none, and
+	// tenure the deliveries received under it.
+	pin    string
+	tenure *tenure
 	// held counts deliveries handed out and not yet settled.
 	held int
 	// releasing: the partition was given up; unpin once held reaches 0.
 	releasing bool
 }
+
+// tenure is one holding of a partition under one pin. When the pin is lost
+// (it expired, the consumer's leader changed, another member took over),
+// the deliveries received under it are revoked: the engine hands back those
+// it has not started, so two members never work on one key.
+type tenure struct{ lost atomic.Bool }
 
 // groupName is the durable consumer of one partition of a group.
 func groupName(group string, p int) string { return DurableName(group) + "-p" + strconv.Itoa(p) }
@@ -130,6 +139,10 @@ func (g *groupConsumer) balance() {
 	defer close(g.balanced)
 	tick := time.NewTicker(g.timing.beat / 2)
 	defer tick.Stop()
+	// Pins are checked twice as often as a takeover waits for the previous
+	// holder to settle, so a member that lost one stops in time.
+	watch := time.NewTicker(g.timing.expiry / 2)
+	defer watch.Stop()
 	for {
 		g.rebalance(g.presence.assigned(len(g.parts)))
 		select {
@@ -137,7 +150,43 @@ func (g *groupConsumer) balance() {
 			return
 		case <-g.presence.changed:
 		case <-tick.C:
+		case <-watch.C:
+			g.watchPins()
 		}
+	}
+}
+
+// watchPins revokes the deliveries of partitions whose pin this member no
+// longer holds.
+func (g *groupConsumer) watchPins() {
+	g.mu.Lock()
+	var held []*partition
+	for _, p := range g.parts {
+		if p.pin != "" {
+			held = append(held, p)
+		}
+	}
+	g.mu.Unlock()
+	for _, p := range held {
+		ctx, cancel := context.WithTimeout(context.Background(), g.timing.expiry)
+		info, err := p.cons.Info(ctx)
+		cancel()
+		if err != nil {
+			continue // cannot tell: the takeover side waits for settling anyway
+		}
+		pinned := ""
+		for _, pg := range info.PriorityGroups {
+			if pg.Group == priorityGroup {
+				pinned = pg.PinnedClientID
+			}
+		}
+		g.mu.Lock()
+		if p.pin != "" && pinned != p.pin {
+			g.t.log.Warn("nats: lost the pin of a partition; handing back what is not started", "consumer", p.name)
+			p.tenure.lost.Store(true)
+			p.pin = ""
+		}
+		g.mu.Unlock()
 	}
 }
 
@@ -252,8 +301,12 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 			if err != nil {
 				return
 			}
+			g.syncShared(p)
 			g.mu.Lock()
-			p.pin = pin
+			if p.tenure != nil {
+				p.tenure.lost.Store(true) // anything left from an earlier pin comes again
+			}
+			p.pin, p.tenure = pin, &tenure{}
 			g.mu.Unlock()
 			if reset {
 				rewound = true
@@ -264,6 +317,7 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 		d.settled = func() { g.settled(p) }
 		g.mu.Lock()
 		p.held++
+		d.tenure = p.tenure
 		g.mu.Unlock()
 		select {
 		case g.out <- d:
@@ -277,30 +331,65 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 }
 
 // takeOver is called on the first message under a new pin. When every
-// delivery before it was acknowledged there is nothing to redo; otherwise it
-// resets the consumer to its ack floor and reports true.
+// delivery before it was acknowledged there is nothing to redo. Otherwise
+// the previous holder may still be alive — a pin is also lost when the
+// consumer's leader changes — so its deliveries are given time to settle:
+// while the ack floor moves, the wait goes on. Only what stays unsettled
+// for a grace period (the holder is dead or stuck) is rewound: the consumer
+// is reset to its ack floor, and takeOver reports true.
 func (g *groupConsumer) takeOver(p *partition, first *jetstream.MsgMetadata, stop chan struct{}) (bool, error) {
+	grace := g.timing.expiry
+	quiet := time.Now().Add(grace)
+	var floor uint64
+	var pending int
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), g.timing.pinTTL)
 		info, err := p.cons.Info(ctx)
-		if err == nil && info.AckFloor.Consumer+1 >= first.Sequence.Consumer {
-			cancel()
-			return false, nil
-		}
-		var r *jetstream.ConsumerResetResponse
+		cancel()
 		if err == nil {
-			r, err = g.st.ResetConsumer(ctx, p.name)
+			if info.AckFloor.Consumer+1 >= first.Sequence.Consumer {
+				return false, nil
+			}
+			if info.AckFloor.Consumer > floor || (pending > 0 && info.NumAckPending < pending) {
+				quiet = time.Now().Add(grace) // the previous holder is settling
+			}
+			floor, pending = info.AckFloor.Consumer, info.NumAckPending
+			if time.Now().After(quiet) {
+				break
+			}
+		} else {
+			g.t.log.Warn("nats: reading a taken-over partition failed; retrying", "consumer", p.name, "err", err)
 		}
+		if !g.sleep(stop, 50*time.Millisecond) {
+			return false, errors.New("stopped")
+		}
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), g.timing.pinTTL)
+		r, err := g.st.ResetConsumer(ctx, p.name)
 		cancel()
 		if err == nil {
 			g.t.log.Info("nats: partition taken over with deliveries unsettled; resuming from its ack floor",
-				"consumer", p.name, "from_seq", r.ResetSeq, "unsettled", info.NumAckPending)
+				"consumer", p.name, "from_seq", r.ResetSeq, "unsettled", pending)
 			return true, nil
 		}
 		g.t.log.Warn("nats: rewinding a taken-over partition failed; retrying", "consumer", p.name, "err", err)
 		if !g.sleep(stop, g.timing.expiry/2) {
 			return false, err
 		}
+	}
+}
+
+// syncShared runs the subscription's OnAssign on a takeover, so a store the
+// group shares holds what the previous holder wrote.
+func (g *groupConsumer) syncShared(p *partition) {
+	if g.sub.OnAssign == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.sub.OnAssign(ctx); err != nil {
+		g.t.log.Error("nats: the group's shared store did not catch up; handling the partition anyway (at-least-once)", "consumer", p.name, "err", err)
 	}
 }
 

@@ -136,6 +136,11 @@ type Subscription struct {
 	// a member that stalls that long (a long GC pause, a frozen VM) loses its
 	// keys to another while it still holds messages.
 	Failover time.Duration
+	// OnAssign, when set, runs before a group member handles the messages
+	// of partitions newly given to it (a Kafka assignment, a NATS
+	// takeover), so stores the group shares can first read what the
+	// previous holder wrote.
+	OnAssign func(ctx context.Context) error
 
 	// Bounded makes the subscription a replay: it reads what the stream held
 	// when it started, and no further; then Next returns ErrEndOfStream, so
@@ -205,6 +210,14 @@ type Delivery interface {
 	Term(ctx context.Context, reason string) error
 	// InProgress extends the ack deadline of a slow handler.
 	InProgress(ctx context.Context) error
+}
+
+// Revocable is implemented by deliveries of a consumer group that can lose
+// their partition while held (a Kafka revocation, a lost NATS pin). The
+// engine does not start a revoked delivery: the partition's new holder
+// handles it, and two members never work on one key.
+type Revocable interface {
+	Revoked() bool
 }
 
 // StreamInfo is what the broker holds for one stream (a JetStream stream or
