@@ -98,12 +98,17 @@ func TestGroupMembersKilledAndAdded(t *testing.T) {
 			for range 3 {
 				join()
 			}
+			// Kills come one failover bound (and a second) apart, so each
+			// is measured on its own; publishing spans them all.
+			spacing := transport.DefaultFailover + time.Second
+			gap := (time.Duration(kills)*spacing + 3*time.Second) / time.Duration(rounds)
 			a := &acked{}
 			ctx := testCtx(t, 5*time.Minute)
 			done := make(chan struct{})
+			started := time.Now()
 			go func() {
 				defer close(done)
-				a.publish(ctx, t, pubBus, keys, 0, rounds, 10*time.Millisecond)
+				a.publish(ctx, t, pubBus, keys, 0, rounds, gap)
 			}()
 			type kill struct {
 				member string
@@ -115,9 +120,7 @@ func TestGroupMembersKilledAndAdded(t *testing.T) {
 				// Let some traffic pass and every live member take part (a
 				// group settles its assignment after members join), then
 				// kill the oldest live member and add one.
-				for a.count() < keys*rounds*(k+1)/(kills+2) {
-					time.Sleep(10 * time.Millisecond)
-				}
+				time.Sleep(time.Until(started.Add(time.Second + time.Duration(k)*spacing)))
 				settled := time.Now().Add(30 * time.Second)
 				for !allWorking(t, logs, members) {
 					require.True(t, time.Now().Before(settled), "not every member got keys: %v", readLedger(t, logs).tally(a, time.Time{}).byMember)

@@ -40,6 +40,10 @@ type timing struct {
 	pinTTL, expiry, beat, dead time.Duration
 }
 
+// grace is how long a takeover waits for a previous holder that makes no
+// progress before it rewinds what that holder left unsettled.
+func (t timing) grace() time.Duration { return t.expiry / 2 }
+
 func timingFor(failover time.Duration) timing {
 	if failover <= 0 {
 		failover = transport.DefaultFailover
@@ -141,7 +145,7 @@ func (g *groupConsumer) balance() {
 	defer tick.Stop()
 	// Pins are checked twice as often as a takeover waits for the previous
 	// holder to settle, so a member that lost one stops in time.
-	watch := time.NewTicker(g.timing.expiry / 2)
+	watch := time.NewTicker(g.timing.grace() / 2)
 	defer watch.Stop()
 	for {
 		g.rebalance(g.presence.assigned(len(g.parts)))
@@ -160,14 +164,14 @@ func (g *groupConsumer) balance() {
 // longer holds.
 func (g *groupConsumer) watchPins() {
 	g.mu.Lock()
-	var held []*partition
+	held := map[*partition]string{}
 	for _, p := range g.parts {
 		if p.pin != "" {
-			held = append(held, p)
+			held[p] = p.pin
 		}
 	}
 	g.mu.Unlock()
-	for _, p := range held {
+	for p, pin := range held {
 		ctx, cancel := context.WithTimeout(context.Background(), g.timing.expiry)
 		info, err := p.cons.Info(ctx)
 		cancel()
@@ -181,7 +185,7 @@ func (g *groupConsumer) watchPins() {
 			}
 		}
 		g.mu.Lock()
-		if p.pin != "" && pinned != p.pin {
+		if p.pin == pin && pinned != pin { // a pin taken meanwhile is not judged by older news
 			g.t.log.Warn("nats: lost the pin of a partition; handing back what is not started", "consumer", p.name)
 			p.tenure.lost.Store(true)
 			p.pin = ""
@@ -196,11 +200,13 @@ func (g *groupConsumer) rebalance(mine map[int]bool) {
 	for _, p := range g.parts {
 		switch {
 		case mine[p.idx] && p.stop == nil:
+			g.t.log.Debug("nats: pulling partition", "consumer", p.name)
 			p.releasing = false
 			if err := g.startPull(p); err != nil {
 				g.t.log.Warn("nats: cannot pull partition; retrying", "consumer", p.name, "err", err)
 			}
 		case !mine[p.idx] && p.stop != nil:
+			g.t.log.Debug("nats: giving up partition", "consumer", p.name, "held", p.held)
 			g.stopPull(p)
 			p.releasing = true
 			g.maybeUnpin(p)
@@ -241,6 +247,7 @@ func (g *groupConsumer) maybeUnpin(p *partition) {
 	}
 	p.pin, p.releasing = "", false
 	name := p.name
+	g.t.log.Debug("nats: unpinning partition", "consumer", name)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -256,6 +263,12 @@ func (g *groupConsumer) maybeUnpin(p *partition) {
 // come again before anything newer and every key keeps its order.
 func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, done chan struct{}) {
 	defer close(done)
+	defer func() {
+		// A pin taken while the partition was being given up is let go.
+		g.mu.Lock()
+		g.maybeUnpin(p)
+		g.mu.Unlock()
+	}()
 	go func() {
 		select {
 		case <-stop:
@@ -266,6 +279,12 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 	// rewound: the consumer was reset; what the iterator still holds from
 	// before is passed over until redelivery starts again at delivery 1.
 	rewound := false
+	// last is the consumer sequence of the last delivery under this pin:
+	// they come one after another, and a gap means a delivery was lost in
+	// transit (a connection cut mid-batch, a consumer leader change), which
+	// the server would only redeliver after the ack wait — after newer
+	// messages of its key. The consumer is rewound instead.
+	var last uint64
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -295,24 +314,34 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 		pin := m.Headers().Get(pinHeader)
 		g.mu.Lock()
 		fresh := pin != p.pin
+		if fresh {
+			// The pin is ours from now: if the partition is given up during
+			// the takeover, it is unpinned for the next holder at once.
+			if p.tenure != nil {
+				p.tenure.lost.Store(true) // anything left from an earlier pin comes again
+			}
+			p.pin, p.tenure = pin, &tenure{}
+		}
 		g.mu.Unlock()
 		if fresh {
+			g.t.log.Debug("nats: pinned to partition", "consumer", p.name, "delivery", md.Sequence.Consumer)
 			reset, err := g.takeOver(p, md, stop)
 			if err != nil {
 				return
 			}
 			g.syncShared(p)
-			g.mu.Lock()
-			if p.tenure != nil {
-				p.tenure.lost.Store(true) // anything left from an earlier pin comes again
-			}
-			p.pin, p.tenure = pin, &tenure{}
-			g.mu.Unlock()
 			if reset {
-				rewound = true
+				rewound, last = true, 0
 				continue
 			}
+		} else if last != 0 && md.Sequence.Consumer != last+1 {
+			if err := g.rewind(p, stop, fmt.Sprintf("delivery %d came after %d: one was lost in transit", md.Sequence.Consumer, last), 0); err != nil {
+				return
+			}
+			rewound, last = true, 0
+			continue
 		}
+		last = md.Sequence.Consumer
 		d := newDelivery(m, g.sub.Stream.Prefix)
 		d.settled = func() { g.settled(p) }
 		g.mu.Lock()
@@ -338,7 +367,7 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 // for a grace period (the holder is dead or stuck) is rewound: the consumer
 // is reset to its ack floor, and takeOver reports true.
 func (g *groupConsumer) takeOver(p *partition, first *jetstream.MsgMetadata, stop chan struct{}) (bool, error) {
-	grace := g.timing.expiry
+	grace := g.timing.grace()
 	quiet := time.Now().Add(grace)
 	var floor uint64
 	var pending int
@@ -364,18 +393,24 @@ func (g *groupConsumer) takeOver(p *partition, first *jetstream.MsgMetadata, sto
 			return false, errors.New("stopped")
 		}
 	}
+	return true, g.rewind(p, stop, "partition taken over with deliveries unsettled", pending)
+}
+
+// rewind resets p's consumer to its ack floor, retrying until it succeeds
+// or the pull stops: everything not acknowledged is delivered again, in
+// stream order.
+func (g *groupConsumer) rewind(p *partition, stop chan struct{}, why string, unsettled int) error {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), g.timing.pinTTL)
 		r, err := g.st.ResetConsumer(ctx, p.name)
 		cancel()
 		if err == nil {
-			g.t.log.Info("nats: partition taken over with deliveries unsettled; resuming from its ack floor",
-				"consumer", p.name, "from_seq", r.ResetSeq, "unsettled", pending)
-			return true, nil
+			g.t.log.Info("nats: "+why+"; resuming from the ack floor", "consumer", p.name, "from_seq", r.ResetSeq, "unsettled", unsettled)
+			return nil
 		}
-		g.t.log.Warn("nats: rewinding a taken-over partition failed; retrying", "consumer", p.name, "err", err)
+		g.t.log.Warn("nats: rewinding a partition failed; retrying", "consumer", p.name, "err", err)
 		if !g.sleep(stop, g.timing.expiry/2) {
-			return false, err
+			return err
 		}
 	}
 }

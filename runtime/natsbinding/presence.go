@@ -1,11 +1,13 @@
 package natsbinding
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"slices"
 	"sync"
@@ -31,6 +33,7 @@ type presence struct {
 	scope  string // the group's key prefix, with its final dot
 	timing timing
 	log    func(msg string, args ...any)
+	debug  func(msg string, args ...any)
 
 	watcher jetstream.KeyWatcher
 	stop    chan struct{}
@@ -62,7 +65,7 @@ func joinPresence(ctx context.Context, t *Transport, st jetstream.Stream, sub tr
 	sum := sha256.Sum256([]byte(sub.Stream.Prefix + "|" + sub.Group))
 	scope := StreamName(sub.Stream.Prefix) + "." + hex.EncodeToString(sum[:8]) + "."
 	p := &presence{
-		kv: kv, self: scope + uuid.NewString(), scope: scope, timing: tm, log: t.log.Warn,
+		kv: kv, self: scope + uuid.NewString(), scope: scope, timing: tm, log: t.log.Warn, debug: t.log.Debug,
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		seen: map[string]time.Time{},
 	}
@@ -160,14 +163,18 @@ func (p *presence) expire() {
 	defer p.mu.Unlock()
 	for k, at := range p.seen {
 		if k != p.self && time.Since(at) > p.timing.dead {
+			p.debug("nats: group member silent; dropped", "member", k, "silent", time.Since(at))
 			delete(p.seen, k)
 			p.signal()
 		}
 	}
 }
 
-// assigned is the set of partitions this member should pull: the live
-// members in key order take partitions in turn, so each gets an equal share.
+// assigned is the set of partitions this member should pull. Each
+// partition goes to the live member that ranks highest for it (rendezvous
+// hashing) among those not yet at their share, ⌈partitions/members⌉: every
+// member gets an equal share, and when one joins or leaves most partitions
+// stay where they are, so few holders change at a time.
 func (p *presence) assigned(partitions int) map[int]bool {
 	p.mu.Lock()
 	members := make([]string, 0, len(p.seen)+1)
@@ -180,15 +187,38 @@ func (p *presence) assigned(partitions int) map[int]bool {
 	if !slices.Contains(members, p.self) {
 		members = append(members, p.self)
 	}
-	slices.Sort(members)
-	me := slices.Index(members, p.self)
+	return assign(members, partitions, p.self)
+}
+
+// assign is assigned's rule, for one member's view of the live members.
+func assign(members []string, partitions int, self string) map[int]bool {
+	share := (partitions + len(members) - 1) / len(members)
+	load := map[string]int{}
 	mine := map[int]bool{}
+	ranked := slices.Clone(members)
 	for part := range partitions {
-		if part%len(members) == me {
-			mine[part] = true
+		slices.SortFunc(ranked, func(a, b string) int {
+			return cmp.Or(cmp.Compare(weight(b, part), weight(a, part)), cmp.Compare(a, b))
+		})
+		for _, m := range ranked {
+			if load[m] < share {
+				load[m]++
+				if m == self {
+					mine[part] = true
+				}
+				break
+			}
 		}
 	}
 	return mine
+}
+
+// weight ranks a member for a partition.
+func weight(member string, partition int) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(member))
+	h.Write([]byte{'|', byte(partition), byte(partition >> 8)})
+	return h.Sum64()
 }
 
 // leave removes this member at once, so the others take its partitions

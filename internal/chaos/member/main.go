@@ -75,6 +75,14 @@ func (m *marked) Sync(ctx context.Context) error {
 	return nil
 }
 
+// level is the log level: AMPYBUS_LOG=debug shows every partition move.
+func level() slog.Level {
+	if os.Getenv("AMPYBUS_LOG") == "debug" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
 func run(busURL, group, logPath string, concurrency int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -85,7 +93,7 @@ func run(busURL, group, logPath string, concurrency int) error {
 	defer f.Close()
 	log := &effects{f: f}
 	b, err := ampybus.Open(ctx, busURL, ampybus.WithEnv("dev"), ampybus.WithProducer(fmt.Sprintf("member@%d", os.Getpid()), "chaos"),
-		ampybus.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+		ampybus.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level()}))))
 	if err != nil {
 		return err
 	}
