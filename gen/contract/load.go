@@ -184,7 +184,7 @@ var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
 	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
-	limitKeys     = []string{"schema_version", "retention", "max_payload", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
+	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
 	orderingKeys  = []string{"rule", "by"}
@@ -206,6 +206,7 @@ type limits struct {
 	SchemaVersion string
 	Retention     time.Duration
 	MaxPayload    int64
+	MaxInflated   int64 // 0: 4 × MaxPayload
 	CompressAbove int64
 	Partitions    int
 	Replicas      int
@@ -323,6 +324,18 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 		if s, ok := p.size(e.val, what+" compress_above"); ok {
 			l.CompressAbove = s
 		}
+	}
+	if e, ok := m["max_inflated"]; ok {
+		if s, ok := p.size(e.val, what+" max_inflated"); ok {
+			l.MaxInflated = s
+		}
+	}
+	if l.MaxInflated != 0 && l.MaxInflated < l.MaxPayload {
+		at := n
+		if e, ok := m["max_inflated"]; ok {
+			at = e.val
+		}
+		p.errorf(at, "set max_inflated at or above max_payload", "%s inflates payloads to at most %s but max_payload is %s", what, FormatSize(l.MaxInflated), FormatSize(l.MaxPayload))
 	}
 	if e, ok := m["partitions"]; ok {
 		if v, ok := p.scalar(e.val, what+" partitions"); ok {
@@ -489,6 +502,7 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 	}
 	p.require(v, m, what, "version", "qos", "ordering", "subtopics")
 	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
+	d.MaxInflated = cmp.Or(l.MaxInflated, 4*l.MaxPayload)
 	d.Partitions, d.Replicas, d.DedupeWindow, d.Retry = l.Partitions, l.Replicas, l.DedupeWindow, l.Retry
 	if e, ok := m["version"]; ok {
 		if s, ok := p.scalar(e.val, what+" version"); ok {

@@ -58,6 +58,20 @@ func TestReplicasInheritAndOverride(t *testing.T) {
 	assert.Contains(t, err.Error(), `replicas "6" is not a replica count; write 1, 3 or 5`)
 }
 
+func TestMaxInflated(t *testing.T) {
+	c, err := contract.Parse("c.yaml", []byte(base), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.Equal(t, int64(4<<20), c.Domain("orders").MaxInflated, "four times max_payload by default")
+	src := strings.Replace(base, "  retention: 7d\n", "  retention: 7d\n  max_inflated: 8MiB\n", 1)
+	c, err = contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.Equal(t, int64(8<<20), c.Domain("ticks").MaxInflated)
+	_, err = contract.Parse("c.yaml", []byte(strings.Replace(src, "8MiB", "512KiB", 1)), protoregistry.GlobalFiles)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "c.yaml:7:17")
+	assert.Contains(t, err.Error(), "set max_inflated at or above max_payload")
+}
+
 func TestParseValid(t *testing.T) {
 	c, err := contract.Parse("c.yaml", []byte(base), protoregistry.GlobalFiles)
 	require.NoError(t, err)

@@ -60,6 +60,11 @@ type Domain struct {
 	Retention time.Duration
 	// MaxPayload is the largest payload the bus carries inline.
 	MaxPayload int64
+	// MaxInflated bounds a payload after decompression: a publish over it is
+	// refused, and a consumer dead-letters a gzip that inflates past it
+	// (decompression_limit) instead of filling its memory. Default 4 ×
+	// MaxPayload.
+	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.
 	CompressAbove int64
 	// Partitions is the Kafka partition count for the domain's topic.

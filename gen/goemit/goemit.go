@@ -260,6 +260,7 @@ func (e *emitter) domainSpec() {
 	kv = append(kv,
 		"Retention", duration(d.Retention),
 		"MaxPayload", size(d.MaxPayload),
+		"MaxInflated", size(d.MaxInflated),
 		"CompressAbove", size(d.CompressAbove),
 		"Partitions", jen.Lit(d.Partitions),
 		"Replicas", jen.Lit(d.Replicas),

@@ -52,6 +52,7 @@ var Domain = &ampybus.DomainSpec{
 	OrderBy:       "bars.event_time",
 	Retention:     7 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
+	MaxInflated:   4 << 20,
 	CompressAbove: 128 << 10,
 	Partitions:    12,
 	Replicas:      1,

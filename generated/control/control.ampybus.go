@@ -50,6 +50,7 @@ var Domain = &ampybus.DomainSpec{
 	Ordering:      ampybus.OrderCausal,
 	Retention:     30 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
+	MaxInflated:   4 << 20,
 	CompressAbove: 128 << 10,
 	Partitions:    1,
 	Replicas:      1,

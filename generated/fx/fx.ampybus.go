@@ -53,6 +53,7 @@ var Domain = &ampybus.DomainSpec{
 	OrderBy:       "as_of",
 	Retention:     7 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
+	MaxInflated:   4 << 20,
 	CompressAbove: 128 << 10,
 	Partitions:    3,
 	Replicas:      1,

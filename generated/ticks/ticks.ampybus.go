@@ -53,6 +53,7 @@ var Domain = &ampybus.DomainSpec{
 	OrderBy:       "event_time",
 	Retention:     3 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
+	MaxInflated:   4 << 20,
 	CompressAbove: 128 << 10,
 	Partitions:    24,
 	Replicas:      1,

@@ -1,9 +1,13 @@
 package ampybus_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	neturl "net/url"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,6 +53,83 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("not redelivered; handler called %d times", calls.Load())
 	}
+}
+
+// gzipBomb is a gzip stream of n zero bytes: a small message that inflates
+// to n bytes.
+func gzipBomb(t testing.TB, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	require.NoError(t, err)
+	zeros := make([]byte, 1<<20)
+	for range n >> 20 {
+		_, err = w.Write(zeros)
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Close())
+	return buf.Bytes()
+}
+
+// Gzip bombs under max_payload that inflate to 128 MiB are dead-lettered
+// with decompression_limit, and the consumer's heap never grows by more than
+// a few times the domain's inflate limit (4 MiB for bars) while it reads
+// them: one with an honest trailer (refused before inflating), one whose
+// trailer lies about its size (cut off past the limit).
+func TestGzipBombIsDeadLetteredInBoundedMemory(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	honest := gzipBomb(t, 128<<20)
+	lying := bytes.Clone(honest)
+	copy(lying[len(lying)-4:], []byte{0, 1, 0, 0}) // ISIZE: 256 bytes
+	require.Less(t, len(honest), int(bars.Domain.MaxPayload), "the bomb fits under max_payload")
+
+	var handled atomic.Int32
+	s, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
+		handled.Add(1)
+		return nil
+	}, ampybus.Durable("bomb"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	defer s.Stop()
+
+	// Collect garbage eagerly, so the heap measures what is live rather
+	// than what the collector has not reached yet.
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	for i, bomb := range [][]byte{honest, lying} {
+		runtime.GC()
+		var base runtime.MemStats
+		runtime.ReadMemStats(&base)
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			var m runtime.MemStats
+			for {
+				runtime.ReadMemStats(&m)
+				if m.HeapAlloc > peak.Load() {
+					peak.Store(m.HeapAlloc)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}()
+		h := validHeaders(bars.SchemaFQDN)
+		h.Set("content_encoding", "gzip")
+		rawPublish(t, srv.URL(), "ampy.dev.bars.v1.XNAS.AAPL", h, bomb)
+		require.Eventually(t, func() bool { return s.Stats().DeadLettered == uint64(i+1) }, 20*time.Second, 5*time.Millisecond, "not dead-lettered")
+		close(stop)
+		<-sampled
+		growth := int64(peak.Load()) - int64(base.HeapAlloc)
+		t.Logf("bomb %d (%d bytes, 128 MiB inflated): dead-lettered; peak heap growth %.1f MiB (bars max_inflated %d MiB)",
+			i+1, len(bomb), float64(growth)/(1<<20), bars.Domain.MaxInflated>>20)
+		assert.Less(t, growth, int64(4*bars.Domain.MaxInflated), "heap grew by %d bytes", growth)
+	}
+	assert.Zero(t, handled.Load())
 }
 
 // rawPublish sends bytes with the given headers straight through nats.go, as
@@ -109,6 +190,11 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 			h.Set("content_encoding", "gzip")
 			return h
 		}(), good, "decode_error: gzip: "},
+		{"gzip bomb", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
+			h := validHeaders(bars.SchemaFQDN)
+			h.Set("content_encoding", "gzip")
+			return h
+		}(), gzipBomb(t, 64<<20), "decompression_limit: the gzip payload of"},
 	}
 	var handled atomic.Int32
 	s, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
@@ -315,4 +401,38 @@ func TestDurableNameServesOnePattern(t *testing.T) {
 	_, err = bars.Subscribe(ctx, b, xnas, noop, ampybus.Durable("features"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `consumer group "features" on AMPY_DEV_BARS_V1 already reads [ampy.dev.bars.v1.*.*], not [ampy.dev.bars.v1.XNAS.*]: one Durable name serves one pattern`)
+}
+
+// GunzipLimit inflates what fits (several members, an exact trailer) and
+// refuses what does not, by its trailer or by reading.
+func TestGunzipLimit(t *testing.T) {
+	payload := bytes.Repeat([]byte("ampy-bus "), 10000)
+	one := ampybus.Gzip(payload)
+	two := append(bytes.Clone(one), one...) // two gzip members
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		limit int64
+		want  []byte
+		err   error
+	}{
+		{"exact", one, int64(len(payload)), payload, nil},
+		{"room to spare", one, 1 << 20, payload, nil},
+		{"two members", two, 1 << 20, append(bytes.Clone(payload), payload...), nil},
+		{"declared over the limit", one, int64(len(payload)) - 1, nil, ampybus.ErrDecompressionLimit},
+		{"two members over the limit", two, int64(len(payload)) + 10, nil, ampybus.ErrDecompressionLimit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ampybus.GunzipLimit(tc.in, tc.limit)
+			if tc.err != nil {
+				require.ErrorIs(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	_, err := ampybus.GunzipLimit([]byte("not gzip"), 1<<20)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ampybus.ErrDecompressionLimit)
 }

@@ -45,6 +45,8 @@ type DomainSpec struct {
 	OrderBy      string
 	Retention    time.Duration
 	MaxPayload   int64
+	// MaxInflated bounds a payload after decompression (0: 4 × MaxPayload).
+	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.
 	CompressAbove int64
 	Partitions    int
@@ -64,6 +66,14 @@ func (d *DomainSpec) Prefix(env string) string {
 }
 
 func (d *DomainSpec) allowsEnv(env string) bool { return slices.Contains(d.Envs, env) }
+
+// maxInflated is the largest payload the domain carries decompressed.
+func (d *DomainSpec) maxInflated() int64 {
+	if d.MaxInflated > 0 {
+		return d.MaxInflated
+	}
+	return 4 * max(d.MaxPayload, 1<<20)
+}
 
 // RetryPolicy is the contract's retry rule for a domain.
 type RetryPolicy struct {

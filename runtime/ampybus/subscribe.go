@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -777,7 +779,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	if err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
-	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload)
+	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload, r.Spec.Domain.maxInflated())
 	if reason != "" || err != nil {
 		return nil, reason, err
 	}
@@ -801,7 +803,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 // openPayload returns the protobuf bytes a message carries: fetched from the
 // blob store for a pointer, inflated when gzipped. A reason is a poison pill;
 // an error is a blob fetch worth retrying.
-func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []byte) ([]byte, string, error) {
+func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []byte, maxInflated int64) ([]byte, string, error) {
 	var err error
 	if ref := h.BlobRef; ref != "" {
 		if b.blobs == nil {
@@ -817,7 +819,10 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 	switch h.ContentEncoding {
 	case "":
 	case envelope.EncodingGzip:
-		if payload, err = Gunzip(payload); err != nil {
+		compressed := len(payload)
+		if payload, err = GunzipLimit(payload, maxInflated); errors.Is(err, ErrDecompressionLimit) {
+			return nil, fmt.Sprintf("decompression_limit: the gzip payload of %d bytes inflates past the domain's max_inflated of %d bytes", compressed, maxInflated), nil
+		} else if err != nil {
 			return nil, "decode_error: gzip: " + err.Error(), nil
 		}
 	default:
@@ -826,13 +831,50 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 	return payload, "", nil
 }
 
-// Gunzip inflates a gzip payload: Gzip's inverse, for tools that read stored bytes.
-func Gunzip(b []byte) ([]byte, error) {
+// ErrDecompressionLimit: a compressed payload inflates past its limit (a
+// gzip bomb, or a payload over the domain's max_inflated).
+var ErrDecompressionLimit = errors.New("decompression limit exceeded")
+
+// Gunzip inflates a gzip payload: Gzip's inverse, for tools that read
+// stored bytes they trust. Consumers use GunzipLimit.
+func Gunzip(b []byte) ([]byte, error) { return GunzipLimit(b, math.MaxInt64-1) }
+
+// GunzipLimit inflates a gzip payload of at most limit bytes. A stream whose
+// trailer declares more is refused before inflating; one that lies is cut
+// off past limit. Either way it returns ErrDecompressionLimit, and a bomb
+// costs at most about limit bytes of memory.
+func GunzipLimit(b []byte, limit int64) ([]byte, error) {
 	r, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
-	return io.ReadAll(r)
+	// The trailer's ISIZE is the (last member's) size modulo 2^32.
+	declared := int64(binary.LittleEndian.Uint32(b[len(b)-4:]))
+	if declared > limit {
+		return nil, fmt.Errorf("%w: declares %d bytes, over %d", ErrDecompressionLimit, declared, limit)
+	}
+	// A buffer of the declared size and a byte to see the end; a stream that
+	// outgrows it (a lying trailer, several gzip members) doubles up to the
+	// limit, so memory stays within a few times the limit.
+	out := make([]byte, 0, max(declared+1, 512))
+	for {
+		if len(out) == cap(out) {
+			grown := make([]byte, len(out), min(limit+1, 2*int64(cap(out))))
+			copy(grown, out)
+			out = grown
+		}
+		n, err := r.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if int64(len(out)) > limit {
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrDecompressionLimit, limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // Headers the dead-letter queue adds to a message's own.
