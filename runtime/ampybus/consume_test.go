@@ -22,6 +22,9 @@ import (
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	"github.com/ampyfin/ampy-bus/generated/orders"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
+	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
@@ -190,6 +193,11 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 			h.Set("content_encoding", "gzip")
 			return h
 		}(), good, "decode_error: gzip: "},
+		{"dedupe key the contract does not derive", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
+			h := validHeaders(bars.SchemaFQDN)
+			h.Set("dedupe_key", "co_1")
+			return h
+		}(), good, `contract_violation: dedupe_key "co_1", but the contract derives none for {mic}.{symbol}`},
 		{"gzip bomb", "ampy.dev.bars.v1.XNAS.AAPL", func() nats.Header {
 			h := validHeaders(bars.SchemaFQDN)
 			h.Set("content_encoding", "gzip")
@@ -435,4 +443,28 @@ func TestGunzipLimit(t *testing.T) {
 	_, err := ampybus.GunzipLimit([]byte("not gzip"), 1<<20)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ampybus.ErrDecompressionLimit)
+}
+
+// The dedupe key is the contract's or nothing: an order whose header leaves
+// it out (which would switch its dedupe off) is dead-lettered, not handled.
+func TestMissingDedupeKeyIsDeadLettered(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	var handled atomic.Int32
+	s, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(context.Context, *orders.RequestsMessage) error {
+		handled.Add(1)
+		return nil
+	}, ampybus.Durable("dk"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	defer s.Stop()
+	payload, err := proto.Marshal(&ordersv1.OrderRequest{AccountId: "ACC-1", ClientOrderId: "co_dk", Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}})
+	require.NoError(t, err)
+	h := validHeaders(orders.RequestsSchemaFQDN)
+	h.Set("partition_key", "co_dk")
+	subject := natsbinding.Subject("ampy.dev.orders.v1.requests", "co_dk", orders.Domain.Partitions)
+	_, err = rawJS(t, srv.URL()).PublishMsg(ctx, &nats.Msg{Subject: subject, Header: h, Data: payload})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Stats().DeadLettered == 1 }, 10*time.Second, 10*time.Millisecond, "%+v", s.Stats())
+	assert.Zero(t, handled.Load())
 }

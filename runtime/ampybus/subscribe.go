@@ -794,8 +794,17 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	if keys.Partition != m.Headers.PartitionKey {
 		return nil, fmt.Sprintf("contract_violation: partition_key %q, but the contract derives %q from the payload", m.Headers.PartitionKey, keys.Partition), nil
 	}
-	if keys.Dedupe != "" && m.Headers.DedupeKey != "" && keys.Dedupe != m.Headers.DedupeKey {
-		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", m.Headers.DedupeKey, keys.Dedupe), nil
+	// The dedupe key decides whether a message reaches its handler, so it
+	// is the contract's or nothing: a header must not switch dedupe off,
+	// nor make an unrelated message look like a duplicate.
+	switch got := m.Headers.DedupeKey; {
+	case got == keys.Dedupe:
+	case got == "":
+		return nil, fmt.Sprintf("contract_violation: dedupe_key is missing, but the contract derives %q from the payload", keys.Dedupe), nil
+	case keys.Dedupe == "":
+		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives none for %s", got, r.Spec.Pattern), nil
+	default:
+		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", got, keys.Dedupe), nil
 	}
 	return &Message[S, P]{Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers}, "", nil
 }

@@ -1024,10 +1024,9 @@ func testFaultInjection(t *testing.T, s *suite) {
 	})
 
 	t.Run("duplicated and corrupted", func(t *testing.T) {
-		var handled sync.WaitGroup
-		handled.Add(1)
+		handled := make(chan struct{}, 4)
 		sub, err := bars.Subscribe(ctx, b, bars.All(), func(context.Context, *bars.Message) error {
-			handled.Done()
+			handled <- struct{}{}
 			return nil
 		}, ampybus.Durable("faults"))
 		require.NoError(t, err)
@@ -1037,7 +1036,8 @@ func testFaultInjection(t *testing.T, s *suite) {
 		require.NoError(t, err)
 		h := fullHeaders()
 		h.ContentEncoding, h.BlobRef, h.BlobHash, h.BlobSize, h.DLQReason, h.RetryCount = "", "", "", 0, "", 0
-		h.SchemaHash = bars.SchemaHash
+		h.SchemaHash, h.DedupeKey = bars.SchemaHash, "" // bars derive no dedupe key
+		h.PartitionKey = "XNAS.AAPL"
 		tr := b.Transport()
 		m := &transport.Message{Topic: "ampy.dev.bars.v1.XNAS.AAPL", Headers: h, Payload: good}
 		_, err = tr.Publish(ctx, st, m) // the original
@@ -1058,7 +1058,7 @@ func testFaultInjection(t *testing.T, s *suite) {
 		_, err = tr.Publish(ctx, st, &bad)
 		require.NoError(t, err)
 
-		handled.Wait()
+		recv(t, handled)
 		dl := readDeadLetters(t, ctx, b, 1)
 		require.Len(t, dl, 1)
 		assert.Equal(t, bad.Headers.MessageID, dl[0].Headers.MessageID)
