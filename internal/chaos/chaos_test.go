@@ -197,42 +197,55 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 			} else {
 				b = startKafka(t)
 			}
-			const keys = 20
-			rounds := scale(200)
-			pubBus := openBus(t, b.url())
-			logs := map[string]string{}
-			var members []*proc
-			for i := range 2 {
-				p, log := startMember(t, b, "m"+strconv.Itoa(i+1))
-				members, logs["m"+strconv.Itoa(i+1)] = append(members, p), log
-			}
-			a := &acked{}
-			ctx := testCtx(t, 5*time.Minute)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				a.publish(ctx, t, pubBus, keys, 0, rounds, 10*time.Millisecond)
-			}()
-			for a.count() < keys*rounds/3 {
-				time.Sleep(10 * time.Millisecond)
-			}
-			b.kill(0)
-			down := time.Now()
-			time.Sleep(time.Second)
-			b.restart(t, 0)
-			t.Logf("%s: broker killed -9 and restarted in %v", tr, time.Since(down).Round(time.Millisecond))
-			<-done
-			l := waitApplied(t, a, logs, 90*time.Second)
-			for _, p := range members {
-				p.stop(15 * time.Second)
-			}
-			l = readLedger(t, logs)
-			tl := l.tally(a, down)
-			t.Logf("%s: %d keys × %d rounds across a broker restart: %v; longest publish stall %v", tr, keys, rounds, tl, a.stall.Round(time.Millisecond))
+			tl, a := faultMidStream(t, b, func() time.Time {
+				b.kill(0)
+				down := time.Now()
+				time.Sleep(time.Second)
+				b.restart(t, 0)
+				t.Logf("%s: broker killed -9 and restarted in %v", tr, time.Since(down).Round(time.Millisecond))
+				return down
+			})
+			t.Logf("%s: %d keys × %d rounds across a broker restart: %v; longest publish stall %v", tr, faultKeys, scale(faultRounds), tl, a.stall.Round(time.Millisecond))
 			assertClean(t, tl)
-			assert.Equal(t, keys*rounds, tl.acked)
+			assert.Equal(t, faultKeys*scale(faultRounds), tl.acked)
 		})
 	}
+}
+
+// Keys and rounds of the broker fault tests.
+const faultKeys, faultRounds = 20, 200
+
+// faultMidStream runs two group members on b while messages flow, calls
+// fault a third of the way through (it returns when the outage began), and
+// tallies the members' effects once every acknowledged message is applied.
+func faultMidStream(t *testing.T, b broker, fault func() time.Time) (tally, *acked) {
+	t.Helper()
+	rounds := scale(faultRounds)
+	pubBus := openBus(t, b.url())
+	logs := map[string]string{}
+	var members []*proc
+	for i := range 2 {
+		name := "m" + strconv.Itoa(i+1)
+		p, log := startMember(t, b, name)
+		members, logs[name] = append(members, p), log
+	}
+	a := &acked{}
+	ctx := testCtx(t, 5*time.Minute)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.publish(ctx, t, pubBus, faultKeys, 0, rounds, 10*time.Millisecond)
+	}()
+	for a.count() < faultKeys*rounds/3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	down := fault()
+	<-done
+	waitApplied(t, a, logs, 90*time.Second)
+	for _, p := range members {
+		p.stop(15 * time.Second)
+	}
+	return readLedger(t, logs).tally(a, down), a
 }
 
 // A 3-node JetStream cluster of real nats-server processes holds positions
@@ -245,38 +258,15 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 // TestClusterLeaderKilledMidStream in runtime/natsbinding stays under 5s.)
 func TestClusterLeaderKilled(t *testing.T) {
 	c := startNATS(t, 3)
-	const keys = 20
-	rounds := scale(200)
-	pubBus := openBus(t, c.url())
-	leader := streamLeader(t, c, "AMPY_DEV_POSITIONS_V1")
-	logs := map[string]string{}
-	var members []*proc
-	for i := range 2 {
-		p, log := startMember(t, c, "m"+strconv.Itoa(i+1))
-		members, logs["m"+strconv.Itoa(i+1)] = append(members, p), log
-	}
-	a := &acked{}
-	ctx := testCtx(t, 5*time.Minute)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.publish(ctx, t, pubBus, keys, 0, rounds, 10*time.Millisecond)
-	}()
-	for a.count() < keys*rounds/3 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.kill(leader)
-	down := time.Now()
-	<-done
-	l := waitApplied(t, a, logs, 90*time.Second)
-	for _, p := range members {
-		p.stop(15 * time.Second)
-	}
-	l = readLedger(t, logs)
-	tl := l.tally(a, down)
-	t.Logf("leader n%d killed -9: %d keys × %d rounds: %v; longest publish stall %v", leader+1, keys, rounds, tl, a.stall.Round(time.Millisecond))
+	leader := -1
+	tl, a := faultMidStream(t, c, func() time.Time {
+		leader = streamLeader(t, c, "AMPY_DEV_POSITIONS_V1")
+		c.kill(leader)
+		return time.Now()
+	})
+	t.Logf("leader n%d killed -9: %d keys × %d rounds: %v; longest publish stall %v", leader+1, faultKeys, scale(faultRounds), tl, a.stall.Round(time.Millisecond))
 	assertClean(t, tl)
-	assert.Equal(t, keys*rounds, tl.acked)
+	assert.Equal(t, faultKeys*scale(faultRounds), tl.acked)
 	assert.LessOrEqual(t, a.stall, 9*time.Second+2*time.Second, "publishing stalled beyond the election bound")
 }
 

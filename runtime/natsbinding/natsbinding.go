@@ -167,7 +167,7 @@ func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.S
 
 // toNats builds the stored message: the topic with its key's partition
 // token, the envelope as headers, and the broker dedupe id.
-func (t *Transport) toNats(s transport.Stream, m *transport.Message) *nats.Msg {
+func toNats(partitions int, m *transport.Message) *nats.Msg {
 	fields := m.Headers.Fields()
 	h := make(nats.Header, len(fields)+1)
 	for _, f := range fields {
@@ -179,15 +179,16 @@ func (t *Transport) toNats(s transport.Stream, m *transport.Message) *nats.Msg {
 		id = m.DedupeID
 	}
 	h[jetstream.MsgIDHeader] = []string{id}
-	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, t.Partitions(s.Prefix)), Header: h, Data: m.Payload}
+	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, partitions), Header: h, Data: m.Payload}
 }
 
 // Publish implements transport.Transport.
 func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
-	if _, err := t.stream(ctx, s); err != nil {
+	n, err := t.partitions(ctx, s)
+	if err != nil {
 		return transport.PublishAck{}, err
 	}
-	ack, err := t.js.PublishMsg(ctx, t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	ack, err := t.js.PublishMsg(ctx, toNats(n, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		return transport.PublishAck{}, publishErr(err)
 	}
@@ -197,7 +198,8 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 // PublishAsync implements transport.Transport. The window bounds messages in
 // flight; when it is full the call waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	if _, err := t.stream(ctx, s); err != nil {
+	n, err := t.partitions(ctx, s)
+	if err != nil {
 		return err
 	}
 	if err := t.window.Acquire(ctx, t.done); err != nil {
@@ -209,7 +211,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		t.window.Release()
 		return transport.ErrClosed
 	}
-	paf, err := t.js.PublishMsgAsync(t.toNats(s, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	paf, err := t.js.PublishMsgAsync(toNats(n, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
 		t.window.Release()
 		return publishErr(err)
@@ -332,6 +334,21 @@ func parseHeaders(h nats.Header) (envelope.Headers, error) {
 		}
 	}
 	return envelope.Parse(keys, h.Get)
+}
+
+// partitions is the partition count publishes to s place keys by, looking
+// the stream up once when this process did not ensure it.
+func (t *Transport) partitions(ctx context.Context, s transport.Stream) (int, error) {
+	t.mu.Lock()
+	n, ok := t.parts[s.Prefix]
+	t.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	if _, err := t.stream(ctx, s); err != nil {
+		return 0, err
+	}
+	return t.Partitions(s.Prefix), nil
 }
 
 // Partitions is the partition count of an ensured stream as the broker holds
