@@ -269,6 +269,11 @@ func (e *emitter) domainSpec() {
 			"MaxAttempts", jen.Lit(d.Retry.MaxAttempts),
 			"Backoff", duration(d.Retry.Backoff),
 			"MaxBackoff", duration(d.Retry.MaxBackoff))),
+		"Subtopics", jen.Index().String().ValuesFunc(func(g *jen.Group) {
+			for _, st := range d.Subtopics {
+				g.Lit(st.Pattern.Text)
+			}
+		}),
 	)
 	if dlq := e.c.Domain("dlq"); dlq != nil && d.Name != "dlq" {
 		path := e.o.ImportPath + "/" + contract.GoPackage(dlq.Name)

@@ -62,6 +62,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics:  []string{"{mic}.{symbol}"},
 	DeadLetter: dlq.Domain,
 }
 

@@ -57,6 +57,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics: []string{"{domain}"},
 }
 
 // Spec carries raw bytes: each message keeps the payload and headers it had

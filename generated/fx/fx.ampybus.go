@@ -63,6 +63,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics:  []string{"rates", "{base}.{quote}"},
 	DeadLetter: dlq.Domain,
 }
 

@@ -61,6 +61,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  1 * time.Minute,
 	},
+	Subtopics:  []string{"requests"},
 	DeadLetter: dlq.Domain,
 }
 

@@ -63,6 +63,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics:  []string{"trade.{symbol}", "quote.{symbol}"},
 	DeadLetter: dlq.Domain,
 }
 

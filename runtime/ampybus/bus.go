@@ -73,6 +73,7 @@ type Bus struct {
 
 type ensureOnce struct {
 	once sync.Once
+	s    transport.Stream
 	err  error
 }
 
@@ -263,32 +264,33 @@ func (b *Bus) stream(ctx context.Context, d *DomainSpec) (transport.Stream, erro
 	if !d.allowsEnv(b.env) {
 		return transport.Stream{}, fmt.Errorf("%w: env %q is not one of the contract's envs (%s)", ErrContract, b.env, strings.Join(d.Envs, ", "))
 	}
-	s := transport.Stream{
-		Prefix:       d.Prefix(b.env),
-		Retention:    d.Retention,
-		MaxPayload:   d.MaxPayload,
-		Partitions:   d.Partitions,
-		Replicas:     d.Replicas,
-		DedupeWindow: d.DedupeWindow,
-	}
+	prefix := d.Prefix(b.env)
 	b.mu.Lock()
-	e, ok := b.ensured[s.Prefix]
+	e, ok := b.ensured[prefix]
 	if !ok {
-		e = &ensureOnce{}
-		b.ensured[s.Prefix] = e
+		e = &ensureOnce{s: transport.Stream{
+			Prefix:       prefix,
+			Retention:    d.Retention,
+			MaxPayload:   d.MaxPayload,
+			Partitions:   d.Partitions,
+			Replicas:     d.Replicas,
+			DedupeWindow: d.DedupeWindow,
+			Subtopics:    d.Shapes(),
+		}}
+		b.ensured[prefix] = e
 	}
 	b.mu.Unlock()
-	e.once.Do(func() { e.err = b.t.EnsureStream(ctx, s) })
+	e.once.Do(func() { e.err = b.t.EnsureStream(ctx, e.s) })
 	if e.err != nil {
 		// Let a later call retry: the broker may have been down.
 		b.mu.Lock()
-		if b.ensured[s.Prefix] == e {
-			delete(b.ensured, s.Prefix)
+		if b.ensured[prefix] == e {
+			delete(b.ensured, prefix)
 		}
 		b.mu.Unlock()
-		return s, e.err
+		return e.s, e.err
 	}
-	return s, nil
+	return e.s, nil
 }
 
 // Ensure creates or updates the streams of the given domains now, rather

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	neturl "net/url"
 	"runtime"
 	"runtime/debug"
@@ -77,8 +78,8 @@ func gzipBomb(t testing.TB, n int) []byte {
 // Gzip bombs under max_payload that inflate to 128 MiB are dead-lettered
 // with decompression_limit, and the consumer's heap never grows by more than
 // a few times the domain's inflate limit (4 MiB for bars) while it reads
-// them: one with an honest trailer (refused before inflating), one whose
-// trailer lies about its size (cut off past the limit).
+// them: one with an honest trailer, one whose trailer lies about its size;
+// both are cut off past the limit.
 func TestGzipBombIsDeadLetteredInBoundedMemory(t *testing.T) {
 	srv := server(t)
 	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
@@ -411,8 +412,9 @@ func TestDurableNameServesOnePattern(t *testing.T) {
 	assert.Contains(t, err.Error(), `consumer group "features" on AMPY_DEV_BARS_V1 already reads [ampy.dev.bars.v1.*.*], not [ampy.dev.bars.v1.XNAS.*]: one Durable name serves one pattern`)
 }
 
-// GunzipLimit inflates what fits (several members, an exact trailer) and
-// refuses what does not, by its trailer or by reading.
+// GunzipLimit inflates what fits (several members, an exact trailer),
+// refuses what does not, and calls a truncated stream truncated whatever its
+// last four bytes say.
 func TestGunzipLimit(t *testing.T) {
 	payload := bytes.Repeat([]byte("ampy-bus "), 10000)
 	one := ampybus.Gzip(payload)
@@ -429,6 +431,7 @@ func TestGunzipLimit(t *testing.T) {
 		{"two members", two, 1 << 20, append(bytes.Clone(payload), payload...), nil},
 		{"declared over the limit", one, int64(len(payload)) - 1, nil, ampybus.ErrDecompressionLimit},
 		{"two members over the limit", two, int64(len(payload)) + 10, nil, ampybus.ErrDecompressionLimit},
+		{"truncated, its tail read as a huge size", one[:len(one)/2], 1 << 20, nil, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ampybus.GunzipLimit(tc.in, tc.limit)

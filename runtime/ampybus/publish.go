@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,6 +178,18 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// The caller's parts are checked before anything touches a store or
+	// the broker: a refused publish leaves no blob and no stream behind.
+	if o.messageID != "" {
+		if id, err := uuid.Parse(o.messageID); err != nil || id.Version() != 7 {
+			return fail(fmt.Errorf("%w: WithMessageID(%q) is not a UUIDv7", ErrContract, o.messageID))
+		}
+	}
+	for k, v := range o.extra {
+		if err := checkExtraHeader(k, v); err != nil {
+			return fail(err)
+		}
+	}
 	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
 		return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
@@ -187,21 +200,6 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	var encoding string
 	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {
 		payload, encoding = Gzip(payload), envelope.EncodingGzip
-	}
-	var ref, hash string
-	var size int64
-	if d.MaxPayload > 0 && int64(len(payload)) > d.MaxPayload {
-		if b.blobs == nil {
-			return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch, or open the bus with ampybus.WithBlobStore to send a pointer", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
-		}
-		if ref, err = b.blobs.Put(ctx, payload); err != nil {
-			return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
-		}
-		hash, size, payload = blob.Hash(payload), int64(len(payload)), nil
-	}
-	s, err := b.stream(ctx, d)
-	if err != nil {
-		return fail(err)
 	}
 	h := envelope.Headers{
 		MessageID:       o.messageID,
@@ -216,29 +214,60 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 		RunID:           b.runID,
 		PartitionKey:    keys.Partition,
 		DedupeKey:       keys.Dedupe,
-		BlobRef:         ref,
-		BlobHash:        hash,
-		BlobSize:        size,
 		Extra:           o.extra,
 	}
 	if h.MessageID == "" {
 		h.MessageID = envelope.NewMessageID()
-	} else if id, err := uuid.Parse(h.MessageID); err != nil || id.Version() != 7 {
-		return fail(fmt.Errorf("%w: WithMessageID(%q) is not a UUIDv7", ErrContract, h.MessageID))
 	}
 	if tc, ok := envelope.TraceFromContext(ctx); ok {
 		h.Trace = tc.Child()
 	} else {
 		h.Trace = envelope.NewTrace()
 	}
-	for k := range o.extra {
-		if isEnvelopeHeader(k) {
-			return fail(fmt.Errorf("%w: WithHeader(%q) would override an envelope header", ErrContract, k))
+	offload := d.MaxPayload > 0 && int64(len(payload)) > d.MaxPayload
+	if offload && b.blobs == nil {
+		return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch, or open the bus with ampybus.WithBlobStore to send a pointer", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
+	}
+	if len(o.extra) > 0 {
+		if offload {
+			// Size the headers as they will travel, with room for a
+			// blob reference of up to 512 bytes.
+			h.BlobRef, h.BlobHash, h.BlobSize = strings.Repeat("x", 512), blob.Hash(payload), int64(len(payload))
 		}
+		if err := h.CheckSize(); err != nil {
+			return fail(fmt.Errorf("%w: %w: drop some WithHeader options", ErrContract, err))
+		}
+	}
+	s, err := b.stream(ctx, d)
+	if err != nil {
+		return fail(err)
+	}
+	if offload {
+		ref, err := b.blobs.Put(ctx, payload)
+		if err != nil {
+			return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+		h.BlobRef, h.BlobHash, h.BlobSize, payload = ref, blob.Hash(payload), int64(len(payload)), nil
 	}
 	// Everything else in h is built here from checked inputs; only the
 	// caller-supplied parts above need checking on this hot path.
 	return s, &transport.Message{Topic: topic, Headers: h, Payload: payload}, nil
+}
+
+// checkExtraHeader refuses a WithHeader that would override an envelope or
+// binding header, or that a broker could not carry.
+func checkExtraHeader(k, v string) error {
+	switch {
+	case isEnvelopeHeader(k):
+		return fmt.Errorf("%w: WithHeader(%q) would override an envelope header", ErrContract, k)
+	case k == "subtopic" || strings.HasPrefix(k, "Nats-"):
+		return fmt.Errorf("%w: WithHeader(%q) would override a header the broker binding writes", ErrContract, k)
+	case k == "" || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == ':' || r >= 0x7f }):
+		return fmt.Errorf("%w: WithHeader(%q): a header name is printable ASCII without spaces or ':'", ErrContract, k)
+	case strings.ContainsAny(v, "\r\n"):
+		return fmt.Errorf("%w: WithHeader(%q): the value contains a line break", ErrContract, k)
+	}
+	return nil
 }
 
 func validSubtopic(sub string) error {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
 // Version is the runtime's version. Generated code asserts a minimum with
@@ -58,6 +60,29 @@ type DomainSpec struct {
 	// DeadLetter is the contract's dlq domain, where poison messages go; nil
 	// means a built-in default (see DeadLetterDomain).
 	DeadLetter *DomainSpec
+	// Subtopics are the domain's subtopic patterns as the contract writes
+	// them ("{mic}.{symbol}"). The broker stores, and consumers route, only
+	// topics of these shapes; empty allows any.
+	Subtopics []string
+}
+
+// Shapes are the Subtopics with each {parameter} a wildcard: "*.*". A
+// shape another one covers is left out (a stream's subjects must not
+// overlap).
+func (d *DomainSpec) Shapes() []string {
+	var out []string
+	for _, p := range d.Subtopics {
+		toks := strings.Split(p, ".")
+		for i, t := range toks {
+			if strings.HasPrefix(t, "{") {
+				toks[i] = "*"
+			}
+		}
+		out = append(out, strings.Join(toks, "."))
+	}
+	out = transport.Uncovered(out)
+	slices.Sort(out)
+	return out
 }
 
 // Prefix is the topic prefix of the domain in env: ampy.prod.bars.v1.

@@ -769,8 +769,8 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	if m.Headers.SchemaFQDN != r.Spec.Schema.FQDN {
 		return nil, fmt.Sprintf("schema_mismatch: schema_fqdn %s, but %s carries %s", m.Headers.SchemaFQDN, r.Spec.Pattern, r.Spec.Schema.FQDN), nil
 	}
-	if h := m.Headers.SchemaHash; h != "" && r.Spec.Schema.Hash != "" && h != r.Spec.Schema.Hash {
-		return nil, fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s", h, r.Spec.Schema.Hash, r.Spec.Schema.FQDN), nil
+	if reason := checkSchema(&m.Headers, r.Spec.Schema); reason != "" {
+		return nil, reason, nil
 	}
 	if len(m.Topic) <= len(prefix) || m.Topic[:len(prefix)] != prefix {
 		return nil, "contract_violation: topic " + m.Topic + " is outside " + prefix + ">", nil
@@ -809,6 +809,42 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	return &Message[S, P]{Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers}, "", nil
 }
 
+// checkSchema holds the headers that describe the payload to what the
+// contract says the topic carries. A producer on a newer minor or patch is
+// compatible (additive evolution within a major), so schema_hash, optional
+// in the seed, is compared only at the same schema_version: a difference
+// there is a schema changed without a version bump.
+func checkSchema(h *envelope.Headers, want Schema) string {
+	if h.ContentType != envelope.ContentTypeProtobuf {
+		return fmt.Sprintf("schema_mismatch: content_type %s, but the contract carries %s as %s", h.ContentType, want.FQDN, envelope.ContentTypeProtobuf)
+	}
+	got, ok := semverMajor(h.SchemaVersion)
+	if !ok {
+		return fmt.Sprintf("contract_violation: schema_version %q is not MAJOR.MINOR.PATCH", h.SchemaVersion)
+	}
+	if major, _ := semverMajor(want.Version); got != major {
+		return fmt.Sprintf("schema_mismatch: schema_version %s is major %s, but this topic carries %s major %s (a new major travels on a new topic version)", h.SchemaVersion, got, want.FQDN, major)
+	}
+	if hash := h.SchemaHash; hash != "" && want.Hash != "" && hash != want.Hash && h.SchemaVersion == want.Version {
+		return fmt.Sprintf("schema_hash_mismatch: produced against %s, this consumer has %s for %s %s: the schema changed without a version bump", hash, want.Hash, want.FQDN, want.Version)
+	}
+	return ""
+}
+
+// semverMajor returns the major of a MAJOR.MINOR.PATCH version.
+func semverMajor(v string) (string, bool) {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 9 || strings.Trim(p, "0123456789") != "" || (len(p) > 1 && p[0] == '0') {
+			return "", false
+		}
+	}
+	return parts[0], true
+}
+
 // openPayload returns the protobuf bytes a message carries: fetched from the
 // blob store for a pointer, inflated when gzipped. A reason is a poison pill;
 // an error is a blob fetch worth retrying.
@@ -818,7 +854,12 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 		if b.blobs == nil {
 			return nil, "blob_error: the message points at " + ref + " but this bus has no blob store (ampybus.WithBlobStore)", nil
 		}
-		if payload, err = b.blobs.Get(ctx, ref); err != nil {
+		if h.BlobSize > maxInflated {
+			return nil, fmt.Sprintf("blob_error: blob_size %d is over the domain's max_inflated of %d bytes", h.BlobSize, maxInflated), nil
+		}
+		if payload, err = b.blobs.Get(ctx, ref); errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidRef) {
+			return nil, "blob_error: " + err.Error(), nil
+		} else if err != nil {
 			return nil, "", err
 		}
 		if got := blob.Hash(payload); got != h.BlobHash || int64(len(payload)) != h.BlobSize {
@@ -848,24 +889,20 @@ var ErrDecompressionLimit = errors.New("decompression limit exceeded")
 // stored bytes they trust. Consumers use GunzipLimit.
 func Gunzip(b []byte) ([]byte, error) { return GunzipLimit(b, math.MaxInt64-1) }
 
-// GunzipLimit inflates a gzip payload of at most limit bytes. A stream whose
-// trailer declares more is refused before inflating; one that lies is cut
-// off past limit. Either way it returns ErrDecompressionLimit, and a bomb
-// costs at most about limit bytes of memory.
+// GunzipLimit inflates a gzip payload of at most limit bytes. Past limit it
+// stops and returns ErrDecompressionLimit, so a bomb costs at most about
+// limit bytes of memory. The trailer's declared size only sizes the first
+// buffer: a truncated or lying stream must not pick the verdict.
 func GunzipLimit(b []byte, limit int64) ([]byte, error) {
 	r, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
-	// The trailer's ISIZE is the (last member's) size modulo 2^32.
+	// The trailer's ISIZE is the (last member's) size modulo 2^32. A buffer
+	// of that size and a byte to see the end; a stream that outgrows it
+	// doubles up to the limit, so memory stays within a few times the limit.
 	declared := int64(binary.LittleEndian.Uint32(b[len(b)-4:]))
-	if declared > limit {
-		return nil, fmt.Errorf("%w: declares %d bytes, over %d", ErrDecompressionLimit, declared, limit)
-	}
-	// A buffer of the declared size and a byte to see the end; a stream that
-	// outgrows it (a lying trailer, several gzip members) doubles up to the
-	// limit, so memory stays within a few times the limit.
-	out := make([]byte, 0, max(declared+1, 512))
+	out := make([]byte, 0, max(min(declared, limit)+1, 512))
 	for {
 		if len(out) == cap(out) {
 			grown := make([]byte, len(out), min(limit+1, 2*int64(cap(out))))

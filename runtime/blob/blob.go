@@ -22,8 +22,15 @@ type Store interface {
 	Get(ctx context.Context, ref string) ([]byte, error)
 }
 
-// ErrNotFound: no blob has that reference.
-var ErrNotFound = errors.New("blob not found")
+// Errors a Store returns for a reference that will never resolve; the bus
+// dead-letters such a message at once rather than retrying it.
+var (
+	// ErrNotFound: no blob has that reference.
+	ErrNotFound = errors.New("blob not found")
+	// ErrInvalidRef: the reference is not one this store can hold (another
+	// scheme, or a path outside the store).
+	ErrInvalidRef = errors.New("invalid blob reference")
+)
 
 // Hash is the blob_hash of data: "sha256:<hex>".
 func Hash(data []byte) string {
@@ -82,11 +89,11 @@ func (f *FS) Put(_ context.Context, data []byte) (string, error) {
 func (f *FS) Get(_ context.Context, ref string) ([]byte, error) {
 	u, err := url.Parse(ref)
 	if err != nil || u.Scheme != "file" {
-		return nil, fmt.Errorf("get blob %q: not a file:// reference", ref)
+		return nil, fmt.Errorf("get blob %q: %w: not a file:// reference", ref, ErrInvalidRef)
 	}
 	path := filepath.Clean(u.Path)
 	if filepath.Dir(path) != f.dir {
-		return nil, fmt.Errorf("get blob %q: outside the store %s", ref, f.dir)
+		return nil, fmt.Errorf("get blob %q: %w: outside the store %s", ref, ErrInvalidRef, f.dir)
 	}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -61,6 +61,13 @@ type Binding struct {
 	// SharedStore opens the binding's persistent dedupe store on b, named
 	// name: every member that opens the same name shares it.
 	SharedStore func(t *testing.T, b *ampybus.Bus, name string) dedupe.Store
+	// Wire writes raw records to a broker at url, as a client without
+	// ampy-bus would.
+	Wire func(t *testing.T, url string) Wire
+	// RefusesOffContract: the broker refuses a topic outside the contract's
+	// subtopic shapes when it is written (NATS). Otherwise it stores it and
+	// every consumer dead-letters it (Kafka).
+	RefusesOffContract bool
 }
 
 // NATS starts embedded JetStream servers.
@@ -74,7 +81,7 @@ var NATS = Binding{Name: "nats", Start: func(t *testing.T) Broker {
 	s, err := natsbinding.NewKVStore(context.Background(), b.Transport().(*natsbinding.Transport), name, time.Hour, 1)
 	require.NoError(t, err)
 	return s
-}}
+}, Wire: newNATSWire, RefusesOffContract: true}
 
 // Kafka starts embedded kfake clusters.
 var Kafka = Binding{Name: "kafka", Start: func(t *testing.T) Broker {
@@ -88,7 +95,7 @@ var Kafka = Binding{Name: "kafka", Start: func(t *testing.T) Broker {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
-}}
+}, Wire: newKafkaWire}
 
 type stopper struct {
 	url  string
@@ -141,6 +148,7 @@ func Run(t *testing.T, b Binding) {
 		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
 		{"OrderingStateSurvivesRestart", testCheckpoints},
 		{"DescribesWhatTheBrokerHolds", testDescribe},
+		{"HostileWireIsDeadLetteredWithItsReason", testHostileWire},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -195,10 +203,13 @@ func bar(symbol string, volume int64) *barsv1.BarBatch {
 	}}}
 }
 
-// stream is the transport stream of the bars domain in dev.
-func barsStream() transport.Stream {
-	d := bars.Domain
-	return transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
+// barsStream is the transport stream of the bars domain in dev.
+func barsStream() transport.Stream { return streamOf(bars.Domain) }
+
+// streamOf is the transport stream of a domain in dev, as the bus ensures it.
+func streamOf(d *ampybus.DomainSpec) transport.Stream {
+	return transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions,
+		Replicas: d.Replicas, DedupeWindow: d.DedupeWindow, Subtopics: d.Shapes()}
 }
 
 func randomBytes(n int) []byte {
@@ -791,8 +802,7 @@ func readStream(t *testing.T, ctx context.Context, tr transport.Transport, st tr
 // any that should not be there, and returns them all.
 func readDeadLetters(t *testing.T, ctx context.Context, b *ampybus.Bus, want int) []*transport.Message {
 	t.Helper()
-	d := ampybus.DeadLetterDomain(bars.Domain)
-	st := transport.Stream{Prefix: d.Prefix("dev"), Retention: d.Retention, MaxPayload: d.MaxPayload, Partitions: d.Partitions, DedupeWindow: d.DedupeWindow}
+	st := streamOf(ampybus.DeadLetterDomain(bars.Domain))
 	deadline := time.Now().Add(10 * time.Second)
 	for len(readStream(t, ctx, b.Transport(), st)) < want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

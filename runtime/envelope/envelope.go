@@ -73,6 +73,17 @@ type Headers struct {
 	Extra map[string]string
 }
 
+// Limits on a message's headers. The envelope writes about 20; the rest is
+// room for a team's own (WithHeader) and the dead-letter queue's. A message
+// over either limit is refused at publish and dead-lettered on receipt, so a
+// header flood costs a consumer no more than these bounds.
+const (
+	// MaxHeaders is the most headers one message may carry.
+	MaxHeaders = 64
+	// MaxHeaderBytes bounds the summed length of every header key and value.
+	MaxHeaderBytes = 16 << 10
+)
+
 // ErrInvalidHeaders is matched by every header validation error.
 var ErrInvalidHeaders = errors.New("invalid envelope headers")
 
@@ -159,6 +170,33 @@ func (h *Headers) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckSize holds the headers' wire form to MaxHeaders and MaxHeaderBytes;
+// Parse applies the same limits to what it reads.
+func (h *Headers) CheckSize() error {
+	fields := h.Fields()
+	n := 0
+	for _, f := range fields {
+		n += len(f.Key) + len(f.Value)
+	}
+	return sizeErr(len(fields), n)
+}
+
+func sizeErr(count, bytes int) error {
+	switch {
+	case count > MaxHeaders:
+		return &HeaderError{Header: "headers", Reason: fmt.Sprintf("%d headers, over the limit of %d", count, MaxHeaders)}
+	case bytes > MaxHeaderBytes:
+		return &HeaderError{Header: "headers", Reason: fmt.Sprintf("%d bytes of header keys and values, over the limit of %d", bytes, MaxHeaderBytes)}
+	}
+	return nil
+}
+
+// Repeated is the error for a header a message carries n > 1 times: a
+// reader would have to pick one, and another reader might pick another.
+func Repeated(key string, n int) error {
+	return &HeaderError{Header: key, Reason: fmt.Sprintf("appears %d times; each header appears once", n)}
+}
+
 // Field is one wire header.
 type Field struct {
 	Key, Value string
@@ -215,10 +253,18 @@ func (h *Headers) Fields() []Field {
 // Parse reads headers from their wire form. get returns a header's value and
 // whether it is present; each key is visited through keys so that unknown
 // headers land in Extra. It fills what it can and returns every malformed
-// header as an error, so a bad message can still be dead-lettered intact.
+// header as an error, so a bad message can still be dead-lettered intact;
+// headers past MaxHeaders or MaxHeaderBytes are an error too.
 func Parse(keys []string, get func(string) string) (Headers, error) {
 	var h Headers
 	var errs []error
+	size := 0
+	for _, k := range keys {
+		size += len(k) + len(get(k))
+	}
+	if err := sizeErr(len(keys), size); err != nil {
+		errs = append(errs, err)
+	}
 	// A malformed value stays in Extra under its own key, so Fields writes
 	// the message back exactly as it came (a dead letter loses nothing).
 	bad := func(name, value, reason string) {

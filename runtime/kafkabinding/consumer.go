@@ -308,7 +308,8 @@ func (c *consumer) poll() {
 	}
 }
 
-// accept tracks a polled record and hands it out if its subtopic matches.
+// accept tracks a polled record and hands it out if its subtopic matches,
+// or if it has no subtopic the contract allows.
 func (c *consumer) accept(r *kgo.Record) {
 	last := false
 	if c.sub.Bounded {
@@ -329,12 +330,16 @@ func (c *consumer) accept(r *kgo.Record) {
 	d := &delivery{c: c, rec: r, attempt: 1}
 	d.msg.Payload = r.Value
 	var sub string
-	d.msg.Headers, sub, d.herr = parseHeaders(r.Headers)
+	d.msg.Headers, sub, d.herr = parseHeaders(r.Key, r.Headers)
 	d.msg.Topic = r.Topic
 	if sub != "" {
 		d.msg.Topic = r.Topic + "." + sub
 	}
-	ours := c.matches(d.msg.Topic) && (c.sub.Key == "" || d.msg.Headers.PartitionKey == c.sub.Key)
+	// A record no filter can route (a missing or off-contract subtopic) is
+	// every consumer's to dead-letter: passed over, it would vanish.
+	stray := !c.sub.Stream.Holds(d.msg.Topic)
+	ours := (stray && c.sub.Key == "") ||
+		(c.matches(d.msg.Topic) && (c.sub.Key == "" || d.msg.Headers.PartitionKey == c.sub.Key))
 	c.mu.Lock()
 	p := c.parts[r.Partition]
 	if p == nil {

@@ -316,23 +316,41 @@ func publishErr(err error) error {
 	return mapErr(err)
 }
 
-// parseHeaders decodes a record's envelope and its subtopic.
-func parseHeaders(hs []kgo.RecordHeader) (envelope.Headers, string, error) {
+// parseHeaders decodes a record's envelope and its subtopic, and checks
+// that the record key is the partition_key: Kafka partitions by the key,
+// so a record whose key says otherwise sits apart from its key's order.
+func parseHeaders(key []byte, hs []kgo.RecordHeader) (envelope.Headers, string, error) {
 	vals := make(map[string]string, len(hs))
 	keys := make([]string, 0, len(hs))
+	var counts map[string]int
 	sub := ""
 	for _, h := range hs {
+		if _, dup := vals[h.Key]; dup {
+			if counts == nil {
+				counts = map[string]int{}
+			}
+			counts[h.Key]++
+			continue // the first one counts; the record is poison anyway
+		}
+		vals[h.Key] = string(h.Value)
 		if h.Key == HeaderSubtopic {
 			sub = string(h.Value)
 			continue
 		}
-		if _, dup := vals[h.Key]; !dup {
-			keys = append(keys, h.Key)
-		}
-		vals[h.Key] = string(h.Value)
+		keys = append(keys, h.Key)
+	}
+	var errs []error
+	for k, n := range counts {
+		errs = append(errs, envelope.Repeated(k, n+1))
+	}
+	if _, ok := vals[HeaderSubtopic]; !ok {
+		errs = append(errs, &envelope.HeaderError{Header: HeaderSubtopic, Reason: "missing: a Kafka record names its subtopic (XNAS.AAPL) in this header"})
 	}
 	h, err := envelope.Parse(keys, func(k string) string { return vals[k] })
-	return h, sub, err
+	if h.PartitionKey != "" && string(key) != h.PartitionKey {
+		errs = append(errs, &envelope.HeaderError{Header: "record key", Value: string(key), Reason: fmt.Sprintf("differs from partition_key %q; produce with the partition_key as the record key", h.PartitionKey)})
+	}
+	return h, sub, errors.Join(append(errs, err)...)
 }
 
 type kgoLogger struct{ l *slog.Logger }

@@ -14,7 +14,7 @@ var _ transport.Describer = (*Transport)(nil)
 // Streams implements transport.Describer: the streams holding namespace.… subjects.
 func (t *Transport) Streams(ctx context.Context, namespace string) ([]transport.StreamInfo, error) {
 	var out []transport.StreamInfo
-	l := t.js.ListStreams(ctx, jetstream.WithStreamListSubject(streamSubjects(namespace, 1)[0]))
+	l := t.js.ListStreams(ctx, jetstream.WithStreamListSubject("0."+namespace+".>"))
 	for si := range l.Info() {
 		out = append(out, streamInfo(si))
 	}

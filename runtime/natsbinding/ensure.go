@@ -77,7 +77,7 @@ func (t *Transport) streamConfig(s transport.Stream) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
 		Name:        StreamName(s.Prefix),
 		Description: "ampy-bus " + s.Prefix,
-		Subjects:    streamSubjects(s.Prefix, s.Partitions),
+		Subjects:    streamSubjects(s.Prefix, s.Partitions, s.Subtopics),
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      s.Retention,
 		Storage:     jetstream.FileStorage,
@@ -120,15 +120,29 @@ func reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []dri
 	} else {
 		out.Metadata[MetaPartitions] = strconv.Itoa(wp)
 	}
-	// One subject per partition. Earlier releases stored topics without a
-	// partition token under prefix.>; that subject goes, so such a publish
-	// is refused rather than stored where no group reads it.
+	// One subject per partition and subtopic shape. Shapes only accrue, as
+	// partitions only rise: a process on an older contract must not refuse
+	// what a newer one publishes. Subjects of earlier layouts go (prefix.>
+	// without a partition token; N.prefix.> once the contract names its
+	// shapes), so such a publish is refused rather than stored where no
+	// consumer routes it.
 	prefix, _ := prefixOfStreamSubject(want.Subjects[0])
+	var shapes []string
+	for _, s := range append(slices.Clone(want.Subjects), have.Subjects...) {
+		if p, shape, ok := splitStreamSubject(s); ok && p == prefix && !slices.Contains(shapes, shape) {
+			shapes = append(shapes, shape)
+		}
+	}
+	if _, wantShape, _ := splitStreamSubject(want.Subjects[0]); wantShape != ">" {
+		shapes = slices.DeleteFunc(shapes, func(s string) bool { return s == ">" })
+	}
+	shapes = transport.Uncovered(shapes)
+	slices.Sort(shapes) // one order whatever each process's contract lists
 	out.Subjects = slices.DeleteFunc(slices.Clone(have.Subjects), func(s string) bool {
-		p, ours := prefixOfStreamSubject(s)
+		p, _, ours := splitStreamSubject(s)
 		return s == prefix+".>" || (ours && p == prefix)
 	})
-	out.Subjects = append(out.Subjects, streamSubjects(prefix, partitionsOf(out))...)
+	out.Subjects = append(out.Subjects, streamSubjects(prefix, partitionsOf(out), shapes)...)
 	return out, drifts
 }
 

@@ -131,3 +131,35 @@ func TestUnpartitionedPublishIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "AMPY_DEV_ORDERS_V1", ack.Stream)
 }
+
+// The stream stores only the contract's subtopic shapes, so a topic no
+// consumer would route is refused at the door. Shapes only accrue: a
+// process on an older contract keeps a newer one's subtopics, and the
+// shape-less layout (N.prefix.>) gives way to the contract's.
+func TestOffContractSubjectIsRefused(t *testing.T) {
+	ctx, tr, js := embedded(t)
+	const name = "AMPY_DEV_TICKS_V1"
+	s := transport.Stream{Prefix: "ampy.dev.ticks.v1", Partitions: 2, DedupeWindow: time.Minute}
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	assert.Equal(t, []string{"0.ampy.dev.ticks.v1.>", "1.ampy.dev.ticks.v1.>"}, mustInfo(ctx, t, js, name).Config.Subjects)
+
+	s.Subtopics = []string{"trade.*"}
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	assert.Equal(t, []string{"0.ampy.dev.ticks.v1.trade.*", "1.ampy.dev.ticks.v1.trade.*"}, mustInfo(ctx, t, js, name).Config.Subjects)
+
+	s.Subtopics = []string{"trade.*", "quote.*"} // a newer contract adds quotes
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	s.Subtopics = []string{"trade.*"} // an older process opens the bus again
+	require.NoError(t, tr.EnsureStream(ctx, s))
+	assert.Equal(t, []string{"0.ampy.dev.ticks.v1.quote.*", "0.ampy.dev.ticks.v1.trade.*", "1.ampy.dev.ticks.v1.quote.*", "1.ampy.dev.ticks.v1.trade.*"},
+		mustInfo(ctx, t, js, name).Config.Subjects)
+
+	for _, topic := range []string{"ampy.dev.ticks.v1.trade.AAPL.extra", "ampy.dev.ticks.v1.book.AAPL", "ampy.dev.ticks.v1.trade"} {
+		_, err := js.Publish(ctx, natsbinding.Subject(topic, "AAPL", 2), []byte("x"))
+		assert.ErrorIs(t, err, jetstream.ErrNoStreamResponse, "%s must not be stored", topic)
+	}
+	for _, topic := range []string{"ampy.dev.ticks.v1.trade.AAPL", "ampy.dev.ticks.v1.quote.AAPL"} {
+		_, err := js.Publish(ctx, natsbinding.Subject(topic, "AAPL", 2), []byte("x"))
+		assert.NoError(t, err, topic)
+	}
+}

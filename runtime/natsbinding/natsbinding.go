@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -333,7 +334,15 @@ func parseHeaders(h nats.Header) (envelope.Headers, error) {
 			keys = append(keys, k)
 		}
 	}
-	return envelope.Parse(keys, h.Get)
+	slices.Sort(keys) // a map's order: sorted, so a dlq_reason reads the same each time
+	var errs []error
+	for _, k := range keys {
+		if n := len(h[k]); n > 1 {
+			errs = append(errs, envelope.Repeated(k, n))
+		}
+	}
+	env, err := envelope.Parse(keys, h.Get)
+	return env, errors.Join(append(errs, err)...)
 }
 
 // partitions is the partition count publishes to s place keys by, looking

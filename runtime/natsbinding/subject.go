@@ -19,30 +19,50 @@ import (
 // would overlap JetStream's API), so a publish without the token, or to a
 // partition the stream does not have, matches no stream and is refused.
 
-// streamSubjects are the stream's subjects for a topic prefix and count.
-func streamSubjects(prefix string, partitions int) []string {
-	out := make([]string, max(partitions, 1))
-	for p := range out {
-		out[p] = strconv.Itoa(p) + "." + prefix + ".>"
+// streamSubjects are the stream's subjects for a topic prefix, a partition
+// count and the contract's subtopic shapes ("*.*"; none means any, ">"):
+// 0.ampy.dev.bars.v1.*.* and so on for each partition. A publish in no
+// shape matches no stream and is refused: JetStream never stores a topic
+// no consumer would route.
+func streamSubjects(prefix string, partitions int, shapes []string) []string {
+	if len(shapes) == 0 {
+		shapes = []string{">"}
+	}
+	out := make([]string, 0, max(partitions, 1)*len(shapes))
+	for p := range max(partitions, 1) {
+		for _, shape := range shapes {
+			out = append(out, strconv.Itoa(p)+"."+prefix+"."+shape)
+		}
 	}
 	return out
 }
 
-// prefixOfStreamSubject inverts streamSubjects; ok is false for a subject of
-// another layout.
-func prefixOfStreamSubject(subject string) (string, bool) {
-	_, rest, ok := strings.Cut(subject, ".")
-	if !ok || !ownSubject(subject) {
-		return "", false
+// prefixTokens is how many tokens a topic prefix has: namespace, env,
+// domain, version.
+const prefixTokens = 4
+
+// splitStreamSubject inverts streamSubjects for one subject: its prefix and
+// shape. ok is false for a subject of another layout.
+func splitStreamSubject(subject string) (prefix, shape string, ok bool) {
+	toks := strings.Split(subject, ".")
+	if len(toks) < 2+prefixTokens {
+		return "", "", false
 	}
-	return strings.TrimSuffix(rest, ".>"), true
+	if _, err := strconv.Atoi(toks[0]); err != nil {
+		return "", "", false
+	}
+	for _, t := range toks[1 : 1+prefixTokens] {
+		if t == "*" || t == ">" {
+			return "", "", false
+		}
+	}
+	return strings.Join(toks[1:1+prefixTokens], "."), strings.Join(toks[1+prefixTokens:], "."), true
 }
 
-// ownSubject reports a partition subject: N.prefix.>.
-func ownSubject(subject string) bool {
-	tok, rest, ok := strings.Cut(subject, ".")
-	_, err := strconv.Atoi(tok)
-	return ok && err == nil && strings.HasSuffix(rest, ".>")
+// prefixOfStreamSubject is splitStreamSubject's prefix.
+func prefixOfStreamSubject(subject string) (string, bool) {
+	prefix, _, ok := splitStreamSubject(subject)
+	return prefix, ok
 }
 
 // Subject is where a message of topic with partition key is stored in a

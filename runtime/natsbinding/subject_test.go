@@ -34,8 +34,13 @@ func TestSubjectLayout(t *testing.T) {
 	assert.Equal(t, []string{"*.ampy.dev.bars.v1.XNAS.>", "*.ampy.dev.bars.v1.*.AAPL"}, partitionFilters([]string{"ampy.dev.bars.v1.XNAS.>", "ampy.dev.bars.v1.*.AAPL"}, -1))
 	assert.Equal(t, []string{"3.ampy.dev.bars.v1.XNAS.>"}, partitionFilters([]string{"ampy.dev.bars.v1.XNAS.>"}, 3))
 
-	assert.Equal(t, []string{"0.ampy.dev.fx.v1.>", "1.ampy.dev.fx.v1.>"}, streamSubjects("ampy.dev.fx.v1", 2))
-	for subject, want := range map[string]string{"11.ampy.dev.fx.v1.>": "ampy.dev.fx.v1", "ampy.dev.fx.v1.>": "", "x.ampy.dev.fx.v1.>": "", "3.ampy.dev.fx.v1.rates": ""} {
+	assert.Equal(t, []string{"0.ampy.dev.fx.v1.>", "1.ampy.dev.fx.v1.>"}, streamSubjects("ampy.dev.fx.v1", 2, nil))
+	assert.Equal(t, []string{"0.ampy.dev.fx.v1.*.*", "0.ampy.dev.fx.v1.rates", "1.ampy.dev.fx.v1.*.*", "1.ampy.dev.fx.v1.rates"},
+		streamSubjects("ampy.dev.fx.v1", 2, []string{"*.*", "rates"}))
+	for subject, want := range map[string]string{
+		"11.ampy.dev.fx.v1.>": "ampy.dev.fx.v1", "3.ampy.dev.fx.v1.rates": "ampy.dev.fx.v1", "0.ampy.dev.fx.v1.*.*": "ampy.dev.fx.v1",
+		"ampy.dev.fx.v1.>": "", "x.ampy.dev.fx.v1.>": "", "3.ampy.dev.fx.v1": "", "3.ampy.*.fx.v1.>": "",
+	} {
 		got, ok := prefixOfStreamSubject(subject)
 		assert.Equal(t, want, got, subject)
 		assert.Equal(t, want != "", ok, subject)

@@ -21,3 +21,19 @@ func Match(pattern, topic string) bool {
 		pattern, topic = prest, trest
 	}
 }
+
+// Uncovered drops each pattern that another one covers ("trade.*" under
+// "*.*") and repeats: a JetStream stream's subjects must not overlap.
+func Uncovered(patterns []string) []string {
+	var out []string
+	for i, p := range patterns {
+		covered := false
+		for j, o := range patterns {
+			covered = covered || (o != p && Match(o, p)) || (o == p && j < i)
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -29,3 +29,38 @@ func TestMatch(t *testing.T) {
 		assert.Equal(t, tc.want, transport.Match(tc.pattern, tc.topic), "%s ~ %s", tc.pattern, tc.topic)
 	}
 }
+
+func TestUncovered(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{"*.*", "trade.*"}, []string{"*.*"}},
+		{[]string{"trade.*", "quote.*"}, []string{"trade.*", "quote.*"}},
+		{[]string{"rates", "*.*", "rates"}, []string{"rates", "*.*"}},
+		{[]string{"trade.*", ">"}, []string{">"}},
+	} {
+		assert.Equal(t, tc.want, transport.Uncovered(tc.in), "%v", tc.in)
+	}
+}
+
+func TestStreamHolds(t *testing.T) {
+	s := transport.Stream{Prefix: "ampy.dev.fx.v1", Subtopics: []string{"rates", "*.*"}}
+	any := transport.Stream{Prefix: "ampy.dev.fx.v1"}
+	for _, tc := range []struct {
+		topic     string
+		want, any bool
+	}{
+		{"ampy.dev.fx.v1.rates", true, true},
+		{"ampy.dev.fx.v1.USD.JPY", true, true},
+		{"ampy.dev.fx.v1", false, false},
+		{"ampy.dev.fx.v1.", false, false},
+		{"ampy.dev.fx.v1.USD", false, true},
+		{"ampy.dev.fx.v1.USD.JPY.x", false, true},
+		{"ampy.dev.fx.v1.USD.", false, false},
+		{"ampy.dev.fx.v1.USD.*", false, false},
+		{"ampy.dev.fx.v1.US D.JPY", false, false},
+		{"ampy.dev.bars.v1.USD.JPY", false, false},
+	} {
+		assert.Equal(t, tc.want, s.Holds(tc.topic), tc.topic)
+		assert.Equal(t, tc.any, any.Holds(tc.topic), "any: %s", tc.topic)
+	}
+}

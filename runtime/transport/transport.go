@@ -6,6 +6,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
@@ -64,6 +65,35 @@ type Stream struct {
 	// has more keeps them; one with fewer nodes holds as many as it has.
 	Replicas     int
 	DedupeWindow time.Duration
+	// Subtopics are the shapes of the topics the contract allows after the
+	// prefix, each parameter a *: "*.*", "trade.*". Empty allows any. NATS
+	// streams store only these subjects; Kafka consumers hand out a record
+	// outside them (a missing or off-contract subtopic) so it is
+	// dead-lettered, never passed over.
+	Subtopics []string
+}
+
+// Holds reports whether topic is one the stream's contract allows: under
+// its prefix, in one of its Subtopics shapes.
+func (s Stream) Holds(topic string) bool {
+	rest, ok := strings.CutPrefix(topic, s.Prefix+".")
+	if !ok {
+		return false
+	}
+	for _, tok := range strings.Split(rest, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	if len(s.Subtopics) == 0 {
+		return true
+	}
+	for _, shape := range s.Subtopics {
+		if Match(shape, rest) {
+			return true
+		}
+	}
+	return false
 }
 
 // PublishAck is the broker's receipt for a stored message.

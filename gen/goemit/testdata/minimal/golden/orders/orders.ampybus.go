@@ -60,6 +60,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics:  []string{"requests"},
 	DeadLetter: dlq.Domain,
 }
 

@@ -61,6 +61,7 @@ var Domain = &ampybus.DomainSpec{
 		Backoff:     100 * time.Millisecond,
 		MaxBackoff:  30 * time.Second,
 	},
+	Subtopics:  []string{"{universe_id}"},
 	DeadLetter: dlq.Domain,
 }
 
