@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: demo test chaos check vet fmt generate proto bench build tools
+.PHONY: demo test chaos fuzz check vet fmt generate proto bench build tools
 
 ## demo: a typed publisher and consumer over an embedded JetStream server
 demo:
@@ -15,6 +15,19 @@ test: tools fmt check vet
 ## chaos: the fault tests at full counts — brokers and group members as processes, killed with SIGKILL
 chaos:
 	AMPYBUS_CHAOS=full $(GO) test -count=1 -timeout 30m -v ./internal/chaos/
+
+# Every decoder of outside input has a fuzz target; `go test` runs their
+# seed corpora (testdata/fuzz and the f.Add seeds) in make test.
+FUZZTIME ?= 1m
+FUZZ_TARGETS := runtime/envelope:FuzzParse runtime/envelope:FuzzTraceparent \
+	runtime/ampybus:FuzzGunzipLimit runtime/ampybus:FuzzResolve \
+	runtime/fixture:FuzzParseAndValidate gen/contract:FuzzParse
+
+## fuzz: run each fuzz target for FUZZTIME (default 1m; FUZZTIME=10m for a release)
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== ./$$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s; done
 
 # Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

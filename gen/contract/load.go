@@ -37,12 +37,23 @@ func Load(path string, r Resolver) (*Contract, error) {
 // reports every problem at once as Errors.
 func Parse(file string, data []byte, r Resolver) (*Contract, error) {
 	p := &parser{file: file, resolver: r}
+	e, unclosed := precheck(file, data)
+	if e != nil {
+		return nil, Errors{e}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if unclosed.Line > 0 {
+			// The parser reports where it gave up, lines later.
+			return nil, Errors{{File: file, Pos: unclosed, Problem: "this quoted value is not closed on its line", Fix: "close the quote on the same line"}}
+		}
 		return nil, Errors{p.yamlError(err)}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, Errors{{File: file, Pos: Pos{1, 1}, Problem: "the contract is empty", Fix: "start with namespace:, envs:, qos:, defaults: and domains:"}}
+	}
+	if n := tooDeep(&doc, 0); n != nil {
+		return nil, Errors{{File: file, Pos: pos(n), Problem: fmt.Sprintf("nesting deeper than %d levels", maxDepth), Fix: "a contract nests a few levels deep: check the indentation"}}
 	}
 	c := p.contract(doc.Content[0])
 	if len(p.errs) > 0 {
@@ -318,6 +329,9 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 	if e, ok := m["max_payload"]; ok {
 		if s, ok := p.size(e.val, what+" max_payload"); ok {
 			l.MaxPayload = s
+			if s > MaxPayloadLimit {
+				p.errorf(e.val, "keep messages small and send larger payloads as blob pointers (ampybus.WithBlobStore)", "%s max_payload %s is over %s, the most a NATS server carries in one message", what, FormatSize(s), FormatSize(MaxPayloadLimit))
+			}
 		}
 	}
 	if e, ok := m["compress_above"]; ok {
@@ -328,6 +342,9 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) m
 	if e, ok := m["max_inflated"]; ok {
 		if s, ok := p.size(e.val, what+" max_inflated"); ok {
 			l.MaxInflated = s
+			if s > MaxInflatedLimit {
+				p.errorf(e.val, "split such payloads: a consumer holds each one whole in memory", "%s max_inflated %s is over %s", what, FormatSize(s), FormatSize(MaxInflatedLimit))
+			}
 		}
 	}
 	if l.MaxInflated != 0 && l.MaxInflated < l.MaxPayload {
@@ -473,6 +490,10 @@ func (p *parser) domains(n *yaml.Node, c *Contract, defaults limits) []*Domain {
 			continue
 		}
 		pkg := GoPackage(name)
+		if prob := goNameProblem(pkg, "package"); prob != "" {
+			p.errorf(k, "rename the domain: its name is its Go package as well as its topic token", "domain name %q: %s", name, prob)
+			continue
+		}
 		if other, clash := seen[pkg]; clash {
 			p.errorf(k, "rename one of them", "domain %q and domain %q would both generate Go package %q", name, other, pkg)
 			continue
@@ -620,6 +641,8 @@ func (p *parser) subtopics(n *yaml.Node, d *Domain, schemaVersion string) []*Sub
 		for _, o := range out {
 			if s.Name != "" && s.Name == o.Name {
 				p.errorf(sn, "rename one of them", "subtopic name %q is used twice in domain %q (first at line %d)", s.Name, d.Name, o.Pos.Line)
+			} else if s.Name != "" && goFold(s.Name) == goFold(o.Name) {
+				p.errorf(sn, "rename one of them", "subtopic names %q and %q (line %d) of domain %q would generate the same Go identifiers", s.Name, o.Name, o.Pos.Line, d.Name)
 			}
 			if patternsOverlap(s.Pattern, o.Pattern) {
 				p.errorf(sn, "add a distinct literal token (as trade.{symbol} vs quote.{symbol})", "subtopic pattern %q overlaps %q (line %d): a topic could match both, so its payload type would be ambiguous", s.Pattern.Text, o.Pattern.Text, o.Pos.Line)
@@ -654,6 +677,18 @@ func (p *parser) subtopic(n *yaml.Node, d *Domain, schemaVersion string) *Subtop
 		return nil
 	}
 	s.Pattern = pat
+	params := pat.Params()
+	for i, name := range params {
+		at := within(e.val, strings.Index(txt, "{"+name+"}")+1)
+		if prob := goNameProblem(name, "parameter"); prob != "" {
+			p.errAt(at, "rename the parameter: it becomes a Go parameter and accessor in generated code", "subtopic pattern %q: %s", txt, prob)
+		}
+		for _, o := range params[:i] {
+			if goFold(o) == goFold(name) {
+				p.errAt(at, "rename one of them", "subtopic pattern %q: parameters {%s} and {%s} would generate the same Go identifiers", txt, o, name)
+			}
+		}
+	}
 	what = fmt.Sprintf("subtopic %q of domain %q", txt, d.Name)
 	if e, ok := m["schema_version"]; ok {
 		if v, ok := p.semver(e.val, what+" schema_version"); ok {

@@ -92,63 +92,6 @@ func TestParseValid(t *testing.T) {
 	assert.Equal(t, "security.symbol", st.Bind["symbol"].Text)
 }
 
-func TestParseErrors(t *testing.T) {
-	cases := []struct {
-		name     string
-		from, to string // replace the first occurrence of from with to
-		want     string // the full first error line, file:line:col: problem; fix
-	}{
-		{"unknown key", "    qos: critical\n    ordering: {rule: causal}", "    qos: critical\n    ordreing: {rule: causal}",
-			`c.yaml:11:5: unknown key "ordreing" in domain "orders"; did you mean "ordering"?`},
-		{"missing field", "        pattern: \"requests\"\n", "",
-			`c.yaml:13:9: a subtopic of domain "orders" is missing required key "pattern"; add pattern: to a subtopic of domain "orders"`},
-		{"duplicate domain", "  ticks:", "  orders:",
-			`c.yaml:18:3: duplicate domain "orders" (first defined at line 8); remove or rename one of them`},
-		{"bad pattern wildcard", `pattern: "trade.{symbol}"`, `pattern: "trade.*"`,
-			`c.yaml:24:25: subtopic pattern "trade.*": literal token "*" may hold only letters, digits, _, - and @; wildcards (* and >) belong in subscriptions, not in the contract`},
-		{"bad pattern empty token", `pattern: "trade.{symbol}"`, `pattern: "trade..{symbol}"`,
-			`c.yaml:24:25: subtopic pattern "trade..{symbol}": has an empty token (two dots, or a leading or trailing dot); separate tokens with single dots`},
-		{"key names missing field", `partition_key: "{symbol}.{security.mic}"`, `partition_key: "{symbol}.{security.mci}"`,
-			`c.yaml:27:35: subtopic "trade.{symbol}" of domain "ticks" partition_key: {security.mci} is neither a parameter of "trade.{symbol}" nor a field of ampy.ticks.v1.TradeTick: ampy.common.v1.SecurityId has no field "mci"; did you mean "security.mic"?; subtopic parameters: symbol`},
-		{"key names message field", `dedupe_key: "{client_order_id}"`, `dedupe_key: "{security}"`,
-			`c.yaml:17:23: subtopic "requests" of domain "orders" dedupe_key: {security} is neither a parameter of "requests" nor a field of ampy.orders.v1.OrderRequest: field ampy.orders.v1.OrderRequest.security is a message ampy.common.v1.SecurityId; build keys from string, integer, bool or enum fields`},
-		{"payload does not exist", "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.Order",
-			`c.yaml:15:18: payload type "ampy.orders.v1.Order" does not exist in the linked schemas; write the full name of a protobuf message, e.g. ampy.orders.v1.<Message>, or "raw" for opaque bytes`},
-		{"unknown qos", "    qos: critical\n    ordering: {rule: monotonic", "    qos: critcal\n    ordering: {rule: monotonic",
-			`c.yaml:20:10: unknown qos class "critcal"; did you mean "critical"?`},
-		{"bad ordering rule", "{rule: causal}", "{rule: casual}",
-			`c.yaml:11:22: unknown ordering rule "casual"; did you mean "causal"?`},
-		{"ordering field not timestamp", "by: event_time", "by: venue",
-			`c.yaml:21:37: ordering by "venue" in ampy.ticks.v1.TradeTick: field ampy.ticks.v1.TradeTick.venue is not a google.protobuf.Timestamp; order by a Timestamp field such as event_time or as_of`},
-		{"bind to unknown param", "bind: {symbol: security.symbol}", "bind: {sym: security.symbol}",
-			`c.yaml:26:16: bind names "sym", which is not a parameter of pattern "trade.{symbol}"; bind one of the pattern's parameters: symbol`},
-		{"bad retry attempts", "retention: 7d", "retention: 7d\n  retry: {max_attempts: 0}",
-			`c.yaml:7:25: defaults retry max_attempts "0" is not an attempt count; write a whole number from 1 to 1000`},
-		{"bad duration", "retention: 7d", "retention: 7days",
-			`c.yaml:6:14: defaults retention "7days" is not a duration; write a positive duration such as 50ms, 2m, 36h or 7d`},
-		{"unclosed placeholder", `partition_key: "{client_order_id}"`, `partition_key: "{client_order_id"`,
-			`c.yaml:16:25: subtopic "requests" of domain "orders" partition_key "{client_order_id" has an unclosed {; close the placeholder with }`},
-		{"constant key", `partition_key: "{client_order_id}"`, `partition_key: "orders"`,
-			`c.yaml:16:24: subtopic "requests" of domain "orders" partition_key "orders" is a constant: every message would share one key; build the key from parameters or payload fields, e.g. "{client_order_id}"`},
-		{"wrong version package", "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.OrderRequest\n        schema_version: 1.0",
-			`c.yaml:16:25: subtopic "requests" of domain "orders" schema_version "1.0" is not a semantic version; write MAJOR.MINOR.PATCH, e.g. 1.0.0`},
-		{"yaml syntax", "envs: [dev, prod]", "envs: [dev, prod",
-			`c.yaml:2: not valid YAML: did not find expected ',' or ']'; fix the YAML syntax (indentation, quoting) at that line`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			require.Contains(t, base, tc.from, "case does not apply to the base contract")
-			src := strings.Replace(base, tc.from, tc.to, 1)
-			_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
-			require.Error(t, err)
-			assert.True(t, errors.Is(err, contract.ErrInvalid))
-			var errs contract.Errors
-			require.True(t, errors.As(err, &errs), "want contract.Errors, got %T", err)
-			assert.Equal(t, tc.want, errs[0].Error())
-		})
-	}
-}
-
 func TestParseReportsAllErrors(t *testing.T) {
 	src := strings.NewReplacer(
 		"ordering: {rule: causal}", "ordering: {rule: casual}",

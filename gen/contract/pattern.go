@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 var literalRE = regexp.MustCompile(`^[A-Za-z0-9_@-]+$`)
@@ -21,11 +22,19 @@ func ParsePattern(text string) (Pattern, *patternError) {
 	if text == "" {
 		return p, &patternError{0, "the pattern is empty", `write literal tokens and {parameters} separated by dots, e.g. "{mic}.{symbol}"`}
 	}
+	if i := strings.IndexAny(text, "*>"); i >= 0 {
+		return p, &patternError{i, fmt.Sprintf("has the wildcard %q", text[i]), "name each variable token as a {parameter}, e.g. \"{mic}.{symbol}\"; wildcards (* and >) belong in subscription subjects, not in the contract"}
+	}
+	if i := strings.IndexFunc(text, unicode.IsSpace); i >= 0 {
+		return p, &patternError{i, "has whitespace", "remove it: topic tokens hold no spaces"}
+	}
 	off := 0
 	for _, tok := range strings.Split(text, ".") {
 		switch {
 		case tok == "":
 			return p, &patternError{off, "has an empty token (two dots, or a leading or trailing dot)", "separate tokens with single dots"}
+		case strings.Count(tok, "{") > 1 || strings.Count(tok, "}") > 1:
+			return p, &patternError{off, fmt.Sprintf("token %q holds more than one parameter", tok), "give each {parameter} its own dot-separated token, e.g. \"{venue}.{pair}\""}
 		case strings.HasPrefix(tok, "{") && strings.HasSuffix(tok, "}"):
 			name := tok[1 : len(tok)-1]
 			if !identRE.MatchString(name) {
@@ -40,7 +49,7 @@ func ParsePattern(text string) (Pattern, *patternError) {
 		case strings.ContainsAny(tok, "{}"):
 			return p, &patternError{off, fmt.Sprintf("token %q mixes text and a parameter", tok), "make each dot-separated token either literal text or one whole {parameter}"}
 		case !literalRE.MatchString(tok):
-			return p, &patternError{off, fmt.Sprintf("literal token %q may hold only letters, digits, _, - and @", tok), "wildcards (* and >) belong in subscriptions, not in the contract"}
+			return p, &patternError{off, fmt.Sprintf("literal token %q may hold only letters, digits, _, - and @", tok), "write the token with those characters only"}
 		default:
 			p.Tokens = append(p.Tokens, Token{Literal: tok})
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
 // Catalog is the whole contract at run time: every domain and route. Tools
@@ -89,13 +91,20 @@ func (c *Catalog) Resolve(topic string) (Topic, error) {
 	if err != nil {
 		return Topic{}, err
 	}
+	for _, tok := range toks[4:] {
+		if !ValidToken(tok) {
+			return Topic{}, fmt.Errorf("%w: topic %q has an invalid token %q: tokens are printable, without wildcards or whitespace", ErrContract, topic, tok)
+		}
+	}
 	t := Topic{Name: topic, Env: toks[1], Domain: d, Subtopic: strings.Join(toks[4:], ".")}
 	routes := c.routes[d]
 	if len(routes) == 0 {
-		if len(toks) != 5 {
-			return Topic{}, fmt.Errorf("%w: topic %q: the %s domain's subtopic is one token", ErrContract, topic, d.Name)
+		for _, shape := range c.shapes(d) {
+			if transport.Match(shape, t.Subtopic) {
+				return t, nil
+			}
 		}
-		return t, nil
+		return Topic{}, fmt.Errorf("%w: topic %q: %s%s", ErrContract, topic, c.subtopicRule(d), c.nearest(d, toks, false))
 	}
 	var patterns []string
 	for _, r := range routes {
@@ -105,7 +114,111 @@ func (c *Catalog) Resolve(topic string) (Topic, error) {
 		}
 		patterns = append(patterns, r.Spec.Pattern)
 	}
-	return Topic{}, fmt.Errorf("%w: topic %q: subtopic %q does not match the %s domain's %s", ErrContract, topic, t.Subtopic, d.Name, strings.Join(patterns, " or "))
+	return Topic{}, fmt.Errorf("%w: topic %q: subtopic %q does not match the %s domain's %s%s", ErrContract, topic, t.Subtopic, d.Name, strings.Join(patterns, " or "), c.nearest(d, toks, false))
+}
+
+// deadLetters reports whether d holds other domains' dead letters: its
+// subtopic is the name of the domain a dead letter came from.
+func (c *Catalog) deadLetters(d *DomainSpec) bool {
+	for _, o := range c.domains {
+		if o.DeadLetter == d {
+			return true
+		}
+	}
+	return d.Name == "dlq" && len(c.routes[d]) == 0
+}
+
+// patterns are the subtopic patterns of d as the contract writes them; for
+// a dead-letter domain, the names of the domains it holds.
+func (c *Catalog) patterns(d *DomainSpec) []string {
+	if c.deadLetters(d) {
+		var names []string
+		for _, o := range c.domains {
+			if o != d {
+				names = append(names, o.Name)
+			}
+		}
+		return names
+	}
+	if len(d.Subtopics) > 0 {
+		return d.Subtopics
+	}
+	var out []string
+	for _, r := range c.routes[d] {
+		out = append(out, r.Spec.Pattern)
+	}
+	if len(out) == 0 {
+		out = []string{"{subtopic}"}
+	}
+	return out
+}
+
+// shapes are patterns with each {parameter} a *.
+func (c *Catalog) shapes(d *DomainSpec) []string {
+	out := slices.Clone(c.patterns(d))
+	for i, p := range out {
+		toks := strings.Split(p, ".")
+		for j, t := range toks {
+			if strings.HasPrefix(t, "{") {
+				toks[j] = "*"
+			}
+		}
+		out[i] = strings.Join(toks, ".")
+	}
+	return out
+}
+
+func (c *Catalog) subtopicRule(d *DomainSpec) string {
+	if c.deadLetters(d) {
+		return fmt.Sprintf("the %s domain's subtopic names the domain whose dead letters it holds: one of %s", d.Name, strings.Join(c.patterns(d), ", "))
+	}
+	return fmt.Sprintf("the %s domain's subtopics are %s", d.Name, strings.Join(c.patterns(d), " or "))
+}
+
+// nearest suggests the valid topic (or, with wildcards, subject) closest to
+// toks: each of d's patterns filled from toks where they agree, the one
+// keeping most of toks winning. Parameters toks cannot fill stay {named}
+// in a topic and become * in a subject. Empty when nothing comes close.
+func (c *Catalog) nearest(d *DomainSpec, toks []string, wildcards bool) string {
+	prefix := d.Prefix(toks[1]) // the subject's own wildcards for domain and version narrow to d
+	rest := toks[min(4, len(toks)):]
+	if c.deadLetters(d) {
+		// A dead letter's own topic typed in full: ampy.prod.dlq.v1.ampy.prod.bars.v1.X.
+		for _, tok := range rest {
+			if slices.Contains(c.patterns(d), tok) {
+				return fmt.Sprintf(": did you mean %s.%s?", prefix, tok)
+			}
+		}
+		return ""
+	}
+	best, bestScore := "", 0
+	for _, p := range c.patterns(d) {
+		pt := strings.Split(p, ".")
+		out := make([]string, len(pt))
+		score := 0
+		for i, tok := range pt {
+			param := strings.HasPrefix(tok, "{")
+			switch {
+			case i < len(rest) && rest[i] != ">" && (param || rest[i] == tok || rest[i] == "*"):
+				out[i] = rest[i]
+				if !param && rest[i] == "*" {
+					out[i] = tok
+				}
+				score++
+			case param && wildcards:
+				out[i] = "*"
+			default:
+				out[i] = tok
+			}
+		}
+		if score > bestScore {
+			best, bestScore = prefix+"."+strings.Join(out, "."), score
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return ": did you mean " + best + "?"
 }
 
 // Subject is a subscription subject resolved against the contract.
@@ -148,17 +261,42 @@ func (c *Catalog) ResolveSubject(subject string) (Subject, error) {
 		if len(toks) == 4 && toks[3] != ">" {
 			return Subject{}, fmt.Errorf("%w: subject %q stops at the version and matches nothing: add .> for the whole domain (%s.>)", ErrContract, subject, subject)
 		}
+		if !c.canMatch(d, toks) {
+			return Subject{}, fmt.Errorf("%w: subject %q matches no topic the contract allows: %s%s", ErrContract, subject, c.subtopicRule(d), c.nearest(d, toks, true))
+		}
 		return s, nil
 	}
+	var near []*DomainSpec
 	for _, d := range c.domains {
 		if matchesPrefix(subject, d.Prefix(s.Env)) {
-			s.Domains = append(s.Domains, d)
+			near = append(near, d)
+			if c.canMatch(d, toks) {
+				s.Domains = append(s.Domains, d)
+			}
 		}
 	}
 	if len(s.Domains) == 0 {
+		if len(near) > 0 {
+			return Subject{}, fmt.Errorf("%w: subject %q matches no topic the contract allows: no domain has subtopics of its shape%s", ErrContract, subject, c.nearest(near[0], toks, true))
+		}
 		return Subject{}, fmt.Errorf("%w: subject %q matches no domain of the contract", ErrContract, subject)
 	}
 	return s, nil
+}
+
+// canMatch reports whether the subtopic part of a subject's tokens can
+// match one of d's subtopics.
+func (c *Catalog) canMatch(d *DomainSpec, toks []string) bool {
+	if len(toks) < 5 {
+		return true // it stops at or before the version with a >
+	}
+	rest := strings.Join(toks[4:], ".")
+	for _, shape := range c.shapes(d) {
+		if transport.Overlap(rest, shape) {
+			return true
+		}
+	}
+	return false
 }
 
 // matchesPrefix reports whether pattern can match some topic under prefix.

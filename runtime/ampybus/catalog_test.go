@@ -44,6 +44,16 @@ func TestCatalogResolve(t *testing.T) {
 		{topic: "ampy.prod.bars.v1", err: "has no subtopic"},
 		{topic: "ampy.prod..bars.v1.X", err: "empty token"},
 		{topic: "", err: "the topic is empty"},
+		{topic: "ampy.prod.bars.v1.XNAS.AAPL.extra", err: `subtopic "XNAS.AAPL.extra" does not match the bars domain's {mic}.{symbol}: did you mean ampy.prod.bars.v1.XNAS.AAPL?`},
+		{topic: "ampy.prod.bars.v1.AAPL", err: `did you mean ampy.prod.bars.v1.AAPL.{symbol}?`},
+		{topic: "ampy.prod.ticks.v1.trades.MSFT", err: `trade.{symbol} or quote.{symbol}`},
+		{topic: "ampy.prod.ticks.v1.MSFT.trade", err: `trade.{symbol} or quote.{symbol}`},
+		{topic: "ampy.prod.dlq.v1.ampy.prod.bars.v1.XNAS.AAPL", err: `the dlq domain's subtopic names the domain whose dead letters it holds: one of bars, ticks,`},
+		{topic: "ampy.prod.dlq.v1.ampy.prod.bars.v1.XNAS.AAPL", err: `did you mean ampy.prod.dlq.v1.bars?`},
+		{topic: "ampy.prod.dlq.v1.nosuch", err: `the dlq domain's subtopic names the domain whose dead letters it holds`},
+		{topic: "ampy.prod.dlq.v1.\x00", err: `invalid token "\x00"`},
+		{topic: "ampy.prod.bars.v1.XNAS.AA\x7fPL", err: `invalid token`},
+		{topic: "ampy.prod.bars.v1.XNAS.\xff", err: `invalid token`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.topic, func(t *testing.T) {
@@ -85,6 +95,20 @@ func TestCatalogResolveSubject(t *testing.T) {
 		{subject: "ampy.prod.bars", err: "stops at the domain and matches nothing: add the version and .> (ampy.prod.bars.v1.>)"},
 		{subject: "ampy.prod.corporate_actions.v1.>", domains: 1},
 		{subject: "ampy.live.corporate_actions.v1.>", err: `env "live" is not in the contract`},
+		{subject: "ampy.prod.bars.v1.XNAS.AAPL", domains: 1},
+		{subject: "ampy.prod.bars.v1.*.AAPL", domains: 1},
+		{subject: "ampy.prod.bars.v1.XNAS.>", domains: 1},
+		{subject: "ampy.prod.bars.v1.XNAS.AAPL.extra", err: `subject "ampy.prod.bars.v1.XNAS.AAPL.extra" matches no topic the contract allows: the bars domain's subtopics are {mic}.{symbol}: did you mean ampy.prod.bars.v1.XNAS.AAPL?`},
+		{subject: "ampy.prod.bars.v1.XNAS.AAPL.>", err: `did you mean ampy.prod.bars.v1.XNAS.AAPL?`},
+		{subject: "ampy.prod.bars.v1.XNAS", err: `did you mean ampy.prod.bars.v1.XNAS.*?`},
+		{subject: "ampy.prod.ticks.v1.trades.*", err: `the ticks domain's subtopics are trade.{symbol} or quote.{symbol}`},
+		{subject: "ampy.prod.ticks.v1.*.MSFT", domains: 1},
+		{subject: "ampy.prod.dlq.v1.bars", domains: 1},
+		{subject: "ampy.prod.dlq.v1.*", domains: 1},
+		{subject: "ampy.prod.dlq.v1.ampy.prod.bars.v1.XNAS.AAPL", err: `did you mean ampy.prod.dlq.v1.bars?`},
+		{subject: "ampy.prod.dlq.v1.nosuch", err: `the dlq domain's subtopic names the domain whose dead letters it holds`},
+		{subject: "ampy.prod.*.v1.XNAS.AAPL", domains: 4}, // bars, fundamentals, fx, corporate_actions
+		{subject: "ampy.prod.*.v1.a.b.c.d", err: `matches no topic the contract allows: no domain has subtopics of its shape`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/schema"
@@ -320,7 +322,7 @@ func TestBadInputPublishesNothing(t *testing.T) {
 		{"bad subtopic token", func() error {
 			_, err := bars.NewSubtopic("XNAS", "AAPL.O")
 			return err
-		}, ampybus.ErrContract, `subtopic parameter symbol="AAPL.O" must not contain '.', '*', '>' or whitespace`},
+		}, ampybus.ErrContract, `subtopic parameter symbol="AAPL.O" must not contain '.', '*', '>', whitespace or control characters`},
 		{"wildcard token", func() error {
 			_, err := ticks.NewTradeSubtopic("*")
 			return err
@@ -399,4 +401,59 @@ func TestOpenErrors(t *testing.T) {
 
 	_, err = ampybus.Open(ctx, "embedded://rabbit")
 	assert.ErrorIs(t, err, ampybus.ErrBadURL)
+}
+
+// A publish that fails validation has no side effect: no blob stored, no
+// stream created, nothing sent. Each case would need a blob (the payload is
+// over max_payload), and the bus has not touched the broker yet.
+func TestRefusedPublishLeavesNoTrace(t *testing.T) {
+	srv := server(t)
+	dir := t.TempDir()
+	store, err := blob.NewFS(dir)
+	require.NoError(t, err)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"), ampybus.WithBlobStore(store))
+	ctx := testCtx(t)
+	noise := make([]byte, 3<<19)
+	_, _ = rand.Read(noise)
+	huge := barBatch()
+	huge.Bars[0].AdjustmentPolicyId = base64.StdEncoding.EncodeToString(noise)
+
+	for _, tc := range []struct {
+		name string
+		opts []ampybus.PublishOption
+		want string
+	}{
+		{"overrides an envelope header", []ampybus.PublishOption{ampybus.WithHeader("partition_key", "x")}, `WithHeader("partition_key") would override an envelope header`},
+		{"overrides a binding header", []ampybus.PublishOption{ampybus.WithHeader("subtopic", "x")}, `WithHeader("subtopic") would override a header the broker binding writes`},
+		{"NATS header", []ampybus.PublishOption{ampybus.WithHeader("Nats-Msg-Id", "x")}, `WithHeader("Nats-Msg-Id")`},
+		{"header name with a space", []ampybus.PublishOption{ampybus.WithHeader("my header", "x")}, `a header name is printable ASCII without spaces or ':'`},
+		{"header value with a line break", []ampybus.PublishOption{ampybus.WithHeader("note", "a\r\nb")}, `the value contains a line break`},
+		{"message id not UUIDv7", []ampybus.PublishOption{ampybus.WithMessageID("0b7e0c2e-7d1a-4c1b-9d1e-0c2e7d1a4c1b")}, `is not a UUIDv7`},
+		{"headers over the size limit", []ampybus.PublishOption{ampybus.WithHeader("big", strings.Repeat("a", envelope.MaxHeaderBytes))}, `bytes of header keys and values, over the limit of 16384`},
+		{"too many headers", func() []ampybus.PublishOption {
+			var opts []ampybus.PublishOption
+			for i := range envelope.MaxHeaders {
+				opts = append(opts, ampybus.WithHeader("x-"+strconv.Itoa(i), "1"))
+			}
+			return opts
+		}(), `headers, over the limit of 64`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), huge, tc.opts...)
+			require.ErrorIs(t, err, ampybus.ErrContract)
+			assert.Contains(t, err.Error(), tc.want)
+			blobs, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Empty(t, blobs, "no blob stored")
+			_, err = rawJS(t, srv.URL()).Stream(ctx, "AMPY_DEV_BARS_V1")
+			assert.ErrorIs(t, err, jetstream.ErrStreamNotFound, "no stream ensured")
+		})
+	}
+	// The same publish without the bad option goes through, as a pointer.
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), huge, ampybus.WithHeader("note", "ok"))
+	require.NoError(t, err)
+	assert.Equal(t, "AMPY_DEV_BARS_V1", res.Stream)
+	blobs, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, blobs, 1)
 }

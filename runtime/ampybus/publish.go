@@ -194,8 +194,8 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if err != nil {
 		return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
 	}
-	if int64(len(payload)) > d.maxInflated() {
-		return fail(fmt.Errorf("%w: payload is %d bytes, over the %s domain's max_inflated of %d bytes, which consumers refuse to inflate: split it, or raise max_inflated in the contract", ErrTooLarge, len(payload), d.Name, d.maxInflated()))
+	if int64(len(payload)) > d.InflateLimit() {
+		return fail(fmt.Errorf("%w: payload is %d bytes, over the %s domain's max_inflated of %d bytes, which consumers refuse to inflate: split it, or raise max_inflated in the contract", ErrTooLarge, len(payload), d.Name, d.InflateLimit()))
 	}
 	var encoding string
 	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {

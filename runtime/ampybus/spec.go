@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -92,8 +94,9 @@ func (d *DomainSpec) Prefix(env string) string {
 
 func (d *DomainSpec) allowsEnv(env string) bool { return slices.Contains(d.Envs, env) }
 
-// maxInflated is the largest payload the domain carries decompressed.
-func (d *DomainSpec) maxInflated() int64 {
+// InflateLimit is the largest payload the domain carries decompressed:
+// MaxInflated, or 4 × MaxPayload. Readers of stored bytes inflate no further.
+func (d *DomainSpec) InflateLimit() int64 {
 	if d.MaxInflated > 0 {
 		return d.MaxInflated
 	}
@@ -194,15 +197,15 @@ type Keys struct {
 	Dedupe    string
 }
 
-// ValidToken reports whether s can be one token of a topic: non-empty, and
-// free of dots, wildcards and whitespace.
+// ValidToken reports whether s can be one token of a topic: non-empty
+// UTF-8, free of dots, wildcards, whitespace and control characters.
 func ValidToken(s string) bool {
-	if s == "" {
+	if s == "" || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
-		switch r {
-		case '.', '*', '>', ' ', '\t', '\n', '\r', '\f', '\v', 0:
+		switch {
+		case r == '.', r == '*', r == '>', r < 0x20, r == 0x7f, unicode.IsSpace(r):
 			return false
 		}
 	}
@@ -215,7 +218,7 @@ type TokenError struct {
 }
 
 func (e *TokenError) Error() string {
-	why := "must not contain '.', '*', '>' or whitespace"
+	why := "must not contain '.', '*', '>', whitespace or control characters"
 	if e.Value == "" {
 		why = "is empty"
 	}

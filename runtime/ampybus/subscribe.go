@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -779,7 +778,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	if err != nil {
 		return nil, "contract_violation: " + err.Error(), nil
 	}
-	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload, r.Spec.Domain.maxInflated())
+	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload, r.Spec.Domain.InflateLimit())
 	if reason != "" || err != nil {
 		return nil, reason, err
 	}
@@ -884,10 +883,6 @@ func (b *Bus) openPayload(ctx context.Context, h *envelope.Headers, payload []by
 // ErrDecompressionLimit: a compressed payload inflates past its limit (a
 // gzip bomb, or a payload over the domain's max_inflated).
 var ErrDecompressionLimit = errors.New("decompression limit exceeded")
-
-// Gunzip inflates a gzip payload: Gzip's inverse, for tools that read
-// stored bytes they trust. Consumers use GunzipLimit.
-func Gunzip(b []byte) ([]byte, error) { return GunzipLimit(b, math.MaxInt64-1) }
 
 // GunzipLimit inflates a gzip payload of at most limit bytes. Past limit it
 // stops and returns ErrDecompressionLimit, so a bomb costs at most about

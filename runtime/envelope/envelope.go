@@ -203,7 +203,7 @@ type Field struct {
 }
 
 // Fields returns the wire headers in a fixed order (envelope headers first,
-// then Extra sorted by key), omitting empty optional ones.
+// then Extra sorted by key), omitting empty envelope headers.
 func (h *Headers) Fields() []Field {
 	f := make([]Field, 0, 12+len(h.Extra))
 	add := func(k, v string) {
@@ -244,7 +244,8 @@ func (h *Headers) Fields() []Field {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			add(k, h.Extra[k])
+			// Written even when empty: a dead letter carries every header it came with.
+			f = append(f, Field{k, h.Extra[k]})
 		}
 	}
 	return f

@@ -37,3 +37,22 @@ func Uncovered(patterns []string) []string {
 	}
 	return out
 }
+
+// Overlap reports whether some topic matches both patterns: a subscription
+// subject that overlaps none of a domain's subtopic shapes can never
+// receive anything.
+func Overlap(a, b string) bool {
+	for {
+		at, arest, amore := strings.Cut(a, ".")
+		bt, brest, bmore := strings.Cut(b, ".")
+		switch {
+		case at == ">" || bt == ">":
+			return true
+		case at != "*" && bt != "*" && at != bt:
+			return false
+		case !amore || !bmore:
+			return amore == bmore
+		}
+		a, b = arest, brest
+	}
+}

@@ -64,3 +64,25 @@ func TestStreamHolds(t *testing.T) {
 		assert.Equal(t, tc.any, any.Holds(tc.topic), "any: %s", tc.topic)
 	}
 }
+
+func TestOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"XNAS.AAPL", "*.*", true},
+		{"XNAS.*", "*.AAPL", true},
+		{"XNAS.AAPL.extra", "*.*", false},
+		{"XNAS", "*.*", false},
+		{">", "*.*", true},
+		{"XNAS.>", "*.*", true},
+		{"XNAS.>", "*", false},
+		{"trade.*", "quote.*", false},
+		{"*.MSFT", "trade.*", true},
+		{"rates", "rates", true},
+		{"rates", "*.*", false},
+	} {
+		assert.Equal(t, tc.want, transport.Overlap(tc.a, tc.b), "%s ∩ %s", tc.a, tc.b)
+		assert.Equal(t, tc.want, transport.Overlap(tc.b, tc.a), "%s ∩ %s", tc.b, tc.a)
+	}
+}
