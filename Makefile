@@ -19,15 +19,16 @@ chaos:
 # Every decoder of outside input has a fuzz target; `go test` runs their
 # seed corpora (testdata/fuzz and the f.Add seeds) in make test.
 FUZZTIME ?= 1m
+FUZZFLAGS ?=
 FUZZ_TARGETS := runtime/envelope:FuzzParse runtime/envelope:FuzzTraceparent \
 	runtime/ampybus:FuzzGunzipLimit runtime/ampybus:FuzzResolve \
 	runtime/fixture:FuzzParseAndValidate gen/contract:FuzzParse
 
-## fuzz: run each fuzz target for FUZZTIME (default 1m; FUZZTIME=10m for a release)
+## fuzz: run each fuzz target for FUZZTIME (default 1m; FUZZTIME=10m for a release; FUZZFLAGS=-parallel=1 leaves cores free)
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "== ./$$pkg $$fn for $(FUZZTIME)"; \
-		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s; done
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0 $(FUZZFLAGS); done
 
 # Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -218,7 +218,7 @@ func TestSeedCommandsOnEveryTransport(t *testing.T) {
 
 			// A golden fixture goes out verbatim; a protojson payload gets its keys from the contract.
 			ok(t, env, "pub", "--fixture", "fixtures/orders/typical.json")
-			out = ok(t, env, "pub", "--topic", "ampy.prod.orders.v1.requests", "--producer", "ampy-oms@oms-1", "--source", "ampy-oms", "--payload", `{"client_order_id":"co_json_1","account_id":"ALPACA-LIVE-01"}`)
+			out = ok(t, env, "pub", "--topic", "ampy.prod.orders.v1.requests", "--producer", "ampy-oms@oms-1", "--source", "ampy-oms", "--payload", `{"client_order_id":"co_json_1","account_id":"ALPACA-LIVE-01","created_at":"2025-01-01T14:30:00Z"}`)
 			assert.Contains(t, out, "partition_key co_json_1")
 
 			ok(t, env, "ensure-topic", "--topic", "ampy.prod.fills.v1.events")

@@ -60,8 +60,8 @@ func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (F
 				return fp, &pathError{fmt.Sprintf("field %s is a %s, not a string", fd.FullName(), kindLabel(fd)), "bind parameters to string fields"}
 			}
 		case pathKey:
-			if !KeyKind(fd.Kind()) {
-				return fp, &pathError{fmt.Sprintf("field %s is a %s", fd.FullName(), kindLabel(fd)), "build keys from string, integer, bool or enum fields"}
+			if !KeyKind(fd.Kind()) && !IsTimestamp(fd) {
+				return fp, &pathError{fmt.Sprintf("field %s is a %s", fd.FullName(), kindLabel(fd)), "build keys from string, integer, bool, enum or Timestamp fields"}
 			}
 		}
 	}
@@ -78,6 +78,14 @@ func KeyKind(k protoreflect.Kind) bool {
 		return true
 	}
 	return false
+}
+
+// IsTimestamp reports a google.protobuf.Timestamp field. As a key part it
+// reads as RFC 3339 in UTC with as many fraction digits as it has
+// (2025-09-05T19:31:01.5Z): a time tells one version of an entity from the
+// next, as an order's amend from its submit.
+func IsTimestamp(fd protoreflect.FieldDescriptor) bool {
+	return fd.Kind() == protoreflect.MessageKind && fd.Message().FullName() == timestampName
 }
 
 func kindLabel(fd protoreflect.FieldDescriptor) string {

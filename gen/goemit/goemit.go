@@ -685,6 +685,15 @@ func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Templ
 				g.If(v.Clone().Op("==").Lit("")).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
 					jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is empty", what, t.Text, p.Field.Text)),
 					jen.Qual(runtimePkg, "ErrContract"))))
+			case protoreflect.MessageKind: // a Timestamp
+				parts = append(parts, v.Clone().Dot("AsTime").Call().Dot("Format").Call(jen.Qual("time", "RFC3339Nano")))
+				if checked[p.Field.Text] {
+					continue
+				}
+				checked[p.Field.Text] = true
+				g.If(v.Clone().Op("==").Nil()).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
+					jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is unset", what, t.Text, p.Field.Text)),
+					jen.Qual(runtimePkg, "ErrContract"))))
 			case protoreflect.EnumKind:
 				parts = append(parts, v.Dot("String").Call())
 			case protoreflect.BoolKind:

@@ -84,7 +84,7 @@ var RequestsSpec = &ampybus.SubtopicSpec{
 		Hash:    RequestsSchemaHash,
 	},
 	PartitionKey: "{client_order_id}",
-	DedupeKey:    "{client_order_id}",
+	DedupeKey:    "{client_order_id}|{created_at}",
 }
 
 // RequestsSubtopic is a validated requests subtopic. Build it with NewRequestsSubtopic; the zero value
@@ -138,14 +138,17 @@ func AllRequests() RequestsPattern {
 
 // requestsKeys derives the keys of a OrderRequest message as the contract says:
 // partition_key {client_order_id}
-// dedupe_key {client_order_id}
+// dedupe_key {client_order_id}|{created_at}
 func requestsKeys(s RequestsSubtopic, m *ordersv1.OrderRequest) (ampybus.Keys, error) {
 	if m.GetClientOrderId() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {client_order_id} needs payload field client_order_id, which is empty", ampybus.ErrContract)
 	}
+	if m.GetCreatedAt() == nil {
+		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {client_order_id}|{created_at} needs payload field created_at, which is unset", ampybus.ErrContract)
+	}
 	return ampybus.Keys{
 		Partition: m.GetClientOrderId(),
-		Dedupe:    m.GetClientOrderId(),
+		Dedupe:    m.GetClientOrderId() + "|" + m.GetCreatedAt().AsTime().Format(time.RFC3339Nano),
 	}, nil
 }
 
@@ -168,7 +171,7 @@ func NewRequestsPublisher(b *ampybus.Bus) *RequestsPublisher {
 	return &RequestsPublisher{pub: ampybus.NewPublisher(b, requestsRoute)}
 }
 
-// Publish sends msg with partition_key {client_order_id} and dedupe_key {client_order_id} and waits until the broker
+// Publish sends msg with partition_key {client_order_id} and dedupe_key {client_order_id}|{created_at} and waits until the broker
 // has stored it. A payload that breaks the contract fails with ampybus.ErrContract
 // and nothing is published.
 func (p *RequestsPublisher) Publish(ctx context.Context, subtopic RequestsSubtopic, msg *ordersv1.OrderRequest, opts ...ampybus.PublishOption) (ampybus.PublishResult, error) {

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -144,6 +145,12 @@ func (r *AnyRoute) Skeleton(subtopic, pk string) (proto.Message, error) {
 			}
 		}
 	}
+	// A time a key is built from (an order's created_at) is now.
+	for _, t := range []string{r.Spec.PartitionKey, r.Spec.DedupeKey} {
+		for _, loc := range templateField.FindAllStringSubmatch(t, -1) {
+			setNowIfTimestamp(m, loc[1])
+		}
+	}
 	keys, err := r.Keys(subtopic, m)
 	if err != nil {
 		return nil, err
@@ -228,4 +235,28 @@ func setString(m proto.Message, path, value string) error {
 		msg.Set(fd, protoreflect.ValueOfString(value))
 	}
 	return nil
+}
+
+// setNowIfTimestamp sets the Timestamp field at a dotted path to now when it
+// is unset; a path to anything else is left alone.
+func setNowIfTimestamp(m proto.Message, path string) {
+	var fds []protoreflect.FieldDescriptor
+	md := m.ProtoReflect().Descriptor()
+	for _, name := range strings.Split(path, ".") {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		if fd == nil || fd.IsList() || fd.IsMap() || fd.Kind() != protoreflect.MessageKind {
+			return
+		}
+		fds, md = append(fds, fd), fd.Message()
+	}
+	if md.FullName() != "google.protobuf.Timestamp" {
+		return
+	}
+	msg := m.ProtoReflect()
+	for _, fd := range fds[:len(fds)-1] {
+		msg = msg.Mutable(fd).Message()
+	}
+	if last := fds[len(fds)-1]; !msg.Has(last) {
+		msg.Set(last, protoreflect.ValueOfMessage(timestamppb.Now().ProtoReflect()))
+	}
 }

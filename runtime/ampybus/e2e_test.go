@@ -203,7 +203,7 @@ func TestTypedRoundTrip(t *testing.T) {
 		om, fm := gotOrders.next(t), gotFills.next(t)
 		assert.True(t, proto.Equal(order, om.Payload))
 		assert.True(t, proto.Equal(fill, fm.Payload))
-		checkHeaders(t, om.Headers, "ampy.orders.v1.OrderRequest", "co_20250905_001", "co_20250905_001", before)
+		checkHeaders(t, om.Headers, "ampy.orders.v1.OrderRequest", "co_20250905_001", "co_20250905_001|2025-09-05T19:30:00Z", before)
 		checkHeaders(t, fm.Headers, "ampy.fills.v1.FillEvent", "ALPACA-LIVE-01|co_20250905_001", "", before)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,6 +132,7 @@ func Run(t *testing.T, b Binding) {
 		{"AlwaysFailingGoesToDeadLetterQueueOnce", testAlwaysFailing},
 		{"FailingMessageHoldsBackOnlyItsOwnKey", testHeadOfLinePerKey},
 		{"DuplicatesAreNoOps", testDuplicates},
+		{"OrderSubmitAmendCancelTravelInOrder", testOrderChain},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
 		{"LargePayloadsAreCompressedDeterministically", testCompression},
@@ -288,7 +290,7 @@ func testTypedRoundTrip(t *testing.T, s *suite) {
 	assert.Equal(t, res.MessageID, m.Headers.MessageID)
 	assert.Equal(t, "ampy.dev.orders.v1.requests", m.Topic)
 	assert.Equal(t, "co_1", m.Headers.PartitionKey)
-	assert.Equal(t, "co_1", m.Headers.DedupeKey)
+	assert.Equal(t, "co_1|"+m.Payload.GetCreatedAt().AsTime().Format(time.RFC3339Nano), m.Headers.DedupeKey)
 	assert.Equal(t, parent.TraceID, m.Headers.Trace.TraceID)
 	assert.Equal(t, "rr-7", m.Headers.Extra["replay_request_id"])
 	assert.Equal(t, int64(7), m.Payload.GetQuantity().GetScaled())
@@ -873,11 +875,12 @@ func testDuplicates(t *testing.T, s *suite) {
 	defer sub.Stop()
 	pub := orders.NewRequestsPublisher(b)
 	id := envelope.NewMessageID()
-	first, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1), ampybus.WithMessageID(id))
+	submit := order("co_dup_1", 1)
+	first, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), submit, ampybus.WithMessageID(id))
 	require.NoError(t, err)
-	again, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1), ampybus.WithMessageID(id))
+	again, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), submit, ampybus.WithMessageID(id))
 	require.NoError(t, err)
-	_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_1", 1)) // new id, same dedupe_key
+	_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), submit) // re-sent under a new id: same dedupe_key
 	require.NoError(t, err)
 	_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), order("co_dup_2", 1))
 	require.NoError(t, err)
@@ -896,6 +899,69 @@ func testDuplicates(t *testing.T, s *suite) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"co_dup_1": 1, "co_dup_2": 1}, applied)
+}
+
+// testOrderChain: submit, amend and cancel of one order travel as
+// OrderRequests with its client_order_id, each created at its own time. All
+// three reach the handler, in that order, across a group of members; the
+// submit re-sent under a new message id (an OMS restarted before its ack)
+// does not.
+func testOrderChain(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	var mu sync.Mutex
+	var seen []string
+	handle := func(_ context.Context, m *orders.RequestsMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s qty=%d", m.Payload.GetClientOrderId(), m.Payload.GetQuantity().GetScaled()))
+		return nil
+	}
+	store := s.binding.SharedStore(t, b, "orderchain")
+	for range 2 {
+		sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), handle, ampybus.Durable("oms-chain"), ampybus.Dedupe(store, time.Hour))
+		require.NoError(t, err)
+		defer sub.Stop()
+	}
+	pub := orders.NewRequestsPublisher(b)
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	version := func(id string, qty int64, at time.Duration) *ordersv1.OrderRequest {
+		o := order(id, qty)
+		o.CreatedAt = timestamppb.New(t0.Add(at))
+		return o
+	}
+	var want []string
+	for _, id := range []string{"co_chain_1", "co_chain_2", "co_chain_3"} {
+		chain := []*ordersv1.OrderRequest{
+			version(id, 100, 0),           // submit
+			version(id, 150, time.Second), // amend: more shares
+			version(id, 100, 0),           // the submit again, re-sent under a new message id
+			version(id, 150, time.Second), // and the amend
+			version(id, 0, 2*time.Second), // cancel
+		}
+		for _, o := range chain {
+			_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), o)
+			require.NoError(t, err)
+		}
+		want = append(want, id+" qty=100", id+" qty=150", id+" qty=0")
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= len(want)
+	}, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a swallowed duplicate would arrive by now
+	mu.Lock()
+	defer mu.Unlock()
+	perOrder := map[string][]string{}
+	for _, e := range seen {
+		id, _, _ := strings.Cut(e, " ")
+		perOrder[id] = append(perOrder[id], e)
+	}
+	for _, id := range []string{"co_chain_1", "co_chain_2", "co_chain_3"} {
+		assert.Equal(t, []string{id + " qty=100", id + " qty=150", id + " qty=0"}, perOrder[id], "submit → amend → cancel, each once")
+	}
+	assert.Len(t, seen, len(want))
 }
 
 // testKilledMidBatch: a consumer dies in the middle of a batch and a new one

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/orders"
@@ -134,7 +135,8 @@ func TestGeneratedConsumerReadsKcatRecord(t *testing.T) {
 	defer sub.Stop()
 
 	want := &ordersv1.OrderRequest{AccountId: "ALPACA-LIVE-01", ClientOrderId: "co_kcat_1",
-		Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Side: commonv1.Side_SIDE_SELL, Quantity: &commonv1.Decimal{Scaled: 25}}
+		Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Side: commonv1.Side_SIDE_SELL, Quantity: &commonv1.Decimal{Scaled: 25},
+		CreatedAt: timestamppb.New(time.Date(2025, 9, 5, 19, 30, 0, 0, time.UTC))}
 	payload, err := proto.Marshal(want)
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "order.bin")
@@ -145,7 +147,7 @@ func TestGeneratedConsumerReadsKcatRecord(t *testing.T) {
 		{"subtopic", "requests"}, {"message_id", id}, {"schema_fqdn", orders.RequestsSchemaFQDN},
 		{"schema_version", "1.0.0"}, {"content_type", "application/x-protobuf"},
 		{"produced_at", envelope.FormatTime(time.Now())}, {"producer", "kcat@shell"}, {"source", "kcat"},
-		{"run_id", "run_kcat"}, {"traceparent", trace.String()}, {"partition_key", "co_kcat_1"}, {"dedupe_key", "co_kcat_1"},
+		{"run_id", "run_kcat"}, {"traceparent", trace.String()}, {"partition_key", "co_kcat_1"}, {"dedupe_key", "co_kcat_1|2025-09-05T19:30:00Z"},
 	} {
 		args = append(args, "-H", h[0]+"="+h[1])
 	}
