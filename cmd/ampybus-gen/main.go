@@ -19,12 +19,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
 	_ "github.com/ampyfin/ampy-bus/proto/ampy"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
 
 func main() {
@@ -37,34 +39,56 @@ commands:
   generate   write the Go packages for a contract
   check      exit 1 with a diff when the generated code is stale
   schema     print the contract's JSON Schema
+  version    print the generator's version
+  help       print this help
 
-flags (generate, check):
+flags of generate and check:
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		flags(io.Discard).PrintDefaults()
+		printFlags(stderr)
 		return 2
 	}
 	cmd := args[0]
 	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		printFlags(stdout)
+		return 0
+	case "version", "--version":
+		fmt.Fprintf(stdout, "ampybus-gen %s (runtime %s)\n", moduleVersion(), ampybus.Version)
+		return 0
 	case "schema":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "ampybus-gen schema: unexpected argument %q; schema takes none\n", args[1])
+			return 2
+		}
 		stdout.Write(contract.JSONSchema)
 		return 0
 	case "generate", "check":
 	default:
-		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check or schema\n", cmd)
+		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, schema, version or help\n", cmd)
 		return 2
 	}
-	fs := flags(stderr)
-	contractPath := fs.String("contract", "contract.yaml", "the contract file")
-	out := fs.String("out", "generated", "the output directory; one package per domain goes below it")
-	importPath := fs.String("import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
+	fs, o := flags(cmd, io.Discard)
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		fmt.Fprintf(stderr, "ampybus-gen %s: %v\n", cmd, err)
+		fs.SetOutput(stderr)
+		fs.Usage()
 		return 2
 	}
-	files, err := generate(*contractPath, *out, *importPath)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ampybus-gen %s: unexpected argument %q: flags take the form -name value (the contract is -contract %s)\n", cmd, fs.Arg(0), fs.Arg(0))
+		return 2
+	}
+	files, err := generate(o.contract, o.out, o.importPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if errors.Is(err, contract.ErrInvalid) {
@@ -73,30 +97,65 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if cmd == "generate" {
-		if err := goemit.Write(*out, files); err != nil {
-			fmt.Fprintf(stderr, "ampybus-gen: write %s: %v\n", *out, err)
+		r, err := goemit.Write(o.out, files)
+		if err != nil {
+			fmt.Fprintf(stderr, "ampybus-gen: write %s: %v\n", o.out, err)
 			return 1
 		}
+		for _, f := range r.Written {
+			fmt.Fprintf(stdout, "wrote   %s\n", filepath.Join(o.out, f))
+		}
+		for _, f := range r.Removed {
+			fmt.Fprintf(stdout, "removed %s\n", filepath.Join(o.out, f))
+		}
+		fmt.Fprintf(stdout, "ampybus-gen: %s from %s: %d written, %d removed, %d unchanged\n", o.out, o.contract, len(r.Written), len(r.Removed), r.Unchanged)
 		return 0
 	}
-	diff, err := goemit.Check(*out, files)
+	diff, err := goemit.Check(o.out, files)
 	if err != nil {
-		fmt.Fprintf(stderr, "ampybus-gen: check %s: %v\n", *out, err)
+		fmt.Fprintf(stderr, "ampybus-gen: check %s: %v\n", o.out, err)
 		return 1
 	}
 	if diff != "" {
 		fmt.Fprint(stdout, diff)
-		fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: ampybus-gen generate -contract %s -out %s\n", *out, *contractPath, *contractPath, *out)
+		fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: ampybus-gen generate -contract %s -out %s\n", o.out, o.contract, o.contract, o.out)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ampybus-gen: %s is up to date with %s (%d files)\n", *out, *contractPath, len(files))
+	fmt.Fprintf(stdout, "ampybus-gen: %s is up to date with %s (%d files)\n", o.out, o.contract, len(files))
 	return 0
 }
 
-func flags(w io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("ampybus-gen", flag.ContinueOnError)
+type options struct {
+	contract, out, importPath string
+}
+
+// flags declares the flags of generate and check; help prints the same set.
+func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
+	fs := flag.NewFlagSet("ampybus-gen "+cmd, flag.ContinueOnError)
 	fs.SetOutput(w)
-	return fs
+	var o options
+	fs.StringVar(&o.contract, "contract", "contract.yaml", "the contract file")
+	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
+	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] [-out DIR] [-import-path PATH]\n\nflags:\n", cmd)
+		fs.PrintDefaults()
+	}
+	return fs, &o
+}
+
+func printFlags(w io.Writer) {
+	fs, _ := flags("generate", w)
+	fs.PrintDefaults()
+}
+
+// moduleVersion is the version of the ampy-bus module this binary was built
+// from: a tag with go install or go tool, "(devel)" in a checkout.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }
 
 func generate(contractPath, out, importPath string) (map[string][]byte, error) {

@@ -56,10 +56,52 @@ func TestInvalidContractWritesNothing(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	code, _, stderr := gen(t, "bogus")
-	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, `unknown command "bogus"`)
-	code, stdout, _ := gen(t, "schema")
-	assert.Equal(t, 0, code)
-	assert.Contains(t, stdout, `"$schema"`)
+	for _, tc := range []struct {
+		name         string
+		args         []string
+		code         int
+		stdout, errs string
+	}{
+		{"no command", nil, 2, "", "usage: ampybus-gen <command>"},
+		{"unknown command", []string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{"help", []string{"help"}, 0, "-import-path string", ""},
+		{"-h", []string{"-h"}, 0, "-contract string", ""},
+		{"generate -h", []string{"generate", "-h"}, 0, "usage: ampybus-gen generate [-contract FILE]", ""},
+		{"check --help", []string{"check", "--help"}, 0, "-out string", ""},
+		{"unknown flag", []string{"generate", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"stray argument", []string{"generate", "contract.yaml"}, 2, "", `unexpected argument "contract.yaml": flags take the form -name value (the contract is -contract contract.yaml)`},
+		{"stray argument after flags", []string{"check", "-out", "x", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"version", []string{"version"}, 0, "ampybus-gen (devel) (runtime 0.1.0)", ""},
+		{"schema", []string{"schema"}, 0, `"$schema"`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := gen(t, tc.args...)
+			assert.Equal(t, tc.code, code, stderr)
+			assert.Contains(t, stdout, tc.stdout)
+			assert.Contains(t, stderr, tc.errs)
+			if tc.code == 0 {
+				assert.Empty(t, stderr)
+			}
+		})
+	}
+}
+
+// generate says what it wrote and removed.
+func TestGenerateReports(t *testing.T) {
+	out := t.TempDir()
+	args := []string{"generate", "-contract", "../../contract.yaml", "-out", out, "-import-path", "example.com/svc/bus"}
+	code, stdout, stderr := gen(t, args...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "wrote   "+filepath.Join(out, "orders", "orders.ampybus.go"))
+	assert.Contains(t, stdout, "15 written, 0 removed, 0 unchanged")
+
+	stale := filepath.Join(out, "gone", "gone.ampybus.go")
+	require.NoError(t, os.MkdirAll(filepath.Dir(stale), 0o755))
+	src, err := os.ReadFile(filepath.Join(out, "orders", "orders.ampybus.go"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(stale, src, 0o644))
+	code, stdout, stderr = gen(t, args...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "removed "+stale)
+	assert.Contains(t, stdout, "0 written, 1 removed, 15 unchanged")
 }

@@ -112,6 +112,7 @@ func TestErrorsSayTheFix(t *testing.T) {
 		{"replay with both forms", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--version", "v2", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 2, "give one form"},
 		{"partitions the contract does not give", []string{"ensure-topic", "--topic", "ampy.dev.bars.v1", "--partitions", "3"}, 1, "contract.yaml gives bars 12 partitions"},
 		{"validate without a file", []string{"validate-fixture"}, 2, "give --file or --dir"},
+		{"version with an argument", []string{"version", "x"}, 2, `unexpected argument "x"`},
 		{"subject one token too long", []string{"sub", "--subject", "ampy.prod.bars.v1.XNAS.AAPL.extra"}, 1, "matches no topic the contract allows: the bars domain's subtopics are {mic}.{symbol}: did you mean ampy.prod.bars.v1.XNAS.AAPL?"},
 		{"dead letter's own topic as a subject", []string{"dlq-inspect", "--subject", "ampy.prod.dlq.v1.ampy.prod.bars.v1.XNAS.AAPL"}, 1, "did you mean ampy.prod.dlq.v1.bars?"},
 		{"publish to a topic off its pattern", []string{"pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL.extra", "--pk", "XNAS.AAPL"}, 1, "did you mean ampy.dev.bars.v1.XNAS.AAPL?"},
@@ -490,4 +491,8 @@ func TestNATSAuthFlags(t *testing.T) {
 	assert.Contains(t, strings.ToLower(r.stderr), "authorization violation")
 	ok(t, nil, append(args, "--user", "ampy", "--pass", "s3cret")...)
 	ok(t, []string{"NATS_USER=ampy", "NATS_PASS=s3cret"}, args...)
+}
+
+func TestVersion(t *testing.T) {
+	assert.Equal(t, "ampybusctl (devel) (runtime "+ampybus.Version+")\n", ok(t, nil, "version"))
 }

@@ -45,7 +45,8 @@ func TestGolden(t *testing.T) {
 			golden := filepath.Join(dir, "golden")
 			if *update {
 				require.NoError(t, os.RemoveAll(golden))
-				require.NoError(t, goemit.Write(golden, files))
+				_, err := goemit.Write(golden, files)
+				require.NoError(t, err)
 			}
 			diff, err := goemit.Check(golden, files)
 			require.NoError(t, err)
@@ -88,7 +89,8 @@ func TestOutputCompiles(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	files := generate(t, "testdata/minimal/contract.yaml", module+"/gen/goemit/"+filepath.Base(dir))
-	require.NoError(t, goemit.Write(dir, files))
+	_, err = goemit.Write(dir, files)
+	require.NoError(t, err)
 	out, err := exec.Command("go", "vet", "./"+filepath.Base(dir)+"/...").CombinedOutput()
 	require.NoError(t, err, "generated code does not build:\n%s", out)
 }
@@ -108,7 +110,8 @@ func TestWriteRemovesOnlyStaleGeneratedFiles(t *testing.T) {
 	assert.Contains(t, diff, "--- /dev/null\n+++ b/a/a.ampybus.go")
 	assert.Contains(t, diff, "--- a/old/old.ampybus.go\n+++ /dev/null")
 
-	require.NoError(t, goemit.Write(dir, files))
+	_, err = goemit.Write(dir, files)
+	require.NoError(t, err)
 	var left []string
 	require.NoError(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
@@ -125,4 +128,22 @@ func TestWriteRemovesOnlyStaleGeneratedFiles(t *testing.T) {
 	diff, err = goemit.Check(dir, files)
 	require.NoError(t, err)
 	assert.Empty(t, diff)
+}
+
+// ImportPathOf reads the module path as the go command does: comments and
+// quotes do not leak into it.
+func TestImportPathOf(t *testing.T) {
+	for _, tc := range []struct{ gomod, want string }{
+		{"module example.com/svc\n", "example.com/svc/internal/bus"},
+		{"module example.com/svc // the service\n\ngo 1.24\n", "example.com/svc/internal/bus"},
+		{"// a comment first\nmodule \"example.com/quoted\"\n", "example.com/quoted/internal/bus"},
+	} {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte(tc.gomod), 0o644))
+		out := filepath.Join(dir, "internal", "bus")
+		require.NoError(t, os.MkdirAll(out, 0o755))
+		got, err := goemit.ImportPathOf(out)
+		require.NoError(t, err, tc.gomod)
+		assert.Equal(t, tc.want, got, tc.gomod)
+	}
 }

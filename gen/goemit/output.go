@@ -14,37 +14,48 @@ import (
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
+	"golang.org/x/mod/modfile"
 )
+
+// Report is what Write changed, with paths relative to its dir.
+type Report struct {
+	Written, Removed []string
+	Unchanged        int
+}
 
 // Write makes dir hold exactly files: it writes new and changed files and
 // deletes generated files (those starting with Marker) that are no longer
 // produced. Files it did not generate are left alone.
-func Write(dir string, files map[string][]byte) error {
+func Write(dir string, files map[string][]byte) (Report, error) {
+	var r Report
 	stale, err := staleFiles(dir, files)
 	if err != nil {
-		return err
+		return r, err
 	}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, files[name]) {
+			r.Unchanged++
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
+			return r, err
 		}
 		if err := os.WriteFile(p, files[name], 0o644); err != nil {
-			return err
+			return r, err
 		}
+		r.Written = append(r.Written, name)
 	}
 	for _, name := range stale {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.Remove(p); err != nil {
-			return err
+			return r, err
 		}
+		r.Removed = append(r.Removed, name)
 		// Drop the directory too if nothing else is left in it.
 		_ = os.Remove(filepath.Dir(p))
 	}
-	return nil
+	return r, nil
 }
 
 // Check compares dir with files and returns a unified diff of every
@@ -156,10 +167,5 @@ func ImportPathOf(dir string) (string, error) {
 }
 
 func modulePath(gomod []byte) string {
-	for _, line := range strings.Split(string(gomod), "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module"); ok {
-			return strings.Trim(strings.TrimSpace(rest), `"`)
-		}
-	}
-	return ""
+	return modfile.ModulePath(gomod)
 }

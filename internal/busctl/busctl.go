@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +63,22 @@ func init() {
 		{"describe-topic", "--topic T", "show a domain's contract and its stream/topic on the broker", describeTopic},
 		{"dev", "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},
 		{"demo", "[--bus URL | --transport kafka]", "play the seed's end-to-end trading flow (§19)", demoCmd},
+		{"version", "", "print the version of ampybusctl and its runtime", version},
 	}
+}
+
+// version prints the module version this binary was built from (a tag with
+// go install, "(devel)" in a checkout) and the runtime's.
+func version(_ context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q", args[0])
+	}
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(e.stdout, "ampybusctl %s (runtime %s)\n", v, ampybus.Version)
+	return nil
 }
 
 // Main runs ampybusctl with args (without the program name) and returns the
