@@ -38,7 +38,7 @@ tools:
 
 ## check: fail with a diff when generated/ is stale for contract.yaml
 check:
-	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -out generated
+	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated
 
 vet:
 	$(GO) vet $(PKGS)
@@ -48,7 +48,7 @@ fmt:
 
 ## generate: regenerate generated/ from contract.yaml
 generate:
-	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -out generated
+	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated
 
 ## proto: regenerate the payload Go code (needs protoc: apt-get install protobuf-compiler)
 proto:

@@ -1,18 +1,21 @@
 // Command ampybus-gen turns contract.yaml into typed Go publishers and
 // consumers, one package per domain, and checks that committed code is current.
 //
-//	ampybus-gen generate -contract contract.yaml -out generated
-//	ampybus-gen check    -contract contract.yaml -out generated
+//	ampybus-gen generate -contract contract.yaml -proto_path proto -out generated
+//	ampybus-gen check    -contract contract.yaml -proto_path proto -out generated
 //	ampybus-gen schema   # prints the contract's JSON Schema
 //
-// In a service repository:
+// The payloads come from the .proto files under each -proto_path, compiled
+// in process, or from a -descriptor_set_in written by buf or protoc. In a
+// service repository (go get -tool github.com/ampyfin/ampy-bus/cmd/ampybus-gen):
 //
-//	//go:generate go run github.com/ampyfin/ampy-bus/cmd/ampybus-gen generate -contract contract.yaml -out internal/bus
+//	//go:generate go tool ampybus-gen generate -contract contract.yaml -proto_path proto -out internal/bus
 package main
 
-//go:generate go run . generate -contract ../../contract.yaml -out ../../generated
+//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,12 +23,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-
-	"google.golang.org/protobuf/reflect/protoregistry"
+	"strings"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
-	_ "github.com/ampyfin/ampy-bus/proto/ampy"
+	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
 
@@ -88,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ampybus-gen %s: unexpected argument %q: flags take the form -name value (the contract is -contract %s)\n", cmd, fs.Arg(0), fs.Arg(0))
 		return 2
 	}
-	files, err := generate(o.contract, o.out, o.importPath)
+	files, err := generate(o)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if errors.Is(err, contract.ErrInvalid) {
@@ -127,7 +129,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 type options struct {
 	contract, out, importPath string
+	schemas                   protoset.Options
 }
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // flags declares the flags of generate and check; help prints the same set.
 func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
@@ -137,8 +146,11 @@ func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.contract, "contract", "contract.yaml", "the contract file")
 	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
 	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
+	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable)")
+	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "I", "same as -proto_path")
+	fs.Var((*listFlag)(&o.schemas.DescriptorSets), "descriptor_set_in", "a FileDescriptorSet holding the payload schemas, from buf build -o or protoc --include_imports (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] [-out DIR] [-import-path PATH]\n\nflags:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH]\n\nflags:\n", cmd)
 		fs.PrintDefaults()
 	}
 	return fs, &o
@@ -158,15 +170,20 @@ func moduleVersion() string {
 	return "(devel)"
 }
 
-func generate(contractPath, out, importPath string) (map[string][]byte, error) {
-	c, err := contract.Load(contractPath, protoregistry.GlobalFiles)
+func generate(o *options) (map[string][]byte, error) {
+	schemas, err := protoset.Load(context.Background(), o.schemas)
+	if err != nil {
+		return nil, fmt.Errorf("ampybus-gen: %w", err)
+	}
+	c, err := contract.Load(o.contract, schemas)
 	if err != nil {
 		return nil, err
 	}
+	importPath := o.importPath
 	if importPath == "" {
-		if importPath, err = goemit.ImportPathOf(out); err != nil {
+		if importPath, err = goemit.ImportPathOf(o.out); err != nil {
 			return nil, fmt.Errorf("ampybus-gen: %w", err)
 		}
 	}
-	return goemit.Generate(c, goemit.Options{ImportPath: importPath, Source: filepath.Base(contractPath)})
+	return goemit.Generate(c, goemit.Options{ImportPath: importPath, Source: filepath.Base(o.contract)})
 }

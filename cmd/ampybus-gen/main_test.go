@@ -20,9 +20,9 @@ func gen(t *testing.T, args ...string) (int, string, string) {
 
 func TestGenerateThenCheck(t *testing.T) {
 	out := t.TempDir()
-	code, _, stderr := gen(t, "generate", "-contract", "../../contract.yaml", "-out", out, "-import-path", "example.com/svc/bus")
+	code, _, stderr := gen(t, "generate", "-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out, "-import-path", "example.com/svc/bus")
 	require.Equal(t, 0, code, stderr)
-	code, stdout, _ := gen(t, "check", "-contract", "../../contract.yaml", "-out", out, "-import-path", "example.com/svc/bus")
+	code, stdout, _ := gen(t, "check", "-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out, "-import-path", "example.com/svc/bus")
 	require.Equal(t, 0, code)
 	assert.Contains(t, stdout, "is up to date")
 
@@ -31,12 +31,16 @@ func TestGenerateThenCheck(t *testing.T) {
 	src, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(p, bytes.Replace(src, []byte(`DomainName = "orders"`), []byte(`DomainName = "ordres"`), 1), 0o644))
-	code, stdout, stderr = gen(t, "check", "-contract", "../../contract.yaml", "-out", out, "-import-path", "example.com/svc/bus")
+	code, stdout, stderr = gen(t, "check", "-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out, "-import-path", "example.com/svc/bus")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stdout, "--- a/orders/orders.ampybus.go")
 	assert.Contains(t, stdout, `-	DomainName = "ordres"`)
 	assert.Contains(t, stdout, `+	DomainName = "orders"`)
 	assert.Contains(t, stderr, "is stale for ../../contract.yaml; run: ampybus-gen generate")
+
+	code, _, stderr = gen(t, "check", "-contract", "../../contract.yaml", "-out", out)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "no payload schemas: give --proto_path DIR or --descriptor_set_in FILE")
 }
 
 func TestInvalidContractWritesNothing(t *testing.T) {
@@ -47,7 +51,7 @@ func TestInvalidContractWritesNothing(t *testing.T) {
 	bad := strings.Replace(string(src), "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.Order", 1)
 	require.NoError(t, os.WriteFile(c, []byte(bad), 0o644))
 	out := filepath.Join(dir, "gen")
-	code, _, stderr := gen(t, "generate", "-contract", c, "-out", out, "-import-path", "example.com/x")
+	code, _, stderr := gen(t, "generate", "-contract", c, "-I", "../../proto", "-out", out, "-import-path", "example.com/x")
 	assert.Equal(t, 1, code)
 	assert.Regexp(t, `contract.yaml:\d+:\d+: payload type "ampy.orders.v1.Order" does not exist`, stderr)
 	assert.Contains(t, stderr, "nothing was written")
@@ -89,7 +93,7 @@ func TestUsage(t *testing.T) {
 // generate says what it wrote and removed.
 func TestGenerateReports(t *testing.T) {
 	out := t.TempDir()
-	args := []string{"generate", "-contract", "../../contract.yaml", "-out", out, "-import-path", "example.com/svc/bus"}
+	args := []string{"generate", "-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out, "-import-path", "example.com/svc/bus"}
 	code, stdout, stderr := gen(t, args...)
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "wrote   "+filepath.Join(out, "orders", "orders.ampybus.go"))

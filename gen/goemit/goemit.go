@@ -425,7 +425,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 }
 
 func (e *emitter) goType(md protoreflect.MessageDescriptor) *goType {
-	gt, err := lookupGoType(md)
+	gt, err := goTypeOf(md)
 	if err != nil && e.err == nil {
 		e.err = err
 	}

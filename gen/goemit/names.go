@@ -2,11 +2,9 @@ package goemit
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // initialisms are written in capitals in Go identifiers (ModelID, ByMIC).
@@ -64,45 +62,6 @@ type goType struct {
 	Name       string
 	// fields maps proto field names to Go struct field names.
 	fields map[protoreflect.Name]string
-}
-
-// lookupGoType finds the compiled Go type of md through the type registry; the
-// struct tags protoc-gen-go writes give each field's Go name exactly.
-func lookupGoType(md protoreflect.MessageDescriptor) (*goType, error) {
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
-	if err != nil {
-		return nil, fmt.Errorf("%s: no Go type linked into the generator: %w", md.FullName(), err)
-	}
-	t := reflect.TypeOf(mt.Zero().Interface())
-	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-		return nil, fmt.Errorf("%s: unexpected Go type %s", md.FullName(), t)
-	}
-	st := t.Elem()
-	gt := &goType{ImportPath: st.PkgPath(), Name: st.Name(), fields: map[protoreflect.Name]string{}}
-	gt.PkgName = goPackageName(md.ParentFile())
-	for i := 0; i < st.NumField(); i++ {
-		f := st.Field(i)
-		for _, part := range strings.Split(f.Tag.Get("protobuf"), ",") {
-			if name, ok := strings.CutPrefix(part, "name="); ok {
-				gt.fields[protoreflect.Name(name)] = f.Name
-			}
-		}
-	}
-	return gt, nil
-}
-
-// goPackageName is the package name protoc-gen-go chose for a file: the part of
-// go_package after ';', else the import path's last element.
-func goPackageName(fd protoreflect.FileDescriptor) string {
-	type goPackager interface{ GetGoPackage() string }
-	if o, ok := fd.Options().(goPackager); ok {
-		gp := o.GetGoPackage()
-		if i := strings.LastIndexByte(gp, ';'); i >= 0 {
-			return gp[i+1:]
-		}
-		return gp[strings.LastIndexByte(gp, '/')+1:]
-	}
-	return strings.ReplaceAll(string(fd.Package()), ".", "")
 }
 
 // getter is the name of the generated getter for a field.
