@@ -49,7 +49,7 @@ func Load(ctx context.Context, opts Options) (*protoregistry.Files, error) {
 		}
 	}
 	if len(opts.ProtoPaths) > 0 {
-		files, err := compile(ctx, opts.ProtoPaths)
+		files, err := Compile(ctx, opts.ProtoPaths)
 		if err != nil {
 			return nil, err
 		}
@@ -62,8 +62,10 @@ func Load(ctx context.Context, opts Options) (*protoregistry.Files, error) {
 	return reg, nil
 }
 
-// compile compiles every .proto file below the import roots.
-func compile(ctx context.Context, roots []string) ([]protoreflect.FileDescriptor, error) {
+// Compile compiles every .proto file below the import roots, in path order;
+// the files they import (well-known types included) hang off each file's
+// Imports.
+func Compile(ctx context.Context, roots []string) ([]protoreflect.FileDescriptor, error) {
 	var names []string
 	for _, root := range roots {
 		info, err := os.Stat(root)
@@ -96,6 +98,8 @@ func compile(ctx context.Context, roots []string) ([]protoreflect.FileDescriptor
 	slices.Sort(names)
 	c := protocompile.Compiler{
 		Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: roots}),
+		// Comments too: generated Go code carries them.
+		SourceInfoMode: protocompile.SourceInfoStandard,
 	}
 	linked, err := c.Compile(ctx, names...)
 	if err != nil {
