@@ -53,7 +53,7 @@ func TestInvalidContractWritesNothing(t *testing.T) {
 	out := filepath.Join(dir, "gen")
 	code, _, stderr := gen(t, "generate", "-contract", c, "-I", "../../proto", "-out", out, "-import-path", "example.com/x")
 	assert.Equal(t, 1, code)
-	assert.Regexp(t, `contract.yaml:\d+:\d+: payload type "ampy.orders.v1.Order" does not exist`, stderr)
+	assert.Regexp(t, `contract.yaml:\d+:\d+: payload type "ampy.orders.v1.Order" is not in the payload schemas`, stderr)
 	assert.Contains(t, stderr, "nothing was written")
 	_, err = os.Stat(out)
 	assert.True(t, os.IsNotExist(err))

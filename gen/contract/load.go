@@ -63,9 +63,10 @@ func Parse(file string, data []byte, r Resolver) (*Contract, error) {
 }
 
 type parser struct {
-	file     string
-	resolver Resolver
-	errs     Errors
+	file      string
+	namespace string // for hints: e.g. cx.trades.v1.<Message>
+	resolver  Resolver
+	errs      Errors
 	// typos records, per mapping, the keys an unknown key was taken to be a
 	// misspelling of, so the missing key is not reported a second time.
 	typos map[*yaml.Node]map[string]bool
@@ -197,7 +198,7 @@ var (
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
-	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys[1:]...)
+	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys...)
 	orderingKeys  = []string{"rule", "by"}
 	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
 	builtinLimits = limits{
@@ -233,6 +234,7 @@ func (p *parser) contract(n *yaml.Node) *Contract {
 	}
 	if e, ok := m["namespace"]; ok {
 		c.Namespace, _ = p.ident(e.val, "namespace")
+		p.namespace = c.Namespace
 	}
 	if e, ok := m["envs"]; ok {
 		c.Envs = p.envs(e.val)
@@ -726,14 +728,14 @@ func (p *parser) payload(n *yaml.Node, s *Subtopic, d *Domain) {
 	if name == RawPayload {
 		return
 	}
-	fix := fmt.Sprintf("write the full name of a protobuf message, e.g. ampy.%s.%s.<Message>, or %q for opaque bytes", d.Name, cmp.Or(d.Version, "v1"), RawPayload)
+	fix := fmt.Sprintf("write the full name of a protobuf message, e.g. %s.%s.%s.<Message>, or %q for opaque bytes", cmp.Or(p.namespace, "ampy"), d.Name, cmp.Or(d.Version, "v1"), RawPayload)
 	if p.resolver == nil {
 		p.errorf(n, "", "payload %q cannot be checked: no schema registry given", name)
 		return
 	}
 	desc, err := p.resolver.FindDescriptorByName(protoreflect.FullName(name))
 	if err != nil {
-		p.errorf(n, fix, "payload type %q does not exist in the linked schemas", name)
+		p.errorf(n, fix, "payload type %q is not in the payload schemas", name)
 		return
 	}
 	md, isMsg := desc.(protoreflect.MessageDescriptor)

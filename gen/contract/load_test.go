@@ -104,7 +104,7 @@ func TestParseReportsAllErrors(t *testing.T) {
 	require.Len(t, errs, 3, "got:\n%v", err)
 	assert.Contains(t, errs[0].Error(), `c.yaml:2:13: env "dev" is listed twice`)
 	assert.Contains(t, errs[1].Error(), `c.yaml:11:22: unknown ordering rule "casual"`)
-	assert.Contains(t, errs[2].Error(), `c.yaml:25:18: payload type "ampy.ticks.v1.Trade" does not exist`)
+	assert.Contains(t, errs[2].Error(), `c.yaml:25:18: payload type "ampy.ticks.v1.Trade" is not in the payload schemas`)
 }
 
 func TestOverlappingPatterns(t *testing.T) {
@@ -169,4 +169,28 @@ func TestUnits(t *testing.T) {
 		_, err := contract.ParseSize(bad)
 		assert.Error(t, err, "size %q", bad)
 	}
+}
+
+// schema_version is inherited defaults → domain → subtopic, each level
+// overriding the one above.
+func TestSchemaVersionInherits(t *testing.T) {
+	src := strings.Replace(base, "  retention: 7d\n", "  retention: 7d\n  schema_version: 1.1.0\n", 1)
+	src = strings.Replace(src, "    ordering: {rule: causal}\n", "    ordering: {rule: causal}\n    schema_version: 1.4.0\n", 1)
+	src = strings.Replace(src, "        payload: ampy.ticks.v1.TradeTick\n", "        payload: ampy.ticks.v1.TradeTick\n        schema_version: 1.7.2\n", 1)
+	c, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.Equal(t, "1.4.0", c.Domain("orders").Subtopics[0].SchemaVersion)
+	assert.Equal(t, "1.7.2", c.Domain("ticks").Subtopics[0].SchemaVersion)
+
+	src = strings.Replace(src, "    schema_version: 1.4.0\n", "", 1)
+	c, err = contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.Equal(t, "1.1.0", c.Domain("orders").Subtopics[0].SchemaVersion)
+}
+
+// Hints name payloads in the contract's own namespace.
+func TestHintsUseTheContractsNamespace(t *testing.T) {
+	src := strings.Replace(strings.Replace(base, "namespace: ampy", "namespace: cx", 1), "payload: ampy.orders.v1.OrderRequest", "payload: cx.orders.v1.Order", 1)
+	_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.ErrorContains(t, err, "e.g. cx.orders.v1.<Message>")
 }

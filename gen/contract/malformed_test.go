@@ -48,7 +48,7 @@ var malformed = []malformedCase{
 	{"key names message field", `dedupe_key: "{client_order_id}"`, `dedupe_key: "{security}"`,
 		`c.yaml:17:23: subtopic "requests" of domain "orders" dedupe_key: {security} is neither a parameter of "requests" nor a field of ampy.orders.v1.OrderRequest: field ampy.orders.v1.OrderRequest.security is a message ampy.common.v1.SecurityId; build keys from string, integer, bool, enum or Timestamp fields`},
 	{"payload does not exist", "payload: ampy.orders.v1.OrderRequest", "payload: ampy.orders.v1.Order",
-		`c.yaml:15:18: payload type "ampy.orders.v1.Order" does not exist in the linked schemas; write the full name of a protobuf message, e.g. ampy.orders.v1.<Message>, or "raw" for opaque bytes`},
+		`c.yaml:15:18: payload type "ampy.orders.v1.Order" is not in the payload schemas; write the full name of a protobuf message, e.g. ampy.orders.v1.<Message>, or "raw" for opaque bytes`},
 	{"unknown qos", "    qos: critical\n    ordering: {rule: monotonic", "    qos: critcal\n    ordering: {rule: monotonic",
 		`c.yaml:20:10: unknown qos class "critcal"; did you mean "critical"?`},
 	{"bad ordering rule", "{rule: causal}", "{rule: casual}",

@@ -72,7 +72,6 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 		{"unknown subtopic key", "        payload: ampy.bars.v1.BarBatch\n", "        payload: ampy.bars.v1.BarBatch\n        colour: blue\n"},
 		{"unknown qos class key", "    latency_p99: 50ms\n", "    latency_p99: 50ms\n    latency_p50: 10ms\n"},
 		{"unknown defaults key", "  partitions: 3\n", "  partitions: 3\n  replication: 3\n"},
-		{"schema_version in a domain", "    partitions: 12\n", "    partitions: 12\n    schema_version: 1.0.0\n"},
 		{"missing namespace", "namespace: ampy\n", ""},
 		{"missing version", "    version: v1\n    description: OHLCV", "    description: OHLCV"},
 		{"missing ordering", "    ordering: {rule: monotonic, by: bars.event_time}\n", ""},
@@ -146,6 +145,7 @@ func TestSchemaAcceptsLoaderForms(t *testing.T) {
 		{"fractional duration", "dedupe_window: 2m", "dedupe_window: 1.5m"},
 		{"microseconds", "latency_p99: 50ms", "latency_p99: 50000µs"},
 		{"quoted partitions", "partitions: 12", `partitions: "12"`},
+		{"domain schema_version", "    partitions: 12\n", "    partitions: 12\n    schema_version: 1.3.0\n"},
 		{"subtopic schema_version", "        payload: ampy.bars.v1.BarBatch\n", "        payload: ampy.bars.v1.BarBatch\n        schema_version: 1.2.0\n"},
 	}
 	for _, tc := range cases {
