@@ -97,6 +97,7 @@ func TestServiceRepositoryFlow(t *testing.T) {
 	assert.Equal(t, []string{"internal/bus/bus.ampybus.go", "internal/bus/bus.go", "internal/bus/trades/trades.ampybus.go"}, generated)
 	for _, url := range []string{"embedded://nats", "embedded://kafka"} {
 		out := goCmd("run", ".", url)
-		assert.Contains(t, out, "received cx.staging.trades.v1.XCX.ABC t-1 1234500 dedupe_key=t-1", url)
+		assert.Contains(t, out, "received cx.staging.trades.v1.XCX.ABC t-2 1234500 seq=2 out_of_order=false dedupe_key=t-2 schema_version=1.2.0", url)
+		assert.Contains(t, out, "received cx.staging.trades.v1.XCX.ABC t-1 1234500 seq=1 out_of_order=true dedupe_key=t-1 schema_version=1.2.0", url)
 	}
 }

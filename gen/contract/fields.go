@@ -11,9 +11,9 @@ import (
 type pathUse int
 
 const (
-	pathKey       pathUse = iota // a key part: a singular scalar or enum
-	pathString                   // a subtopic binding: a singular string
-	pathTimestamp                // an ordering field: a Timestamp, through repeated messages too
+	pathKey    pathUse = iota // a key part: a singular scalar or enum
+	pathString                // a subtopic binding: a singular string
+	pathOrder                 // an ordering field: a Timestamp or an integer sequence, through repeated messages too
 )
 
 const timestampName = "google.protobuf.Timestamp"
@@ -40,7 +40,7 @@ func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (F
 		}
 		fp.Fields = append(fp.Fields, fd)
 		last := i == len(names)-1
-		if fd.IsMap() || (fd.IsList() && use != pathTimestamp) {
+		if fd.IsMap() || (fd.IsList() && use != pathOrder) {
 			return fp, &pathError{fmt.Sprintf("field %s is a list or map", fd.FullName()), "name a singular field"}
 		}
 		if !last {
@@ -51,9 +51,9 @@ func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (F
 			continue
 		}
 		switch use {
-		case pathTimestamp:
-			if fd.Kind() != protoreflect.MessageKind || fd.Message().FullName() != timestampName {
-				return fp, &pathError{fmt.Sprintf("field %s is not a %s", fd.FullName(), timestampName), "order by a Timestamp field such as event_time or as_of"}
+		case pathOrder:
+			if !IsTimestamp(fd) && !IsSequence(fd) {
+				return fp, &pathError{fmt.Sprintf("field %s is a %s, neither a %s nor an integer sequence", fd.FullName(), kindLabel(fd), timestampName), "order by a Timestamp field such as event_time or as_of, or an integer sequence such as seq"}
 			}
 		case pathString:
 			if fd.Kind() != protoreflect.StringKind {
@@ -86,6 +86,12 @@ func KeyKind(k protoreflect.Kind) bool {
 // next, as an order's amend from its submit.
 func IsTimestamp(fd protoreflect.FieldDescriptor) bool {
 	return fd.Kind() == protoreflect.MessageKind && fd.Message().FullName() == timestampName
+}
+
+// IsSequence reports an integer field, which can order messages as a
+// sequence number (a larger number is newer; 0 means none).
+func IsSequence(fd protoreflect.FieldDescriptor) bool {
+	return KeyKind(fd.Kind()) && fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.BoolKind && fd.Kind() != protoreflect.EnumKind
 }
 
 func kindLabel(fd protoreflect.FieldDescriptor) string {

@@ -607,6 +607,7 @@ func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
 		p.errorf(by.key, "remove by:, or use monotonic, latest_wins or snapshot", "ordering rule %q does not order by a field", rule)
 	case hasBy:
 		o.By, _ = p.scalar(by.val, what+" by")
+		var first *Subtopic
 		for _, s := range d.Subtopics {
 			if s.Raw() {
 				p.errorf(by.val, "use rule accumulate or causal for raw payloads", "ordering by %q needs a typed payload, but subtopic %q carries raw bytes", o.By, s.Pattern.Text)
@@ -615,15 +616,29 @@ func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
 			if s.Payload == nil {
 				continue // unresolved payload, reported already
 			}
-			fp, err := resolvePath(s.Payload, o.By, pathTimestamp)
+			fp, err := resolvePath(s.Payload, o.By, pathOrder)
 			if err != nil {
 				p.errAt(pos(by.val), err.fix, "ordering by %q in %s: %s", o.By, s.Payload.FullName(), err.problem)
+				continue
+			}
+			seq := IsSequence(fp.Fields[len(fp.Fields)-1])
+			if first == nil {
+				first, o.Sequence = s, seq
+			} else if seq != o.Sequence {
+				p.errAt(pos(by.val), "order every subtopic of the domain by the same kind of field", "ordering by %q: it is %s in %s but %s in %s", o.By, orderKind(o.Sequence), first.Payload.FullName(), orderKind(seq), s.Payload.FullName())
 				continue
 			}
 			s.OrderBy = fp
 		}
 	}
 	return o
+}
+
+func orderKind(seq bool) string {
+	if seq {
+		return "an integer sequence"
+	}
+	return "a Timestamp"
 }
 
 func (p *parser) subtopics(n *yaml.Node, d *Domain, schemaVersion string) []*Subtopic {

@@ -1,7 +1,10 @@
 package contract_test
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/protoset"
 	_ "github.com/ampyfin/ampy-bus/proto/ampy"
 )
 
@@ -193,4 +197,47 @@ func TestHintsUseTheContractsNamespace(t *testing.T) {
 	src := strings.Replace(strings.Replace(base, "namespace: ampy", "namespace: cx", 1), "payload: ampy.orders.v1.OrderRequest", "payload: cx.orders.v1.Order", 1)
 	_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
 	require.ErrorContains(t, err, "e.g. cx.orders.v1.<Message>")
+}
+
+// A domain orders by a Timestamp or by an integer sequence, the same kind
+// in every subtopic.
+func TestOrderingBySequence(t *testing.T) {
+	src := strings.Replace(base, "{rule: monotonic, by: event_time}", "{rule: monotonic, by: size}", 1)
+	c, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	assert.True(t, c.Domain("ticks").Ordering.Sequence)
+	assert.Equal(t, "size", c.Domain("ticks").Subtopics[0].OrderBy.Text)
+	assert.False(t, c.Domain("orders").Ordering.Sequence)
+
+	mixed := strings.Replace(base, "{rule: monotonic, by: event_time}", "{rule: monotonic, by: event_time}", 1) + `      - name: quote
+        pattern: "quote.{symbol}"
+        payload: ampy.ticks.v1.QuoteTick
+        partition_key: "{symbol}"
+`
+	_, err = contract.Parse("c.yaml", []byte(mixed), protoregistry.GlobalFiles)
+	require.NoError(t, err, "both order by event_time, a Timestamp")
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "m.proto"), []byte(`syntax = "proto3";
+package cx.m.v1;
+import "google/protobuf/timestamp.proto";
+option go_package = "example.com/cx/m;m";
+message Seq { string k = 1; int64 at = 2; }
+message Time { string k = 1; google.protobuf.Timestamp at = 2; }
+`), 0o644))
+	schemas, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: []string{dir}})
+	require.NoError(t, err)
+	_, err = contract.Parse("c.yaml", []byte(`namespace: cx
+envs: [dev]
+qos: {fast: {latency_p99: 5ms}}
+domains:
+  m:
+    version: v1
+    qos: fast
+    ordering: {rule: monotonic, by: at}
+    subtopics:
+      - {name: seq, pattern: "seq.{k}", payload: cx.m.v1.Seq, partition_key: "{k}"}
+      - {name: time, pattern: "time.{k}", payload: cx.m.v1.Time, partition_key: "{k}"}
+`), schemas)
+	require.ErrorContains(t, err, `c.yaml:8:37: ordering by "at": it is an integer sequence in cx.m.v1.Seq but a Timestamp in cx.m.v1.Time; order every subtopic of the domain by the same kind of field`)
 }

@@ -54,7 +54,7 @@ var malformed = []malformedCase{
 	{"bad ordering rule", "{rule: causal}", "{rule: casual}",
 		`c.yaml:11:22: unknown ordering rule "casual"; did you mean "causal"?`},
 	{"ordering field not timestamp", "by: event_time", "by: venue",
-		`c.yaml:21:37: ordering by "venue" in ampy.ticks.v1.TradeTick: field ampy.ticks.v1.TradeTick.venue is not a google.protobuf.Timestamp; order by a Timestamp field such as event_time or as_of`},
+		`c.yaml:21:37: ordering by "venue" in ampy.ticks.v1.TradeTick: field ampy.ticks.v1.TradeTick.venue is a string, neither a google.protobuf.Timestamp nor an integer sequence; order by a Timestamp field such as event_time or as_of, or an integer sequence such as seq`},
 	{"bind to unknown param", "bind: {symbol: security.symbol}", "bind: {sym: security.symbol}",
 		`c.yaml:26:16: bind names "sym", which is not a parameter of pattern "trade.{symbol}"; bind one of the pattern's parameters: symbol`},
 	{"bad retry attempts", "retention: 7d", "retention: 7d\n  retry: {max_attempts: 0}",

@@ -119,10 +119,13 @@ func (r OrderingRule) NeedsField() bool {
 // payload timestamp it orders by.
 type Ordering struct {
 	Rule OrderingRule
-	// By is the dotted path of a google.protobuf.Timestamp field; it may pass
-	// through repeated fields (bars.event_time), in which case the newest wins.
-	By  string
-	Pos Pos
+	// By is the dotted path of a google.protobuf.Timestamp field or an
+	// integer sequence; it may pass through repeated fields
+	// (bars.event_time), in which case the newest wins.
+	By string
+	// Sequence says By is an integer sequence rather than a time.
+	Sequence bool
+	Pos      Pos
 }
 
 // Subtopic is one concrete topic shape of a domain and the payload it carries.

@@ -257,6 +257,9 @@ func (e *emitter) domainSpec() {
 	if d.Ordering.By != "" {
 		kv = append(kv, "OrderBy", jen.Lit(d.Ordering.By))
 	}
+	if d.Ordering.Sequence {
+		kv = append(kv, "OrderBySequence", jen.True())
+	}
 	kv = append(kv,
 		"Retention", duration(d.Retention),
 		"MaxPayload", size(d.MaxPayload),
@@ -823,8 +826,13 @@ func (e *emitter) orderTimeFunc(s *contract.Subtopic, n names, payload jen.Code)
 		return
 	}
 	e.f.Line()
-	e.f.Commentf("%s is the %s the contract orders %s messages by (the newest, across", n.OrderTime, fp.Text, n.Payload)
-	e.f.Comment("repeated fields); zero when the payload has none.")
+	if contract.IsSequence(fp.Fields[len(fp.Fields)-1]) {
+		e.f.Commentf("%s places the %s sequence the contract orders %s messages by on the", n.OrderTime, fp.Text, n.Payload)
+		e.f.Comment("ordering axis (the highest, across repeated fields); zero when the payload has none.")
+	} else {
+		e.f.Commentf("%s is the %s the contract orders %s messages by (the newest, across", n.OrderTime, fp.Text, n.Payload)
+		e.f.Comment("repeated fields); zero when the payload has none.")
+	}
 	e.f.Func().Id(n.OrderTime).Params(jen.Id("m").Add(payload)).Qual("time", "Time").BlockFunc(func(g *jen.Group) {
 		g.Var().Id("newest").Qual("time", "Time")
 		e.walkTimes(g, s.Payload, jen.Id("m"), fp.Fields, 0)
@@ -849,6 +857,12 @@ func (e *emitter) walkTimes(g *jen.Group, md protoreflect.MessageDescriptor, exp
 	get := expr.Clone().Dot(getter).Call()
 	last := len(path) == 1
 	visit := func(g *jen.Group, v *jen.Statement) {
+		if last && contract.IsSequence(fd) {
+			// A sequence number on the ordering axis; 0 is none.
+			g.If(jen.Id("seq").Op(":=").Add(v), jen.Id("seq").Op("!=").Lit(0).Op("&&").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))).Dot("After").Call(jen.Id("newest"))).Block(
+				jen.Id("newest").Op("=").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))))
+			return
+		}
 		if last {
 			g.If(jen.Id("ts").Op(":=").Add(v), jen.Id("ts").Op("!=").Nil().Op("&&").Id("ts").Dot("AsTime").Call().Dot("After").Call(jen.Id("newest"))).Block(
 				jen.Id("newest").Op("=").Id("ts").Dot("AsTime").Call())

@@ -47,8 +47,11 @@ type DomainSpec struct {
 	PublishRetry PublishRetry
 	Ordering     OrderingRule
 	OrderBy      string
-	Retention    time.Duration
-	MaxPayload   int64
+	// OrderBySequence says OrderBy is an integer sequence, not a time; the
+	// engine compares it on the same axis (SequenceTime) and logs the number.
+	OrderBySequence bool
+	Retention       time.Duration
+	MaxPayload      int64
 	// MaxInflated bounds a payload after decompression (0: 4 × MaxPayload).
 	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.
@@ -101,6 +104,20 @@ func (d *DomainSpec) InflateLimit() int64 {
 		return d.MaxInflated
 	}
 	return 4 * max(d.MaxPayload, 1<<20)
+}
+
+// SequenceTime places an integer sequence number on the axis the ordering
+// rules compare, so a domain ordered by seq is checked, checkpointed and
+// replayed as one ordered by a time. Generated code calls it.
+func SequenceTime(seq int64) time.Time { return time.Unix(0, seq).UTC() }
+
+// orderValue is what logs show for a point on the ordering axis: the
+// sequence number, or the time.
+func (d *DomainSpec) orderValue(t time.Time) any {
+	if d.OrderBySequence {
+		return t.UnixNano()
+	}
+	return t
 }
 
 // RetryPolicy is the contract's retry rule for a domain.

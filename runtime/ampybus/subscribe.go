@@ -589,11 +589,12 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	}
 	if !at.IsZero() {
 		if newest, behind := e.order.behind(m.Headers.PartitionKey, at); behind {
-			switch e.route.Spec.Domain.Ordering {
+			dom := e.route.Spec.Domain
+			switch dom.Ordering {
 			case OrderLatestWins:
 				e.stats.stale.Add(1)
 				e.bus.log.Info("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
-					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "at", at, "newest", newest)
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "at", dom.orderValue(at), "newest", dom.orderValue(newest))
 				if !e.isAborted() {
 					_ = d.Ack(ctx)
 				}
@@ -602,7 +603,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 				e.stats.regressions.Add(1)
 				msg.OutOfOrder = true
 				e.bus.log.Warn("ordering regression: older than a message already handled for the key", "topic", m.Topic,
-					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "ordered_by", e.route.Spec.Domain.OrderBy, "at", at, "newest", newest)
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "ordered_by", dom.OrderBy, "at", dom.orderValue(at), "newest", dom.orderValue(newest))
 			}
 		}
 	}

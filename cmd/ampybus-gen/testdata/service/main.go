@@ -29,7 +29,7 @@ func run(url string) error {
 		return err
 	}
 	defer b.Close()
-	got := make(chan *trades.Message, 1)
+	got := make(chan *trades.Message, 2)
 	sub, err := trades.Subscribe(ctx, b, trades.All(), func(_ context.Context, m *trades.Message) error {
 		got <- m
 		return nil
@@ -38,15 +38,22 @@ func run(url string) error {
 		return err
 	}
 	defer sub.Stop()
-	trade := &marketv1.Trade{Venue: "XCX", Symbol: "ABC", PriceE4: 1234500, Size: 10, At: timestamppb.Now(), TradeId: "t-1"}
-	if _, err := trades.NewPublisher(b).Publish(ctx, trades.MustSubtopic("XCX", "ABC"), trade); err != nil {
-		return err
+	pub := trades.NewPublisher(b)
+	// Sequence 2, then 1: the second arrives out of the venue's order.
+	for _, seq := range []int64{2, 1} {
+		trade := &marketv1.Trade{Venue: "XCX", Symbol: "ABC", PriceE4: 1234500, Size: 10, At: timestamppb.Now(), TradeId: fmt.Sprintf("t-%d", seq), Seq: seq}
+		if _, err := pub.Publish(ctx, trades.MustSubtopic("XCX", "ABC"), trade); err != nil {
+			return err
+		}
 	}
-	select {
-	case m := <-got:
-		fmt.Printf("received %s %s %d dedupe_key=%s\n", m.Topic, m.Payload.GetTradeId(), m.Payload.GetPriceE4(), m.Headers.DedupeKey)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for range 2 {
+		select {
+		case m := <-got:
+			fmt.Printf("received %s %s %d seq=%d out_of_order=%t dedupe_key=%s schema_version=%s\n", m.Topic, m.Payload.GetTradeId(),
+				m.Payload.GetPriceE4(), m.Payload.GetSeq(), m.OutOfOrder, m.Headers.DedupeKey, m.Headers.SchemaVersion)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
