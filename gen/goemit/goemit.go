@@ -348,12 +348,12 @@ func subtopicNames(s *contract.Subtopic) names {
 		V: v, Spec: v + "Spec", Subtopic: v + "Subtopic", New: "New" + v + "Subtopic", Must: "Must" + v + "Subtopic",
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
-		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v, Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
+		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v + "Window", Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
 		OrderTime:  unexported(s.Name) + "OrderTime",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
 	if v == "" {
-		n.Keys, n.Route, n.OrderTime = "keys", "route", "orderTime"
+		n.Keys, n.Route, n.OrderTime, n.Replay = "keys", "route", "orderTime", "Replay"
 	}
 	if s.Payload != nil {
 		n.Payload = string(s.Payload.Name())
@@ -750,7 +750,7 @@ func (e *emitter) replayControl() (*contract.Domain, *contract.Subtopic) {
 	return nil, nil
 }
 
-// replayServer emits ServeReplays<V>: a control-topic subscriber that replays
+// replayServer emits Serve<V>Replays: a control-topic subscriber that replays
 // each matching ReplayRequest through the service's handler.
 func (e *emitter) replayServer(s *contract.Subtopic, n names, payload jen.Code) {
 	cd, cs := e.replayControl()
@@ -760,7 +760,7 @@ func (e *emitter) replayServer(s *contract.Subtopic, n names, payload jen.Code) 
 	ctl := e.o.ImportPath + "/" + contract.GoPackage(cd.Name)
 	e.f.ImportName(ctl, contract.GoPackage(cd.Name))
 	cn := subtopicNames(cs)
-	name := "ServeReplays" + n.V
+	name := "Serve" + n.V + "Replays"
 	f := e.f
 	f.Line()
 	f.Commentf("%s replays, through h, each ReplayRequest posted on %s.{env}.%s.%s.%s", name, e.c.Namespace, cd.Name, cd.Version, cs.Pattern.Text)

@@ -201,12 +201,12 @@ func SubscribeReplayRequests(ctx context.Context, b *ampybus.Bus, pattern Replay
 	return ampybus.Subscribe(ctx, b, replayRequestsRoute, pattern.String(), ampybus.Handler[ReplayRequestsSubtopic, *controlv1.ReplayRequest](h), opts...)
 }
 
-// ReplayReplayRequests runs h over the ReplayRequest messages on ampy.{env}.control.v1.replay_requests that match
+// ReplayReplayRequestsWindow runs h over the ReplayRequest messages on ampy.{env}.control.v1.replay_requests that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayReplayRequests(ctx context.Context, b *ampybus.Bus, pattern ReplayRequestsPattern, window ampybus.ReplayWindow, h ReplayRequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayReplayRequestsWindow(ctx context.Context, b *ampybus.Bus, pattern ReplayRequestsPattern, window ampybus.ReplayWindow, h ReplayRequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, replayRequestsRoute, pattern.String(), window, ampybus.Handler[ReplayRequestsSubtopic, *controlv1.ReplayRequest](h), opts...)
 }
 

@@ -194,26 +194,26 @@ func SubscribeEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern,
 	return ampybus.Subscribe(ctx, b, eventsRoute, pattern.String(), ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
 }
 
-// ReplayEvents runs h over the FillEvent messages on ampy.{env}.fills.v1.events that match
+// ReplayEventsWindow runs h over the FillEvent messages on ampy.{env}.fills.v1.events that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, window ampybus.ReplayWindow, h EventsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayEventsWindow(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, window ampybus.ReplayWindow, h EventsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, eventsRoute, pattern.String(), window, ampybus.Handler[EventsSubtopic, *fillsv1.FillEvent](h), opts...)
 }
 
-// ServeReplaysEvents replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeEventsReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns FillEvent messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysEvents(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, h EventsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeEventsReplays(ctx context.Context, b *ampybus.Bus, pattern EventsPattern, h EventsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, EventsSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayEvents(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayEventsWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -207,26 +207,26 @@ func SubscribeRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h
 	return ampybus.Subscribe(ctx, b, ratesRoute, pattern.String(), ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
 }
 
-// ReplayRates runs h over the FxRate messages on ampy.{env}.fx.v1.rates that match
+// ReplayRatesWindow runs h over the FxRate messages on ampy.{env}.fx.v1.rates that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, window ampybus.ReplayWindow, h RatesHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayRatesWindow(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, window ampybus.ReplayWindow, h RatesHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, ratesRoute, pattern.String(), window, ampybus.Handler[RatesSubtopic, *fxv1.FxRate](h), opts...)
 }
 
-// ServeReplaysRates replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeRatesReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns FxRate messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysRates(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h RatesHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeRatesReplays(ctx context.Context, b *ampybus.Bus, pattern RatesPattern, h RatesHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, RatesSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayRates(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayRatesWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
@@ -434,26 +434,26 @@ func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h P
 	return ampybus.Subscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }
 
-// ReplayPair runs h over the FxRate messages on ampy.{env}.fx.v1.{base}.{quote} that match
+// ReplayPairWindow runs h over the FxRate messages on ampy.{env}.fx.v1.{base}.{quote} that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayPairWindow(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, pairRoute, pattern.String(), window, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }
 
-// ServeReplaysPair replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServePairReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns FxRate messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServePairReplays(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, PairSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayPair(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayPairWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

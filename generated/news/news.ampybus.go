@@ -197,26 +197,26 @@ func SubscribeRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h Raw
 	return ampybus.Subscribe(ctx, b, rawRoute, pattern.String(), ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
-// ReplayRaw runs h over the NewsItem messages on ampy.{env}.news.v1.raw that match
+// ReplayRawWindow runs h over the NewsItem messages on ampy.{env}.news.v1.raw that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, window ampybus.ReplayWindow, h RawHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayRawWindow(ctx context.Context, b *ampybus.Bus, pattern RawPattern, window ampybus.ReplayWindow, h RawHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, rawRoute, pattern.String(), window, ampybus.Handler[RawSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
-// ServeReplaysRaw replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeRawReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns NewsItem messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysRaw(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h RawHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeRawReplays(ctx context.Context, b *ampybus.Bus, pattern RawPattern, h RawHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, RawSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayRaw(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayRawWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
@@ -352,26 +352,26 @@ func SubscribeNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h Nlp
 	return ampybus.Subscribe(ctx, b, nlpRoute, pattern.String(), ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
-// ReplayNlp runs h over the NewsItem messages on ampy.{env}.news.v1.nlp that match
+// ReplayNlpWindow runs h over the NewsItem messages on ampy.{env}.news.v1.nlp that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, window ampybus.ReplayWindow, h NlpHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayNlpWindow(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, window ampybus.ReplayWindow, h NlpHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, nlpRoute, pattern.String(), window, ampybus.Handler[NlpSubtopic, *newsv1.NewsItem](h), opts...)
 }
 
-// ServeReplaysNlp replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeNlpReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns NewsItem messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysNlp(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h NlpHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeNlpReplays(ctx context.Context, b *ampybus.Bus, pattern NlpPattern, h NlpHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, NlpSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayNlp(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayNlpWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

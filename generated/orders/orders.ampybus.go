@@ -199,26 +199,26 @@ func SubscribeRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPatt
 	return ampybus.Subscribe(ctx, b, requestsRoute, pattern.String(), ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
 }
 
-// ReplayRequests runs h over the OrderRequest messages on ampy.{env}.orders.v1.requests that match
+// ReplayRequestsWindow runs h over the OrderRequest messages on ampy.{env}.orders.v1.requests that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayRequestsWindow(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, requestsRoute, pattern.String(), window, ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
 }
 
-// ServeReplaysRequests replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeRequestsReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns OrderRequest messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, h RequestsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeRequestsReplays(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, h RequestsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, RequestsSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayRequests(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayRequestsWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -209,26 +209,26 @@ func SubscribeSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPa
 	return ampybus.Subscribe(ctx, b, snapshotsRoute, pattern.String(), ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
 }
 
-// ReplaySnapshots runs h over the PositionSnapshot messages on ampy.{env}.positions.v1.snapshots that match
+// ReplaySnapshotsWindow runs h over the PositionSnapshot messages on ampy.{env}.positions.v1.snapshots that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplaySnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, window ampybus.ReplayWindow, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplaySnapshotsWindow(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, window ampybus.ReplayWindow, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, snapshotsRoute, pattern.String(), window, ampybus.Handler[SnapshotsSubtopic, *positionsv1.PositionSnapshot](h), opts...)
 }
 
-// ServeReplaysSnapshots replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeSnapshotsReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns PositionSnapshot messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysSnapshots(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeSnapshotsReplays(ctx context.Context, b *ampybus.Bus, pattern SnapshotsPattern, h SnapshotsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, SnapshotsSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplaySnapshots(ctx, b, pattern, w, h, opts...)
+		_, err := ReplaySnapshotsWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -231,26 +231,26 @@ func SubscribeTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h
 	return ampybus.Subscribe(ctx, b, tradeRoute, pattern.String(), ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
 }
 
-// ReplayTrade runs h over the TradeTick messages on ampy.{env}.ticks.v1.trade.{symbol} that match
+// ReplayTradeWindow runs h over the TradeTick messages on ampy.{env}.ticks.v1.trade.{symbol} that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, window ampybus.ReplayWindow, h TradeHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayTradeWindow(ctx context.Context, b *ampybus.Bus, pattern TradePattern, window ampybus.ReplayWindow, h TradeHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, tradeRoute, pattern.String(), window, ampybus.Handler[TradeSubtopic, *ticksv1.TradeTick](h), opts...)
 }
 
-// ServeReplaysTrade replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeTradeReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns TradeTick messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysTrade(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h TradeHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeTradeReplays(ctx context.Context, b *ampybus.Bus, pattern TradePattern, h TradeHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, TradeSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayTrade(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayTradeWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }
@@ -419,26 +419,26 @@ func SubscribeQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h
 	return ampybus.Subscribe(ctx, b, quoteRoute, pattern.String(), ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
 }
 
-// ReplayQuote runs h over the QuoteTick messages on ampy.{env}.ticks.v1.quote.{symbol} that match
+// ReplayQuoteWindow runs h over the QuoteTick messages on ampy.{env}.ticks.v1.quote.{symbol} that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, window ampybus.ReplayWindow, h QuoteHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayQuoteWindow(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, window ampybus.ReplayWindow, h QuoteHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, quoteRoute, pattern.String(), window, ampybus.Handler[QuoteSubtopic, *ticksv1.QuoteTick](h), opts...)
 }
 
-// ServeReplaysQuote replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// ServeQuoteReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
 // that concerns QuoteTick messages matching pattern, until ctx ends. Pass the live
 // subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
 // replay applies only what is missing; each group serves each request once.
-func ServeReplaysQuote(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h QuoteHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+func ServeQuoteReplays(ctx context.Context, b *ampybus.Bus, pattern QuotePattern, h QuoteHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
 	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
 		w, ok := ampybus.ReplayFor(b, QuoteSpec, m.Payload)
 		if !ok {
 			return nil
 		}
-		_, err := ReplayQuote(ctx, b, pattern, w, h, opts...)
+		_, err := ReplayQuoteWindow(ctx, b, pattern, w, h, opts...)
 		return err
 	}, ampybus.ReplayServerOptions(opts...)...)
 }

@@ -403,7 +403,7 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 		}
 		d.got("control", m.Headers)
 		d.say("pnl     ← %-38s replay %s: %s", m.Topic, w.RequestID, m.Payload.GetReason())
-		st, err := fills.ReplayEvents(ctx, pnl, fills.AllEvents(), w, pnlHandler, pnlOpts...)
+		st, err := fills.ReplayEventsWindow(ctx, pnl, fills.AllEvents(), w, pnlHandler, pnlOpts...)
 		if err != nil {
 			return err
 		}

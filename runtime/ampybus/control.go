@@ -10,7 +10,7 @@ import (
 // subscriber of spec should replay, and reports whether the request concerns
 // it at all: the bus's env, the spec's domain and version (empty version:
 // any), and a subject pattern that can match the spec's topics (empty: the
-// whole domain). Generated ServeReplays functions call it.
+// whole domain). Generated Serve<Subtopic>Replays functions call it.
 func ReplayFor(b *Bus, spec *SubtopicSpec, req *controlv1.ReplayRequest) (ReplayWindow, bool) {
 	d := spec.Domain
 	if req.GetEnv() != b.env || req.GetDomain() != d.Name || (req.GetVersion() != "" && req.GetVersion() != d.Version) {

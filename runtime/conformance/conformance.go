@@ -1444,7 +1444,7 @@ func testReplay(t *testing.T, s *suite) {
 	require.Eventually(t, func() bool { return live.Stats().Handled == uint64(history) }, 30*time.Second, 20*time.Millisecond)
 
 	// An operator replays the window for the live service: nothing is applied twice.
-	st, err := positions.ReplaySnapshots(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, RequestID: "rr-1"}, apply,
+	st, err := positions.ReplaySnapshotsWindow(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, RequestID: "rr-1"}, apply,
 		ampybus.Durable("pnl"), ampybus.Dedupe(store, time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(window)), st.Duplicates, "every replayed message was already applied")
@@ -1465,7 +1465,7 @@ func testReplay(t *testing.T, s *suite) {
 	}
 	liveDuring := make(chan []string, 1)
 	go func() { liveDuring <- batch() }()
-	st, err = positions.ReplaySnapshots(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, RequestID: "rr-2"}, record)
+	st, err = positions.ReplaySnapshotsWindow(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, RequestID: "rr-2"}, record)
 	require.NoError(t, err)
 	extra := <-liveDuring
 	mu.Lock()
@@ -1483,7 +1483,7 @@ func testReplay(t *testing.T, s *suite) {
 
 	// Key-scoped: one key's window, in order.
 	got = nil
-	_, err = positions.ReplaySnapshots(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, Key: "ACC-1|AAPL.XNAS"}, record)
+	_, err = positions.ReplaySnapshotsWindow(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: start, End: end, Key: "ACC-1|AAPL.XNAS"}, record)
 	require.NoError(t, err)
 	var seqs []int64
 	for _, m := range got {
@@ -1495,7 +1495,7 @@ func testReplay(t *testing.T, s *suite) {
 
 	// A window with no data finishes cleanly.
 	got = nil
-	st, err = positions.ReplaySnapshots(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: end.Add(time.Hour), End: end.Add(2 * time.Hour)}, record)
+	st, err = positions.ReplaySnapshotsWindow(ctx, b, positions.AllSnapshots(), ampybus.ReplayWindow{Start: end.Add(time.Hour), End: end.Add(2 * time.Hour)}, record)
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	assert.Equal(t, ampybus.Stats{}, st)
@@ -1535,7 +1535,7 @@ func testControlReplay(t *testing.T, s *suite) {
 	live, err := positions.SubscribeSnapshots(ctx, b, positions.AllSnapshots(), apply, opts...) // starts at new messages
 	require.NoError(t, err)
 	defer live.Stop()
-	server, err := positions.ServeReplaysSnapshots(ctx, b, positions.AllSnapshots(), apply, opts...)
+	server, err := positions.ServeSnapshotsReplays(ctx, b, positions.AllSnapshots(), apply, opts...)
 	require.NoError(t, err)
 	defer server.Stop()
 	publish(10, 20)

@@ -255,12 +255,12 @@ func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h P
 	return ampybus.Subscribe(ctx, b, pairRoute, pattern.String(), ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }
 
-// ReplayPair runs h over the FxRate messages on ampy.{env}.fx.v1.{base}.{quote} that match
+// ReplayPairWindow runs h over the FxRate messages on ampy.{env}.fx.v1.{base}.{quote} that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayPair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayPairWindow(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, pairRoute, pattern.String(), window, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
 }
 

@@ -196,12 +196,12 @@ func SubscribeRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPatt
 	return ampybus.Subscribe(ctx, b, requestsRoute, pattern.String(), ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
 }
 
-// ReplayRequests runs h over the OrderRequest messages on ampy.{env}.orders.v1.requests that match
+// ReplayRequestsWindow runs h over the OrderRequest messages on ampy.{env}.orders.v1.requests that match
 // pattern and fall in the window, then returns what it did. It reads through its
 // own consumer and never moves a live one; pass the live subscription's
 // ampybus.Durable group and ampybus.Dedupe store so effects already applied are
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
-func ReplayRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
+func ReplayRequestsWindow(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, requestsRoute, pattern.String(), window, ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
 }
 
