@@ -78,7 +78,8 @@ func TestServiceRepositoryFlow(t *testing.T) {
 	}
 	goCmd("get", "-tool", "github.com/ampyfin/ampy-bus/cmd/ampybus-gen")
 	out := goCmd("generate", "./...")
-	assert.Contains(t, out, "wrote   trades/trades.ampybus.go")
+	assert.Contains(t, out, "wrote   tradesv1/tradesv1.ampybus.go")
+	assert.Contains(t, out, "wrote   tradesv2/tradesv2.ampybus.go")
 	goCmd("mod", "tidy")
 	mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 	require.NoError(t, err)
@@ -94,10 +95,11 @@ func TestServiceRepositoryFlow(t *testing.T) {
 		}
 		return err
 	}))
-	assert.Equal(t, []string{"internal/bus/bus.ampybus.go", "internal/bus/bus.go", "internal/bus/trades/trades.ampybus.go"}, generated)
+	assert.Equal(t, []string{"internal/bus/bus.ampybus.go", "internal/bus/bus.go", "internal/bus/tradesv1/tradesv1.ampybus.go", "internal/bus/tradesv2/tradesv2.ampybus.go"}, generated)
 	for _, url := range []string{"embedded://nats", "embedded://kafka"} {
 		out := goCmd("run", ".", url)
 		assert.Contains(t, out, "received cx.staging.trades.v1.XCX.ABC t-2 1234500 seq=2 out_of_order=false dedupe_key=t-2 schema_version=1.2.0", url)
 		assert.Contains(t, out, "received cx.staging.trades.v1.XCX.ABC t-1 1234500 seq=1 out_of_order=true dedupe_key=t-1 schema_version=1.2.0", url)
+		assert.Contains(t, out, "received cx.staging.trades.v2.XCX.ABC t-9 price=123.45 schema_version=2.0.0", url)
 	}
 }

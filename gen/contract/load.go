@@ -3,6 +3,7 @@ package contract
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -198,7 +199,8 @@ var (
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
-	domainKeys    = append([]string{"version", "description", "qos", "ordering", "subtopics"}, limitKeys...)
+	domainKeys    = append([]string{"version", "versions", "description", "qos", "ordering", "subtopics"}, limitKeys...)
+	versionKeys   = append([]string{"description", "qos", "ordering", "subtopics"}, limitKeys...)
 	orderingKeys  = []string{"rule", "by"}
 	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
 	builtinLimits = limits{
@@ -244,7 +246,7 @@ func (p *parser) contract(n *yaml.Node) *Contract {
 	}
 	defaults := builtinLimits
 	if e, ok := m["defaults"]; ok {
-		p.limits(e.val, "defaults", &defaults, true)
+		p.limits(e.val, "defaults", &defaults, limitKeys)
 	}
 	if e, ok := m["domains"]; ok {
 		c.Domains = p.domains(e.val, c, defaults)
@@ -307,11 +309,7 @@ func (p *parser) qosClasses(n *yaml.Node) []*QoSClass {
 }
 
 // limits reads the inheritable settings of defaults: or a domain into l.
-func (p *parser) limits(n *yaml.Node, what string, l *limits, isDefaults bool) map[string]entry {
-	allowed := domainKeys
-	if isDefaults {
-		allowed = limitKeys
-	}
+func (p *parser) limits(n *yaml.Node, what string, l *limits, allowed []string) map[string]entry {
 	m := p.mapping(n, what, allowed, nil)
 	if e, ok := m["schema_version"]; ok {
 		if s, ok := p.semver(e.val, what+" schema_version"); ok {
@@ -480,6 +478,7 @@ func (p *parser) domains(n *yaml.Node, c *Contract, defaults limits) []*Domain {
 		return nil
 	}
 	var out []*Domain
+	keys := map[string]int{}    // domain name → line
 	seen := map[string]string{} // Go package name → domain
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -487,43 +486,83 @@ func (p *parser) domains(n *yaml.Node, c *Contract, defaults limits) []*Domain {
 		if !ok {
 			continue
 		}
-		if prev := c.domainByName(out, name); prev != nil {
-			p.errorf(k, "remove or rename one of them", "duplicate domain %q (first defined at line %d)", name, prev.Pos.Line)
+		if line, dup := keys[name]; dup {
+			p.errorf(k, "remove or rename one of them", "duplicate domain %q (first defined at line %d)", name, line)
 			continue
 		}
-		pkg := GoPackage(name)
-		if prob := goNameProblem(pkg, "package"); prob != "" {
+		keys[name] = k.Line
+		if prob := goNameProblem(GoPackage(name), "package"); prob != "" {
 			p.errorf(k, "rename the domain: its name is its Go package as well as its topic token", "domain name %q: %s", name, prob)
 			continue
 		}
-		if other, clash := seen[pkg]; clash {
-			p.errorf(k, "rename one of them", "domain %q and domain %q would both generate Go package %q", name, other, pkg)
-			continue
+		for _, d := range p.domain(k, v, name, c, defaults) {
+			if other, clash := seen[d.Package]; clash {
+				p.errorf(k, "rename one of them", "domain %q and domain %q would both generate Go package %q", name, other, d.Package)
+				continue
+			}
+			seen[d.Package] = name
+			out = append(out, d)
 		}
-		seen[pkg] = name
-		out = append(out, p.domain(k, v, name, c, defaults))
 	}
 	return out
 }
 
-func (c *Contract) domainByName(ds []*Domain, name string) *Domain {
-	for _, d := range ds {
-		if d.Name == name {
-			return d
-		}
-	}
-	return nil
-}
-
-func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limits) *Domain {
-	d := &Domain{Name: name, Pos: pos(k)}
+// domain reads one domain entry: one Domain, or one per major version when
+// it lists versions: (each in its own Go package, name plus version).
+func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limits) []*Domain {
 	what := fmt.Sprintf("domain %q", name)
 	l := defaults
-	m := p.limits(v, what, &l, false)
+	m := p.limits(v, what, &l, domainKeys)
 	if m == nil {
-		return d
+		return []*Domain{{Name: name, Pos: pos(k), Package: GoPackage(name)}}
 	}
-	p.require(v, m, what, "version", "qos", "ordering", "subtopics")
+	vs, multi := m["versions"]
+	if !multi {
+		p.require(v, m, what, "version", "qos", "ordering", "subtopics")
+		d := &Domain{Name: name, Pos: pos(k), Package: GoPackage(name)}
+		p.fillDomain(d, m, l, what, c)
+		return []*Domain{d}
+	}
+	for _, key := range []string{"version", "subtopics"} {
+		if e, ok := m[key]; ok {
+			p.errorf(e.key, "move it under each version of versions:", "%s lists versions:, so %s: belongs to each version", what, key)
+		}
+	}
+	if vs.val.Kind != yaml.MappingNode || len(vs.val.Content) == 0 {
+		p.errorf(vs.val, "write versions: as a mapping of v1:, v2:, … each with its subtopics:", "%s versions must be a non-empty mapping", what)
+		return nil
+	}
+	var out []*Domain
+	for i := 0; i+1 < len(vs.val.Content); i += 2 {
+		vk, vv := vs.val.Content[i], vs.val.Content[i+1]
+		ver, ok := p.scalar(vk, what+" version")
+		if !ok {
+			continue
+		}
+		if !versionRE.MatchString(ver) {
+			p.errorf(vk, "write v1, v2, … (the payload's major version)", "%s version %q is not a major version", what, ver)
+			continue
+		}
+		vwhat := fmt.Sprintf("domain %q %s", name, ver)
+		lv := l
+		vm := p.limits(vv, vwhat, &lv, versionKeys)
+		if vm == nil {
+			continue
+		}
+		// What a version does not say, the domain does.
+		merged := maps.Clone(m)
+		delete(merged, "versions")
+		maps.Copy(merged, vm)
+		p.require(vv, merged, vwhat, "qos", "ordering", "subtopics")
+		d := &Domain{Name: name, Version: ver, Pos: pos(vk), Package: GoPackage(name) + ver}
+		p.fillDomain(d, merged, lv, vwhat, c)
+		out = append(out, d)
+	}
+	return out
+}
+
+// fillDomain sets d from its entries m and inherited limits l.
+func (p *parser) fillDomain(d *Domain, m map[string]entry, l limits, what string, c *Contract) {
 	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
 	d.MaxInflated = cmp.Or(l.MaxInflated, 4*l.MaxPayload)
 	d.Partitions, d.Replicas, d.DedupeWindow, d.Retry = l.Partitions, l.Replicas, l.DedupeWindow, l.Retry
@@ -550,7 +589,6 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 	if e, ok := m["ordering"]; ok {
 		d.Ordering = p.ordering(e.val, d)
 	}
-	return d
 }
 
 func (p *parser) lookupQoS(n *yaml.Node, name string, c *Contract) *QoSClass {

@@ -241,3 +241,60 @@ domains:
 `), schemas)
 	require.ErrorContains(t, err, `c.yaml:8:37: ordering by "at": it is an integer sequence in cx.m.v1.Seq but a Timestamp in cx.m.v1.Time; order every subtopic of the domain by the same kind of field`)
 }
+
+// A domain lists several major versions side by side: one Domain each,
+// inheriting what the domain says, in Go packages named with the version.
+func TestVersionsSideBySide(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"v1", "v2"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "cx", "m", v), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "cx", "m", v, "m.proto"), []byte(`syntax = "proto3";
+package cx.m.`+v+`;
+option go_package = "example.com/cx/m/`+v+`;m`+v+`";
+message Trade { string k = 1; int64 seq = 2; }
+`), 0o644))
+	}
+	schemas, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: []string{dir}})
+	require.NoError(t, err)
+	src := `namespace: cx
+envs: [dev]
+qos: {fast: {latency_p99: 5ms}, slow: {latency_p99: 1s}}
+domains:
+  trades:
+    qos: fast
+    ordering: {rule: monotonic, by: seq}
+    retention: 2d
+    versions:
+      v1:
+        subtopics:
+          - {pattern: "{k}", payload: cx.m.v1.Trade, partition_key: "{k}"}
+      v2:
+        qos: slow
+        retention: 9d
+        subtopics:
+          - {pattern: "{k}", payload: cx.m.v2.Trade, partition_key: "{k}"}
+`
+	c, err := contract.Parse("c.yaml", []byte(src), schemas)
+	require.NoError(t, err)
+	require.Len(t, c.Domains, 2)
+	v1, v2 := c.DomainVersion("trades", "v1"), c.DomainVersion("trades", "v2")
+	require.NotNil(t, v1)
+	require.NotNil(t, v2)
+	assert.Equal(t, "tradesv1", v1.Package)
+	assert.Equal(t, "tradesv2", v2.Package)
+	assert.Equal(t, "fast", v1.QoS.Name)
+	assert.Equal(t, "slow", v2.QoS.Name)
+	assert.Equal(t, 48*time.Hour, v1.Retention)
+	assert.Equal(t, 9*24*time.Hour, v2.Retention)
+	assert.Equal(t, "seq", v2.Subtopics[0].OrderBy.Text)
+
+	for _, tc := range []struct{ from, to, want string }{
+		{"payload: cx.m.v2.Trade", "payload: cx.m.v1.Trade", `payload "cx.m.v1.Trade" is from package cx.m.v1, not a v2 package`},
+		{"    versions:\n", "    version: v1\n    versions:\n", `domain "trades" lists versions:, so version: belongs to each version`},
+		{"      v2:\n", "      2:\n", `c.yaml:13:7: domain "trades" version "2" is not a major version; write v1, v2, …`},
+		{"        qos: slow\n", "        qos: slow\n        version: v2\n", `unknown key "version" in domain "trades" v2`},
+	} {
+		_, err := contract.Parse("c.yaml", []byte(strings.Replace(src, tc.from, tc.to, 1)), schemas)
+		require.ErrorContains(t, err, tc.want, tc.to)
+	}
+}

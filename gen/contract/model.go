@@ -30,6 +30,16 @@ func (c *Contract) Domain(name string) *Domain {
 	return nil
 }
 
+// DomainVersion finds one major version of a domain.
+func (c *Contract) DomainVersion(name, version string) *Domain {
+	for _, d := range c.Domains {
+		if d.Name == name && d.Version == version {
+			return d
+		}
+	}
+	return nil
+}
+
 // QoSClass is a named service level that domains refer to.
 type QoSClass struct {
 	Name        string
@@ -50,9 +60,14 @@ type PublishRetry struct {
 }
 
 // Domain is one family of topics, ampy.{env}.{name}.{version}.{subtopic}.
+// A domain listed with versions: is one Domain per major version, all of
+// one Name.
 type Domain struct {
-	Name        string
-	Version     string
+	Name    string
+	Version string
+	// Package is the generated Go package: the name without underscores,
+	// plus the version when the domain has several (tradesv1, tradesv2).
+	Package     string
 	Description string
 	QoS         *QoSClass
 	Ordering    Ordering

@@ -191,3 +191,16 @@ func TestSchemaUnitsAgreeWithParsers(t *testing.T) {
 		})
 	}
 }
+
+// The JSON schema takes a domain listed with versions:, as the loader does,
+// and refuses version: beside it.
+func TestSchemaAcceptsVersions(t *testing.T) {
+	sch := compileSchema(t)
+	data, err := os.ReadFile("../../cmd/ampybus-gen/testdata/service/contract.yaml")
+	require.NoError(t, err)
+	src := string(data)
+	require.Contains(t, src, "versions:")
+	require.NoError(t, validateYAML(sch, src))
+	require.Error(t, validateYAML(sch, strings.Replace(src, "    versions:\n", "    version: v1\n    versions:\n", 1)))
+	require.Error(t, validateYAML(sch, strings.Replace(src, "      v2:\n", "      two:\n", 1)))
+}

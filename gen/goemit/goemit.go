@@ -48,7 +48,7 @@ func Generate(c *contract.Contract, o Options) (map[string][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("domain %s: %w", d.Name, err)
 		}
-		pkg := contract.GoPackage(d.Name)
+		pkg := d.Package
 		if err := render(out, path.Join(pkg, pkg+FileSuffix), f); err != nil {
 			return nil, fmt.Errorf("domain %s: %w", d.Name, err)
 		}
@@ -107,7 +107,7 @@ func rootFile(c *contract.Contract, o Options) *jen.File {
 	f.Comment("Domains lists every domain in contract order.")
 	f.Var().Id("Domains").Op("=").Index().Op("*").Qual(runtimePkg, "DomainSpec").ValuesFunc(func(g *jen.Group) {
 		for _, d := range c.Domains {
-			g.Line().Qual(o.ImportPath+"/"+contract.GoPackage(d.Name), "Domain")
+			g.Line().Qual(o.ImportPath+"/"+d.Package, "Domain")
 		}
 		g.Line()
 	})
@@ -118,7 +118,7 @@ func rootFile(c *contract.Contract, o Options) *jen.File {
 		g.Line().Id("Domains")
 		for _, d := range c.Domains {
 			if hasRoutes(d) {
-				g.Line().Qual(o.ImportPath+"/"+contract.GoPackage(d.Name), "Routes")
+				g.Line().Qual(o.ImportPath+"/"+d.Package, "Routes")
 			}
 		}
 		g.Line()
@@ -137,7 +137,7 @@ type emitter struct {
 }
 
 func domainFile(c *contract.Contract, d *contract.Domain, o Options) (*jen.File, error) {
-	pkg := contract.GoPackage(d.Name)
+	pkg := d.Package
 	e := &emitter{c: c, d: d, o: o, f: newFile(pkg, o), self: o.ImportPath + "/" + pkg}
 	e.f.PackageComment(e.packageDoc(pkg))
 	versionGuard(e.f)
@@ -279,8 +279,8 @@ func (e *emitter) domainSpec() {
 		}),
 	)
 	if dlq := e.c.Domain("dlq"); dlq != nil && d.Name != "dlq" {
-		path := e.o.ImportPath + "/" + contract.GoPackage(dlq.Name)
-		e.f.ImportName(path, contract.GoPackage(dlq.Name))
+		path := e.o.ImportPath + "/" + dlq.Package
+		e.f.ImportName(path, dlq.Package)
 		kv = append(kv, "DeadLetter", jen.Qual(path, "Domain"))
 	}
 	f.Var().Id("Domain").Op("=").Op("&").Qual(runtimePkg, "DomainSpec").Add(fields(kv...))
@@ -757,8 +757,8 @@ func (e *emitter) replayServer(s *contract.Subtopic, n names, payload jen.Code) 
 	if cd == nil || cd == e.d {
 		return
 	}
-	ctl := e.o.ImportPath + "/" + contract.GoPackage(cd.Name)
-	e.f.ImportName(ctl, contract.GoPackage(cd.Name))
+	ctl := e.o.ImportPath + "/" + cd.Package
+	e.f.ImportName(ctl, cd.Package)
 	cn := subtopicNames(cs)
 	name := "Serve" + n.V + "Replays"
 	f := e.f

@@ -361,10 +361,13 @@ func replay(ctx context.Context, e *env, args []string) error {
 			return usagef("give --subject, or --env and --domain (with --version and --subtopic to narrow)")
 		}
 		d, err := catalog.Domain(*domain)
+		if *version != "" {
+			d, err = catalog.DomainVersion(*domain, *version)
+		}
 		if err != nil {
 			return err
 		}
-		v := cmp.Or(*version, d.Version)
+		v := d.Version
 		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmp.Or(*subtopic, ">")}, ".")
 	} else if *envName != "" || *domain != "" || *version != "" || *subtopic != "" {
 		return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")

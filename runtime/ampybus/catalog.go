@@ -44,20 +44,58 @@ func (c *Catalog) Domains() []*DomainSpec { return c.domains }
 // Routes lists a domain's typed routes; a raw domain (dlq) has none.
 func (c *Catalog) Routes(d *DomainSpec) []*AnyRoute { return c.routes[d] }
 
-// Domain finds a domain by name.
+// Domain finds a domain by name; a domain with several major versions
+// needs DomainVersion.
 func (c *Catalog) Domain(name string) (*DomainSpec, error) {
-	for _, d := range c.domains {
-		if d.Name == name {
+	vs := c.versions(name)
+	switch len(vs) {
+	case 0:
+		return nil, fmt.Errorf("%w: domain %q is not in the contract; domains are %s", ErrContract, name, c.domainNames())
+	case 1:
+		return vs[0], nil
+	}
+	return nil, fmt.Errorf("%w: domain %q has versions %s: name one", ErrContract, name, versionList(vs))
+}
+
+// DomainVersion finds one major version of a domain.
+func (c *Catalog) DomainVersion(name, version string) (*DomainSpec, error) {
+	vs := c.versions(name)
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%w: domain %q is not in the contract; domains are %s", ErrContract, name, c.domainNames())
+	}
+	for _, d := range vs {
+		if d.Version == version {
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: domain %q is not in the contract; domains are %s", ErrContract, name, c.domainNames())
+	return nil, fmt.Errorf("%w: the contract has %s at %s, not %s", ErrContract, name, versionList(vs), version)
+}
+
+// versions are the domains of one name, one per major version.
+func (c *Catalog) versions(name string) []*DomainSpec {
+	var out []*DomainSpec
+	for _, d := range c.domains {
+		if d.Name == name {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func versionList(ds []*DomainSpec) string {
+	vs := make([]string, len(ds))
+	for i, d := range ds {
+		vs[i] = d.Version
+	}
+	return strings.Join(vs, " and ")
 }
 
 func (c *Catalog) domainNames() string {
-	names := make([]string, len(c.domains))
-	for i, d := range c.domains {
-		names[i] = d.Name
+	var names []string
+	for _, d := range c.domains {
+		if !slices.Contains(names, d.Name) {
+			names = append(names, d.Name)
+		}
 	}
 	return strings.Join(names, ", ")
 }
@@ -87,10 +125,11 @@ func (c *Catalog) Resolve(topic string) (Topic, error) {
 	if len(toks) < 5 {
 		return Topic{}, fmt.Errorf("%w: topic %q has no subtopic: %s", ErrContract, topic, c.example())
 	}
-	d, err := c.domainAt(topic, toks)
+	ds, err := c.domainAt(topic, toks)
 	if err != nil {
 		return Topic{}, err
 	}
+	d := ds[0] // a topic names its version: wildcards were refused above
 	for _, tok := range toks[4:] {
 		if !ValidToken(tok) {
 			return Topic{}, fmt.Errorf("%w: topic %q has an invalid token %q: tokens are printable, without wildcards or whitespace", ErrContract, topic, tok)
@@ -250,18 +289,23 @@ func (c *Catalog) ResolveSubject(subject string) (Subject, error) {
 	}
 	s := Subject{Pattern: subject, Env: toks[1]}
 	if len(toks) > 2 && toks[2] != "*" && toks[2] != ">" {
-		d, err := c.domainAt(subject, toks)
+		ds, err := c.domainAt(subject, toks)
 		if err != nil {
 			return Subject{}, err
 		}
-		s.Domains = []*DomainSpec{d}
 		if len(toks) == 3 {
-			return Subject{}, fmt.Errorf("%w: subject %q stops at the domain and matches nothing: add the version and .> (%s.%s.>)", ErrContract, subject, subject, d.Version)
+			return Subject{}, fmt.Errorf("%w: subject %q stops at the domain and matches nothing: add the version and .> (%s.%s.>)", ErrContract, subject, subject, ds[len(ds)-1].Version)
 		}
 		if len(toks) == 4 && toks[3] != ">" {
 			return Subject{}, fmt.Errorf("%w: subject %q stops at the version and matches nothing: add .> for the whole domain (%s.>)", ErrContract, subject, subject)
 		}
-		if !c.canMatch(d, toks) {
+		for _, d := range ds {
+			if c.canMatch(d, toks) {
+				s.Domains = append(s.Domains, d)
+			}
+		}
+		if len(s.Domains) == 0 {
+			d := ds[len(ds)-1]
 			return Subject{}, fmt.Errorf("%w: subject %q matches no topic the contract allows: %s%s", ErrContract, subject, c.subtopicRule(d), c.nearest(d, toks, true))
 		}
 		return s, nil
@@ -353,19 +397,22 @@ func (c *Catalog) head(s, what string) ([]string, error) {
 	return toks, nil
 }
 
-// domainAt resolves the domain and version tokens (toks[2], toks[3]).
-func (c *Catalog) domainAt(s string, toks []string) (*DomainSpec, error) {
-	d, err := c.Domain(toks[2])
-	if err != nil {
+// domainAt resolves the domain and version tokens (toks[2], toks[3]): the
+// one version named, or every version when the token is a wildcard or absent.
+func (c *Catalog) domainAt(s string, toks []string) ([]*DomainSpec, error) {
+	vs := c.versions(toks[2])
+	if len(vs) == 0 {
 		return nil, fmt.Errorf("%w: %q: domain %q is not in the contract; domains are %s", ErrContract, s, toks[2], c.domainNames())
 	}
-	if len(toks) < 4 || toks[3] == ">" {
-		return d, nil
+	if len(toks) < 4 || toks[3] == ">" || toks[3] == "*" {
+		return vs, nil
 	}
-	if toks[3] != "*" && toks[3] != d.Version {
-		return nil, fmt.Errorf("%w: %q: the contract has %s at %s, not %s", ErrContract, s, d.Name, d.Version, toks[3])
+	for _, d := range vs {
+		if d.Version == toks[3] {
+			return []*DomainSpec{d}, nil
+		}
 	}
-	return d, nil
+	return nil, fmt.Errorf("%w: %q: the contract has %s at %s, not %s", ErrContract, s, toks[2], versionList(vs), toks[3])
 }
 
 func (c *Catalog) example() string {

@@ -254,3 +254,37 @@ func subscribeOrders(ctx context.Context, b *ampybus.Bus, handled *int) (*ampybu
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// A domain with two major versions side by side: topics name one, subjects
+// may span both, and a bare domain name asks for the version.
+func TestCatalogVersionsSideBySide(t *testing.T) {
+	v1 := &ampybus.DomainSpec{Namespace: "cx", Envs: []string{"dev"}, Name: "trades", Version: "v1", Subtopics: []string{"{venue}.{symbol}"}}
+	v2 := &ampybus.DomainSpec{Namespace: "cx", Envs: []string{"dev"}, Name: "trades", Version: "v2", Subtopics: []string{"{venue}.{symbol}.{session}"}}
+	cat := ampybus.NewCatalog([]*ampybus.DomainSpec{v1, v2})
+
+	tp, err := cat.Resolve("cx.dev.trades.v2.XCX.ABC.am")
+	require.NoError(t, err)
+	assert.Same(t, v2, tp.Domain)
+	_, err = cat.Resolve("cx.dev.trades.v1.XCX.ABC.am")
+	assert.ErrorContains(t, err, "did you mean cx.dev.trades.v1.XCX.ABC?")
+	_, err = cat.Resolve("cx.dev.trades.v3.XCX.ABC")
+	assert.ErrorContains(t, err, "the contract has trades at v1 and v2, not v3")
+
+	sj, err := cat.ResolveSubject("cx.dev.trades.*.>")
+	require.NoError(t, err)
+	assert.Equal(t, []*ampybus.DomainSpec{v1, v2}, sj.Domains)
+	sj, err = cat.ResolveSubject("cx.dev.trades.*.XCX.*")
+	require.NoError(t, err)
+	assert.Equal(t, []*ampybus.DomainSpec{v1}, sj.Domains, "only v1 has two-token subtopics")
+	sj, err = cat.ResolveSubject("cx.dev.trades.v2.>")
+	require.NoError(t, err)
+	assert.Equal(t, []*ampybus.DomainSpec{v2}, sj.Domains)
+
+	_, err = cat.Domain("trades")
+	assert.ErrorContains(t, err, `domain "trades" has versions v1 and v2: name one`)
+	d, err := cat.DomainVersion("trades", "v2")
+	require.NoError(t, err)
+	assert.Same(t, v2, d)
+	_, err = cat.DomainVersion("trades", "v9")
+	assert.ErrorContains(t, err, "the contract has trades at v1 and v2, not v9")
+}

@@ -10,7 +10,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"example.com/cx/gen/cx/market/v1"
-	"example.com/cx/internal/bus/trades"
+	"example.com/cx/gen/cx/market/v2"
+	"example.com/cx/internal/bus/tradesv1"
+	"example.com/cx/internal/bus/tradesv2"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
 
@@ -29,8 +31,8 @@ func run(url string) error {
 		return err
 	}
 	defer b.Close()
-	got := make(chan *trades.Message, 2)
-	sub, err := trades.Subscribe(ctx, b, trades.All(), func(_ context.Context, m *trades.Message) error {
+	got := make(chan *tradesv1.Message, 2)
+	sub, err := tradesv1.Subscribe(ctx, b, tradesv1.All(), func(_ context.Context, m *tradesv1.Message) error {
 		got <- m
 		return nil
 	}, ampybus.Durable("cx-readers"))
@@ -38,11 +40,11 @@ func run(url string) error {
 		return err
 	}
 	defer sub.Stop()
-	pub := trades.NewPublisher(b)
+	pub := tradesv1.NewPublisher(b)
 	// Sequence 2, then 1: the second arrives out of the venue's order.
 	for _, seq := range []int64{2, 1} {
 		trade := &marketv1.Trade{Venue: "XCX", Symbol: "ABC", PriceE4: 1234500, Size: 10, At: timestamppb.Now(), TradeId: fmt.Sprintf("t-%d", seq), Seq: seq}
-		if _, err := pub.Publish(ctx, trades.MustSubtopic("XCX", "ABC"), trade); err != nil {
+		if _, err := pub.Publish(ctx, tradesv1.MustSubtopic("XCX", "ABC"), trade); err != nil {
 			return err
 		}
 	}
@@ -55,5 +57,30 @@ func run(url string) error {
 			return ctx.Err()
 		}
 	}
-	return nil
+	return roundTripV2(ctx, b)
+}
+
+// roundTripV2 publishes on the domain's second major version, beside v1.
+func roundTripV2(ctx context.Context, b *ampybus.Bus) error {
+	got := make(chan *tradesv2.Message, 1)
+	// One durable group serves one pattern: v2's readers are their own group.
+	sub, err := tradesv2.Subscribe(ctx, b, tradesv2.All(), func(_ context.Context, m *tradesv2.Message) error {
+		got <- m
+		return nil
+	}, ampybus.Durable("cx-readers-v2"))
+	if err != nil {
+		return err
+	}
+	defer sub.Stop()
+	trade := &marketv2.Trade{Venue: "XCX", Symbol: "ABC", Price: "123.45", Size: 10, At: timestamppb.Now(), TradeId: "t-9", Seq: 9}
+	if _, err := tradesv2.NewPublisher(b).Publish(ctx, tradesv2.MustSubtopic("XCX", "ABC"), trade); err != nil {
+		return err
+	}
+	select {
+	case m := <-got:
+		fmt.Printf("received %s %s price=%s schema_version=%s\n", m.Topic, m.Payload.GetTradeId(), m.Payload.GetPrice(), m.Headers.SchemaVersion)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
