@@ -2,6 +2,7 @@ package goemit_test
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
 	"os/exec"
@@ -9,13 +10,15 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
+	"github.com/ampyfin/ampy-bus/gen/protoset"
+	"github.com/ampyfin/ampy-bus/internal/scratchmod"
 	_ "github.com/ampyfin/ampy-bus/proto/ampy"
 )
 
@@ -23,25 +26,48 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 const module = "github.com/ampyfin/ampy-bus"
 
+// generate loads a contract with this repository's protos and, for a
+// golden case, its own (testdata/<case>/proto), and generates its code.
 func generate(t *testing.T, contractPath, importPath string) map[string][]byte {
 	t.Helper()
-	c, err := contract.Load(contractPath, protoregistry.GlobalFiles)
-	require.NoError(t, err)
-	files, err := goemit.Generate(c, goemit.Options{ImportPath: importPath, Source: "contract.yaml"})
+	files, err := goemit.Generate(load(t, contractPath), goemit.Options{ImportPath: importPath, Source: "contract.yaml"})
 	require.NoError(t, err)
 	return files
 }
+
+// load reads a contract against this repository's protos and its own.
+func load(t *testing.T, contractPath string) *contract.Contract {
+	t.Helper()
+	paths := []string{"../../proto"}
+	if own := filepath.Join(filepath.Dir(contractPath), "proto"); isDir(own) {
+		paths = append(paths, own)
+	}
+	schemas, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: paths})
+	require.NoError(t, err)
+	c, err := contract.Load(contractPath, schemas)
+	require.NoError(t, err)
+	return c
+}
+
+func isDir(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.IsDir()
+}
+
+// goldenModule is the module path the golden cases are generated into; the
+// compile test builds them there.
+const goldenModule = "example.com/goldens"
 
 // TestGolden compares generated code with testdata/<case>/golden; run with
 // -update to accept a change after reviewing its diff.
 func TestGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*/contract.yaml")
 	require.NoError(t, err)
-	require.NotEmpty(t, cases)
+	require.GreaterOrEqual(t, len(cases), 4, "minimal, multiversion, foreign and features, besides the shipped contract")
 	for _, c := range cases {
 		dir := filepath.Dir(c)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			files := generate(t, c, module+"/gen/goemit/"+filepath.ToSlash(dir)+"/golden")
+			files := generate(t, c, goldenModule+"/"+filepath.Base(dir))
 			golden := filepath.Join(dir, "golden")
 			if *update {
 				require.NoError(t, os.RemoveAll(golden))
@@ -53,6 +79,30 @@ func TestGolden(t *testing.T) {
 			assert.Empty(t, diff, "generated code differs from %s; review and run go test ./gen/goemit -update", golden)
 		})
 	}
+}
+
+// TestGoldenCompiles builds every golden case, with the Go code of its own
+// protos, in one scratch module that depends on this checkout, and vets it:
+// the goldens are code a team compiles, not only text. (The shipped
+// contract's output, generated/, is built with the repository.)
+func TestGoldenCompiles(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	m := scratchmod.New(ctx, t, root, goldenModule)
+	cases, err := filepath.Glob("testdata/*/contract.yaml")
+	require.NoError(t, err)
+	for _, c := range cases {
+		dir := filepath.Dir(c)
+		m.CopyDir(filepath.Join(dir, "golden"), filepath.Base(dir))
+		if own := filepath.Join(dir, "proto"); isDir(own) {
+			m.CopyDir(own, filepath.Join("protos", filepath.Base(dir)))
+			m.ProtoGo(filepath.Join("protos", filepath.Base(dir)))
+		}
+	}
+	m.Go("vet", "./...")
+	m.Go("build", "./...")
 }
 
 // TestShippedOutputCurrent is ampybus-gen check as a test: generated/ must

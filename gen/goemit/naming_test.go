@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 )
@@ -27,8 +26,7 @@ func TestGeneratedNamesDoNotMislead(t *testing.T) {
 	require.NoError(t, err)
 	for _, cp := range append(contracts, "../../contract.yaml") {
 		t.Run(cp, func(t *testing.T) {
-			c, err := contract.Load(cp, protoregistry.GlobalFiles)
-			require.NoError(t, err)
+			c := load(t, cp)
 			files := generate(t, cp, "example.com/svc/bus")
 			// Each subtopic's bare Go name, by its domain package.
 			type bare struct{ pkg, name string }
@@ -58,7 +56,7 @@ func TestGeneratedNamesDoNotMislead(t *testing.T) {
 					}
 				}
 			}
-			assert.Greater(t, n, 50)
+			assert.Greater(t, n, 20, "identifiers checked")
 		})
 	}
 }

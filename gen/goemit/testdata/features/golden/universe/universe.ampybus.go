@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ampyfin/ampy-bus/gen/goemit/testdata/minimal/golden/dlq"
+	"example.com/goldens/features/control"
+	"example.com/goldens/features/dlq"
 	universev1 "github.com/ampyfin/ampy-bus/proto/ampy/universe/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -50,16 +51,16 @@ var Domain = &ampybus.DomainSpec{
 	Ordering:      ampybus.OrderSnapshot,
 	OrderBy:       "as_of",
 	Retention:     7 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
+	MaxPayload:    512 << 10,
+	MaxInflated:   2 << 20,
+	CompressAbove: 64 << 10,
 	Partitions:    3,
 	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	DedupeWindow:  5 * time.Minute,
 	Retry: ampybus.RetryPolicy{
-		MaxAttempts: 5,
-		Backoff:     100 * time.Millisecond,
-		MaxBackoff:  30 * time.Second,
+		MaxAttempts: 4,
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  5 * time.Second,
 	},
 	Subtopics:  []string{"{universe_id}"},
 	DeadLetter: dlq.Domain,
@@ -68,7 +69,7 @@ var Domain = &ampybus.DomainSpec{
 // Schema of the UniverseSnapshot payload carried on ampy.{env}.universe.v1.{universe_id}.
 const (
 	SchemaFQDN    = "ampy.universe.v1.UniverseSnapshot"
-	SchemaVersion = "1.0.0"
+	SchemaVersion = "1.1.0"
 	// The hash covers the compiled descriptor of the payload and every type it uses.
 	SchemaHash = "sha256:36ac2aea0449315400b12cdb7df67e2e50c0208c179f6eebf885330475738bb9"
 )
@@ -229,6 +230,21 @@ func Subscribe(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, 
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func Replay(ctx context.Context, b *ampybus.Bus, pattern Pattern, window ampybus.ReplayWindow, h Handler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, route, pattern.String(), window, ampybus.Handler[Subtopic, *universev1.UniverseSnapshot](h), opts...)
+}
+
+// ServeReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns UniverseSnapshot messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeReplays(ctx context.Context, b *ampybus.Bus, pattern Pattern, h Handler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, Spec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := Replay(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }
 
 // Snapshot returns the latest UniverseSnapshot for one partition key on ampy.{env}.universe.v1.{universe_id},

@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ampyfin/ampy-bus/gen/goemit/testdata/minimal/golden/dlq"
+	"example.com/goldens/features/control"
+	"example.com/goldens/features/dlq"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -43,22 +44,22 @@ var Domain = &ampybus.DomainSpec{
 	QoS:        "critical",
 	LatencyP99: 50 * time.Millisecond,
 	PublishRetry: ampybus.PublishRetry{
-		Backoff:     50 * time.Millisecond,
-		MaxBackoff:  1 * time.Second,
-		GiveUpAfter: 10 * time.Second,
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  2 * time.Second,
+		GiveUpAfter: 30 * time.Second,
 	},
 	Ordering:      ampybus.OrderCausal,
 	Retention:     400 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
+	MaxPayload:    512 << 10,
+	MaxInflated:   2 << 20,
+	CompressAbove: 64 << 10,
 	Partitions:    6,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Replicas:      3,
+	DedupeWindow:  5 * time.Minute,
 	Retry: ampybus.RetryPolicy{
-		MaxAttempts: 5,
-		Backoff:     100 * time.Millisecond,
-		MaxBackoff:  30 * time.Second,
+		MaxAttempts: 4,
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  5 * time.Second,
 	},
 	Subtopics:  []string{"requests"},
 	DeadLetter: dlq.Domain,
@@ -67,7 +68,7 @@ var Domain = &ampybus.DomainSpec{
 // Schema of the OrderRequest payload carried on ampy.{env}.orders.v1.requests.
 const (
 	RequestsSchemaFQDN    = "ampy.orders.v1.OrderRequest"
-	RequestsSchemaVersion = "1.0.0"
+	RequestsSchemaVersion = "1.3.0"
 	// The hash covers the compiled descriptor of the payload and every type it uses.
 	RequestsSchemaHash = "sha256:9ebee87e0eb7b87c453dda8e5bf13450753721a8760eacf9158aaf79199689e0"
 )
@@ -84,7 +85,7 @@ var RequestsSpec = &ampybus.SubtopicSpec{
 		Hash:    RequestsSchemaHash,
 	},
 	PartitionKey: "{client_order_id}",
-	DedupeKey:    "{client_order_id}|{side}|{tif}",
+	DedupeKey:    "{client_order_id}|{side}|{tif}|{created_at}",
 }
 
 // RequestsSubtopic is a validated requests subtopic. Build it with NewRequestsSubtopic; the zero value
@@ -138,14 +139,17 @@ func AllRequests() RequestsPattern {
 
 // requestsKeys derives the keys of a OrderRequest message as the contract says:
 // partition_key {client_order_id}
-// dedupe_key {client_order_id}|{side}|{tif}
+// dedupe_key {client_order_id}|{side}|{tif}|{created_at}
 func requestsKeys(s RequestsSubtopic, m *ordersv1.OrderRequest) (ampybus.Keys, error) {
 	if m.GetClientOrderId() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {client_order_id} needs payload field client_order_id, which is empty", ampybus.ErrContract)
 	}
+	if m.GetCreatedAt() == nil {
+		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {client_order_id}|{side}|{tif}|{created_at} needs payload field created_at, which is unset", ampybus.ErrContract)
+	}
 	return ampybus.Keys{
 		Partition: m.GetClientOrderId(),
-		Dedupe:    m.GetClientOrderId() + "|" + m.GetSide().String() + "|" + m.GetTif().String(),
+		Dedupe:    m.GetClientOrderId() + "|" + m.GetSide().String() + "|" + m.GetTif().String() + "|" + m.GetCreatedAt().AsTime().Format(time.RFC3339Nano),
 	}, nil
 }
 
@@ -168,7 +172,7 @@ func NewRequestsPublisher(b *ampybus.Bus) *RequestsPublisher {
 	return &RequestsPublisher{pub: ampybus.NewPublisher(b, requestsRoute)}
 }
 
-// Publish sends msg with partition_key {client_order_id} and dedupe_key {client_order_id}|{side}|{tif} and waits until the broker
+// Publish sends msg with partition_key {client_order_id} and dedupe_key {client_order_id}|{side}|{tif}|{created_at} and waits until the broker
 // has stored it. A payload that breaks the contract fails with ampybus.ErrContract
 // and nothing is published.
 func (p *RequestsPublisher) Publish(ctx context.Context, subtopic RequestsSubtopic, msg *ordersv1.OrderRequest, opts ...ampybus.PublishOption) (ampybus.PublishResult, error) {
@@ -203,6 +207,21 @@ func SubscribeRequests(ctx context.Context, b *ampybus.Bus, pattern RequestsPatt
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayRequestsWindow(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, window ampybus.ReplayWindow, h RequestsHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, requestsRoute, pattern.String(), window, ampybus.Handler[RequestsSubtopic, *ordersv1.OrderRequest](h), opts...)
+}
+
+// ServeRequestsReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns OrderRequest messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServeRequestsReplays(ctx context.Context, b *ampybus.Bus, pattern RequestsPattern, h RequestsHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, RequestsSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayRequestsWindow(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }
 
 // Routes are the domain's subtopics with their Go types erased, for tools that take

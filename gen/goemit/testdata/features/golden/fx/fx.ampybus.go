@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ampyfin/ampy-bus/gen/goemit/testdata/minimal/golden/dlq"
+	"example.com/goldens/features/control"
+	"example.com/goldens/features/dlq"
 	fxv1 "github.com/ampyfin/ampy-bus/proto/ampy/fx/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -43,23 +44,23 @@ var Domain = &ampybus.DomainSpec{
 	QoS:        "critical",
 	LatencyP99: 50 * time.Millisecond,
 	PublishRetry: ampybus.PublishRetry{
-		Backoff:     50 * time.Millisecond,
-		MaxBackoff:  1 * time.Second,
-		GiveUpAfter: 10 * time.Second,
+		Backoff:     100 * time.Millisecond,
+		MaxBackoff:  2 * time.Second,
+		GiveUpAfter: 30 * time.Second,
 	},
 	Ordering:      ampybus.OrderLatestWins,
 	OrderBy:       "as_of",
 	Retention:     7 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
+	MaxPayload:    512 << 10,
+	MaxInflated:   2 << 20,
+	CompressAbove: 64 << 10,
 	Partitions:    3,
 	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	DedupeWindow:  5 * time.Minute,
 	Retry: ampybus.RetryPolicy{
-		MaxAttempts: 5,
-		Backoff:     100 * time.Millisecond,
-		MaxBackoff:  30 * time.Second,
+		MaxAttempts: 4,
+		Backoff:     50 * time.Millisecond,
+		MaxBackoff:  5 * time.Second,
 	},
 	Subtopics:  []string{"{base}.{quote}"},
 	DeadLetter: dlq.Domain,
@@ -68,7 +69,7 @@ var Domain = &ampybus.DomainSpec{
 // Schema of the FxRate payload carried on ampy.{env}.fx.v1.{base}.{quote}.
 const (
 	PairSchemaFQDN    = "ampy.fx.v1.FxRate"
-	PairSchemaVersion = "1.0.0"
+	PairSchemaVersion = "1.1.0"
 	// The hash covers the compiled descriptor of the payload and every type it uses.
 	PairSchemaHash = "sha256:5fbf3118a8c451eff77dd579b2fefb8176380405f3e7bdacc080d7de3bbf24fd"
 )
@@ -262,6 +263,21 @@ func SubscribePair(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h P
 // not applied twice. Messages carry the window's RequestID as ReplayRequestID.
 func ReplayPairWindow(ctx context.Context, b *ampybus.Bus, pattern PairPattern, window ampybus.ReplayWindow, h PairHandler, opts ...ampybus.SubscribeOption) (ampybus.Stats, error) {
 	return ampybus.Replay(ctx, b, pairRoute, pattern.String(), window, ampybus.Handler[PairSubtopic, *fxv1.FxRate](h), opts...)
+}
+
+// ServePairReplays replays, through h, each ReplayRequest posted on ampy.{env}.control.v1.replay_requests
+// that concerns FxRate messages matching pattern, until ctx ends. Pass the live
+// subscription's options (its ampybus.Durable group and ampybus.Dedupe store) so a
+// replay applies only what is missing; each group serves each request once.
+func ServePairReplays(ctx context.Context, b *ampybus.Bus, pattern PairPattern, h PairHandler, opts ...ampybus.SubscribeOption) (*ampybus.Subscription, error) {
+	return control.SubscribeReplayRequests(ctx, b, control.AllReplayRequests(), func(ctx context.Context, m *control.ReplayRequestsMessage) error {
+		w, ok := ampybus.ReplayFor(b, PairSpec, m.Payload)
+		if !ok {
+			return nil
+		}
+		_, err := ReplayPairWindow(ctx, b, pattern, w, h, opts...)
+		return err
+	}, ampybus.ReplayServerOptions(opts...)...)
 }
 
 // SnapshotPair returns the latest FxRate for one partition key on ampy.{env}.fx.v1.{base}.{quote},
