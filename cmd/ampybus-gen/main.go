@@ -27,6 +27,7 @@ import (
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
+	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -99,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if cmd == "generate" {
-		r, err := goemit.Write(o.out, files)
+		r, err := output.Write(o.out, files)
 		if err != nil {
 			fmt.Fprintf(stderr, "ampybus-gen: write %s: %v\n", o.out, err)
 			return 1
@@ -113,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "ampybus-gen: %s from %s: %d written, %d removed, %d unchanged\n", o.out, o.contract, len(r.Written), len(r.Removed), r.Unchanged)
 		return 0
 	}
-	diff, err := goemit.Check(o.out, files)
+	diff, err := output.Check(o.out, files)
 	if err != nil {
 		fmt.Fprintf(stderr, "ampybus-gen: check %s: %v\n", o.out, err)
 		return 1
@@ -170,6 +171,8 @@ func moduleVersion() string {
 	return "(devel)"
 }
 
+// generate loads the contract and its schemas and runs the emitters; each
+// writes below -out (Go packages today).
 func generate(o *options) (map[string][]byte, error) {
 	schemas, err := protoset.Load(context.Background(), o.schemas)
 	if err != nil {
@@ -185,5 +188,19 @@ func generate(o *options) (map[string][]byte, error) {
 			return nil, fmt.Errorf("ampybus-gen: %w", err)
 		}
 	}
-	return goemit.Generate(c, goemit.Options{ImportPath: importPath, Source: filepath.Base(o.contract)})
+	emitters := []output.Emitter{goemit.Emitter{Options: goemit.Options{ImportPath: importPath, Source: filepath.Base(o.contract)}}}
+	files := map[string][]byte{}
+	for _, em := range emitters {
+		out, err := em.Emit(c)
+		if err != nil {
+			return nil, fmt.Errorf("ampybus-gen: %s output: %w", em.Name(), err)
+		}
+		for name, data := range out {
+			if _, dup := files[name]; dup {
+				return nil, fmt.Errorf("ampybus-gen: %s output: %s is written by another output too", em.Name(), name)
+			}
+			files[name] = data
+		}
+	}
+	return files, nil
 }

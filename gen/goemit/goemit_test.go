@@ -17,6 +17,7 @@ import (
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
+	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/internal/scratchmod"
 	_ "github.com/ampyfin/ampy-bus/proto/ampy"
@@ -71,10 +72,10 @@ func TestGolden(t *testing.T) {
 			golden := filepath.Join(dir, "golden")
 			if *update {
 				require.NoError(t, os.RemoveAll(golden))
-				_, err := goemit.Write(golden, files)
+				_, err := output.Write(golden, files)
 				require.NoError(t, err)
 			}
-			diff, err := goemit.Check(golden, files)
+			diff, err := output.Check(golden, files)
 			require.NoError(t, err)
 			assert.Empty(t, diff, "generated code differs from %s; review and run go test ./gen/goemit -update", golden)
 		})
@@ -109,7 +110,7 @@ func TestGoldenCompiles(t *testing.T) {
 // match contract.yaml.
 func TestShippedOutputCurrent(t *testing.T) {
 	files := generate(t, "../../contract.yaml", module+"/generated")
-	diff, err := goemit.Check("../../generated", files)
+	diff, err := output.Check("../../generated", files)
 	require.NoError(t, err)
 	assert.Empty(t, diff, "generated/ is stale: run make generate")
 	assert.Len(t, files, 15, "14 domain packages and the root package")
@@ -139,7 +140,7 @@ func TestOutputCompiles(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	files := generate(t, "testdata/minimal/contract.yaml", module+"/gen/goemit/"+filepath.Base(dir))
-	_, err = goemit.Write(dir, files)
+	_, err = output.Write(dir, files)
 	require.NoError(t, err)
 	out, err := exec.Command("go", "vet", "./"+filepath.Base(dir)+"/...").CombinedOutput()
 	require.NoError(t, err, "generated code does not build:\n%s", out)
@@ -155,12 +156,12 @@ func TestWriteRemovesOnlyStaleGeneratedFiles(t *testing.T) {
 	require.NoError(t, os.WriteFile(stale, []byte(goemit.Marker+"\npackage old\n"), 0o644))
 	require.NoError(t, os.WriteFile(mine, []byte("package a\n"), 0o644))
 
-	diff, err := goemit.Check(dir, files)
+	diff, err := output.Check(dir, files)
 	require.NoError(t, err)
 	assert.Contains(t, diff, "--- /dev/null\n+++ b/a/a.ampybus.go")
 	assert.Contains(t, diff, "--- a/old/old.ampybus.go\n+++ /dev/null")
 
-	_, err = goemit.Write(dir, files)
+	_, err = output.Write(dir, files)
 	require.NoError(t, err)
 	var left []string
 	require.NoError(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
@@ -175,7 +176,7 @@ func TestWriteRemovesOnlyStaleGeneratedFiles(t *testing.T) {
 	_, err = os.Stat(filepath.Dir(stale))
 	assert.True(t, os.IsNotExist(err), "the emptied directory is removed")
 
-	diff, err = goemit.Check(dir, files)
+	diff, err = output.Check(dir, files)
 	require.NoError(t, err)
 	assert.Empty(t, diff)
 }
