@@ -50,9 +50,9 @@ fmt:
 generate:
 	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated
 
-## proto: regenerate the payload Go code (needs protoc: apt-get install protobuf-compiler)
+## proto: regenerate the payload Go code, protoc-free (the .proto files are compiled in process)
 proto:
-	bash proto/generate.sh
+	$(GO) run proto/generate.go
 
 ## bench: typed publish vs raw nats.go and raw franz-go, sync and async, in one run
 bench:
