@@ -80,8 +80,8 @@ var bomb = sync.OnceValue(func() []byte {
 
 // hostileCase is one way a raw client gets a record wrong.
 type hostileCase struct {
-	name   string
-	break_ func(r *hostileRecord, blobs *blobFixture)
+	name    string
+	corrupt func(r *hostileRecord, blobs *blobFixture)
 	// reason is what the dead letter's dlq_reason must contain.
 	reason string
 	// offContract cases name a topic outside the contract's shapes: a
@@ -108,14 +108,14 @@ func (b *blobFixture) point(r *hostileRecord, ref, hash string, size int) {
 
 func hostileCases() []hostileCase {
 	missing := func(h string) hostileCase {
-		return hostileCase{name: "missing " + h, break_: func(r *hostileRecord, _ *blobFixture) { r.del(h) },
+		return hostileCase{name: "missing " + h, corrupt: func(r *hostileRecord, _ *blobFixture) { r.del(h) },
 			reason: "contract_violation: header " + h + ": missing"}
 	}
 	value := func(name, h, v, reason string) hostileCase {
-		return hostileCase{name: name, break_: func(r *hostileRecord, _ *blobFixture) { r.set(h, v) }, reason: reason}
+		return hostileCase{name: name, corrupt: func(r *hostileRecord, _ *blobFixture) { r.set(h, v) }, reason: reason}
 	}
 	payload := func(name string, p []byte, reason string) hostileCase {
-		return hostileCase{name: name, break_: func(r *hostileRecord, _ *blobFixture) { r.Payload = p }, reason: reason}
+		return hostileCase{name: name, corrupt: func(r *hostileRecord, _ *blobFixture) { r.Payload = p }, reason: reason}
 	}
 	good, _ := proto.Marshal(bar("AAPL", 1))
 	wrongType, _ := proto.Marshal(order("co_1", 1))
@@ -129,9 +129,9 @@ func hostileCases() []hostileCase {
 		missing(envelope.HeaderSource),
 		missing(envelope.HeaderRunID),
 		missing(envelope.HeaderPartitionKey),
-		{name: "missing traceparent", break_: func(r *hostileRecord, _ *blobFixture) { r.del(envelope.HeaderTraceparent) },
+		{name: "missing traceparent", corrupt: func(r *hostileRecord, _ *blobFixture) { r.del(envelope.HeaderTraceparent) },
 			reason: "contract_violation: header traceparent"},
-		{name: "no headers at all", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "no headers at all", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Headers = []envelope.Field{{Key: headerCase, Value: "no headers at all"}}
 		}, reason: "contract_violation: header message_id: missing"},
 		value("message_id not a UUID", envelope.HeaderMessageID, "order-1", "header message_id=\"order-1\": not a UUID"),
@@ -144,7 +144,7 @@ func hostileCases() []hostileCase {
 		value("retry_count not a number", envelope.HeaderRetryCount, "many", "header retry_count=\"many\": not a non-negative integer"),
 		value("content_encoding unknown", envelope.HeaderContentEncoding, "br", "header content_encoding=\"br\": only gzip is supported"),
 		value("blob_size not a number", envelope.HeaderBlobSize, "big", "header blob_size=\"big\": not a non-negative integer"),
-		{name: "legacy trace_id malformed", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "legacy trace_id malformed", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.del(envelope.HeaderTraceparent)
 			r.set(envelope.HeaderTraceID, "not-hex")
 		}, reason: "header trace_id=\"not-hex\""},
@@ -153,87 +153,87 @@ func hostileCases() []hostileCase {
 		value("schema_version of another major", envelope.HeaderSchemaVersion, "2.0.0", "schema_mismatch: schema_version 2.0.0 is major 2"),
 		value("schema_version not semver", envelope.HeaderSchemaVersion, "1.0", "contract_violation: schema_version \"1.0\" is not MAJOR.MINOR.PATCH"),
 		value("content_type JSON", envelope.HeaderContentType, "application/json", "schema_mismatch: content_type application/json"),
-		{name: "partition_key not the payload's", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "partition_key not the payload's", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.set(envelope.HeaderPartitionKey, "XNAS.MSFT")
 			r.KafkaKey = "XNAS.MSFT" // the record key agrees with the lie
 		}, reason: "contract_violation: partition_key \"XNAS.MSFT\", but the contract derives \"XNAS.AAPL\""},
 		value("dedupe_key where the contract has none", envelope.HeaderDedupeKey, "fill-1", "contract_violation: dedupe_key \"fill-1\", but the contract derives none"),
-		{name: "partition_key twice", break_: func(r *hostileRecord, _ *blobFixture) { r.add(envelope.HeaderPartitionKey, "XNAS.MSFT") },
+		{name: "partition_key twice", corrupt: func(r *hostileRecord, _ *blobFixture) { r.add(envelope.HeaderPartitionKey, "XNAS.MSFT") },
 			reason: "header partition_key: appears 2 times"},
 		payload("payload garbage", []byte("\xff\xfe\xfd not protobuf \x00\x01"), "decode_error: "),
 		payload("payload truncated", good[:len(good)-3], "decode_error: "),
 		payload("payload of another message type", wrongType, "decode_error: "),
-		{name: "gzip bomb", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "gzip bomb", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Payload = bomb()
 			r.set(envelope.HeaderContentEncoding, envelope.EncodingGzip)
 		}, reason: "decompression_limit: "},
-		{name: "gzip bomb with a lying trailer", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "gzip bomb with a lying trailer", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Payload = bytes.Clone(bomb())
 			binary.LittleEndian.PutUint32(r.Payload[len(r.Payload)-4:], 100)
 			r.set(envelope.HeaderContentEncoding, envelope.EncodingGzip)
 		}, reason: "decompression_limit: "},
-		{name: "gzip claimed, not gzip", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "gzip claimed, not gzip", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.set(envelope.HeaderContentEncoding, envelope.EncodingGzip)
 		}, reason: "decode_error: gzip: "},
-		{name: "gzip truncated", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "gzip truncated", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.gzipped(good)
 			r.Payload = r.Payload[:len(r.Payload)/2]
 		}, reason: "decode_error: gzip: "},
-		{name: "gzip of garbage", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "gzip of garbage", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.gzipped([]byte("\xff\xfe\xfd not protobuf"))
 		}, reason: "decode_error: "},
-		{name: "blob pointer to nowhere", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob pointer to nowhere", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, "file://"+filepath.Join(b.dir, strings.Repeat("0", 64)), b.hash, len(b.data))
 		}, reason: "blob_error: get blob"},
-		{name: "blob pointer outside the store", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob pointer outside the store", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, "file:///etc/passwd", b.hash, len(b.data))
 		}, reason: "blob_error: get blob \"file:///etc/passwd\": invalid blob reference: outside the store"},
-		{name: "blob pointer climbing out of the store", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob pointer climbing out of the store", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, "file://"+b.dir+"/../"+filepath.Base(b.dir)+"/../secret", b.hash, len(b.data))
 		}, reason: "blob_error: get blob"},
-		{name: "blob pointer of another scheme", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob pointer of another scheme", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, "s3://bucket/key", b.hash, len(b.data))
 		}, reason: "blob_error: get blob \"s3://bucket/key\": invalid blob reference"},
-		{name: "blob pointer without its hash", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob pointer without its hash", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, b.ref, b.hash, len(b.data))
 			r.del(envelope.HeaderBlobHash)
 		}, reason: "blob_ref, blob_hash and blob_size go together"},
-		{name: "blob size lies", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob size lies", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, b.ref, b.hash, len(b.data)-1)
 		}, reason: "blob_hash_mismatch: "},
-		{name: "blob hash lies", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob hash lies", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, b.ref, blob.Hash([]byte("other")), len(b.data))
 		}, reason: "blob_hash_mismatch: "},
-		{name: "blob size negative", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob size negative", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, b.ref, b.hash, -5)
 		}, reason: "header blob_size=\"-5\": not a non-negative integer"},
-		{name: "blob size over max_inflated", break_: func(r *hostileRecord, b *blobFixture) {
+		{name: "blob size over max_inflated", corrupt: func(r *hostileRecord, b *blobFixture) {
 			b.point(r, b.ref, b.hash, 1<<40)
 		}, reason: "blob_error: blob_size 1099511627776 is over the domain's max_inflated"},
-		{name: "header flood", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "header flood", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			for i := range 2000 {
 				r.add("x-flood-"+strconv.Itoa(i), "1")
 			}
 		}, reason: "headers, over the limit of 64"},
-		{name: "32 KiB of headers", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "32 KiB of headers", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.add("x-big", strings.Repeat("a", 32<<10))
 		}, reason: "bytes of header keys and values, over the limit of 16384"},
-		{name: "subtopic with an extra token", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "subtopic with an extra token", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Topic += ".extra"
 		}, reason: "contract_violation: ", offContract: true},
-		{name: "no subtopic", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "no subtopic", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Topic = strings.TrimSuffix(r.Topic, ".XNAS.AAPL")
 		}, reason: "header subtopic: missing", offContract: true},
-		{name: "record key differs from partition_key", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "record key differs from partition_key", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.KafkaKey = "XNAS.MSFT"
 		}, reason: "header record key=\"XNAS.MSFT\": differs from partition_key \"XNAS.AAPL\"", only: "kafka"},
-		{name: "subtopic header twice", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "subtopic header twice", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.add(kafkabinding.HeaderSubtopic, "XNAS.MSFT")
 		}, reason: "header subtopic: appears 2 times", only: "kafka"},
-		{name: "subtopic header with a wildcard", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "subtopic header with a wildcard", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Topic = strings.TrimSuffix(r.Topic, "AAPL") + "*"
 		}, reason: "contract_violation: ", only: "kafka"},
-		{name: "subtopic header with an empty token", break_: func(r *hostileRecord, _ *blobFixture) {
+		{name: "subtopic header with an empty token", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Topic = strings.TrimSuffix(r.Topic, "AAPL")
 		}, reason: "contract_violation: ", only: "kafka"},
 	}
@@ -283,7 +283,7 @@ func testHostileWire(t *testing.T, s *suite) {
 			Extra: map[string]string{headerCase: c.name},
 		}
 		r.Headers = h.Fields()
-		c.break_(r, blobs)
+		c.corrupt(r, blobs)
 		err := wire.Write(ctx, r.WireRecord)
 		if c.offContract && s.binding.RefusesOffContract {
 			assert.Error(t, err, "%s: the broker stores a topic outside the contract", c.name)
