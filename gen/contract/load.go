@@ -76,7 +76,8 @@ type parser struct {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (p *parser) yamlError(err error) *Error {
-	e := &Error{File: p.file, Problem: "not valid YAML: " + err.Error(), Fix: "fix the YAML syntax (indentation, quoting) at that line"}
+	// yaml.v3 names no line for a problem on the first line (its line 0).
+	e := &Error{File: p.file, Pos: Pos{Line: 1}, Problem: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Fix: "fix the YAML syntax (indentation, quoting) at that line"}
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		// yaml.v3 numbers parser errors ("did not find expected …") from 0 and

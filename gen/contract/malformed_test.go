@@ -69,6 +69,7 @@ var malformed = []malformedCase{
 		`c.yaml:16:25: subtopic "requests" of domain "orders" schema_version "1.0" is not a semantic version; write MAJOR.MINOR.PATCH, e.g. 1.0.0`},
 	{"yaml syntax", "envs: [dev, prod]", "envs: [dev, prod",
 		`c.yaml:2: not valid YAML: did not find expected ',' or ']'; fix the YAML syntax (indentation, quoting) at that line`},
+	{name: "a YAML directive on the first line", want: `c.yaml:1: not valid YAML: could not find expected directive name; fix the YAML syntax (indentation, quoting) at that line`, to: "%\n"},
 	{name: "binary garbage", want: `c.yaml:1:1: control character 0x00: the file holds binary data, not YAML text; point the generator at the contract's YAML file`, to: "\x00\x01\x02garbage\xff"},
 	{name: "NUL inside a value", want: `c.yaml:1:14: control character 0x00: the file holds binary data, not YAML text; point the generator at the contract's YAML file`, from: "namespace: ampy", to: "namespace: am\x00py"},
 	{name: "not UTF-8", want: `c.yaml:1:15: byte 0xff is not UTF-8 text; save the contract as UTF-8`, from: "namespace: ampy", to: "namespace: amp\xff"},
