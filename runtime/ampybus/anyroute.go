@@ -78,6 +78,35 @@ func Erase[S Subtopic, P proto.Message](r *Route[S, P]) *AnyRoute {
 	return ar
 }
 
+// NewAnyRoute builds a route from functions rather than generated types:
+// tools that read a contract at run time (ampybusctl --contract) interpret
+// its rules over dynamic messages. parse checks a subtopic against the
+// pattern; keys derives the contract's keys; orderTime, when the domain
+// orders by a field, reads it (nil otherwise).
+func NewAnyRoute(spec *SubtopicSpec, newPayload func() proto.Message, parse func(subtopic string) error,
+	keys func(subtopic string, p proto.Message) (Keys, error), orderTime func(proto.Message) time.Time) *AnyRoute {
+	return &AnyRoute{Spec: spec, newPayload: newPayload, route: &Route[RawSubtopic, proto.Message]{
+		Spec: spec,
+		Parse: func(s string) (RawSubtopic, error) {
+			if err := parse(s); err != nil {
+				return "", err
+			}
+			return RawSubtopic(s), nil
+		},
+		Keys:      func(s RawSubtopic, p proto.Message) (Keys, error) { return keys(string(s), p) },
+		OrderTime: orderTime,
+	}}
+}
+
+// OrderTime is the point on the domain's ordering axis the contract reads
+// from p; zero when the domain orders by no field or p carries none.
+func (r *AnyRoute) OrderTime(p proto.Message) time.Time {
+	if r.route.OrderTime == nil {
+		return time.Time{}
+	}
+	return r.route.OrderTime(p)
+}
+
 // NewPayload returns an empty payload of the route's schema.
 func (r *AnyRoute) NewPayload() proto.Message { return r.newPayload() }
 
