@@ -19,6 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/dynamic"
+	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
@@ -495,4 +498,99 @@ func TestNATSAuthFlags(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	assert.Equal(t, "ampybusctl (devel) (runtime "+ampybus.Version+")\n", ok(t, nil, "version"))
+}
+
+// ampybusctl serves another team's bus: its contract and protos read at run
+// time (--contract, --proto_path, or the environment), every command on
+// both transports, the built binary run as a subprocess.
+func TestForeignContract(t *testing.T) {
+	contractFile, err := filepath.Abs("testdata/foreign/contract.yaml")
+	require.NoError(t, err)
+	protos, err := filepath.Abs("../ampybus-gen/testdata/service/proto")
+	require.NoError(t, err)
+	for name, url := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := []string{"AMPYBUS_URL=" + url, "AMPYBUS_CONTRACT=" + contractFile, "AMPYBUS_PROTO_PATH=" + protos}
+			who := []string{"--producer", "cx-feed@host-1", "--source", "cx-feed"}
+
+			out := ok(t, env, "list-topics", "--env", "dev")
+			assert.Regexp(t, `(?m)^cx\.dev\.trades\.v1\s+no`, out)
+			assert.Regexp(t, `(?m)^cx\.dev\.trades\.v2\s+no`, out)
+			ok(t, env, "ensure-topic", "--topic", "cx.dev.trades.v2")
+			out = ok(t, env, "describe-topic", "--topic", "cx.dev.trades.v2")
+			assert.Contains(t, out, "carries cx.market.v2.Trade 2.0.0")
+
+			out = ok(t, env, append([]string{"pub", "--topic", "cx.dev.trades.v1.XCX.ABC", "--payload", `{"venue":"XCX","symbol":"ABC","trade_id":"t-1","seq":"7","price_e4":"1234500"}`}, who...)...)
+			assert.Contains(t, out, "partition_key XCX.ABC")
+			out = ok(t, env, append([]string{"pub-empty", "--topic", "cx.dev.trades.v2.XCX.ABC", "--pk", "XCX.ABC"}, who...)...)
+			assert.Regexp(t, `^published cx.dev.trades.v2.XCX.ABC .* partition_key XCX.ABC`, out)
+			out = ok(t, env, "consume", "--topic", "cx.dev.trades.v1.XCX.ABC", "--max", "10", "--decode")
+			assert.Contains(t, out, "schema_fqdn         cx.market.v1.Trade")
+			assert.Contains(t, out, `"trade_id": "t-1"`)
+			out = ok(t, env, "sub", "--subject", "cx.dev.trades.*.>", "--from", "first", "--max", "2")
+			assert.Contains(t, out, "── cx.dev.trades.v1.XCX.ABC")
+			assert.Contains(t, out, "── cx.dev.trades.v2.XCX.ABC")
+
+			// A poison message goes to cx's DLQ through a consumer of the
+			// run-time catalog; the CLI inspects and redrives it.
+			out = ok(t, env, append([]string{"poison", "--topic", "cx.dev.trades.v1.XCX.ABC", "--pk", "XCX.ABC"}, who...)...)
+			assert.Contains(t, out, "cx.dev.dlq.v1.trades")
+			deadLetterForeign(t, url, contractFile, protos)
+			dump := t.TempDir()
+			out = ok(t, env, "dlq-inspect", "--subject", "cx.dev.dlq.v1.>", "--max", "10", "--decode", "--outdir", dump)
+			assert.Contains(t, out, "dlq_original_topic  cx.dev.trades.v1.XCX.ABC")
+			dumped, _ := filepath.Glob(filepath.Join(dump, "*.json"))
+			require.Len(t, dumped, 1)
+			r := ctl(t, []string{"AMPYBUS_CONTRACT=" + contractFile, "AMPYBUS_PROTO_PATH=" + protos}, "validate-fixture", "--file", dumped[0])
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stdout, "does not decode as cx.market.v1.Trade")
+			out = ok(t, env, "dlq-redrive", "--subject", "cx.dev.dlq.v1.>", "--max", "5")
+			assert.Regexp(t, `redriven cx.dev.dlq.v1.trades seq \d+ → cx.dev.trades.v1.XCX.ABC seq \d+`, out)
+
+			out = ok(t, env, append([]string{"bench-pub", "--topic", "cx.dev.trades.v1.XCX.ABC", "--pk", "XCX.ABC", "--count", "50", "--concurrency", "2", "--size", "64"}, who...)...)
+			assert.Contains(t, out, "Published 50 messages")
+
+			// replay counts its window; this contract has no control topic to post on.
+			from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+			out = ok(t, env, "replay", "--subject", "cx.dev.trades.v1.>", "--start", from, "--end", to, "--reason", "gap", "--dry-run")
+			assert.Contains(t, out, "on 1 key(s)")
+			r = ctl(t, env, "replay", "--subject", "cx.dev.trades.v1.>", "--start", from, "--end", to, "--reason", "gap")
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, "the contract has no control subtopic carrying ampy.control.v1.ReplayRequest")
+
+			// The flags do what the environment does; the built-in contract
+			// knows nothing of cx.
+			r = ctl(t, []string{"AMPYBUS_URL=" + url}, "describe-topic", "--topic", "cx.dev.trades.v1", "--contract", contractFile, "--proto_path", protos)
+			assert.Equal(t, 0, r.code, r.stderr)
+			r = ctl(t, []string{"AMPYBUS_URL=" + url}, "describe-topic", "--topic", "cx.dev.trades.v1")
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, `subject "cx.dev.trades.v1.>" is outside the contract`)
+			r = ctl(t, env, "fixtures", "--out", t.TempDir())
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, "fixtures builds this repository's golden set")
+		})
+	}
+}
+
+// deadLetterForeign runs a consumer of the foreign contract's v1 trades,
+// read at run time, until it has dead-lettered one message.
+func deadLetterForeign(t *testing.T, url, contractFile, protos string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	schemas, err := protoset.Load(ctx, protoset.Options{ProtoPaths: []string{protos}})
+	require.NoError(t, err)
+	c, err := contract.Load(contractFile, schemas)
+	require.NoError(t, err)
+	tp, err := dynamic.Catalog(c).Resolve("cx.dev.trades.v1.XCX.ABC")
+	require.NoError(t, err)
+	b, err := ampybus.Open(ctx, url, ampybus.WithEnv("dev"), ampybus.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer b.Close()
+	sub, err := tp.Route.Subscribe(ctx, b, "*.*", func(context.Context, *ampybus.AnyMessage) error { return nil },
+		ampybus.Durable("cx-consumer"), ampybus.DeliverAll())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sub.Stats().DeadLettered == 1 }, 20*time.Second, 10*time.Millisecond, "%+v", sub.Stats())
+	require.NoError(t, sub.Stop())
 }

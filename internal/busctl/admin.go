@@ -87,6 +87,9 @@ func fixturesCmd(_ context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if foreign {
+		return fmt.Errorf("%w: fixtures builds this repository's golden set from its typed payloads; for another contract, write fixtures with pub --payload and check them with validate-fixture --contract", ampybus.ErrContract)
+	}
 	if *check {
 		if err := fixtures.Check(*out); err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
@@ -24,6 +25,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/dynamic"
+	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -96,7 +100,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, e, args[1:])
+		rest, err := useContract(ctx, args[1:], getenv)
+		if err != nil {
+			fmt.Fprintf(stderr, "ampybusctl %s: %v\n", c.name, explain(err))
+			if errors.As(err, new(*usageError)) {
+				return 2
+			}
+			return 1
+		}
+		err = c.run(ctx, e, rest)
 		switch {
 		case err == nil:
 			return 0
@@ -124,6 +136,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nThe bus is --bus URL or $AMPYBUS_URL: nats://host:4222, kafka://host1:9092,host2:9092,")
 	fmt.Fprintln(w, "embedded://nats (the default: an in-process server that lives as long as the command) or")
 	fmt.Fprintln(w, "embedded://kafka. `ampybusctl dev` runs embedded brokers for other commands to share.")
+	fmt.Fprintln(w, "\nThe contract is the one ampybusctl was built with, or any team's: every command takes")
+	fmt.Fprintln(w, "--contract FILE ($AMPYBUS_CONTRACT) with its payload schemas, --proto_path DIR (repeatable;")
+	fmt.Fprintln(w, "$AMPYBUS_PROTO_PATH) or --descriptor_set_in FILE ($AMPYBUS_DESCRIPTOR_SET_IN).")
 }
 
 // suggest names the command a mistyped one probably meant.
@@ -377,8 +392,72 @@ func (c *conn) note(b *ampybus.Bus) {
 	}
 }
 
-// catalog is the contract the CLI was built with.
+// catalog is the contract the CLI serves: the one it was built with, or
+// the one --contract names.
 var catalog = generated.Catalog
+
+// foreign reports that --contract replaced the built-in contract.
+var foreign bool
+
+// useContract takes the contract flags out of a command's arguments (every
+// command accepts them) and loads the contract they name, with its payload
+// schemas, as the catalog the command uses:
+//
+//	--contract FILE            a contract.yaml ($AMPYBUS_CONTRACT)
+//	--proto_path DIR           an import root of its .proto files, repeatable ($AMPYBUS_PROTO_PATH, a path list)
+//	--descriptor_set_in FILE   a FileDescriptorSet instead of, or besides, .proto files ($AMPYBUS_DESCRIPTOR_SET_IN)
+//
+// Without them the CLI serves the contract it was built with.
+func useContract(ctx context.Context, args []string, getenv func(string) string) ([]string, error) {
+	path := getenv("AMPYBUS_CONTRACT")
+	var opts protoset.Options
+	if v := getenv("AMPYBUS_PROTO_PATH"); v != "" {
+		opts.ProtoPaths = filepath.SplitList(v)
+	}
+	if v := getenv("AMPYBUS_DESCRIPTOR_SET_IN"); v != "" {
+		opts.DescriptorSets = filepath.SplitList(v)
+	}
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || (name != "contract" && name != "proto_path" && name != "descriptor_set_in") {
+			rest = append(rest, args[i])
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, usagef("--%s needs a value", name)
+			}
+			i++
+			val = args[i]
+		}
+		switch name {
+		case "contract":
+			path = val
+		case "proto_path":
+			opts.ProtoPaths = append(opts.ProtoPaths, val)
+		case "descriptor_set_in":
+			opts.DescriptorSets = append(opts.DescriptorSets, val)
+		}
+	}
+	catalog, foreign = generated.Catalog, false
+	if path == "" {
+		if len(opts.ProtoPaths)+len(opts.DescriptorSets) > 0 {
+			return nil, usagef("--proto_path and --descriptor_set_in go with --contract FILE")
+		}
+		return rest, nil
+	}
+	schemas, err := protoset.Load(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("contract %s: %w", path, err)
+	}
+	c, err := contract.Load(path, schemas)
+	if err != nil {
+		return nil, err
+	}
+	catalog, foreign = dynamic.Catalog(c), true
+	return rest, nil
+}
 
 // resolve resolves a --topic flag.
 func resolve(topic string) (ampybus.Topic, error) {

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ampyfin/ampy-bus/generated/control"
 	controlv1 "github.com/ampyfin/ampy-bus/proto/ampy/control/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
@@ -439,7 +439,7 @@ func replay(ctx context.Context, e *env, args []string) error {
 	req.RequestedBy, _, _ = b.Identity()
 	var res ampybus.PublishResult
 	if !*dryRun {
-		if res, err = control.NewReplayRequestsPublisher(b).Publish(ctx, control.NewReplayRequestsSubtopic(), req); err != nil {
+		if res, err = postReplay(ctx, b, sj.Env, req); err != nil {
 			return err
 		}
 	}
@@ -455,4 +455,28 @@ func replay(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "posted replay request %s to %s seq %d; consumers serving replays reprocess the window idempotently\n", req.RequestId, res.Topic, res.Sequence)
 	return nil
+}
+
+// postReplay publishes a replay request on the contract's control subtopic
+// that carries ampy.control.v1.ReplayRequest, whichever contract the CLI
+// serves.
+func postReplay(ctx context.Context, b *ampybus.Bus, env string, req *controlv1.ReplayRequest) (ampybus.PublishResult, error) {
+	fqdn := string(req.ProtoReflect().Descriptor().FullName())
+	for _, d := range catalog.Domains() {
+		for _, r := range catalog.Routes(d) {
+			if r.Spec.Schema.FQDN != fqdn || strings.Contains(r.Spec.Pattern, "{") {
+				continue
+			}
+			p := r.NewPayload()
+			data, err := proto.Marshal(req)
+			if err != nil {
+				return ampybus.PublishResult{}, err
+			}
+			if err := proto.Unmarshal(data, p); err != nil {
+				return ampybus.PublishResult{}, err
+			}
+			return r.Publish(ctx, b, r.Spec.Pattern, p)
+		}
+	}
+	return ampybus.PublishResult{}, fmt.Errorf("%w: the contract has no control subtopic carrying %s, so the request cannot be posted (--dry-run counts the window only)", ampybus.ErrContract, fqdn)
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -48,7 +49,8 @@ func Erase[S Subtopic, P proto.Message](r *Route[S, P]) *AnyRoute {
 	}
 	ar := &AnyRoute{Spec: r.Spec, newPayload: func() proto.Message { return newP() }}
 	ar.route = &Route[RawSubtopic, proto.Message]{
-		Spec: r.Spec,
+		Spec:       r.Spec,
+		newPayload: ar.newPayload,
 		Parse: func(s string) (RawSubtopic, error) {
 			if _, err := r.Parse(s); err != nil {
 				return "", err
@@ -86,7 +88,8 @@ func Erase[S Subtopic, P proto.Message](r *Route[S, P]) *AnyRoute {
 func NewAnyRoute(spec *SubtopicSpec, newPayload func() proto.Message, parse func(subtopic string) error,
 	keys func(subtopic string, p proto.Message) (Keys, error), orderTime func(proto.Message) time.Time) *AnyRoute {
 	return &AnyRoute{Spec: spec, newPayload: newPayload, route: &Route[RawSubtopic, proto.Message]{
-		Spec: spec,
+		Spec:       spec,
+		newPayload: newPayload,
 		Parse: func(s string) (RawSubtopic, error) {
 			if err := parse(s); err != nil {
 				return "", err
@@ -105,6 +108,13 @@ func (r *AnyRoute) OrderTime(p proto.Message) time.Time {
 		return time.Time{}
 	}
 	return r.route.OrderTime(p)
+}
+
+// Subscribe consumes the route's messages as a generated Subscribe does
+// (verification, dedupe, ordering, retries, dead-lettering), handing each
+// to h with its payload as a proto.Message of the route's schema.
+func (r *AnyRoute) Subscribe(ctx context.Context, b *Bus, pattern string, h func(context.Context, *AnyMessage) error, opts ...SubscribeOption) (*Subscription, error) {
+	return Subscribe(ctx, b, r.route, pattern, Handler[RawSubtopic, proto.Message](h), opts...)
 }
 
 // NewPayload returns an empty payload of the route's schema.
@@ -174,10 +184,21 @@ func (r *AnyRoute) Skeleton(subtopic, pk string) (proto.Message, error) {
 			}
 		}
 	}
-	// A time a key is built from (an order's created_at) is now.
+	// A time a key is built from (an order's created_at) is now; a text
+	// field only the dedupe key reads (a trade id) is fresh, so each
+	// skeleton is a message of its own.
 	for _, t := range []string{r.Spec.PartitionKey, r.Spec.DedupeKey} {
 		for _, loc := range templateField.FindAllStringSubmatch(t, -1) {
 			setNowIfTimestamp(m, loc[1])
+		}
+	}
+	inPK := map[string]bool{}
+	for _, loc := range templateField.FindAllStringSubmatch(r.Spec.PartitionKey, -1) {
+		inPK[loc[1]] = true
+	}
+	for _, loc := range templateField.FindAllStringSubmatch(r.Spec.DedupeKey, -1) {
+		if _, isParam := params[loc[1]]; !isParam && !inPK[loc[1]] && stringUnset(m, loc[1]) {
+			_ = setString(m, loc[1], "skeleton-"+envelope.NewMessageID())
 		}
 	}
 	keys, err := r.Keys(subtopic, m)
@@ -288,4 +309,26 @@ func setNowIfTimestamp(m proto.Message, path string) {
 	if last := fds[len(fds)-1]; !msg.Has(last) {
 		msg.Set(last, protoreflect.ValueOfMessage(timestamppb.Now().ProtoReflect()))
 	}
+}
+
+// stringUnset reports a string field at a dotted path that is empty (or
+// under a message that is unset).
+func stringUnset(m proto.Message, path string) bool {
+	msg, set := m.ProtoReflect(), true
+	parts := strings.Split(path, ".")
+	for i, name := range parts {
+		fd := msg.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd == nil || fd.IsList() || fd.IsMap() {
+			return false
+		}
+		if i == len(parts)-1 {
+			return fd.Kind() == protoreflect.StringKind && (!set || msg.Get(fd).String() == "")
+		}
+		if fd.Kind() != protoreflect.MessageKind {
+			return false
+		}
+		set = set && msg.Has(fd)
+		msg = msg.Get(fd).Message()
+	}
+	return false
 }

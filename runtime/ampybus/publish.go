@@ -33,6 +33,17 @@ type Route[S Subtopic, P proto.Message] struct {
 	// OrderTime reads the payload time the domain's ordering rule compares;
 	// nil when the rule orders by no field.
 	OrderTime func(P) time.Time
+	// newPayload makes an empty payload when P names no concrete type (an
+	// erased route); nil for generated routes.
+	newPayload func() P
+}
+
+// payloads returns the constructor of r's payloads.
+func (r *Route[S, P]) payloads() func() P {
+	if r.newPayload != nil {
+		return r.newPayload
+	}
+	return newMessageFunc[P]()
 }
 
 // Publisher publishes one subtopic's payload type. Generated publishers wrap

@@ -71,7 +71,7 @@ func readLatest[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rou
 		return nil, transport.Position{}, fmt.Errorf("snapshot %s: %w", filter, err)
 	}
 	defer cons.Close()
-	e := &engine[S, P]{bus: b, route: r, prefix: d.Prefix(b.env) + ".", newPayload: newMessageFunc[P]()}
+	e := &engine[S, P]{bus: b, route: r, prefix: d.Prefix(b.env) + ".", newPayload: r.payloads()}
 	latest := map[string]*Message[S, P]{}
 	at := map[string]time.Time{}
 	for {
