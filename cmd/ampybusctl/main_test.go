@@ -18,6 +18,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/dynamic"
@@ -563,12 +567,23 @@ func TestForeignContract(t *testing.T) {
 			// knows nothing of cx.
 			r = ctl(t, []string{"AMPYBUS_URL=" + url}, "describe-topic", "--topic", "cx.dev.trades.v1", "--contract", contractFile, "--proto_path", protos)
 			assert.Equal(t, 0, r.code, r.stderr)
+			r = ctl(t, []string{"AMPYBUS_URL=" + url}, "describe-topic", "--topic", "cx.dev.trades.v2", "--contract", contractFile, "--descriptor_set_in", descriptorSet(t, protos))
+			assert.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "carries cx.market.v2.Trade 2.0.0", "from a descriptor set, as buf or protoc write it")
 			r = ctl(t, []string{"AMPYBUS_URL=" + url}, "describe-topic", "--topic", "cx.dev.trades.v1")
 			assert.Equal(t, 1, r.code)
 			assert.Contains(t, r.stderr, `subject "cx.dev.trades.v1.>" is outside the contract`)
-			r = ctl(t, env, "fixtures", "--out", t.TempDir())
-			assert.Equal(t, 1, r.code)
-			assert.Contains(t, r.stderr, "fixtures builds this repository's golden set")
+
+			// fixtures writes a skeleton per typed subtopic; they validate and publish.
+			fx := t.TempDir()
+			out = ok(t, env, "fixtures", "--out", fx)
+			assert.Contains(t, out, "wrote 2 skeleton fixtures")
+			assert.Contains(t, ok(t, env, "fixtures", "--out", fx, "--check"), "are current")
+			r = ctl(t, env, "validate-fixture", "--dir", fx)
+			assert.Equal(t, 0, r.code, r.stdout)
+			assert.Contains(t, r.stdout, "cx.dev.trades.v2.VENUE.SYMBOL")
+			out = ok(t, env, "pub", "--fixture", filepath.Join(fx, "trades", "v1", "skeleton.json"))
+			assert.Contains(t, out, "published cx.dev.trades.v1.VENUE.SYMBOL")
 		})
 	}
 }
@@ -593,4 +608,22 @@ func deadLetterForeign(t *testing.T, url, contractFile, protos string) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return sub.Stats().DeadLettered == 1 }, 20*time.Second, 10*time.Millisecond, "%+v", sub.Stats())
 	require.NoError(t, sub.Stop())
+}
+
+// descriptorSet writes the protos under dir as a FileDescriptorSet with
+// their imports, as buf build -o does.
+func descriptorSet(t *testing.T, dir string) string {
+	t.Helper()
+	reg, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: []string{dir}})
+	require.NoError(t, err)
+	var set descriptorpb.FileDescriptorSet
+	reg.RangeFiles(func(f protoreflect.FileDescriptor) bool {
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
+		return true
+	})
+	data, err := proto.Marshal(&set)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "schemas.binpb")
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	return p
 }

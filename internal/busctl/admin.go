@@ -88,7 +88,27 @@ func fixturesCmd(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if foreign {
-		return fmt.Errorf("%w: fixtures builds this repository's golden set from its typed payloads; for another contract, write fixtures with pub --payload and check them with validate-fixture --contract", ampybus.ErrContract)
+		// Another team's contract: one skeleton fixture per typed subtopic.
+		payloads, err := fixtures.Skeletons(catalog)
+		if err != nil {
+			return err
+		}
+		files, err := fixtures.FilesFor(catalog, payloads)
+		if err != nil {
+			return err
+		}
+		if *check {
+			if err := fixtures.CheckFiles(*out, files); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "fixtures in %s are current\n", *out)
+			return nil
+		}
+		if err := fixtures.WriteFiles(*out, files); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "wrote %d skeleton fixtures to %s\n", len(payloads), *out)
+		return nil
 	}
 	if *check {
 		if err := fixtures.Check(*out); err != nil {

@@ -157,6 +157,17 @@ func envOf(topic string) string {
 // parameters are read from. ampybusctl pub-empty publishes it. With pk empty,
 // only the fields the subtopic fixes are set.
 func (r *AnyRoute) Skeleton(subtopic, pk string) (proto.Message, error) {
+	return r.skeleton(subtopic, pk, func() string { return "skeleton-" + envelope.NewMessageID() }, time.Now())
+}
+
+// StableSkeleton is Skeleton with fixed fill-ins (the text "skeleton", the
+// given time), so the same arguments always give the same message: for
+// golden fixtures.
+func (r *AnyRoute) StableSkeleton(subtopic, pk string, at time.Time) (proto.Message, error) {
+	return r.skeleton(subtopic, pk, func() string { return "skeleton" }, at)
+}
+
+func (r *AnyRoute) skeleton(subtopic, pk string, fresh func() string, now time.Time) (proto.Message, error) {
 	params, err := subtopicParams(r.Spec.Pattern, subtopic)
 	if err != nil {
 		return nil, err
@@ -189,7 +200,7 @@ func (r *AnyRoute) Skeleton(subtopic, pk string) (proto.Message, error) {
 	// skeleton is a message of its own.
 	for _, t := range []string{r.Spec.PartitionKey, r.Spec.DedupeKey} {
 		for _, loc := range templateField.FindAllStringSubmatch(t, -1) {
-			setNowIfTimestamp(m, loc[1])
+			setTimeIfUnset(m, loc[1], now)
 		}
 	}
 	inPK := map[string]bool{}
@@ -198,7 +209,7 @@ func (r *AnyRoute) Skeleton(subtopic, pk string) (proto.Message, error) {
 	}
 	for _, loc := range templateField.FindAllStringSubmatch(r.Spec.DedupeKey, -1) {
 		if _, isParam := params[loc[1]]; !isParam && !inPK[loc[1]] && stringUnset(m, loc[1]) {
-			_ = setString(m, loc[1], "skeleton-"+envelope.NewMessageID())
+			_ = setString(m, loc[1], fresh())
 		}
 	}
 	keys, err := r.Keys(subtopic, m)
@@ -287,9 +298,9 @@ func setString(m proto.Message, path, value string) error {
 	return nil
 }
 
-// setNowIfTimestamp sets the Timestamp field at a dotted path to now when it
+// setTimeIfUnset sets the Timestamp field at a dotted path to now when it
 // is unset; a path to anything else is left alone.
-func setNowIfTimestamp(m proto.Message, path string) {
+func setTimeIfUnset(m proto.Message, path string, now time.Time) {
 	var fds []protoreflect.FieldDescriptor
 	md := m.ProtoReflect().Descriptor()
 	for _, name := range strings.Split(path, ".") {
@@ -307,7 +318,7 @@ func setNowIfTimestamp(m proto.Message, path string) {
 		msg = msg.Mutable(fd).Message()
 	}
 	if last := fds[len(fds)-1]; !msg.Has(last) {
-		msg.Set(last, protoreflect.ValueOfMessage(timestamppb.Now().ProtoReflect()))
+		msg.Set(last, protoreflect.ValueOfMessage(timestamppb.New(now).ProtoReflect()))
 	}
 }
 
