@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/naming"
 	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
@@ -355,13 +356,13 @@ type names struct {
 }
 
 func subtopicNames(s *contract.Subtopic) names {
-	v := exported(s.Name)
+	v := naming.Exported(s.Name)
 	n := names{
 		V: v, Spec: v + "Spec", Subtopic: v + "Subtopic", New: "New" + v + "Subtopic", Must: "Must" + v + "Subtopic",
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
-		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v + "Window", Keys: unexported(s.Name) + "Keys", Route: unexported(s.Name) + "Route",
-		OrderTime:  unexported(s.Name) + "OrderTime",
+		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v + "Window", Keys: naming.Unexported(s.Name) + "Keys", Route: naming.Unexported(s.Name) + "Route",
+		OrderTime:  naming.Unexported(s.Name) + "OrderTime",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
 	if v == "" {
@@ -463,7 +464,7 @@ func subtopicText(s *contract.Subtopic, recv string) jen.Code {
 			parts = append(parts, jen.Lit(lit))
 			lit = ""
 		}
-		parts = append(parts, jen.Id(recv).Dot(unexported(t.Param)))
+		parts = append(parts, jen.Id(recv).Dot(naming.Unexported(t.Param)))
 	}
 	if lit != "" {
 		parts = append(parts, jen.Lit(lit))
@@ -482,13 +483,13 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 	f.Comment("is not a valid subtopic and publishing it fails.")
 	f.Type().Id(n.Subtopic).StructFunc(func(g *jen.Group) {
 		for _, p := range params {
-			g.Id(unexported(p)).String()
+			g.Id(naming.Unexported(p)).String()
 		}
 	})
 
 	args := func(g *jen.Group) {
 		for _, p := range params {
-			g.Id(unexported(p)).String()
+			g.Id(naming.Unexported(p)).String()
 		}
 	}
 	f.Line()
@@ -502,15 +503,15 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 	if len(params) > 0 {
 		f.Func().Id(n.New).ParamsFunc(args).Params(jen.Id(n.Subtopic), jen.Error()).BlockFunc(func(g *jen.Group) {
 			for _, p := range params {
-				g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(unexported(p)))).Block(
+				g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(naming.Unexported(p)))).Block(
 					jen.Return(jen.Id(n.Subtopic).Values(), jen.Op("&").Qual(runtimePkg, "TokenError").Values(jen.Dict{
-						jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(unexported(p)),
+						jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(naming.Unexported(p)),
 					})),
 				)
 			}
 			g.Return(jen.Id(n.Subtopic).ValuesFunc(func(g *jen.Group) {
 				for _, p := range params {
-					g.Id(unexported(p))
+					g.Id(naming.Unexported(p))
 				}
 			}), jen.Nil())
 		})
@@ -522,7 +523,7 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 		f.Func().Id(n.Must).ParamsFunc(args).Id(n.Subtopic).Block(
 			jen.List(jen.Id("s"), jen.Err()).Op(":=").Id(n.New).CallFunc(func(g *jen.Group) {
 				for _, p := range params {
-					g.Id(unexported(p))
+					g.Id(naming.Unexported(p))
 				}
 			}),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Panic(jen.Err())),
@@ -557,8 +558,8 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 
 	for _, p := range params {
 		f.Line()
-		f.Commentf("%s is the {%s} parameter.", exported(p), p)
-		f.Func().Params(jen.Id("s").Id(n.Subtopic)).Id(exported(p)).Params().String().Block(jen.Return(jen.Id("s").Dot(unexported(p))))
+		f.Commentf("%s is the {%s} parameter.", naming.Exported(p), p)
+		f.Func().Params(jen.Id("s").Id(n.Subtopic)).Id(naming.Exported(p)).Params().String().Block(jen.Return(jen.Id("s").Dot(naming.Unexported(p))))
 	}
 	f.Line()
 	f.Commentf("String is the subtopic as it appears in the topic, as %s.", s.Pattern.Text)
@@ -611,7 +612,7 @@ func (e *emitter) patterns(s *contract.Subtopic, n names, params []string) {
 			if i > 0 {
 				fname += "And"
 			}
-			fname += exported(p)
+			fname += naming.Exported(p)
 		}
 		f.Line()
 		doc := wild(k)
@@ -621,19 +622,19 @@ func (e *emitter) patterns(s *contract.Subtopic, n names, params []string) {
 		f.Commentf("%s matches %s subtopics with the given leading parameters: %s.", fname, s.Pattern.Text, doc)
 		f.Func().Id(fname).ParamsFunc(func(g *jen.Group) {
 			for _, p := range lead {
-				g.Id(unexported(p)).String()
+				g.Id(naming.Unexported(p)).String()
 			}
 		}).Params(jen.Id(n.Pattern), jen.Error()).BlockFunc(func(g *jen.Group) {
 			for _, p := range lead {
-				g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(unexported(p)))).Block(
+				g.If(jen.Op("!").Qual(runtimePkg, "ValidToken").Call(jen.Id(naming.Unexported(p)))).Block(
 					jen.Return(jen.Id(n.Pattern).Values(), jen.Op("&").Qual(runtimePkg, "TokenError").Values(jen.Dict{
-						jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(unexported(p)),
+						jen.Id("Param"): jen.Lit(p), jen.Id("Value"): jen.Id(naming.Unexported(p)),
 					})))
 			}
 			g.Return(jen.Id(n.Pattern).Values(jen.Qual("fmt", "Sprintf").CallFunc(func(g *jen.Group) {
 				g.Lit(wild(k))
 				for _, p := range lead {
-					g.Id(unexported(p))
+					g.Id(naming.Unexported(p))
 				}
 			})), jen.Nil())
 		})
@@ -658,10 +659,10 @@ func (e *emitter) keyFunc(s *contract.Subtopic, n names, payload jen.Code) {
 		sort.Strings(bound)
 		for _, p := range bound {
 			fp := s.Bind[p]
-			g.If(jen.Id("got").Op(":=").Add(e.fieldExpr("m", s.Payload, fp)), jen.Id("got").Op("!=").Id("s").Dot(unexported(p))).Block(
+			g.If(jen.Id("got").Op(":=").Add(e.fieldExpr("m", s.Payload, fp)), jen.Id("got").Op("!=").Id("s").Dot(naming.Unexported(p))).Block(
 				jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
 					jen.Lit(fmt.Sprintf("%%w: payload %s %%q does not match subtopic {%s} %%q", fp.Text, p)),
-					jen.Qual(runtimePkg, "ErrContract"), jen.Id("got"), jen.Id("s").Dot(unexported(p)))))
+					jen.Qual(runtimePkg, "ErrContract"), jen.Id("got"), jen.Id("s").Dot(naming.Unexported(p)))))
 		}
 		checked := map[string]bool{}
 		kv := []any{"Partition", e.template(g, s, s.PartitionKey, "partition_key", checked)}
@@ -686,7 +687,7 @@ func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Templ
 		case p.Literal != "":
 			parts = append(parts, jen.Lit(p.Literal))
 		case p.Param != "":
-			parts = append(parts, jen.Id("s").Dot(unexported(p.Param)))
+			parts = append(parts, jen.Id("s").Dot(naming.Unexported(p.Param)))
 		default:
 			leaf := p.Field.Fields[len(p.Field.Fields)-1]
 			v := e.fieldExpr("m", s.Payload, p.Field)

@@ -6,13 +6,13 @@ import (
 	"go/token"
 	"path"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/naming"
 )
 
 // The naming rule (docs/ARCHITECTURE.md, "Names") keeps every generated
@@ -34,7 +34,7 @@ func TestGeneratedNamesDoNotMislead(t *testing.T) {
 			for _, d := range c.Domains {
 				for _, s := range d.Subtopics {
 					if s.Name != "" {
-						bares = append(bares, bare{contract.GoPackage(d.Name), exportedName(s.Name)})
+						bares = append(bares, bare{contract.GoPackage(d.Name), naming.Exported(s.Name)})
 					}
 				}
 			}
@@ -59,18 +59,6 @@ func TestGeneratedNamesDoNotMislead(t *testing.T) {
 			assert.Greater(t, n, 20, "identifiers checked")
 		})
 	}
-}
-
-// exportedName mirrors the generator's exported form of a lower_snake name
-// closely enough for the test: each part capitalized (initialisms aside).
-func exportedName(snake string) string {
-	var b strings.Builder
-	for _, p := range strings.Split(snake, "_") {
-		if p != "" {
-			b.WriteString(strings.ToUpper(p[:1]) + p[1:])
-		}
-	}
-	return b.String()
 }
 
 func topLevel(f *ast.File) []string {
