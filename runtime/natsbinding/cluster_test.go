@@ -117,21 +117,25 @@ func leaderKilled(t *testing.T, async bool) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	// Read until the stream's own count: a fetch right after an election
+	// may come back short, and stopping at the first empty one would count
+	// stored messages as lost.
+	st, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
-	stored := map[string]int{}
-	for {
-		batch, err := cons.FetchNoWait(500)
+	stored, read := map[string]int{}, uint64(0)
+	for deadline := time.Now().Add(30 * time.Second); read < info.State.Msgs && time.Now().Before(deadline); {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
 		require.NoError(t, err)
-		got := 0
 		for m := range batch.Messages() {
 			stored[m.Headers().Get("message_id")]++
-			got++
-		}
-		if got == 0 {
-			break
+			read++
 		}
 	}
+	require.Equal(t, info.State.Msgs, read, "every message the stream holds was read back")
 	missing, duplicated := 0, 0
 	for id := range acked {
 		if stored[id] == 0 {
