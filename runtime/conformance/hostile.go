@@ -63,7 +63,7 @@ func (r *hostileRecord) gzipped(payload []byte) {
 }
 
 // bombSize is what the gzip bomb inflates to: 128 times the bars domain's
-// max_inflated, from about 540 KiB on the wire (under its max_payload).
+// max_inflated, from 540,160 bytes on the wire (under its max_payload).
 const bombSize = 512 << 20
 
 // bomb is bombSize of zeros as gzip members of 1 MiB each, one after
