@@ -586,6 +586,14 @@ func (p *parser) fillDomain(d *Domain, m map[string]entry, l limits, what string
 	}
 	if e, ok := m["subtopics"]; ok {
 		d.Subtopics = p.subtopics(e.val, d, l.SchemaVersion)
+		// A topic's version is its payloads' major: v2 carries 2.x.y.
+		for _, st := range d.Subtopics {
+			major, _, _ := strings.Cut(st.SchemaVersion, ".")
+			if d.Version != "" && st.SchemaVersion != "" && "v"+major != d.Version {
+				p.errAt(st.Pos, fmt.Sprintf("set schema_version: %s.0.0 (or a later %s.x.y) on the %s domain or the subtopic", d.Version[1:], d.Version[1:], d.Version),
+					"subtopic %q of %s has schema_version %s, major %s, but its topics are %s", st.Pattern.Text, what, st.SchemaVersion, major, d.Version)
+			}
+		}
 	}
 	if e, ok := m["ordering"]; ok {
 		d.Ordering = p.ordering(e.val, d)

@@ -271,6 +271,7 @@ domains:
       v2:
         qos: slow
         retention: 9d
+        schema_version: 2.0.0
         subtopics:
           - {pattern: "{k}", payload: cx.m.v2.Trade, partition_key: "{k}"}
 `
@@ -293,6 +294,7 @@ domains:
 		{"    versions:\n", "    version: v1\n    versions:\n", `domain "trades" lists versions:, so version: belongs to each version`},
 		{"      v2:\n", "      2:\n", `c.yaml:13:7: domain "trades" version "2" is not a major version; write v1, v2, …`},
 		{"        qos: slow\n", "        qos: slow\n        version: v2\n", `unknown key "version" in domain "trades" v2`},
+		{"        schema_version: 2.0.0\n", "", `c.yaml:17:13: subtopic "{k}" of domain "trades" v2 has schema_version 1.0.0, major 1, but its topics are v2; set schema_version: 2.0.0 (or a later 2.x.y) on the v2 domain or the subtopic`},
 	} {
 		_, err := contract.Parse("c.yaml", []byte(strings.Replace(src, tc.from, tc.to, 1)), schemas)
 		require.ErrorContains(t, err, tc.want, tc.to)

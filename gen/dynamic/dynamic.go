@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -98,18 +97,21 @@ func route(d *ampybus.DomainSpec, s *contract.Subtopic) *ampybus.AnyRoute {
 	return ampybus.NewAnyRoute(spec, newPayload, parse, keys, orderTime)
 }
 
-// params reads a subtopic's parameters as the generated Parse…Subtopic does.
+// params reads a subtopic's parameters as the generated Parse…Subtopic does:
+// the shape first (token count and literals), then each parameter.
 func params(s *contract.Subtopic, sub string) (map[string]string, error) {
 	toks := strings.Split(sub, ".")
 	if len(toks) != len(s.Pattern.Tokens) {
 		return nil, fmt.Errorf("%w: subtopic %q does not match %s", ampybus.ErrContract, sub, s.Pattern.Text)
 	}
+	for i, t := range s.Pattern.Tokens {
+		if t.Literal != "" && toks[i] != t.Literal {
+			return nil, fmt.Errorf("%w: subtopic %q does not match %s", ampybus.ErrContract, sub, s.Pattern.Text)
+		}
+	}
 	out := map[string]string{}
 	for i, t := range s.Pattern.Tokens {
-		switch {
-		case t.Literal != "" && toks[i] != t.Literal:
-			return nil, fmt.Errorf("%w: subtopic %q does not match %s", ampybus.ErrContract, sub, s.Pattern.Text)
-		case t.Param != "":
+		if t.Param != "" {
 			if !ampybus.ValidToken(toks[i]) {
 				return nil, &ampybus.TokenError{Param: t.Param, Value: toks[i]}
 			}
@@ -117,6 +119,18 @@ func params(s *contract.Subtopic, sub string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// timeOf reads a google.protobuf.Timestamp through reflection, by field
+// name: its descriptor may come from a descriptor set rather than the one
+// linked into this binary, and the two must not be mixed.
+func timeOf(m protoreflect.Message) time.Time {
+	fields := m.Descriptor().Fields()
+	secs, nanos := fields.ByName("seconds"), fields.ByName("nanos")
+	if secs == nil || nanos == nil {
+		return time.Time{}
+	}
+	return time.Unix(m.Get(secs).Int(), m.Get(nanos).Int()).UTC()
 }
 
 // deriveKeys applies the bind checks and key templates to a payload, as the
@@ -164,9 +178,7 @@ func render(t *contract.Template, what string, ps map[string]string, m protorefl
 				if !v.IsValid() || !v.Message().IsValid() {
 					return "", fmt.Errorf("%w: %s %s needs payload field %s, which is unset", ampybus.ErrContract, what, t.Text, part.Field.Text)
 				}
-				ts := &timestamppb.Timestamp{}
-				proto.Merge(ts, v.Message().Interface())
-				b.WriteString(ts.AsTime().Format(time.RFC3339Nano))
+				b.WriteString(timeOf(v.Message()).Format(time.RFC3339Nano))
 			case fd.Kind() == protoreflect.StringKind:
 				if v.String() == "" {
 					return "", fmt.Errorf("%w: %s %s needs payload field %s, which is empty", ampybus.ErrContract, what, t.Text, part.Field.Text)
@@ -228,9 +240,7 @@ func newest(m protoreflect.Message, path []protoreflect.FieldDescriptor) time.Ti
 		var t time.Time
 		switch {
 		case contract.IsTimestamp(fd):
-			ts := &timestamppb.Timestamp{}
-			proto.Merge(ts, v.Message().Interface())
-			t = ts.AsTime()
+			t = timeOf(v.Message())
 		case fd.Kind() == protoreflect.Uint32Kind, fd.Kind() == protoreflect.Fixed32Kind, fd.Kind() == protoreflect.Uint64Kind, fd.Kind() == protoreflect.Fixed64Kind:
 			if v.Uint() != 0 {
 				t = ampybus.SequenceTime(int64(v.Uint()))

@@ -2,12 +2,18 @@ package dynamic_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/dynamic"
@@ -21,8 +27,27 @@ import (
 // each payload with a key or bound field cleared) the same keys or the same
 // error, and the same ordering time.
 func TestMatchesTheGeneratedCatalog(t *testing.T) {
-	schemas, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: []string{"../../proto"}})
+	compiled, err := protoset.Load(context.Background(), protoset.Options{ProtoPaths: []string{"../../proto"}})
 	require.NoError(t, err)
+	// A descriptor set gives descriptors of its own, even for the
+	// well-known types: nothing may mix them with the linked ones.
+	var set descriptorpb.FileDescriptorSet
+	compiled.RangeFiles(func(f protoreflect.FileDescriptor) bool {
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
+		return true
+	})
+	data, err := proto.Marshal(&set)
+	require.NoError(t, err)
+	setFile := filepath.Join(t.TempDir(), "schemas.binpb")
+	require.NoError(t, os.WriteFile(setFile, data, 0o644))
+	fromSet, err := protoset.Load(context.Background(), protoset.Options{DescriptorSets: []string{setFile}})
+	require.NoError(t, err)
+	for name, schemas := range map[string]*protoregistry.Files{"proto_path": compiled, "descriptor_set_in": fromSet} {
+		t.Run(name, func(t *testing.T) { matchGenerated(t, schemas) })
+	}
+}
+
+func matchGenerated(t *testing.T, schemas *protoregistry.Files) {
 	c, err := contract.Load("../../contract.yaml", schemas)
 	require.NoError(t, err)
 	dyn := dynamic.Catalog(c)

@@ -457,3 +457,16 @@ func TestRefusedPublishLeavesNoTrace(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, blobs, 1)
 }
+
+// A key derived from the payload counts toward the header limit too: a
+// message every consumer would dead-letter is refused at publish.
+func TestOversizedKeyIsRefusedAtPublish(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	o := &ordersv1.OrderRequest{AccountId: "ACC-1", ClientOrderId: strings.Repeat("c", envelope.MaxHeaderBytes/2), CreatedAt: timestamppb.Now()}
+	_, err := orders.NewRequestsPublisher(b).Publish(ctx, orders.NewRequestsSubtopic(), o)
+	require.ErrorIs(t, err, ampybus.ErrContract)
+	assert.Contains(t, err.Error(), "bytes of header keys and values, over the limit of 16384: shorten the key fields")
+	assert.Zero(t, streamMsgs(t, srv.URL(), "AMPY_DEV_ORDERS_V1"))
+}

@@ -239,15 +239,14 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if offload && b.blobs == nil {
 		return fail(fmt.Errorf("%w: payload is %d bytes after compression, over the %s domain's max_payload of %d bytes: split the batch, or open the bus with ampybus.WithBlobStore to send a pointer", ErrTooLarge, len(payload), d.Name, d.MaxPayload))
 	}
-	if len(o.extra) > 0 {
-		if offload {
-			// Size the headers as they will travel, with room for a
-			// blob reference of up to 512 bytes.
-			h.BlobRef, h.BlobHash, h.BlobSize = strings.Repeat("x", 512), blob.Hash(payload), int64(len(payload))
-		}
-		if err := h.CheckSize(); err != nil {
-			return fail(fmt.Errorf("%w: %w: drop some WithHeader options", ErrContract, err))
-		}
+	// The headers as they will travel (keys derived from the payload can be
+	// long too), with room for a blob reference of up to 512 bytes: a
+	// message every consumer would dead-letter is refused here instead.
+	if offload {
+		h.BlobRef, h.BlobHash, h.BlobSize = strings.Repeat("x", 512), blob.Hash(payload), int64(len(payload))
+	}
+	if err := h.CheckSize(); err != nil {
+		return fail(fmt.Errorf("%w: %w: shorten the key fields or drop some WithHeader options", ErrContract, err))
 	}
 	s, err := b.stream(ctx, d)
 	if err != nil {

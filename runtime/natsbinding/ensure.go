@@ -136,7 +136,7 @@ func reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []dri
 	if _, wantShape, _ := splitStreamSubject(want.Subjects[0]); wantShape != ">" {
 		shapes = slices.DeleteFunc(shapes, func(s string) bool { return s == ">" })
 	}
-	shapes = transport.Uncovered(shapes)
+	shapes = transport.MergeShapes(shapes)
 	slices.Sort(shapes) // one order whatever each process's contract lists
 	out.Subjects = slices.DeleteFunc(slices.Clone(have.Subjects), func(s string) bool {
 		p, _, ours := splitStreamSubject(s)

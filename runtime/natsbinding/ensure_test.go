@@ -162,4 +162,15 @@ func TestOffContractSubjectIsRefused(t *testing.T) {
 		_, err := js.Publish(ctx, natsbinding.Subject(topic, "AAPL", 2), []byte("x"))
 		assert.NoError(t, err, topic)
 	}
+
+	// Two contracts whose shapes overlap without one covering the other
+	// would give a stream JetStream refuses: they merge into one that
+	// covers both, and either process can still open the stream.
+	q := transport.Stream{Prefix: "ampy.dev.quotes.v1", Partitions: 1, DedupeWindow: time.Minute, Subtopics: []string{"binance.*"}}
+	require.NoError(t, tr.EnsureStream(ctx, q))
+	q.Subtopics = []string{"*.latest"}
+	require.NoError(t, tr.EnsureStream(ctx, q))
+	q.Subtopics = []string{"binance.*"}
+	require.NoError(t, tr.EnsureStream(ctx, q))
+	assert.Equal(t, []string{"0.ampy.dev.quotes.v1.*.*"}, mustInfo(ctx, t, js, "AMPY_DEV_QUOTES_V1").Config.Subjects)
 }

@@ -1,6 +1,9 @@
 package transport
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Match reports whether topic matches pattern in NATS wildcard syntax: *
 // matches one token, a trailing > matches one or more. Bindings without
@@ -55,4 +58,42 @@ func Overlap(a, b string) bool {
 		}
 		a, b = arest, brest
 	}
+}
+
+// MergeShapes makes a set of subtopic shapes a JetStream stream can list:
+// two that overlap without one covering the other (binance.* and *.latest,
+// from two versions of a contract) become one that covers both (*.*), and
+// covered ones go (Uncovered).
+func MergeShapes(shapes []string) []string {
+	out := Uncovered(shapes)
+	for merged := true; merged; {
+		merged = false
+		for i := 0; i < len(out) && !merged; i++ {
+			for j := i + 1; j < len(out) && !merged; j++ {
+				if Overlap(out[i], out[j]) {
+					g := generalize(out[i], out[j])
+					out = Uncovered(append(append(out[:j:j], out[j+1:]...), g))
+					merged = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// generalize is the narrowest shape covering two overlapping ones: equal
+// tokens kept, others *, and > when their lengths differ.
+func generalize(a, b string) string {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	if len(at) != len(bt) || slices.Contains(at, ">") || slices.Contains(bt, ">") {
+		return ">"
+	}
+	out := make([]string, len(at))
+	for i := range at {
+		out[i] = at[i]
+		if at[i] != bt[i] {
+			out[i] = "*"
+		}
+	}
+	return strings.Join(out, ".")
 }

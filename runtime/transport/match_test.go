@@ -86,3 +86,15 @@ func TestOverlap(t *testing.T) {
 		assert.Equal(t, tc.want, transport.Overlap(tc.b, tc.a), "%s ∩ %s", tc.b, tc.a)
 	}
 }
+
+func TestMergeShapes(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"trade.*", "quote.*"}, []string{"trade.*", "quote.*"}},
+		{[]string{"binance.*", "*.latest"}, []string{"*.*"}},
+		{[]string{"*.*", "trade.*"}, []string{"*.*"}},
+		{[]string{"a.*.c", "a.b.*", "x"}, []string{"x", "a.*.*"}},
+		{[]string{"rates", "*.*", "rates"}, []string{"rates", "*.*"}},
+	} {
+		assert.ElementsMatch(t, tc.want, transport.MergeShapes(tc.in), "%v", tc.in)
+	}
+}
