@@ -38,15 +38,13 @@ func Load(path string, r Resolver) (*Contract, error) {
 // reports every problem at once as Errors.
 func Parse(file string, data []byte, r Resolver) (*Contract, error) {
 	p := &parser{file: file, resolver: r}
-	e, unclosed := precheck(file, data)
-	if e != nil {
+	if e := precheck(file, data); e != nil {
 		return nil, Errors{e}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		if unclosed.Line > 0 {
-			// The parser reports where it gave up, lines later.
-			return nil, Errors{{File: file, Pos: unclosed, Problem: "this quoted value is not closed on its line", Fix: "close the quote on the same line"}}
+		if e := explainYAMLError(file, data, err); e != nil {
+			return nil, Errors{e}
 		}
 		return nil, Errors{p.yamlError(err)}
 	}

@@ -137,7 +137,7 @@ var malformed = []malformedCase{
 	{name: "top-level key misspelled", want: `c.yaml:7:1: unknown key "domain" in the contract; did you mean "domains"?`, from: "domains:\n", to: "domain:\n"},
 	{name: "dedupe_key on a missing field", want: `c.yaml:17:23: subtopic "requests" of domain "orders" dedupe_key: {order_id} is neither a parameter of "requests" nor a field of ampy.orders.v1.OrderRequest: ampy.orders.v1.OrderRequest has no field "order_id"; did you mean "order_type"?`, from: `dedupe_key: "{client_order_id}"`, to: `dedupe_key: "{order_id}"`},
 	{name: "bind to a missing field", want: `c.yaml:26:24: bind symbol: ampy.common.v1.SecurityId has no field "ticker"; did you mean "security.mic"?`, from: "bind: {symbol: security.symbol}", to: "bind: {symbol: security.ticker}"},
-	{name: "unterminated quote", want: `c.yaml:14:18: this quoted value is not closed on its line; close the quote on the same line`, from: `pattern: "requests"`, to: `pattern: "requests`},
+	{name: "unterminated quote", want: `c.yaml:14:18: this quoted value is not closed on its line (the YAML parser then reports: line 12: did not find expected key); close the quote on the same line`, from: `pattern: "requests"`, to: `pattern: "requests`},
 	{name: "retry backoff not a duration", want: `c.yaml:7:37: defaults retry backoff "soon" is not a duration; write a positive duration such as 50ms, 2m, 36h or 7d`, from: "retention: 7d", to: "retention: 7d\n  retry: {max_attempts: 3, backoff: soon}"},
 }
 
@@ -160,4 +160,31 @@ func TestMalformedContracts(t *testing.T) {
 			assert.Regexp(t, shape, errs[0].Error(), "position, problem and hint")
 		})
 	}
+}
+
+// What YAML allows is not refused by the checks that explain parser
+// errors: tabs inside values and flow lists, brackets and quotes inside
+// comments and block scalars, comments in column 1, multi-line quoted
+// values.
+func TestValidYAMLIsAccepted(t *testing.T) {
+	ordersDesc := "    version: v1\n    qos: critical\n    ordering: {rule: causal}\n"
+	for name, to := range map[string]string{
+		"tab inside a block scalar":       "    version: v1\n    description: |\n      line one\n      \tindented\n    qos: critical\n    ordering: {rule: causal}\n",
+		"tab on a plain continuation":     "    version: v1\n    description: one\n     \ttwo\n    qos: critical\n    ordering: {rule: causal}\n",
+		"tab in a quoted continuation":    "    version: v1\n    description: \"one\n     \ttwo\"\n    qos: critical\n    ordering: {rule: causal}\n",
+		"brackets in column-1 comments":   strings.Repeat("# TODO [ticket\n", 40) + ordersDesc,
+		"quotes in column-1 comments":     "# note: \"legacy\n" + ordersDesc,
+		"brackets inside a block scalar":  "    version: v1\n    description: |\n" + strings.Repeat("      a [b\n", 40) + "    qos: critical\n    ordering: {rule: causal}\n",
+		"an apostrophe in a plain scalar": "    version: v1\n    description: Orders - 'client side\n    qos: critical\n    ordering: {rule: causal}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := strings.Replace(base, ordersDesc, to, 1)
+			require.NotEqual(t, base, src)
+			_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+			assert.NoError(t, err)
+		})
+	}
+	src := strings.Replace(base, "envs: [dev, prod]", "envs: [dev,\n\tprod]", 1)
+	_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+	assert.NoError(t, err, "a tab inside a flow list")
 }
