@@ -593,7 +593,9 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 			switch dom.Ordering {
 			case OrderLatestWins:
 				e.stats.stale.Add(1)
-				e.bus.log.Info("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
+				// Per message and expected under latest_wins: Debug, not Info,
+				// so a busy consumer's log stays quiet (Stats.Stale counts them).
+				e.bus.log.Debug("stale: a newer value was already handled for the key; skipped", "topic", m.Topic,
 					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "at", dom.orderValue(at), "newest", dom.orderValue(newest))
 				if !e.isAborted() {
 					_ = d.Ack(ctx)
@@ -954,7 +956,8 @@ func (e *engine[S, P]) deadLetter(ctx context.Context, stopping <-chan struct{},
 		}
 	}
 	e.stats.deadLettered.Add(1)
-	e.bus.log.Warn("dead-lettered", "topic", m.Topic, "message_id", m.Headers.MessageID, "reason", reason)
+	e.bus.log.Warn("dead-lettered", "topic", m.Topic, "message_id", m.Headers.MessageID, "trace_id", m.Headers.Trace.TraceIDHex(),
+		"consumer", e.opts.group, "result", "dlq", "reason", reason)
 	if err := d.Term(ctx, reason); err != nil {
 		e.bus.log.Warn("term failed after dead-lettering; the message will be delivered again and dead-lettered again", "message_id", m.Headers.MessageID, "err", err)
 	}
