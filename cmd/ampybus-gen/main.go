@@ -147,7 +147,7 @@ func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.contract, "contract", "contract.yaml", "the contract file")
 	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
 	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
-	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable)")
+	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable; default: proto/ beside the contract, when it exists)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "I", "same as -proto_path")
 	fs.Var((*listFlag)(&o.schemas.DescriptorSets), "descriptor_set_in", "a FileDescriptorSet holding the payload schemas, from buf build -o or protoc --include_imports (repeatable)")
 	fs.Usage = func() {
@@ -174,6 +174,12 @@ func moduleVersion() string {
 // generate loads the contract and its schemas and runs the emitters; each
 // writes below -out (Go packages today).
 func generate(o *options) (map[string][]byte, error) {
+	if len(o.schemas.ProtoPaths)+len(o.schemas.DescriptorSets) == 0 {
+		// The convention: the protos in proto/ beside the contract.
+		if dir := filepath.Join(filepath.Dir(o.contract), "proto"); isDir(dir) {
+			o.schemas.ProtoPaths = []string{dir}
+		}
+	}
 	schemas, err := protoset.Load(context.Background(), o.schemas)
 	if err != nil {
 		return nil, fmt.Errorf("ampybus-gen: %w", err)
@@ -203,4 +209,9 @@ func generate(o *options) (map[string][]byte, error) {
 		}
 	}
 	return files, nil
+}
+
+func isDir(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.IsDir()
 }

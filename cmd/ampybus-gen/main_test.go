@@ -38,7 +38,15 @@ func TestGenerateThenCheck(t *testing.T) {
 	assert.Contains(t, stdout, `+	DomainName = "orders"`)
 	assert.Contains(t, stderr, "is stale for ../../contract.yaml; run: ampybus-gen generate")
 
-	code, _, stderr = gen(t, "check", "-contract", "../../contract.yaml", "-out", out)
+	// Without schema flags, proto/ beside the contract is the default.
+	code, stdout, stderr = gen(t, "check", "-contract", "../../contract.yaml", "-out", "../../generated")
+	assert.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "is up to date")
+	c := filepath.Join(t.TempDir(), "contract.yaml")
+	src, err = os.ReadFile("../../contract.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(c, src, 0o644))
+	code, _, stderr = gen(t, "check", "-contract", c, "-out", out)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "no payload schemas: give --proto_path DIR or --descriptor_set_in FILE")
 }
