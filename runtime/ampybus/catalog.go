@@ -194,15 +194,10 @@ func (c *Catalog) patterns(d *DomainSpec) []string {
 
 // shapes are patterns with each {parameter} a *.
 func (c *Catalog) shapes(d *DomainSpec) []string {
-	out := slices.Clone(c.patterns(d))
-	for i, p := range out {
-		toks := strings.Split(p, ".")
-		for j, t := range toks {
-			if strings.HasPrefix(t, "{") {
-				toks[j] = "*"
-			}
-		}
-		out[i] = strings.Join(toks, ".")
+	patterns := c.patterns(d)
+	out := make([]string, len(patterns))
+	for i, p := range patterns {
+		out[i] = shapeOf(p)
 	}
 	return out
 }

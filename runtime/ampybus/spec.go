@@ -75,19 +75,25 @@ type DomainSpec struct {
 // shape another one covers is left out (a stream's subjects must not
 // overlap).
 func (d *DomainSpec) Shapes() []string {
-	var out []string
-	for _, p := range d.Subtopics {
-		toks := strings.Split(p, ".")
-		for i, t := range toks {
-			if strings.HasPrefix(t, "{") {
-				toks[i] = "*"
-			}
-		}
-		out = append(out, strings.Join(toks, "."))
+	out := make([]string, len(d.Subtopics))
+	for i, p := range d.Subtopics {
+		out[i] = shapeOf(p)
 	}
 	out = transport.Uncovered(out)
 	slices.Sort(out)
 	return out
+}
+
+// shapeOf is a subtopic pattern with each {parameter} a *: "{mic}.{symbol}"
+// → "*.*".
+func shapeOf(pattern string) string {
+	toks := strings.Split(pattern, ".")
+	for i, t := range toks {
+		if strings.HasPrefix(t, "{") {
+			toks[i] = "*"
+		}
+	}
+	return strings.Join(toks, ".")
 }
 
 // Prefix is the topic prefix of the domain in env: ampy.prod.bars.v1.

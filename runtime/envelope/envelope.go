@@ -173,12 +173,9 @@ func (h *Headers) Validate() error {
 // CheckSize holds the headers' wire form to MaxHeaders and MaxHeaderBytes;
 // Parse applies the same limits to what it reads.
 func (h *Headers) CheckSize() error {
-	fields := h.Fields()
-	n := 0
-	for _, f := range fields {
-		n += len(f.Key) + len(f.Value)
-	}
-	return sizeErr(len(fields), n)
+	count, n := 0, 0
+	h.each(func(k, v string) { count, n = count+1, n+len(k)+len(v) })
+	return sizeErr(count, n)
 }
 
 func sizeErr(count, bytes int) error {
@@ -206,9 +203,19 @@ type Field struct {
 // then Extra sorted by key), omitting empty envelope headers.
 func (h *Headers) Fields() []Field {
 	f := make([]Field, 0, 12+len(h.Extra))
+	h.each(func(k, v string) { f = append(f, Field{k, v}) })
+	extra := f[len(f)-len(h.Extra):]
+	sort.Slice(extra, func(i, j int) bool { return extra[i].Key < extra[j].Key })
+	return f
+}
+
+// each visits the wire headers: the envelope's in their fixed order,
+// omitting empty ones, then every Extra header (even empty: a dead letter
+// carries every header it came with), in map order.
+func (h *Headers) each(fn func(k, v string)) {
 	add := func(k, v string) {
 		if v != "" {
-			f = append(f, Field{k, v})
+			fn(k, v)
 		}
 	}
 	add(HeaderMessageID, h.MessageID)
@@ -237,18 +244,9 @@ func (h *Headers) Fields() []Field {
 	if h.BlobSize > 0 {
 		add(HeaderBlobSize, strconv.FormatInt(h.BlobSize, 10))
 	}
-	if len(h.Extra) > 0 {
-		keys := make([]string, 0, len(h.Extra))
-		for k := range h.Extra {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			// Written even when empty: a dead letter carries every header it came with.
-			f = append(f, Field{k, h.Extra[k]})
-		}
+	for k, v := range h.Extra {
+		fn(k, v)
 	}
-	return f
 }
 
 // Parse reads headers from their wire form. get returns a header's value and
@@ -260,12 +258,6 @@ func Parse(keys []string, get func(string) string) (Headers, error) {
 	var h Headers
 	var errs []error
 	size := 0
-	for _, k := range keys {
-		size += len(k) + len(get(k))
-	}
-	if err := sizeErr(len(keys), size); err != nil {
-		errs = append(errs, err)
-	}
 	// A malformed value stays in Extra under its own key, so Fields writes
 	// the message back exactly as it came (a dead letter loses nothing).
 	bad := func(name, value, reason string) {
@@ -278,6 +270,7 @@ func Parse(keys []string, get func(string) string) (Headers, error) {
 	var legacyTraceID string
 	for _, k := range keys {
 		v := get(k)
+		size += len(k) + len(v)
 		switch k {
 		case HeaderMessageID:
 			h.MessageID = v
@@ -339,6 +332,9 @@ func Parse(keys []string, get func(string) string) (Headers, error) {
 			}
 			h.Extra[k] = v
 		}
+	}
+	if err := sizeErr(len(keys), size); err != nil {
+		errs = append([]error{err}, errs...) // the limit first, as before the headers it counts
 	}
 	if !h.Trace.Valid() && legacyTraceID != "" {
 		if tc, err := traceFromLegacyID(legacyTraceID); err == nil {

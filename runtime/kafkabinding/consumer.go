@@ -335,11 +335,12 @@ func (c *consumer) accept(r *kgo.Record) {
 	if sub != "" {
 		d.msg.Topic = r.Topic + "." + sub
 	}
-	// A record no filter can route (a missing or off-contract subtopic) is
-	// every consumer's to dead-letter: passed over, it would vanish.
-	stray := !c.sub.Stream.Holds(d.msg.Topic)
-	ours := (stray && c.sub.Key == "") ||
-		(c.matches(d.msg.Topic) && (c.sub.Key == "" || d.msg.Headers.PartitionKey == c.sub.Key))
+	ours := c.matches(d.msg.Topic) && (c.sub.Key == "" || d.msg.Headers.PartitionKey == c.sub.Key)
+	if !ours && c.sub.Key == "" {
+		// A record no filter can route (a missing or off-contract subtopic)
+		// is every consumer's to dead-letter: passed over, it would vanish.
+		ours = !c.sub.Stream.Holds(d.msg.Topic)
+	}
 	c.mu.Lock()
 	p := c.parts[r.Partition]
 	if p == nil {
