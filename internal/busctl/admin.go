@@ -14,9 +14,8 @@ import (
 	"github.com/ampyfin/ampy-bus/internal/demo"
 	"github.com/ampyfin/ampy-bus/internal/fixtures"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/fixture"
-	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
-	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -343,7 +342,7 @@ func dev(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	if *withNATS && *nodes > 1 {
-		o := natsbinding.ClusterOptions{Nodes: *nodes}
+		o := embedded.NATSClusterOptions{Nodes: *nodes}
 		if *natsPort != 0 {
 			for i := range *nodes {
 				o.Ports = append(o.Ports, *natsPort+i)
@@ -352,18 +351,18 @@ func dev(ctx context.Context, e *env, args []string) error {
 		if *store != "" {
 			o.StoreDir = filepath.Join(*store, "nats")
 		}
-		c, err := natsbinding.StartCluster(o)
+		c, err := embedded.StartNATSCluster(o)
 		if err != nil {
 			return fmt.Errorf("start a %d-node NATS cluster from 127.0.0.1:%d: %w (ports in use? try --nats-port 0)", *nodes, *natsPort, err)
 		}
 		stops = append(stops, c.Shutdown)
 		fmt.Fprintf(e.stdout, "NATS JetStream cluster of %d nodes\n  export AMPYBUS_URL=%s\n", *nodes, c.URL())
 	} else if *withNATS {
-		o := natsbinding.EmbeddedOptions{Port: *natsPort}
+		o := embedded.NATSOptions{Port: *natsPort}
 		if *store != "" {
 			o.StoreDir = filepath.Join(*store, "nats")
 		}
-		n, err := natsbinding.StartEmbedded(o)
+		n, err := embedded.StartNATS(o)
 		if err != nil {
 			return fmt.Errorf("start NATS on 127.0.0.1:%d: %w (another server on the port? try --nats-port 0)", *natsPort, err)
 		}
@@ -371,11 +370,11 @@ func dev(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "NATS JetStream  %s\n  export AMPYBUS_URL=%s\n", n.URL(), n.URL())
 	}
 	if *withKafka {
-		o := kafkabinding.EmbeddedOptions{Port: *kafkaPort}
+		o := embedded.KafkaOptions{Port: *kafkaPort}
 		if *store != "" {
 			o.DataDir = filepath.Join(*store, "kafka")
 		}
-		k, err := kafkabinding.StartEmbedded(o)
+		k, err := embedded.StartKafka(o)
 		if err != nil {
 			return fmt.Errorf("start Kafka on 127.0.0.1:%d: %w (another broker on the port? try --kafka-port 0)", *kafkaPort, err)
 		}

@@ -30,6 +30,8 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -302,7 +304,7 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, ampybus.WithNATSOptions(natsOpts...), ampybus.WithKafkaOptions(kafkaOpts...))
+	opts = append(opts, ampybus.WithDialOptions(natsbinding.ClientOptions(natsOpts...), kafkabinding.ClientOptions(kafkaOpts...)))
 	b, err := ampybus.Open(ctx, u, opts...)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/ampyfin/ampy-bus/runtime/embedded" // embedded:// URLs
+
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

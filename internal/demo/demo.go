@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	_ "github.com/ampyfin/ampy-bus/runtime/embedded" // the demo runs on embedded:// by default
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/generated"

@@ -10,8 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/internal/demo"
-	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
-	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 )
 
 // The demo plays seed §19 the same on every transport: only the URL changes.
@@ -49,10 +48,10 @@ func TestDemo(t *testing.T) {
 // the durable groups resume, the DLQ watch and the replay window start at
 // the run's start.
 func TestDemoRunsTwiceOnOneBroker(t *testing.T) {
-	n, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	n, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	defer n.Shutdown()
-	k, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	k, err := embedded.StartKafka(embedded.KafkaOptions{})
 	require.NoError(t, err)
 	defer k.Shutdown()
 	for _, url := range []string{n.URL(), k.URL()} {

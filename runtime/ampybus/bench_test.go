@@ -13,6 +13,7 @@ import (
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
@@ -28,9 +29,9 @@ import (
 //	go test -run '^$' -bench Publish -benchmem ./runtime/ampybus/
 //
 // benchBus starts an embedded server and opens a producing bus on it.
-func benchBus(b *testing.B) (*natsbinding.Embedded, *ampybus.Bus) {
+func benchBus(b *testing.B) (*embedded.NATS, *ampybus.Bus) {
 	b.Helper()
-	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	srv, err := embedded.StartNATS(embedded.NATSOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

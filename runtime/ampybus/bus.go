@@ -14,12 +14,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/nats-io/nats.go"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/ampyfin/ampy-bus/runtime/blob"
-	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
-	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -41,13 +36,15 @@ var (
 	ErrMaybeStored = transport.ErrMaybeStored
 	// ErrClosed: the bus or subscription is closed.
 	ErrClosed = transport.ErrClosed
-	// ErrBadURL: the bus URL names no known transport.
+	// ErrBadURL: the bus URL is malformed, or names a binding this program
+	// does not import (it also wraps transport.ErrNoBinding then).
 	ErrBadURL = errors.New("bad bus URL")
 	// ErrBackpressure: the async window is full; slow down or wait.
 	ErrBackpressure = transport.ErrBackpressure
 )
 
-// DefaultURL opens an in-process NATS JetStream server: development and tests.
+// DefaultURL opens an in-process NATS JetStream server: development and
+// tests, in a program that imports the embedded package.
 const DefaultURL = "embedded://nats"
 
 // Bus is an open connection to the broker, with this process's identity.
@@ -60,9 +57,10 @@ type Bus struct {
 	runID    string
 	log      *slog.Logger
 	url      string
-	// stopEmbedded shuts down an in-process broker the bus started.
-	stopEmbedded func()
-	blobs        blob.Store
+	// stopBinding runs after the transport closes: it shuts down an
+	// in-process broker the bus started.
+	stopBinding func()
+	blobs       blob.Store
 
 	mu      sync.Mutex
 	ensured map[string]*ensureOnce
@@ -84,9 +82,7 @@ type options struct {
 	runID       string
 	log         *slog.Logger
 	asyncWindow int
-	natsOpts    []nats.Option
-	kafkaOpts   []kgo.Opt
-	storeDir    string
+	dialOpts    []transport.DialOption
 	blobs       blob.Store
 	failFull    bool
 }
@@ -120,14 +116,12 @@ func WithAsyncWindow(n int) Option { return func(o *options) { o.asyncWindow = n
 // that would rather shed or batch than block.
 func WithAsyncFailFast() Option { return func(o *options) { o.failFull = true } }
 
-// WithNATSOptions passes nats.go options (credentials, TLS) to a nats:// bus.
-func WithNATSOptions(opts ...nats.Option) Option {
-	return func(o *options) { o.natsOpts = append(o.natsOpts, opts...) }
-}
-
-// WithKafkaOptions passes franz-go options (TLS, SASL) to a kafka:// bus.
-func WithKafkaOptions(opts ...kgo.Opt) Option {
-	return func(o *options) { o.kafkaOpts = append(o.kafkaOpts, opts...) }
+// WithDialOptions passes binding-specific settings: natsbinding.ClientOptions
+// (credentials, TLS), kafkabinding.ClientOptions (TLS, SASL),
+// embedded.StoreDir. Each binding takes its own and ignores the rest, so one
+// service carries both brokers' settings and only the URL picks.
+func WithDialOptions(opts ...transport.DialOption) Option {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
 // WithBlobStore turns on the pointer pattern: a payload still over its
@@ -136,16 +130,56 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // store to fetch it.
 func WithBlobStore(store blob.Store) Option { return func(o *options) { o.blobs = store } }
 
-// WithStoreDir keeps an embedded broker's data in dir, so it survives a restart.
-func WithStoreDir(dir string) Option { return func(o *options) { o.storeDir = dir } }
-
-// Open connects to the bus at rawURL. Only the URL differs between transports:
+// Open connects to the bus at rawURL through the binding its scheme names.
+// Only the URL differs between transports; a program links the bindings it
+// imports, as database/sql links its drivers:
 //
-//	nats://host:4222[,nats://host2:4222]   NATS with JetStream
-//	kafka://host1:9092,host2:9092          Kafka
-//	embedded://nats                        an in-process JetStream server (also "")
-//	embedded://kafka                       an in-process Kafka cluster (kfake)
+//	nats://host:4222[,nats://host2:4222]   NATS JetStream    import _ ".../runtime/natsbinding"
+//	kafka://host1:9092,host2:9092          Kafka             import _ ".../runtime/kafkabinding"
+//	embedded://nats, embedded://kafka      in-process broker import _ ".../runtime/embedded"
+//
+// An empty URL is DefaultURL.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open bus: %w", err)
+	}
+	rawURL = cmp.Or(rawURL, DefaultURL)
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("open bus %q: %w: want scheme://host, such as nats://127.0.0.1:4222 or kafka://127.0.0.1:9092", rawURL, ErrBadURL)
+	}
+	d, err := transport.Dial(ctx, u.Scheme, transport.DialConfig{
+		URL: rawURL, Name: cmp.Or(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull,
+		Logger: o.log, Options: o.dialOpts,
+	})
+	if errors.Is(err, transport.ErrNoBinding) {
+		return nil, fmt.Errorf("open bus: %w: %w", ErrBadURL, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bus: %w", err)
+	}
+	b := newBus(d.Transport, o)
+	b.url, b.stopBinding = cmp.Or(d.URL, rawURL), d.Stop
+	return b, nil
+}
+
+// NewBus runs the bus over a transport the caller opened (a binding's own
+// Open, or a wrapper around one). Closing the bus closes t.
+func NewBus(t transport.Transport, opts ...Option) (*Bus, error) {
+	if t == nil {
+		return nil, errors.New("new bus: the transport is nil")
+	}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new bus: %w", err)
+	}
+	b := newBus(t, o)
+	b.url = t.Name() + "://"
+	return b, nil
+}
+
+func newOptions(opts []Option) (options, error) {
 	o := options{env: "dev", log: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
@@ -154,64 +188,17 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 		o.runID = "run_" + newRunSuffix()
 	}
 	if (o.producer == "") != (o.source == "") {
-		return nil, fmt.Errorf("open bus: %w: WithProducer needs both producer (svc@host) and source (svc)", ErrNoProducer)
+		return o, fmt.Errorf("%w: WithProducer needs both producer (svc@host) and source (svc)", ErrNoProducer)
 	}
-	b := &Bus{env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs, ensured: map[string]*ensureOnce{}}
-	if rawURL == "" {
-		rawURL = DefaultURL
+	if o.asyncWindow < 0 {
+		return o, fmt.Errorf("WithAsyncWindow(%d): the window must be positive (0 takes the binding's default)", o.asyncWindow)
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("open bus %q: %w: %v", rawURL, ErrBadURL, err)
-	}
-	t, addr, err := b.connect(ctx, u, rawURL, o)
-	if err != nil {
-		if b.stopEmbedded != nil {
-			b.stopEmbedded()
-		}
-		return nil, fmt.Errorf("open bus: %w", err)
-	}
-	b.t, b.url = t, addr
-	return b, nil
+	return o, nil
 }
 
-// connect opens the binding the URL names, starting an embedded broker first
-// for embedded:// URLs.
-func (b *Bus) connect(ctx context.Context, u *url.URL, rawURL string, o options) (transport.Transport, string, error) {
-	scheme, addr := u.Scheme, rawURL
-	if scheme == "embedded" {
-		switch kind := cmp.Or(u.Host, u.Opaque); kind {
-		case "nats":
-			e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: o.storeDir})
-			if err != nil {
-				return nil, "", err
-			}
-			b.stopEmbedded, scheme, addr = e.Shutdown, "nats", e.URL()
-		case "kafka":
-			e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{DataDir: o.storeDir})
-			if err != nil {
-				return nil, "", err
-			}
-			b.stopEmbedded, scheme, addr = e.Shutdown, "kafka", e.URL()
-		default:
-			return nil, "", fmt.Errorf("%w %q: the embedded brokers are embedded://nats and embedded://kafka", ErrBadURL, rawURL)
-		}
-	}
-	switch scheme {
-	case "nats", "tls", "ws", "wss":
-		t, err := natsbinding.Open(ctx, natsbinding.Config{
-			URL: addr, Name: cmp.Or(o.producer, "ampy-bus"), AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull,
-			Options: o.natsOpts, Logger: o.log,
-		})
-		return t, addr, err
-	case "kafka":
-		brokers := strings.Split(strings.TrimPrefix(addr, "kafka://"), ",")
-		t, err := kafkabinding.Open(ctx, kafkabinding.Config{
-			Brokers: brokers, AsyncWindow: o.asyncWindow, FailWhenFull: o.failFull, Options: o.kafkaOpts, Logger: o.log,
-		})
-		return t, addr, err
-	}
-	return nil, "", fmt.Errorf("%w %q: use nats://host:4222, kafka://host:9092[,host2:9092], embedded://nats or embedded://kafka", ErrBadURL, rawURL)
+func newBus(t transport.Transport, o options) *Bus {
+	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
+		ensured: map[string]*ensureOnce{}}
 }
 
 // Env is the environment the bus publishes and subscribes in.
@@ -252,8 +239,8 @@ func (b *Bus) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	err := b.t.Close()
-	if b.stopEmbedded != nil {
-		b.stopEmbedded()
+	if b.stopBinding != nil {
+		b.stopBinding()
 	}
 	return err
 }

@@ -28,6 +28,7 @@ import (
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
@@ -256,7 +257,7 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 
 func TestReconnectAfterServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir})
+	srv, err := embedded.StartNATS(embedded.NATSOptions{StoreDir: dir})
 	require.NoError(t, err)
 	url := srv.URL()
 	u, err := neturl.Parse(url)
@@ -279,7 +280,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 
 	// The broker goes away and comes back on the same port and store.
 	srv.Shutdown()
-	srv, err = natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir, Port: port})
+	srv, err = embedded.StartNATS(embedded.NATSOptions{StoreDir: dir, Port: port})
 	require.NoError(t, err)
 	defer srv.Shutdown()
 

@@ -32,6 +32,7 @@ import (
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/schema"
@@ -39,9 +40,9 @@ import (
 )
 
 // server starts an embedded JetStream server for one test.
-func server(t *testing.T) *natsbinding.Embedded {
+func server(t *testing.T) *embedded.NATS {
 	t.Helper()
-	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	t.Cleanup(e.Shutdown)
 	return e
@@ -397,10 +398,15 @@ func TestOpenErrors(t *testing.T) {
 
 	_, err = ampybus.Open(ctx, "amqp://127.0.0.1:5672")
 	assert.ErrorIs(t, err, ampybus.ErrBadURL)
-	assert.ErrorContains(t, err, "use nats://host:4222, kafka://host:9092[,host2:9092], embedded://nats or embedded://kafka")
+	assert.ErrorContains(t, err, `no binding for the URL scheme "amqp": this program has embedded://, kafka://, nats://`)
 
 	_, err = ampybus.Open(ctx, "embedded://rabbit")
 	assert.ErrorIs(t, err, ampybus.ErrBadURL)
+	assert.ErrorContains(t, err, "use embedded://nats or embedded://kafka")
+
+	_, err = ampybus.Open(ctx, "127.0.0.1:4222")
+	assert.ErrorIs(t, err, ampybus.ErrBadURL)
+	assert.ErrorContains(t, err, "want scheme://host")
 }
 
 // A publish that fails validation has no side effect: no blob stored, no

@@ -41,6 +41,7 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/checkpoint"
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
@@ -73,7 +74,7 @@ type Binding struct {
 
 // NATS starts embedded JetStream servers.
 var NATS = Binding{Name: "nats", Start: func(t *testing.T) Broker {
-	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	b := &stopper{url: e.URL(), stop: e.Shutdown}
 	t.Cleanup(b.Stop)
@@ -86,7 +87,7 @@ var NATS = Binding{Name: "nats", Start: func(t *testing.T) Broker {
 
 // Kafka starts embedded kfake clusters.
 var Kafka = Binding{Name: "kafka", Start: func(t *testing.T) Broker {
-	e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	e, err := embedded.StartKafka(embedded.KafkaOptions{})
 	require.NoError(t, err)
 	b := &stopper{url: e.URL(), stop: e.Shutdown}
 	t.Cleanup(b.Stop)

@@ -11,8 +11,8 @@ import (
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
-	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 )
 
 // BenchmarkPublish publishes the same BarBatch through the typed publisher
@@ -22,7 +22,7 @@ import (
 //
 //	go test -run '^$' -bench Publish -benchmem ./runtime/kafkabinding/
 func BenchmarkPublish(b *testing.B) {
-	e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	e, err := embedded.StartKafka(embedded.KafkaOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -17,12 +18,12 @@ import (
 // is held (by a slow handler or an in-place retry), and the commit moves past
 // all of them once it settles.
 func TestPassedOverRecordsAreNotKept(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{})
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
 	require.NoError(t, err)
-	defer e.Shutdown()
+	defer kc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := Open(ctx, Config{Brokers: e.Brokers()})
+	tr, err := Open(ctx, Config{Brokers: kc.ListenAddrs()})
 	require.NoError(t, err)
 	defer tr.Close()
 	s := transport.Stream{Prefix: "ampy.dev.rv.v1", Partitions: 1}

@@ -15,6 +15,7 @@ import (
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -70,7 +71,7 @@ func TestEnsureTopicReplicas(t *testing.T) {
 		{brokers: 3, orders: 3, preBars: 3, wantBars: 3},
 	} {
 		t.Run(strconv.Itoa(tc.brokers)+"brokers/pre"+strconv.Itoa(tc.preBars), func(t *testing.T) {
-			e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{Brokers: tc.brokers})
+			e, err := embedded.StartKafka(embedded.KafkaOptions{Brokers: tc.brokers})
 			require.NoError(t, err)
 			defer e.Shutdown()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -22,8 +22,8 @@ import (
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
-	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -36,9 +36,9 @@ func kcat(t *testing.T) string {
 	return p
 }
 
-func cluster(t *testing.T) (*kafkabinding.Embedded, *ampybus.Bus, context.Context) {
+func cluster(t *testing.T) (*embedded.Kafka, *ampybus.Bus, context.Context) {
 	t.Helper()
-	e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	e, err := embedded.StartKafka(embedded.KafkaOptions{})
 	require.NoError(t, err)
 	t.Cleanup(e.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 )
 
@@ -15,7 +16,7 @@ import (
 // would have): what one writes, the other sees once it has synced, and a
 // store opened later reads everything back from the topic.
 func TestTopicStoreIsSharedAndSurvivesRestarts(t *testing.T) {
-	e, err := kafkabinding.StartEmbedded(kafkabinding.EmbeddedOptions{})
+	e, err := embedded.StartKafka(embedded.KafkaOptions{})
 	require.NoError(t, err)
 	defer e.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/runtime/checkpoint"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
 
@@ -19,7 +20,7 @@ func TestKVCheckpointsSurviveRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	open := func() (*natsbinding.KVCheckpoints, func()) {
-		e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir})
+		e, err := embedded.StartNATS(embedded.NATSOptions{StoreDir: dir})
 		require.NoError(t, err)
 		tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
 		require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
-	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 )
 
 // On a 3-node cluster the contract's replicas: 3 holds: the orders stream
@@ -34,7 +34,7 @@ func leaderKilled(t *testing.T, async bool) {
 	if testing.Short() {
 		n = 300
 	}
-	c, err := natsbinding.StartCluster(natsbinding.ClusterOptions{Nodes: 3})
+	c, err := embedded.StartNATSCluster(embedded.NATSClusterOptions{Nodes: 3})
 	require.NoError(t, err)
 	defer c.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/runtime/dedupe"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
 
@@ -20,8 +21,8 @@ func TestKVStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	open := func() (*natsbinding.Embedded, *natsbinding.KVStore, func()) {
-		e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{StoreDir: dir})
+	open := func() (*embedded.NATS, *natsbinding.KVStore, func()) {
+		e, err := embedded.StartNATS(embedded.NATSOptions{StoreDir: dir})
 		require.NoError(t, err)
 		tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: e.URL()})
 		require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -17,7 +18,7 @@ import (
 // One stream per env and domain, with the contract's retention, size limit
 // and duplicate window; ensuring again updates it.
 func TestEnsureStreamFromContract(t *testing.T) {
-	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	defer e.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -51,7 +52,7 @@ func TestEnsureStreamFromContract(t *testing.T) {
 // Ensuring never lowers what the broker has, and changes nothing when the
 // stream already matches: many processes opening one bus update nothing.
 func TestEnsureStreamKeepsWhatTheBrokerHas(t *testing.T) {
-	ctx, tr, js := embedded(t)
+	ctx, tr, js := openEmbedded(t)
 
 	s := transport.Stream{Prefix: "ampy.prod.fills.v1", Retention: time.Hour, MaxPayload: 1 << 20, DedupeWindow: time.Minute, Partitions: 16, Replicas: 3}
 	require.NoError(t, tr.EnsureStream(ctx, s))
@@ -86,11 +87,11 @@ func TestEnsureStreamKeepsWhatTheBrokerHas(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrTimeout, "ensuring a matching stream updated it")
 }
 
-// embedded starts a server and opens the binding and a raw JetStream client
+// openEmbedded starts a server and opens the binding and a raw JetStream client
 // on it, all closed when the test ends.
-func embedded(t *testing.T) (context.Context, *natsbinding.Transport, jetstream.JetStream) {
+func openEmbedded(t *testing.T) (context.Context, *natsbinding.Transport, jetstream.JetStream) {
 	t.Helper()
-	e, err := natsbinding.StartEmbedded(natsbinding.EmbeddedOptions{})
+	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	t.Cleanup(e.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -116,7 +117,7 @@ func mustInfo(ctx context.Context, t *testing.T, js jetstream.JetStream, name st
 // one, and a publish that skips the partition token is refused rather than
 // stored where no consumer group reads it.
 func TestUnpartitionedPublishIsRefused(t *testing.T) {
-	ctx, tr, js := embedded(t)
+	ctx, tr, js := openEmbedded(t)
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AMPY_DEV_ORDERS_V1", Subjects: []string{"ampy.dev.orders.v1.>"}})
 	require.NoError(t, err)
 
@@ -137,7 +138,7 @@ func TestUnpartitionedPublishIsRefused(t *testing.T) {
 // process on an older contract keeps a newer one's subtopics, and the
 // shape-less layout (N.prefix.>) gives way to the contract's.
 func TestOffContractSubjectIsRefused(t *testing.T) {
-	ctx, tr, js := embedded(t)
+	ctx, tr, js := openEmbedded(t)
 	const name = "AMPY_DEV_TICKS_V1"
 	s := transport.Stream{Prefix: "ampy.dev.ticks.v1", Partitions: 2, DedupeWindow: time.Minute}
 	require.NoError(t, tr.EnsureStream(ctx, s))

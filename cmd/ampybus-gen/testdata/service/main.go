@@ -14,6 +14,9 @@ import (
 	"example.com/cx/internal/bus/tradesv1"
 	"example.com/cx/internal/bus/tradesv2"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	// The test runs the service on embedded brokers; a deployed service
+	// imports runtime/natsbinding or runtime/kafkabinding instead.
+	_ "github.com/ampyfin/ampy-bus/runtime/embedded"
 )
 
 func main() {

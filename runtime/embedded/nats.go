@@ -1,4 +1,4 @@
-package natsbinding
+package embedded
 
 import (
 	"errors"
@@ -9,17 +9,17 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Embedded is an in-process NATS server with JetStream, for development and
+// NATS is an in-process NATS server with JetStream, for development and
 // tests: the real server, listening on loopback.
-type Embedded struct {
+type NATS struct {
 	srv     *server.Server
 	dir     string
 	ownsDir bool
 }
 
-// EmbeddedOptions configure StartEmbedded; the zero value is a fresh server
+// NATSOptions configure StartNATS; the zero value is a fresh server
 // on a random loopback port with a temporary store.
-type EmbeddedOptions struct {
+type NATSOptions struct {
 	// Port to listen on; 0 picks a free one.
 	Port int
 	// StoreDir keeps JetStream data; empty means a temporary directory removed
@@ -30,10 +30,10 @@ type EmbeddedOptions struct {
 	MaxPayload int32
 }
 
-// StartEmbedded starts a JetStream server on 127.0.0.1 and waits until it
+// StartNATS starts a JetStream server on 127.0.0.1 and waits until it
 // accepts connections.
-func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
-	e := &Embedded{dir: o.StoreDir}
+func StartNATS(o NATSOptions) (*NATS, error) {
+	e := &NATS{dir: o.StoreDir}
 	if e.dir == "" {
 		d, err := os.MkdirTemp("", "ampybus-nats-*")
 		if err != nil {
@@ -74,19 +74,19 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 }
 
 // URL is the nats:// URL clients connect to.
-func (e *Embedded) URL() string { return e.srv.ClientURL() }
+func (e *NATS) URL() string { return e.srv.ClientURL() }
 
 // StoreDir is where JetStream keeps its data.
-func (e *Embedded) StoreDir() string { return e.dir }
+func (e *NATS) StoreDir() string { return e.dir }
 
 // Shutdown stops the server and removes a temporary store.
-func (e *Embedded) Shutdown() {
+func (e *NATS) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 	e.cleanup()
 }
 
-func (e *Embedded) cleanup() {
+func (e *NATS) cleanup() {
 	if e.ownsDir {
 		os.RemoveAll(e.dir)
 	}

@@ -1,4 +1,4 @@
-package natsbinding
+package embedded
 
 import (
 	"errors"
@@ -14,11 +14,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Cluster is an in-process JetStream cluster on loopback: real nats-server
+// NATSCluster is an in-process JetStream cluster on loopback: real nats-server
 // nodes joined by routes, so replicated streams, leader elections and node
 // failures behave as in production. For development (ampybusctl dev
 // --cluster 3) and tests.
-type Cluster struct {
+type NATSCluster struct {
 	dir     string
 	ownsDir bool
 	mu      sync.Mutex
@@ -30,9 +30,9 @@ type clusterNode struct {
 	srv  *server.Server // nil while stopped
 }
 
-// ClusterOptions configure StartCluster; the zero value is three nodes on
+// NATSClusterOptions configure StartNATSCluster; the zero value is three nodes on
 // free loopback ports with a temporary store.
-type ClusterOptions struct {
+type NATSClusterOptions struct {
 	// Nodes is the number of servers (default 3).
 	Nodes int
 	// Ports are the client ports, one per node; empty picks free ones.
@@ -42,13 +42,13 @@ type ClusterOptions struct {
 	StoreDir string
 }
 
-// StartCluster starts the nodes and waits until JetStream has a meta leader.
-func StartCluster(o ClusterOptions) (*Cluster, error) {
+// StartNATSCluster starts the nodes and waits until JetStream has a meta leader.
+func StartNATSCluster(o NATSClusterOptions) (*NATSCluster, error) {
 	n := max(o.Nodes, 1)
 	if len(o.Ports) != 0 && len(o.Ports) != n {
 		return nil, fmt.Errorf("embedded nats cluster: %d ports for %d nodes", len(o.Ports), n)
 	}
-	c := &Cluster{dir: o.StoreDir}
+	c := &NATSCluster{dir: o.StoreDir}
 	if c.dir == "" {
 		d, err := os.MkdirTemp("", "ampybus-nats-cluster-*")
 		if err != nil {
@@ -119,7 +119,7 @@ func freePorts(n int) ([]int, error) {
 }
 
 // Start starts node i (again, after Stop) on its ports and store.
-func (c *Cluster) Start(i int) error {
+func (c *NATSCluster) Start(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	nd := c.nodes[i]
@@ -141,7 +141,7 @@ func (c *Cluster) Start(i int) error {
 }
 
 // Stop stops node i as a failure would; its store stays for Start.
-func (c *Cluster) Stop(i int) {
+func (c *NATSCluster) Stop(i int) {
 	c.mu.Lock()
 	srv := c.nodes[i].srv
 	c.nodes[i].srv = nil
@@ -154,7 +154,7 @@ func (c *Cluster) Stop(i int) {
 
 // URL lists every node's client URL, comma-separated, for clients that
 // reconnect to whichever node is up.
-func (c *Cluster) URL() string {
+func (c *NATSCluster) URL() string {
 	urls := make([]string, len(c.nodes))
 	for i, nd := range c.nodes {
 		urls[i] = "nats://127.0.0.1:" + strconv.Itoa(nd.opts.Port)
@@ -163,11 +163,11 @@ func (c *Cluster) URL() string {
 }
 
 // Nodes is the number of nodes.
-func (c *Cluster) Nodes() int { return len(c.nodes) }
+func (c *NATSCluster) Nodes() int { return len(c.nodes) }
 
 // StreamLeader is the index of the node leading stream, or -1 when none
 // does (yet).
-func (c *Cluster) StreamLeader(stream string) int {
+func (c *NATSCluster) StreamLeader(stream string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, nd := range c.nodes {
@@ -180,7 +180,7 @@ func (c *Cluster) StreamLeader(stream string) int {
 
 // waitForQuorum waits until the meta leader sees every node with JetStream
 // and every node is current, so a replicated stream can be placed at once.
-func (c *Cluster) waitForQuorum(timeout time.Duration) error {
+func (c *NATSCluster) waitForQuorum(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if c.formed() {
@@ -191,7 +191,7 @@ func (c *Cluster) waitForQuorum(timeout time.Duration) error {
 	return errors.New("embedded nats cluster: JetStream did not form on every node within " + timeout.String())
 }
 
-func (c *Cluster) formed() bool {
+func (c *NATSCluster) formed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seen := 0
@@ -207,7 +207,7 @@ func (c *Cluster) formed() bool {
 }
 
 // Shutdown stops every node and removes a temporary store.
-func (c *Cluster) Shutdown() {
+func (c *NATSCluster) Shutdown() {
 	for i := range c.nodes {
 		c.Stop(i)
 	}

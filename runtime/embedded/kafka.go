@@ -1,4 +1,4 @@
-package kafkabinding
+package embedded
 
 import (
 	"fmt"
@@ -7,16 +7,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// Embedded is an in-process Kafka cluster (franz-go's kfake) on loopback, for
+// Kafka is an in-process Kafka cluster (franz-go's kfake) on loopback, for
 // development and tests. It speaks the Kafka protocol to any client, kcat
 // included, but it is not a performance proxy for a real cluster.
-type Embedded struct {
+type Kafka struct {
 	c *kfake.Cluster
 }
 
-// EmbeddedOptions configure StartEmbedded; the zero value is one broker on a
+// KafkaOptions configure StartKafka; the zero value is one broker on a
 // random loopback port, in memory.
-type EmbeddedOptions struct {
+type KafkaOptions struct {
 	// Port to listen on; 0 picks a free one.
 	Port int
 	// DataDir persists the cluster; restarting on it recovers topics and offsets.
@@ -25,8 +25,8 @@ type EmbeddedOptions struct {
 	Brokers int
 }
 
-// StartEmbedded starts a cluster on 127.0.0.1, one broker unless asked for more.
-func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
+// StartKafka starts a cluster on 127.0.0.1, one broker unless asked for more.
+func StartKafka(o KafkaOptions) (*Kafka, error) {
 	opts := []kfake.Opt{kfake.NumBrokers(max(o.Brokers, 1)), kfake.ClusterID("ampy-bus-embedded"),
 		// Real brokers refuse group sessions under 6s unless configured
 		// lower; the development broker allows (and reports) 1s, so the
@@ -42,14 +42,14 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
-	return &Embedded{c: c}, nil
+	return &Kafka{c: c}, nil
 }
 
 // Brokers are the cluster's host:port addresses.
-func (e *Embedded) Brokers() []string { return e.c.ListenAddrs() }
+func (e *Kafka) Brokers() []string { return e.c.ListenAddrs() }
 
 // URL is the kafka:// URL clients open the bus with.
-func (e *Embedded) URL() string { return "kafka://" + strings.Join(e.Brokers(), ",") }
+func (e *Kafka) URL() string { return "kafka://" + strings.Join(e.Brokers(), ",") }
 
 // Shutdown stops the cluster.
-func (e *Embedded) Shutdown() { e.c.Close() }
+func (e *Kafka) Shutdown() { e.c.Close() }
