@@ -61,6 +61,7 @@ type Bus struct {
 	// in-process broker the bus started.
 	stopBinding func()
 	blobs       blob.Store
+	hooks       hooks
 
 	mu      sync.Mutex
 	ensured map[string]*ensureOnce
@@ -83,6 +84,7 @@ type options struct {
 	log         *slog.Logger
 	asyncWindow int
 	dialOpts    []transport.DialOption
+	hooks       []Hook
 	blobs       blob.Store
 	failFull    bool
 }
@@ -190,6 +192,9 @@ func newOptions(opts []Option) (options, error) {
 	if (o.producer == "") != (o.source == "") {
 		return o, fmt.Errorf("%w: WithProducer needs both producer (svc@host) and source (svc)", ErrNoProducer)
 	}
+	if _, err := newHooks(o.hooks); err != nil {
+		return o, err
+	}
 	if o.asyncWindow < 0 {
 		return o, fmt.Errorf("WithAsyncWindow(%d): the window must be positive (0 takes the binding's default)", o.asyncWindow)
 	}
@@ -197,8 +202,9 @@ func newOptions(opts []Option) (options, error) {
 }
 
 func newBus(t transport.Transport, o options) *Bus {
+	h, _ := newHooks(o.hooks) // checked in newOptions
 	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		ensured: map[string]*ensureOnce{}}
+		hooks: h, ensured: map[string]*ensureOnce{}}
 }
 
 // Env is the environment the bus publishes and subscribes in.

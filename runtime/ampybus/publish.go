@@ -101,7 +101,7 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 	if err != nil {
 		return PublishResult{}, err
 	}
-	ack, err := p.bus.send(ctx, p.route.Spec.Domain, s, m)
+	ack, err := p.bus.send(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m)
 	if err != nil {
 		// The id lets the caller republish the same message (WithMessageID).
 		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
@@ -118,7 +118,7 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 		return nil, err
 	}
 	f := &PublishFuture{done: make(chan struct{})}
-	err = p.bus.sendAsync(ctx, p.route.Spec.Domain, s, m, func(ack transport.PublishAck, err error) {
+	err = p.bus.sendAsync(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m, func(ack transport.PublishAck, err error) {
 		if err != nil {
 			f.res = PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}
 			f.err = fmt.Errorf("publish %s: %w", m.Topic, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,7 +21,34 @@ const attemptTimeout = 2 * time.Second
 // broker's dedupe (Nats-Msg-Id; consumers' message_id on Kafka) keeps a
 // retry from being stored twice. When any attempt may have reached the
 // broker, the error wraps ErrMaybeStored.
-func (b *Bus) send(ctx context.Context, d *DomainSpec, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+func (b *Bus) send(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, false)
+	began := time.Now()
+	ack, err := b.sendRetrying(ctx, o.domain, s, m)
+	b.logPublished(ctx, m, began, err)
+	if ev != nil {
+		b.published(ctx, ev, result(m, ack), err)
+	}
+	return ack, err
+}
+
+// logPublished logs a stored message at Debug, so the default log stays
+// quiet; failures are the caller's to report.
+func (b *Bus) logPublished(ctx context.Context, m *transport.Message, began time.Time, err error) {
+	if err == nil && b.log.Enabled(ctx, slog.LevelDebug) {
+		b.log.Debug("published", "topic", m.Topic, "message_id", m.Headers.MessageID, "trace_id", m.Headers.Trace.TraceIDHex(),
+			"producer", m.Headers.Producer, "result", "ok", "latency_ms", float64(time.Since(began).Microseconds())/1000)
+	}
+}
+
+// outgoing says what a message sent is, for the hooks.
+type outgoing struct {
+	kind   PublishKind
+	domain *DomainSpec
+	spec   *SubtopicSpec
+}
+
+func (b *Bus) sendRetrying(ctx context.Context, d *DomainSpec, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
 	r := d.PublishRetry.orDefault()
 	giveUp := time.Now().Add(r.GiveUpAfter)
 	maybeStored := false
@@ -69,8 +97,17 @@ func gaveUp(err error, attempts int, maybeStored bool, id string) error {
 // sendAsync hands m to the broker and completes done once: with the ack, or
 // with the last error once the domain's publish_retry gives up. Retries wait
 // for room in the async window like any publish.
-func (b *Bus) sendAsync(ctx context.Context, d *DomainSpec, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	r := d.PublishRetry.orDefault()
+func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
+	if ev != nil || b.log.Enabled(ctx, slog.LevelDebug) {
+		caller, began := done, time.Now()
+		done = func(ack transport.PublishAck, err error) {
+			b.logPublished(ctx, m, began, err)
+			b.published(ctx, ev, result(m, ack), err)
+			caller(ack, err)
+		}
+	}
+	r := o.domain.PublishRetry.orDefault()
 	giveUp := time.Now().Add(r.GiveUpAfter)
 	var attempt func(n int, maybeStored bool) transport.AsyncResult
 	attempt = func(n int, maybeStored bool) transport.AsyncResult {
@@ -102,7 +139,13 @@ func (b *Bus) sendAsync(ctx context.Context, d *DomainSpec, s transport.Stream, 
 			})
 		}
 	}
-	return b.t.PublishAsync(ctx, s, m, attempt(1, false))
+	if err := b.t.PublishAsync(ctx, s, m, attempt(1, false)); err != nil {
+		if ev != nil {
+			b.published(ctx, ev, PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // retries counts async publishes between a failed attempt and the outcome

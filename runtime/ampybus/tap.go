@@ -237,6 +237,10 @@ func (t *Tap) Close() error {
 // Nothing is checked but that the topic is the contract's and in the bus's
 // env; services publish through the generated publishers.
 func PublishEnvelope(ctx context.Context, b *Bus, c *Catalog, m *transport.Message) (PublishResult, error) {
+	return publishEnvelope(ctx, b, c, m, KindEnvelope)
+}
+
+func publishEnvelope(ctx context.Context, b *Bus, c *Catalog, m *transport.Message, kind PublishKind) (PublishResult, error) {
 	tp, err := c.Resolve(m.Topic)
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
@@ -248,7 +252,11 @@ func PublishEnvelope(ctx context.Context, b *Bus, c *Catalog, m *transport.Messa
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
-	ack, err := b.send(ctx, tp.Domain, s, m)
+	var spec *SubtopicSpec
+	if tp.Route != nil {
+		spec = tp.Route.Spec
+	}
+	ack, err := b.send(ctx, outgoing{kind, tp.Domain, spec}, s, m)
 	if err != nil {
 		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
@@ -285,7 +293,7 @@ func Redrive(ctx context.Context, b *Bus, c *Catalog, in *Inspected) (PublishRes
 	entry := in.Topic + "/" + strconv.Itoa(int(in.Partition())) + "/" + strconv.FormatUint(in.Sequence(), 10)
 	h.Extra[HeaderRedriveOf] = entry
 	rm := &transport.Message{Topic: orig, Headers: h, Payload: m.Payload, DedupeID: h.MessageID + "|redrive|" + entry}
-	res, err := PublishEnvelope(ctx, b, c, rm)
+	res, err := publishEnvelope(ctx, b, c, rm, KindRedrive)
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("redrive: %w", err)
 	}

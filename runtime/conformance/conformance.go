@@ -152,6 +152,7 @@ func Run(t *testing.T, b Binding) {
 		{"OrderingStateSurvivesRestart", testCheckpoints},
 		{"DescribesWhatTheBrokerHolds", testDescribe},
 		{"HostileWireIsDeadLetteredWithItsReason", testHostileWire},
+		{"HooksSeeEveryPublishDeliveryAndResult", testHooks},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
