@@ -30,15 +30,18 @@ fuzz:
 		echo "== ./$$pkg $$fn for $(FUZZTIME)"; \
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0 $(FUZZFLAGS); done
 
-# Test tools from Debian: kcat (librdkafka's client) for the Kafka interop tests.
+# Test tools from Debian: kcat (librdkafka's client) for the Kafka interop
+# tests, promtool (package prometheus) for the generated alert rules.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian package) for the Kafka interop tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-## check: fail with a diff when generated/ is stale for contract.yaml
+## check: fail with a diff when generated/ or templates/observability/ is stale for contract.yaml
 check:
-	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated
+	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability
 
 vet:
 	$(GO) vet $(PKGS)
@@ -46,9 +49,9 @@ vet:
 fmt:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w .):"; echo "$$out"; exit 1; fi
 
-## generate: regenerate generated/ from contract.yaml
+## generate: regenerate generated/ and templates/observability/ from contract.yaml
 generate:
-	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated
+	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability
 
 ## proto: regenerate the payload Go code, protoc-free (the .proto files are compiled in process)
 proto:

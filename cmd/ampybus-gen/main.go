@@ -12,7 +12,7 @@
 //	//go:generate go tool ampybus-gen generate -contract contract.yaml -proto_path proto -out internal/bus
 package main
 
-//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated
+//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated -observability ../../templates/observability
 
 import (
 	"context"
@@ -27,6 +27,7 @@ import (
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/goemit"
+	"github.com/ampyfin/ampy-bus/gen/obsemit"
 	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -91,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ampybus-gen %s: unexpected argument %q: flags take the form -name value (the contract is -contract %s)\n", cmd, fs.Arg(0), fs.Arg(0))
 		return 2
 	}
-	files, err := generate(o)
+	outs, err := generate(o)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if errors.Is(err, contract.ErrInvalid) {
@@ -99,38 +100,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	if cmd == "generate" {
-		r, err := output.Write(o.out, files)
+	code := 0
+	for _, out := range outs {
+		if cmd == "generate" {
+			r, err := output.Write(out.dir, out.files)
+			if err != nil {
+				fmt.Fprintf(stderr, "ampybus-gen: write %s: %v\n", out.dir, err)
+				return 1
+			}
+			for _, f := range r.Written {
+				fmt.Fprintf(stdout, "wrote   %s\n", filepath.Join(out.dir, f))
+			}
+			for _, f := range r.Removed {
+				fmt.Fprintf(stdout, "removed %s\n", filepath.Join(out.dir, f))
+			}
+			fmt.Fprintf(stdout, "ampybus-gen: %s from %s: %d written, %d removed, %d unchanged\n", out.dir, o.contract, len(r.Written), len(r.Removed), r.Unchanged)
+			continue
+		}
+		diff, err := output.Check(out.dir, out.files)
 		if err != nil {
-			fmt.Fprintf(stderr, "ampybus-gen: write %s: %v\n", o.out, err)
+			fmt.Fprintf(stderr, "ampybus-gen: check %s: %v\n", out.dir, err)
 			return 1
 		}
-		for _, f := range r.Written {
-			fmt.Fprintf(stdout, "wrote   %s\n", filepath.Join(o.out, f))
+		if diff != "" {
+			fmt.Fprint(stdout, diff)
+			fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: ampybus-gen generate with the same flags\n", out.dir, o.contract)
+			code = 1
+			continue
 		}
-		for _, f := range r.Removed {
-			fmt.Fprintf(stdout, "removed %s\n", filepath.Join(o.out, f))
-		}
-		fmt.Fprintf(stdout, "ampybus-gen: %s from %s: %d written, %d removed, %d unchanged\n", o.out, o.contract, len(r.Written), len(r.Removed), r.Unchanged)
-		return 0
+		fmt.Fprintf(stdout, "ampybus-gen: %s is up to date with %s (%d files)\n", out.dir, o.contract, len(out.files))
 	}
-	diff, err := output.Check(o.out, files)
-	if err != nil {
-		fmt.Fprintf(stderr, "ampybus-gen: check %s: %v\n", o.out, err)
-		return 1
-	}
-	if diff != "" {
-		fmt.Fprint(stdout, diff)
-		fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: ampybus-gen generate -contract %s -out %s\n", o.out, o.contract, o.contract, o.out)
-		return 1
-	}
-	fmt.Fprintf(stdout, "ampybus-gen: %s is up to date with %s (%d files)\n", o.out, o.contract, len(files))
-	return 0
+	return code
 }
 
 type options struct {
 	contract, out, importPath string
-	schemas                   protoset.Options
+	// observability is where the dashboards and alert rules go; empty
+	// leaves them out.
+	observability string
+	schemas       protoset.Options
 }
 
 // listFlag collects a repeatable flag.
@@ -147,11 +155,12 @@ func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.contract, "contract", "contract.yaml", "the contract file")
 	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
 	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
+	fs.StringVar(&o.observability, "observability", "", "also write the Grafana dashboard, Prometheus alert rules and their promtool test here (e.g. templates/observability)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable; default: proto/ beside the contract, when it exists)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "I", "same as -proto_path")
 	fs.Var((*listFlag)(&o.schemas.DescriptorSets), "descriptor_set_in", "a FileDescriptorSet holding the payload schemas, from buf build -o or protoc --include_imports (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH]\n\nflags:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH] [-observability DIR]\n\nflags:\n", cmd)
 		fs.PrintDefaults()
 	}
 	return fs, &o
@@ -171,9 +180,15 @@ func moduleVersion() string {
 	return "(devel)"
 }
 
-// generate loads the contract and its schemas and runs the emitters; each
-// writes below -out (Go packages today).
-func generate(o *options) (map[string][]byte, error) {
+// rendered is one output's files and the directory they belong in.
+type rendered struct {
+	dir   string
+	files map[string][]byte
+}
+
+// generate loads the contract and its schemas and runs the emitters: the Go
+// packages below -out and, with -observability, the dashboards and alerts.
+func generate(o *options) ([]rendered, error) {
 	if len(o.schemas.ProtoPaths)+len(o.schemas.DescriptorSets) == 0 {
 		// The convention: the protos in proto/ beside the contract.
 		if dir := filepath.Join(filepath.Dir(o.contract), "proto"); isDir(dir) {
@@ -194,21 +209,29 @@ func generate(o *options) (map[string][]byte, error) {
 			return nil, fmt.Errorf("ampybus-gen: %w", err)
 		}
 	}
-	emitters := []output.Emitter{goemit.Emitter{Options: goemit.Options{ImportPath: importPath, Source: filepath.Base(o.contract)}}}
-	files := map[string][]byte{}
-	for _, em := range emitters {
-		out, err := em.Emit(c)
-		if err != nil {
-			return nil, fmt.Errorf("ampybus-gen: %s output: %w", em.Name(), err)
+	source := filepath.Base(o.contract)
+	outputs := []struct {
+		em  output.Emitter
+		dir string
+	}{{goemit.Emitter{Options: goemit.Options{ImportPath: importPath, Source: source}}, o.out}}
+	if o.observability != "" {
+		if filepath.Clean(o.observability) == filepath.Clean(o.out) {
+			return nil, fmt.Errorf("ampybus-gen: -observability %s is -out too: give the dashboards their own directory", o.observability)
 		}
-		for name, data := range out {
-			if _, dup := files[name]; dup {
-				return nil, fmt.Errorf("ampybus-gen: %s output: %s is written by another output too", em.Name(), name)
-			}
-			files[name] = data
-		}
+		outputs = append(outputs, struct {
+			em  output.Emitter
+			dir string
+		}{obsemit.Emitter{Source: source}, o.observability})
 	}
-	return files, nil
+	var out []rendered
+	for _, x := range outputs {
+		files, err := x.em.Emit(c)
+		if err != nil {
+			return nil, fmt.Errorf("ampybus-gen: %s output: %w", x.em.Name(), err)
+		}
+		out = append(out, rendered{dir: x.dir, files: files})
+	}
+	return out, nil
 }
 
 func isDir(p string) bool {

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -390,9 +392,61 @@ func TestDemoCommand(t *testing.T) {
 			t.Parallel()
 			out := ok(t, nil, args...)
 			assert.Contains(t, out, "demo complete")
-			assert.Regexp(t, `(?m)^orders\s+2\s+2\s+0\s+1\s+0\s`, out)
+			assert.Regexp(t, `(?m)^orders\s+3\s+3\s+0\s+1\s+0\s+0\s`, out)
 		})
 	}
+}
+
+// demo --metrics-addr serves /metrics while it runs and, with --linger,
+// after its summary: scraped over HTTP, it has the seed's eight metrics
+// with the values the demo's story implies, and the summary agrees.
+func TestDemoServesMetrics(t *testing.T) {
+	p := start(t, nil, "demo", "--metrics-addr", "127.0.0.1:0", "--linger", "60s")
+	line := p.waitStderr(t, "metrics on http://")
+	url := strings.TrimSpace(line[strings.Index(line, "http://"):])
+	scrape := func() string {
+		res, err := http.Get(url)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	// During the run the subscriptions report their lag.
+	sawLag := false
+	lingering := make(chan struct{})
+	go func() {
+		p.waitStderr(t, "serving metrics for 1m0s more")
+		close(lingering)
+	}()
+	for wait := true; wait; {
+		select {
+		case <-lingering:
+			wait = false
+		case <-time.After(20 * time.Millisecond):
+			sawLag = sawLag || strings.Contains(scrape(), "bus_consumer_lag{consumer=")
+		}
+	}
+	assert.True(t, sawLag, "bus_consumer_lag while the demo ran")
+	text := scrape()
+	for _, want := range []string{
+		`bus_produced_total{producer="yfinance-go@ingest-1",topic="ampy.dev.bars.v1.{mic}.{symbol}"} 4`,
+		`bus_consumed_total{consumer="ampy-model-server",topic="ampy.dev.bars.v1.{mic}.{symbol}"} 4`,
+		`bus_delivery_latency_ms_count{topic="ampy.dev.bars.v1.{mic}.{symbol}"} 4`,
+		`bus_batch_size_bytes_count{topic="ampy.dev.bars.v1.{mic}.{symbol}"} 4`,
+		`bus_dlq_total{reason="decode_error",topic="ampy.dev.bars.v1.{mic}.{symbol}"} 1`,
+		`bus_decode_fail_total{reason="decode_error",topic="ampy.dev.bars.v1.{mic}.{symbol}"} 1`,
+		`bus_dlq_total{reason="handler",topic="ampy.dev.orders.v1.requests"} 1`,
+		`bus_retry_total{reason="handler",topic="ampy.dev.fills.v1.events"} 1`,
+		`bus_produced_total{producer="ampy-ops@ops-1",topic="ampy.dev.orders.v1.requests"} 1`,
+		`messaging_client_sent_messages_total{`,
+		`messaging_process_duration_seconds_bucket{`,
+	} {
+		assert.True(t, strings.Contains(text, want), "/metrics lacks %s", want)
+	}
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	out := p.wait(t)
+	assert.Regexp(t, `(?m)^bars\s+4\s+4\s+0\s+1\s+1\s+0\s`, out, "the summary is read from the same metrics")
 }
 
 // The README's ampybusctl block runs as written, on each transport, with

@@ -326,9 +326,15 @@ func dev(ctx context.Context, e *env, args []string) error {
 	kafkaPort := fs.Int("kafka-port", 9092, "Kafka port on 127.0.0.1 (0: any free port)")
 	store := fs.String("store", "", "keep broker data under this directory across restarts (default: discarded on exit)")
 	nodes := fs.Int("cluster", 1, "NATS nodes: 3 runs a JetStream cluster (ports nats-port, +1, +2), so streams get the contract's replicas")
+	metrics := e.metricsFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// The brokers' process: Go runtime and process metrics.
+	if err := metrics.start(); err != nil {
+		return err
+	}
+	defer metrics.close()
 	if *nodes < 1 || *nodes > 5 {
 		return usagef("--cluster %d: give 1 to 5 nodes", *nodes)
 	}
@@ -396,6 +402,8 @@ func demoCmd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&c.bus, "bus", "", "bus URL: nats://host:4222, kafka://h1:9092, embedded://nats|kafka (default $AMPYBUS_URL, else embedded://nats)")
 	fs.StringVar(&c.kind, "transport", "", "nats or kafka: with no URL, which embedded broker to start")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	metrics := e.metricsFlag(fs)
+	linger := fs.Duration("linger", 0, "with --metrics-addr, keep serving /metrics this long after the summary")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -403,7 +411,15 @@ func demoCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	if err := metrics.start(); err != nil {
+		return err
+	}
+	defer metrics.close()
+	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	return demo.Run(ctx, u, e.stdout)
+	if err := demo.Run(rctx, u, e.stdout, demo.WithMetrics(metrics.exp)); err != nil {
+		return err
+	}
+	metrics.linger(ctx, *linger)
+	return nil
 }

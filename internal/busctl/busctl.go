@@ -288,7 +288,7 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	if c.verbose {
 		level = slog.LevelInfo
 	}
-	opts = append(opts, ampybus.WithEnv(envName), ampybus.WithLogger(slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: level}))))
+	opts = append(opts, ampybus.WithEnv(envName), ampybus.WithLogger(slog.New(slog.NewJSONHandler(c.e.stderr, &slog.HandlerOptions{Level: level}))))
 	if c.producer != "" {
 		opts = append(opts, ampybus.WithProducer(c.producer, c.source))
 	}

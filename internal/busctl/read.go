@@ -59,9 +59,14 @@ func sub(ctx context.Context, e *env, args []string) error {
 	from := fs.String("from", "new", "where a new subscription starts: new, first, or an RFC 3339 time")
 	asJSON := fs.Bool("json", false, "one JSON object per message")
 	raw := fs.Bool("raw", false, "headers only, without the decoded payload")
+	metrics := e.metricsFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := metrics.start(); err != nil {
+		return err
+	}
+	defer metrics.close()
 	if strings.HasSuffix(*subject, ".*") && strings.Count(*subject, ".") < 5 {
 		fmt.Fprintf(e.stderr, "hint: * matches one token; %s> matches everything below\n", strings.TrimSuffix(*subject, "*"))
 	}
@@ -73,7 +78,7 @@ func sub(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := c.open(ctx, envName)
+	b, err := c.open(ctx, envName, metrics.hooks()...)
 	if err != nil {
 		return err
 	}
@@ -275,9 +280,14 @@ func dlqRedrive(ctx context.Context, e *env, args []string) error {
 	since := fs.String("since", "", "start a new group at this RFC 3339 time instead of the oldest dead letter")
 	dryRun := fs.Bool("dry-run", false, "show what would be redriven and change nothing")
 	asJSON := fs.Bool("json", false, "one JSON object per redriven message")
+	metrics := e.metricsFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := metrics.start(); err != nil {
+		return err
+	}
+	defer metrics.close()
 	envName, start, err := dlqRead(*subject, *since)
 	if err != nil {
 		return err
@@ -286,7 +296,7 @@ func dlqRedrive(ctx context.Context, e *env, args []string) error {
 	if *dryRun {
 		group = ""
 	}
-	b, err := c.open(ctx, envName)
+	b, err := c.open(ctx, envName, metrics.hooks()...)
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ampyfin/ampy-bus/plugin/ampyprom"
 	_ "github.com/ampyfin/ampy-bus/runtime/embedded" // the demo runs on embedded:// by default
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/generated"
@@ -52,29 +53,48 @@ const (
 	poisonOrd = "co_demo_002"
 )
 
+// Option configures Run.
+type Option func(*demo)
+
+// WithMetrics records the run's metrics in exp (served on /metrics by the
+// caller); without it the run keeps its own. The summary table is read from
+// them either way.
+func WithMetrics(exp *ampyprom.Exporter) Option { return func(d *demo) { d.metrics = exp } }
+
 // Run opens the bus at url, plays the flow, prints each step to w as it
-// happens and a summary table at the end.
+// happens and a summary table, read from the bus's metrics, at the end.
 // Without a deadline in ctx it gives up after a minute. Against a shared
 // broker it can run again: it reads only what it published itself.
-func Run(ctx context.Context, url string, w io.Writer) error {
+func Run(ctx context.Context, url string, w io.Writer, opts ...Option) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 	}
-	d := &demo{w: w, start: time.Now(), lat: map[string][]time.Duration{}, published: map[string]int{},
+	d := &demo{w: w, start: time.Now(), published: map[string]int{},
 		barsSeen: make(chan struct{}), signalSeen: make(chan struct{}), filled: map[string]chan struct{}{goodOrder: make(chan struct{}), poisonOrd: make(chan struct{})},
 		deadLettered: make(chan struct{}), replayed: make(chan ampybus.Stats, 1), brokerAccounts: map[string]bool{liveAcct: true},
 		subs: map[string][]*ampybus.Subscription{}, fillsByOrder: map[string]int{}, pos: map[string]*position{}}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.metrics == nil {
+		exp, err := ampyprom.New(nil)
+		if err != nil {
+			return err
+		}
+		defer exp.Shutdown(context.Background())
+		d.metrics = exp
+	}
 	return d.run(ctx, url)
 }
 
 type demo struct {
-	w     io.Writer
-	start time.Time
+	w       io.Writer
+	start   time.Time
+	metrics *ampyprom.Exporter
 
 	mu             sync.Mutex
-	lat            map[string][]time.Duration // domain → publish→handler latencies
 	published      map[string]int
 	subs           map[string][]*ampybus.Subscription
 	barsCount      int
@@ -104,12 +124,6 @@ func (d *demo) closeOnce(name string, ch chan struct{}) {
 	}
 }
 
-func (d *demo) got(domain string, h envelope.Headers) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.lat[domain] = append(d.lat[domain], time.Since(h.ProducedAt))
-}
-
 func (d *demo) sent(domain string) {
 	d.mu.Lock()
 	d.published[domain]++
@@ -130,15 +144,17 @@ func (d *demo) keep(domain string) func(*ampybus.Subscription, error) error {
 	}
 }
 
-// service opens a bus with one service's identity on the broker at url.
-func service(ctx context.Context, url, producer string) (*ampybus.Bus, error) {
+// service opens a bus with one service's identity on the broker at url,
+// recording into the run's metrics.
+func (d *demo) service(ctx context.Context, url, producer string) (*ampybus.Bus, error) {
 	// The demo narrates each step itself; the runtime logs only errors.
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	return ampybus.Open(ctx, url, ampybus.WithProducer(producer, strings.Split(producer, "@")[0]), ampybus.WithRunID("live_demo"), ampybus.WithLogger(quiet))
+	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return ampybus.Open(ctx, url, ampybus.WithProducer(producer, strings.Split(producer, "@")[0]), ampybus.WithRunID("live_demo"),
+		ampybus.WithLogger(quiet), ampybus.WithHooks(d.metrics.Hook))
 }
 
 func (d *demo) run(ctx context.Context, url string) error {
-	ingest, err := service(ctx, url, "yfinance-go@ingest-1")
+	ingest, err := d.service(ctx, url, "yfinance-go@ingest-1")
 	if err != nil {
 		return err
 	}
@@ -147,7 +163,7 @@ func (d *demo) run(ctx context.Context, url string) error {
 	fmt.Fprintf(d.w, "ampy-bus demo (seed §19) on %s via %s, env %s\n\n", url, ingest.Transport().Name(), ingest.Env())
 	buses := map[string]*ampybus.Bus{"ingest": ingest}
 	for name, producer := range map[string]string{"model": "ampy-model-server@mdl-1", "oms": "ampy-oms@oms-1", "broker": "broker-alpaca@alp-1", "pnl": "ampy-position-pnl@pnl-1", "ops": "ampy-ops@ops-1"} {
-		b, err := service(ctx, url, producer)
+		b, err := d.service(ctx, url, producer)
 		if err != nil {
 			return err
 		}
@@ -184,6 +200,9 @@ func (d *demo) run(ctx context.Context, url string) error {
 		d.say("ingest  → %-38s key %-24s close %s", res.Topic, "XNAS.AAPL", decimal(batch.Bars[0].Close))
 	}
 	d.metric(ctx, buses["ingest"], "yfinance-go", "ingest.bars_published", 3)
+	if err := d.corruptBar(ctx, ingest); err != nil {
+		return err
+	}
 	if err := d.wait(ctx, "the model to see the bars", d.barsSeen); err != nil {
 		return err
 	}
@@ -257,8 +276,7 @@ func (d *demo) run(ctx context.Context, url string) error {
 	if replay.Handled != 0 || qty != 100 {
 		return fmt.Errorf("demo: the replay applied %d fills again; position is %d shares, want 100", replay.Handled, qty)
 	}
-	d.summary(replay)
-	return nil
+	return d.summary(replay)
 }
 
 // services starts each service's consumers; their handlers publish the next step.
@@ -267,7 +285,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 
 	// 2. ampy-model-server turns bars into an ALPHA signal.
 	err := d.keep("bars")(bars.Subscribe(ctx, model, bars.All(), func(ctx context.Context, m *bars.Message) error {
-		d.got("bars", m.Headers)
 		d.mu.Lock()
 		d.barsCount++
 		n := d.barsCount
@@ -296,7 +313,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 	// 3. ampy-oms turns the signal into orders keyed by client_order_id; the
 	// second is for an account the broker adapter does not know yet.
 	err = d.keep("signals")(signals.Subscribe(ctx, oms, signals.All(), func(ctx context.Context, m *signals.Message) error {
-		d.got("signals", m.Headers)
 		d.say("oms     ← %-38s key %-24s score %s", m.Topic, m.Headers.PartitionKey, decimal(m.Payload.GetScore()))
 		d.closeOnce("signal", d.signalSeen)
 		pub := orders.NewRequestsPublisher(oms)
@@ -320,7 +336,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 
 	// 4. broker-alpaca executes orders for accounts it knows, in two fills.
 	err = d.keep("orders")(orders.SubscribeRequests(ctx, broker, orders.AllRequests(), func(ctx context.Context, m *orders.RequestsMessage) error {
-		d.got("orders", m.Headers)
 		o := m.Payload
 		d.mu.Lock()
 		known := d.brokerAccounts[o.GetAccountId()]
@@ -357,7 +372,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 	pnlHandler := func(ctx context.Context, m *fills.EventsMessage) error {
 		f := m.Payload
 		if m.ReplayRequestID == "" {
-			d.got("fills", m.Headers)
 		}
 		d.mu.Lock()
 		if !failedOnce {
@@ -403,7 +417,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 		if !ok {
 			return nil
 		}
-		d.got("control", m.Headers)
 		d.say("pnl     ← %-38s replay %s: %s", m.Topic, w.RequestID, m.Payload.GetReason())
 		st, err := fills.ReplayEventsWindow(ctx, pnl, fills.AllEvents(), w, pnlHandler, pnlOpts...)
 		if err != nil {
@@ -419,7 +432,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 
 	// Every service's metrics reach a dashboard.
 	err = d.keep("metrics")(metrics.Subscribe(ctx, ops, metrics.All(), func(_ context.Context, m *metrics.Message) error {
-		d.got("metrics", m.Headers)
 		d.mu.Lock()
 		d.metricsCount++
 		d.mu.Unlock()
@@ -431,7 +443,6 @@ func (d *demo) services(ctx context.Context, buses map[string]*ampybus.Bus, pnlD
 	}
 	// Positions reach risk, which marks each order done when its account is flat-filled.
 	return d.keep("positions")(positions.SubscribeSnapshots(ctx, ops, positions.AllSnapshots(), func(_ context.Context, m *positions.SnapshotsMessage) error {
-		d.got("positions", m.Headers)
 		if m.Payload.GetQuantity().GetScaled() == 100 {
 			d.mu.Lock()
 			var order string
@@ -501,37 +512,36 @@ func redriven(h envelope.Headers) string {
 }
 
 // summary prints what each domain saw: the table the seed's dashboards show.
-func (d *demo) summary(replay ampybus.Stats) {
+func (d *demo) summary(replay ampybus.Stats) error {
+	t, err := readTally(d.metrics.Registry)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.w, "\n%-10s %9s %9s %8s %14s %9s %9s %9s\n", "domain", "published", "consumed", "retried", "dead-lettered", "replayed", "p50 ms", "max ms")
-	var total [5]uint64
-	for _, dom := range []string{"bars", "signals", "orders", "fills", "positions", "metrics", "control"} {
-		var st ampybus.Stats
-		for _, s := range d.subs[dom] {
-			x := s.Stats()
-			st.Handled, st.Retried, st.DeadLettered = st.Handled+x.Handled, st.Retried+x.Retried, st.DeadLettered+x.DeadLettered
-		}
+	fmt.Fprintf(d.w, "\n%-10s %9s %9s %8s %14s %12s %9s %9s %9s\n", "domain", "published", "consumed", "retried", "dead-lettered", "decode-fail", "replayed", "p50 ms", "p99 ms")
+	var total [6]uint64
+	for _, dom := range []string{"bars", "signals", "orders", "fills", "positions", "metrics", "control", "dlq"} {
+		c := t[dom]
 		var replayed uint64
 		if dom == "fills" {
 			replayed = replay.Handled + replay.Duplicates
 		}
-		lat := slices.Clone(d.lat[dom])
-		slices.Sort(lat)
-		p50, mx := "-", "-"
-		if len(lat) > 0 {
-			p50, mx = fmt.Sprintf("%.2f", msf(lat[len(lat)/2])), fmt.Sprintf("%.2f", msf(lat[len(lat)-1]))
+		p50, p99 := "-", "-"
+		if c.latency.count > 0 {
+			p50, p99 = fmt.Sprintf("%.2f", c.latency.quantile(0.5)), fmt.Sprintf("%.2f", c.latency.quantile(0.99))
 		}
-		fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %9d %9s %9s\n", dom, d.published[dom], st.Handled, st.Retried, st.DeadLettered, replayed, p50, mx)
-		for i, v := range []uint64{uint64(d.published[dom]), st.Handled, st.Retried, st.DeadLettered, replayed} {
+		row := []uint64{c.produced, c.consumed, c.retried, c.dlq, c.decodeFail, replayed}
+		fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %12d %9d %9s %9s\n", dom, row[0], row[1], row[2], row[3], row[4], row[5], p50, p99)
+		for i, v := range row {
 			total[i] += v
 		}
 	}
-	fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %9d\n", "total", total[0], total[1], total[2], total[3], total[4])
+	fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %12d %9d\n", "total", total[0], total[1], total[2], total[3], total[4], total[5])
+	fmt.Fprintf(d.w, "(from the bus_* metrics: consumed counts settled deliveries, replays and duplicates included; latency is produced_at to delivery, from histogram buckets)\n")
 	fmt.Fprintf(d.w, "\ndemo complete in %s: position %s|AAPL.XNAS 100 shares; the replay applied nothing twice\n", time.Since(d.start).Round(time.Millisecond), liveAcct)
+	return nil
 }
-
-func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func dec(scaled int64, scale int32) *commonv1.Decimal {
 	return &commonv1.Decimal{Scaled: scaled, Scale: scale}
@@ -555,4 +565,41 @@ func decimal(d *commonv1.Decimal) string {
 		s = "-" + s
 	}
 	return s
+}
+
+// corruptBar plays a misconfigured feed handler: a BarBatch cut short on
+// the wire. The model's consumer never sees it; it is dead-lettered as a
+// decode_error, and counted in bus_decode_fail_total.
+func (d *demo) corruptBar(ctx context.Context, ingest *ampybus.Bus) error {
+	now := timestamppb.Now()
+	whole, err := proto.Marshal(&barsv1.BarBatch{Bars: []*barsv1.Bar{{Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"},
+		Start: now, End: now, Close: dec(1921400, 4), Volume: 1, EventTime: now}}})
+	if err != nil {
+		return err
+	}
+	producer, source, runID := ingest.Identity()
+	h := envelope.Headers{
+		MessageID: envelope.NewMessageID(), SchemaFQDN: bars.Spec.Schema.FQDN, SchemaVersion: bars.Spec.Schema.Version,
+		SchemaHash: bars.Spec.Schema.Hash, ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Now().UTC(),
+		Producer: producer, Source: source, RunID: runID, Trace: envelope.NewTrace(), PartitionKey: "XNAS.AAPL",
+	}
+	topic := bars.MustSubtopic("XNAS", "AAPL").Topic(ingest.Env())
+	if _, err := ampybus.PublishEnvelope(ctx, ingest, generated.Catalog, &transport.Message{Topic: topic, Headers: h, Payload: whole[:len(whole)-5]}); err != nil {
+		return err
+	}
+	d.say("ingest  → %-38s key %-24s a batch cut short on the wire", topic, "XNAS.AAPL")
+	if err := d.waitFor(ctx, "the corrupt bar to be dead-lettered", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, s := range d.subs["bars"] {
+			if s.Stats().DeadLettered > 0 {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return err
+	}
+	d.say("model   ✗ %-38s dead-lettered: decode_error, the handler never saw it", topic)
+	return nil
 }

@@ -14,9 +14,9 @@ import (
 )
 
 // The demo plays seed §19 the same on every transport: only the URL changes.
-// Its summary counts come from the subscriptions' own Stats, so a step that
-// went missing (a fill not consumed, a poison order not dead-lettered, a
-// replay that applied fills twice) changes the table or fails the run.
+// Its summary counts come from the bus_* metrics the hooks record, so a step
+// that went missing (a fill not consumed, a poison order not dead-lettered,
+// a replay that applied fills twice) changes the table or fails the run.
 func TestDemo(t *testing.T) {
 	for _, url := range []string{"embedded://nats", "embedded://kafka"} {
 		t.Run(url, func(t *testing.T) {
@@ -27,14 +27,19 @@ func TestDemo(t *testing.T) {
 				t.Helper()
 				assert.Regexp(t, regexp.MustCompile(`(?m)^`+domain+`\s+`+counts+`\s`), s)
 			}
-			//   domain        published consumed retried dead-lettered replayed
-			row("bars", `3\s+3\s+0\s+0\s+0`)
-			row("signals", `1\s+1\s+0\s+0\s+0`)
-			row("orders", `2\s+2\s+0\s+1\s+0`)
-			row("fills", `4\s+4\s+1\s+0\s+4`)
-			row("positions", `4\s+4\s+0\s+0\s+0`)
-			row("metrics", `9\s+9\s+0\s+0\s+0`)
-			row("control", `1\s+1\s+0\s+0\s+0`)
+			// domain: published consumed retried dead-lettered decode-fail replayed.
+			// bars: 3 and a corrupt one, dead-lettered by the checks; orders:
+			// 2 and the poison one redriven; fills: 4 live and 4 replayed,
+			// skipped as duplicates; dlq: the corrupt bar and the poison order.
+			row("bars", `4\s+4\s+0\s+1\s+1\s+0`)
+			row("signals", `1\s+1\s+0\s+0\s+0\s+0`)
+			row("orders", `3\s+3\s+0\s+1\s+0\s+0`)
+			row("fills", `4\s+8\s+1\s+0\s+0\s+4`)
+			row("positions", `4\s+4\s+0\s+0\s+0\s+0`)
+			row("metrics", `9\s+9\s+0\s+0\s+0\s+0`)
+			row("control", `1\s+1\s+0\s+0\s+0\s+0`)
+			row("dlq", `2\s+0\s+0\s+0\s+0\s+0`)
+			assert.Contains(t, s, "dead-lettered: decode_error, the handler never saw it")
 			assert.Contains(t, s, "key co_demo_001")
 			assert.Contains(t, s, "handler: permanent failure: unknown account ALPACA-LIVE-02 (original ampy.dev.orders.v1.requests)")
 			assert.Regexp(t, `broker  ← ampy.dev.orders.v1.requests\s+key co_demo_002\s+redriven from ampy.dev.dlq.v1.orders/`, s)

@@ -31,7 +31,9 @@ type Module struct {
 // graph is the checkout's: go mod tidy -diff in the checkout first fetches
 // what tidying that graph reads (from the module cache, or the proxy on a
 // fresh machine, as the checkout's own build does), and after it the
-// module's go commands run with GOPROXY=off.
+// module's go commands run with GOPROXY=off, but for go mod tidy: pruning
+// the graph to what the module imports can read the go.mod of an older
+// version the checkout never needed, which tidy may fetch.
 func New(ctx context.Context, t *testing.T, root, path string) *Module {
 	t.Helper()
 	prime := exec.CommandContext(ctx, "go", "mod", "tidy", "-diff")
@@ -85,12 +87,16 @@ func (m *Module) ProtoGo(protoDir string) {
 	}
 }
 
-// Go runs the go command in the module, offline, and returns its output.
+// Go runs the go command in the module and returns its output, offline but
+// for go mod tidy (see New).
 func (m *Module) Go(args ...string) string {
 	m.t.Helper()
 	cmd := exec.CommandContext(m.ctx, "go", args...)
 	cmd.Dir = m.Dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOSUMDB=off", "GOWORK=off", "GOTOOLCHAIN=local")
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOSUMDB=off", "GOWORK=off", "GOTOOLCHAIN=local")
+	if len(args) < 2 || args[0] != "mod" || args[1] != "tidy" {
+		cmd.Env = append(cmd.Env, "GOPROXY=off")
+	}
 	out, err := cmd.CombinedOutput()
 	require.NoError(m.t, err, "go %s:\n%s", strings.Join(args, " "), out)
 	return string(out)

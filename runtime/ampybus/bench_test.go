@@ -10,7 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/plugin/ampyprom"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
@@ -44,8 +48,30 @@ func benchBus(b *testing.B) (*embedded.NATS, *ampybus.Bus) {
 	return srv, bus
 }
 
+// otelBus opens a second bus on srv with OpenTelemetry attached as a
+// service would run it: metrics into a Prometheus registry, every span
+// sampled and batched to an exporter that drops them.
+func otelBus(b *testing.B, srv *embedded.NATS) *ampybus.Bus {
+	b.Helper()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	exp, err := ampyprom.New(tp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"), ampybus.WithHooks(exp.Hook))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
+
 func BenchmarkPublish(b *testing.B) {
 	srv, bus := benchBus(b)
+	obus := otelBus(b, srv)
+	opub := bars.NewPublisher(obus)
 	ctx := context.Background()
 	if err := bus.Ensure(ctx, bars.Domain); err != nil {
 		b.Fatal(err)
@@ -74,6 +100,15 @@ func BenchmarkPublish(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := pub.Publish(ctx, st, payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	b.Run("typed+otel/sync", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := opub.Publish(ctx, st, payload); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -138,6 +173,18 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		report(b)
 	})
+	b.Run("typed+otel/async", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := opub.PublishAsync(ctx, st, payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := obus.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		report(b)
+	})
 	b.Run("raw/async", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -187,29 +234,33 @@ func BenchmarkConsume(b *testing.B) {
 		}
 	}
 	run := 0
-	b.Run("engine", func(b *testing.B) {
-		run++
-		sym := "E" + strconv.Itoa(run)
-		fill(b, sym, b.N)
-		st := bars.MustSubtopic("XNAS", sym)
-		done := make(chan struct{})
-		var n atomic.Int64
-		b.ReportAllocs()
-		b.ResetTimer()
-		sub, err := bars.Subscribe(ctx, bus, st.Pattern(), func(context.Context, *bars.Message) error {
-			if n.Add(1) == int64(b.N) {
-				close(done)
+	engine := func(name string, cbus *ampybus.Bus) {
+		b.Run(name, func(b *testing.B) {
+			run++
+			sym := "E" + strconv.Itoa(run)
+			fill(b, sym, b.N)
+			st := bars.MustSubtopic("XNAS", sym)
+			done := make(chan struct{})
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			sub, err := bars.Subscribe(ctx, cbus, st.Pattern(), func(context.Context, *bars.Message) error {
+				if n.Add(1) == int64(b.N) {
+					close(done)
+				}
+				return nil
+			}, ampybus.Durable("bench-"+sym), ampybus.DeliverAll(), ampybus.Concurrency(4))
+			if err != nil {
+				b.Fatal(err)
 			}
-			return nil
-		}, ampybus.Durable("bench-"+sym), ampybus.DeliverAll(), ampybus.Concurrency(4))
-		if err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		b.StopTimer()
-		_ = sub.Stop()
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+			<-done
+			b.StopTimer()
+			_ = sub.Stop()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+	engine("engine", bus)
+	engine("engine+otel", otelBus(b, srv))
 	b.Run("raw", func(b *testing.B) {
 		run++
 		sym := "R" + strconv.Itoa(run)

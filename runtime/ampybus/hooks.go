@@ -121,9 +121,15 @@ type PublishEvent struct {
 	// Domain is where the message goes (the dlq domain for a dead letter).
 	Domain *DomainSpec
 	// Spec is the subtopic the topic matches; nil for a dead letter.
-	Spec  *SubtopicSpec
-	Env   string
-	Topic string
+	Spec *SubtopicSpec
+	// Transport is the binding's name: "nats" or "kafka".
+	Transport string
+	Env       string
+	Topic     string
+	// Producer is the sending bus's identity (WithProducer): for a dead
+	// letter or a redrive, the service that wrote it, while Headers keep
+	// the original producer's.
+	Producer string
 	// Headers are the envelope as it will travel.
 	Headers *envelope.Headers
 	// PayloadBytes is the payload as sent: compressed when gzipped, 0 for
@@ -142,8 +148,10 @@ func (e *PublishEvent) Pattern() string { return pattern(e.Domain, e.Spec, e.Env
 type DeliveryEvent struct {
 	Domain *DomainSpec
 	Spec   *SubtopicSpec
-	Env    string
-	Topic  string
+	// Transport is the binding's name: "nats" or "kafka".
+	Transport string
+	Env       string
+	Topic     string
 	// Consumer is the consumer group; empty for an ephemeral subscription.
 	Consumer string
 	// Replay is the request a replay serves; empty for live consumption.
@@ -179,6 +187,10 @@ const (
 	// OutcomeHandedBack: left unsettled for redelivery because the
 	// subscription is stopping or the key moved to another member.
 	OutcomeHandedBack
+	// OutcomeObserved: read and checked by a Tap (ampybusctl sub, consume,
+	// dlq-inspect), which neither handles nor dead-letters; Rejected and
+	// Reason say whether a consumer would dead-letter it.
+	OutcomeObserved
 )
 
 func (o Outcome) String() string {
@@ -195,6 +207,8 @@ func (o Outcome) String() string {
 		return "stale"
 	case OutcomeHandedBack:
 		return "handed_back"
+	case OutcomeObserved:
+		return "observed"
 	}
 	return "unknown"
 }
@@ -231,7 +245,9 @@ func ReasonClass(reason string) string {
 type SubscriptionEvent struct {
 	Domain *DomainSpec
 	Spec   *SubtopicSpec
-	Env    string
+	// Transport is the binding's name: "nats" or "kafka".
+	Transport string
+	Env       string
 	// Filter is the full topic pattern the subscription reads.
 	Filter   string
 	Consumer string
@@ -257,7 +273,7 @@ func (b *Bus) publishing(ctx context.Context, kind PublishKind, spec *SubtopicSp
 	if len(b.hooks.publish) == 0 {
 		return ctx, nil
 	}
-	e := &PublishEvent{Kind: kind, Domain: d, Spec: spec, Env: b.env, Topic: m.Topic, Headers: &m.Headers,
+	e := &PublishEvent{Kind: kind, Domain: d, Spec: spec, Transport: b.t.Name(), Env: b.env, Topic: m.Topic, Producer: b.producer, Headers: &m.Headers,
 		PayloadBytes: len(m.Payload), Async: async, Start: time.Now()}
 	for _, h := range b.hooks.publish {
 		ctx = h.OnPublish(ctx, e)

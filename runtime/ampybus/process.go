@@ -160,7 +160,7 @@ func (e *engine[S, P]) delivered(ctx context.Context, d transport.Delivery, rece
 		return ctx, nil
 	}
 	m := d.Message()
-	ev := &DeliveryEvent{Domain: e.route.Spec.Domain, Spec: e.route.Spec, Env: e.bus.env, Topic: m.Topic,
+	ev := &DeliveryEvent{Domain: e.route.Spec.Domain, Spec: e.route.Spec, Transport: e.bus.t.Name(), Env: e.bus.env, Topic: m.Topic,
 		Consumer: e.opts.group, Replay: e.replay, Headers: &m.Headers, PayloadBytes: len(m.Payload),
 		Attempt: d.Attempt(), Partition: d.Partition(), Sequence: d.Sequence(), Received: received}
 	for _, h := range e.bus.hooks.deliver {

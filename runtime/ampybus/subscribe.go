@@ -346,7 +346,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 		e.inPlace, e.replay, e.replaySubject = true, w.RequestID, w.Subject
 	}
 	if len(b.hooks.subs) > 0 {
-		e.subEvent = &SubscriptionEvent{Domain: d, Spec: spec, Env: b.env, Filter: filter, Consumer: o.group, Replay: e.replay, sub: sub}
+		e.subEvent = &SubscriptionEvent{Domain: d, Spec: spec, Transport: b.t.Name(), Env: b.env, Filter: filter, Consumer: o.group, Replay: e.replay, sub: sub}
 		for _, h := range b.hooks.subs {
 			h.OnSubscribe(ctx, e.subEvent)
 		}

@@ -205,7 +205,27 @@ func (t *Tap) inspect(ctx context.Context, d transport.Delivery) (*Inspected, er
 	if msg != nil {
 		msg.Attempt, msg.Sequence, msg.Partition = d.Attempt(), d.Sequence(), d.Partition()
 	}
+	t.report(ctx, tp, in)
 	return in, nil
+}
+
+// report hands what the tap read to the bus's DeliveryHooks, as observed.
+func (t *Tap) report(ctx context.Context, tp Topic, in *Inspected) {
+	hooks := t.bus.hooks.deliver
+	if len(hooks) == 0 || in.Route == nil || in.Topic != in.Original {
+		return // a dead letter read back is not a delivery of its topic
+	}
+	m := in.Message()
+	ev := &DeliveryEvent{Domain: tp.Domain, Spec: in.Route.Spec, Transport: t.bus.t.Name(), Env: t.bus.env, Topic: in.Topic,
+		Consumer: t.group, Headers: &m.Headers, PayloadBytes: len(m.Payload), Attempt: in.Attempt(),
+		Partition: in.Partition(), Sequence: in.Sequence(), Received: time.Now()}
+	for _, h := range hooks {
+		ctx = h.OnDelivery(ctx, ev)
+	}
+	r := Result{Outcome: OutcomeObserved, Reason: in.Problem, Rejected: in.Problem != "", Attempt: in.Attempt()}
+	for _, h := range hooks {
+		h.OnResult(ctx, ev, r)
+	}
 }
 
 // Lag sums the lag of the tap's consumers.
