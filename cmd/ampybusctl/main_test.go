@@ -412,19 +412,21 @@ func TestDemoServesMetrics(t *testing.T) {
 		require.NoError(t, err)
 		return string(b)
 	}
-	// During the run the subscriptions report their lag.
+	// During the run the subscriptions report their lag; the summary is
+	// followed by the linger line.
 	sawLag := false
-	lingering := make(chan struct{})
-	go func() {
-		p.waitStderr(t, "serving metrics for 1m0s more")
-		close(lingering)
-	}()
-	for wait := true; wait; {
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for lingering := false; !lingering; {
 		select {
-		case <-lingering:
-			wait = false
-		case <-time.After(20 * time.Millisecond):
+		case l, more := <-p.errLines:
+			require.True(t, more, "the demo exited before lingering")
+			lingering = strings.Contains(l, "serving metrics for 1m0s more")
+		case <-tick.C:
 			sawLag = sawLag || strings.Contains(scrape(), "bus_consumer_lag{consumer=")
+		case <-deadline:
+			t.Fatal("the demo did not finish within 60s")
 		}
 	}
 	assert.True(t, sawLag, "bus_consumer_lag while the demo ran")

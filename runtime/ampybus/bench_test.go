@@ -12,6 +12,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/plugin/ampyprom"
@@ -48,14 +49,17 @@ func benchBus(b *testing.B) (*embedded.NATS, *ampybus.Bus) {
 	return srv, bus
 }
 
-// otelBus opens a second bus on srv with OpenTelemetry attached as a
-// service would run it: metrics into a Prometheus registry, every span
-// sampled and batched to an exporter that drops them.
-func otelBus(b *testing.B, srv *embedded.NATS) *ampybus.Bus {
+// otelBus opens another bus on srv with OpenTelemetry attached as a
+// service would run it: metrics into a Prometheus registry and, with
+// traces, every span sampled and batched to an exporter that drops them.
+func otelBus(b *testing.B, srv *embedded.NATS, traces bool) *ampybus.Bus {
 	b.Helper()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	exp, err := ampyprom.New(tp)
+	var tp *sdktrace.TracerProvider
+	if traces {
+		tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	}
+	exp, err := ampyprom.New(nilIfNoTraces(tp))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,10 +72,18 @@ func otelBus(b *testing.B, srv *embedded.NATS) *ampybus.Bus {
 	return bus
 }
 
+// nilIfNoTraces keeps a nil provider an untyped nil for ampyprom.New.
+func nilIfNoTraces(tp *sdktrace.TracerProvider) trace.TracerProvider {
+	if tp == nil {
+		return nil
+	}
+	return tp
+}
+
 func BenchmarkPublish(b *testing.B) {
 	srv, bus := benchBus(b)
-	obus := otelBus(b, srv)
-	opub := bars.NewPublisher(obus)
+	obus, mbus := otelBus(b, srv, true), otelBus(b, srv, false)
+	opub, mpub := bars.NewPublisher(obus), bars.NewPublisher(mbus)
 	ctx := context.Background()
 	if err := bus.Ensure(ctx, bars.Domain); err != nil {
 		b.Fatal(err)
@@ -173,6 +185,18 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		report(b)
 	})
+	b.Run("typed+metrics/async", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := mpub.PublishAsync(ctx, st, payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := mbus.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		report(b)
+	})
 	b.Run("typed+otel/async", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -260,7 +284,8 @@ func BenchmarkConsume(b *testing.B) {
 		})
 	}
 	engine("engine", bus)
-	engine("engine+otel", otelBus(b, srv))
+	engine("engine+metrics", otelBus(b, srv, false))
+	engine("engine+otel", otelBus(b, srv, true))
 	b.Run("raw", func(b *testing.B) {
 		run++
 		sym := "R" + strconv.Itoa(run)

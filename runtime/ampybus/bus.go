@@ -176,9 +176,7 @@ func NewBus(t transport.Transport, opts ...Option) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new bus: %w", err)
 	}
-	b := newBus(t, o)
-	b.url = t.Name() + "://"
-	return b, nil
+	return newBus(t, o), nil
 }
 
 func newOptions(opts []Option) (options, error) {
@@ -211,7 +209,8 @@ func newBus(t transport.Transport, o options) *Bus {
 func (b *Bus) Env() string { return b.env }
 
 // URL is the broker URL the bus is connected to; for an embedded broker, its
-// loopback address, so other processes can join it.
+// loopback address, so other processes can join it. Empty for a bus made
+// with NewBus.
 func (b *Bus) URL() string { return b.url }
 
 // Transport exposes the binding for tools that operate on the broker itself.

@@ -409,6 +409,39 @@ func TestOpenErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "want scheme://host")
 }
 
+// A bus runs over a transport the caller opened with the binding's own Open:
+// the same typed round trip, and closing the bus closes the transport.
+func TestNewBusOverAnOpenedTransport(t *testing.T) {
+	ctx := testCtx(t)
+	srv, err := embedded.StartNATS(embedded.NATSOptions{})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	tr, err := natsbinding.Open(ctx, natsbinding.Config{URL: srv.URL()})
+	require.NoError(t, err)
+	_, err = ampybus.NewBus(nil)
+	assert.ErrorContains(t, err, "the transport is nil")
+	b, err := ampybus.NewBus(tr, ampybus.WithProducer("newbus@test", "newbus"))
+	require.NoError(t, err)
+	got := make(chan *bars.Message, 1)
+	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+		got <- m
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+	require.NoError(t, err)
+	select {
+	case m := <-got:
+		assert.Equal(t, "newbus@test", m.Headers.Producer)
+	case <-ctx.Done():
+		t.Fatal("nothing delivered")
+	}
+	require.NoError(t, sub.Stop())
+	require.NoError(t, b.Close())
+	_, err = tr.Publish(ctx, transport.Stream{Prefix: "ampy.dev.bars.v1"}, &transport.Message{Topic: "ampy.dev.bars.v1.XNAS.AAPL"})
+	assert.ErrorIs(t, err, transport.ErrClosed, "closing the bus closed the transport")
+}
+
 // A publish that fails validation has no side effect: no blob stored, no
 // stream created, nothing sent. Each case would need a blob (the payload is
 // over max_payload), and the bus has not touched the broker yet.
