@@ -39,9 +39,9 @@ tools:
 	@command -v promtool >/dev/null 2>&1 || { echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-## check: fail with a diff when generated/ or templates/observability/ is stale for contract.yaml
+## check: fail with a diff when generated/, templates/observability/ or templates/security/ is stale for contract.yaml
 check:
-	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability
+	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
 
 vet:
 	$(GO) vet $(PKGS)
@@ -49,9 +49,9 @@ vet:
 fmt:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w .):"; echo "$$out"; exit 1; fi
 
-## generate: regenerate generated/ and templates/observability/ from contract.yaml
+## generate: regenerate generated/, templates/observability/ and templates/security/ from contract.yaml
 generate:
-	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability
+	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
 
 ## proto: regenerate the payload Go code, protoc-free (the .proto files are compiled in process)
 proto:

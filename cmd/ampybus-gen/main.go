@@ -12,7 +12,7 @@
 //	//go:generate go tool ampybus-gen generate -contract contract.yaml -proto_path proto -out internal/bus
 package main
 
-//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated -observability ../../templates/observability
+//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated -observability ../../templates/observability -security ../../templates/security
 
 import (
 	"context"
@@ -30,6 +30,7 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/obsemit"
 	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
+	"github.com/ampyfin/ampy-bus/gen/secemit"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
 
@@ -138,7 +139,9 @@ type options struct {
 	// observability is where the dashboards and alert rules go; empty
 	// leaves them out.
 	observability string
-	schemas       protoset.Options
+	// security is where the broker permissions go; empty leaves them out.
+	security string
+	schemas  protoset.Options
 }
 
 // listFlag collects a repeatable flag.
@@ -155,12 +158,13 @@ func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.contract, "contract", "contract.yaml", "the contract file")
 	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
 	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
+	fs.StringVar(&o.security, "security", "", "also write each service's least-privilege NATS users and Kafka ACLs here, per env (e.g. templates/security)")
 	fs.StringVar(&o.observability, "observability", "", "also write the Grafana dashboard, Prometheus alert rules and their promtool test here (e.g. templates/observability)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable; default: proto/ beside the contract, when it exists)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "I", "same as -proto_path")
 	fs.Var((*listFlag)(&o.schemas.DescriptorSets), "descriptor_set_in", "a FileDescriptorSet holding the payload schemas, from buf build -o or protoc --include_imports (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH] [-observability DIR]\n\nflags:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH] [-observability DIR] [-security DIR]\n\nflags:\n", cmd)
 		fs.PrintDefaults()
 	}
 	return fs, &o
@@ -222,6 +226,12 @@ func generate(o *options) ([]rendered, error) {
 			em  output.Emitter
 			dir string
 		}{obsemit.Emitter{Source: source}, o.observability})
+	}
+	if o.security != "" {
+		outputs = append(outputs, struct {
+			em  output.Emitter
+			dir string
+		}{secemit.Emitter{Source: source}, o.security})
 	}
 	var out []rendered
 	for _, x := range outputs {

@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -28,6 +30,7 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/dynamic"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
+	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
@@ -154,7 +157,8 @@ func withoutNotes(s string) string {
 	return strings.Join(keep, "\n")
 }
 
-// brokers starts one embedded broker of each kind for a test.
+// brokers starts one embedded broker of each kind for a test, with every
+// stream of the built-in contract provisioned, as ampybusctl dev does.
 func brokers(t *testing.T) map[string]string {
 	t.Helper()
 	n, err := embedded.StartNATS(embedded.NATSOptions{})
@@ -163,7 +167,24 @@ func brokers(t *testing.T) map[string]string {
 	k, err := embedded.StartKafka(embedded.KafkaOptions{})
 	require.NoError(t, err)
 	t.Cleanup(k.Shutdown)
-	return map[string]string{"nats": n.URL(), "kafka": k.URL()}
+	urls := map[string]string{"nats": n.URL(), "kafka": k.URL()}
+	for _, u := range urls {
+		provision(t, u)
+	}
+	return urls
+}
+
+// provision creates every stream of the built-in contract in every env.
+func provision(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, env := range []string{"dev", "paper", "prod"} {
+		b, err := ampybus.Open(ctx, url, ampybus.WithEnv(env), ampybus.WithProvisioning())
+		require.NoError(t, err)
+		require.NoError(t, b.Ensure(ctx, generated.Catalog.Domains()...))
+		require.NoError(t, b.Close())
+	}
 }
 
 // The seed's commands, run as a user would, against each transport.
@@ -233,7 +254,7 @@ func TestSeedCommandsOnEveryTransport(t *testing.T) {
 			ok(t, env, "ensure-topic", "--topic", "ampy.prod.fills.v1.events")
 			out = ok(t, env, "list-topics", "--env", "prod")
 			assert.Regexp(t, `(?m)^ampy\.prod\.fills\.v1\s+yes`, out)
-			assert.Regexp(t, `(?m)^ampy\.prod\.positions\.v1\s+no`, out)
+			assert.Regexp(t, `(?m)^ampy\.prod\.positions\.v1\s+yes`, out, "provisioned with the broker, as ampybusctl dev does")
 			out = ok(t, env, "describe-topic", "--topic", "ampy.prod.bars.v1.XNAS.AAPL")
 			assert.Contains(t, out, "partition_key {mic}.{symbol}")
 			assert.Regexp(t, `on `+name+`\s+\S+: 202 message\(s\)`, out)
@@ -547,7 +568,7 @@ func TestNATSAuthFlags(t *testing.T) {
 	go s.Start()
 	require.True(t, s.ReadyForConnections(5*time.Second))
 	t.Cleanup(s.Shutdown)
-	args := []string{"pub-empty", "--bus", s.ClientURL(), "--topic", "ampy.dev.bars.v1.XNAS.AAPL"}
+	args := []string{"pub-empty", "--bus", s.ClientURL(), "--topic", "ampy.dev.bars.v1.XNAS.AAPL", "--provision"}
 	r := ctl(t, nil, args...)
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, strings.ToLower(r.stderr), "authorization violation")
@@ -570,7 +591,8 @@ func TestForeignContract(t *testing.T) {
 	for name, url := range brokers(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			env := []string{"AMPYBUS_URL=" + url, "AMPYBUS_CONTRACT=" + contractFile, "AMPYBUS_PROTO_PATH=" + protos}
+			// Another team's contract: its streams are provisioned as it goes.
+			env := []string{"AMPYBUS_URL=" + url, "AMPYBUS_CONTRACT=" + contractFile, "AMPYBUS_PROTO_PATH=" + protos, "AMPYBUS_PROVISION=1"}
 			who := []string{"--producer", "cx-feed@host-1", "--source", "cx-feed"}
 
 			out := ok(t, env, "list-topics", "--env", "dev")
@@ -655,7 +677,8 @@ func deadLetterForeign(t *testing.T, url, contractFile, protos string) {
 	require.NoError(t, err)
 	tp, err := dynamic.Catalog(c).Resolve("cx.dev.trades.v1.XCX.ABC")
 	require.NoError(t, err)
-	b, err := ampybus.Open(ctx, url, ampybus.WithEnv("dev"), ampybus.WithLogger(slog.New(slog.DiscardHandler)))
+	// The team's consumer owns its domains, dead-letter queue included.
+	b, err := ampybus.Open(ctx, url, ampybus.WithEnv("dev"), ampybus.WithLogger(slog.New(slog.DiscardHandler)), ampybus.WithProvisioning())
 	require.NoError(t, err)
 	defer b.Close()
 	sub, err := tp.Route.Subscribe(ctx, b, "*.*", func(context.Context, *ampybus.AnyMessage) error { return nil },
@@ -681,4 +704,34 @@ func descriptorSet(t *testing.T, dir string) string {
 	p := filepath.Join(t.TempDir(), "schemas.binpb")
 	require.NoError(t, os.WriteFile(p, data, 0o644))
 	return p
+}
+
+// acl prints what the contract's services may do on each broker, and
+// apply creates the Kafka ACLs on the cluster.
+func TestACL(t *testing.T) {
+	out := ok(t, nil, "acl", "--env", "prod", "--service", "ampy-oms")
+	assert.Contains(t, out, `user: "ampy-oms"`)
+	assert.Contains(t, out, `"*.ampy.prod.orders.v1.requests"`)
+	assert.Contains(t, out, "User:ampy-oms allow write on topic ampy.prod.orders.v1 (literal)")
+	assert.NotContains(t, out, "User:broker-alpaca")
+	r := ctl(t, nil, "acl", "--env", "qa")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "the contract's envs are [dev paper prod]")
+
+	k, err := embedded.StartKafka(embedded.KafkaOptions{})
+	require.NoError(t, err)
+	defer k.Shutdown()
+	out = ok(t, nil, "acl", "apply", "--bus", k.URL(), "--env", "prod")
+	assert.Regexp(t, `^applied \d+ ACLs for 12 service\(s\) in env prod`, out)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	described, err := kadm.NewClient(cl).DescribeACLs(ctx, kadm.NewACLs().Allow("User:ampy-oms").AllowHosts("*").Topics("ampy.prod.orders.v1").
+		Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternLiteral))
+	require.NoError(t, err)
+	require.Len(t, described, 1)
+	require.NoError(t, described[0].Err)
+	assert.Len(t, described[0].Described, 1, "the OMS may write its orders topic")
 }

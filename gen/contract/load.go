@@ -193,7 +193,7 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 }
 
 var (
-	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains"}
+	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains", "services", "pii"}
 	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
@@ -249,6 +249,12 @@ func (p *parser) contract(n *yaml.Node) *Contract {
 	}
 	if e, ok := m["domains"]; ok {
 		c.Domains = p.domains(e.val, c, defaults)
+	}
+	if e, ok := m["pii"]; ok {
+		c.PII = p.pii(e.val, c)
+	}
+	if e, ok := m["services"]; ok {
+		c.Services = p.services(e.val, c)
 	}
 	return c
 }
@@ -784,7 +790,7 @@ func (p *parser) payload(n *yaml.Node, s *Subtopic, d *Domain) {
 	if !ok {
 		return
 	}
-	s.PayloadName = name
+	s.PayloadName, s.PayloadPos = name, pos(n)
 	if name == RawPayload {
 		return
 	}

@@ -18,6 +18,22 @@ type Contract struct {
 	QoS       []*QoSClass
 	// Domains in the order the file lists them.
 	Domains []*Domain
+	// Services are the contract's publishers and consumers and their rights,
+	// in the order the file lists them; broker permissions come from them.
+	Services []*Service
+	// PII is the payload fields the bus must never carry; nil when the
+	// contract sets no policy.
+	PII *PIIPolicy
+}
+
+// Service returns the service with the given name, or nil.
+func (c *Contract) Service(name string) *Service {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // Domain returns the domain with the given name, or nil.
@@ -154,7 +170,9 @@ type Subtopic struct {
 	// (opaque) payloads such as the dead-letter queue's.
 	Payload protoreflect.MessageDescriptor
 	// PayloadName is the payload's full name as written, or "raw".
-	PayloadName   string
+	PayloadName string
+	// PayloadPos is where the payload is named.
+	PayloadPos    Pos
 	SchemaVersion string
 	// Bind ties a subtopic parameter to a payload field that must agree with it.
 	Bind         map[string]FieldPath
@@ -216,4 +234,47 @@ type FieldPath struct {
 // Pos is a position in the contract file.
 type Pos struct {
 	Line, Column int
+}
+
+// Service is one deployable that publishes and consumes on the bus, with
+// the rights the broker grants its identity and nothing more.
+type Service struct {
+	// Name is the service's identity: its NATS user and Kafka principal.
+	Name        string
+	Description string
+	// Publishes are the subtopics it may publish to.
+	Publishes []SubtopicRef
+	// Consumes are the subtopics it reads and the consumer group each uses.
+	Consumes []Consumption
+	// Replay: it may read a domain it consumes from any point (replay
+	// requests, snapshots), through consumers of its own.
+	Replay bool
+	// Redrive: it may read the dead-letter queues of the domains it
+	// redrives and publish their messages back on the original topics.
+	Redrive bool
+	// Admin: it may create and update streams and topics (ensure-topic)
+	// and apply ACLs.
+	Admin bool
+	Pos   Pos
+}
+
+// SubtopicRef names one subtopic of one domain version in a service's rights.
+type SubtopicRef struct {
+	Domain   *Domain
+	Subtopic *Subtopic
+	Pos      Pos
+}
+
+// Consumption is one subscription a service runs.
+type Consumption struct {
+	SubtopicRef
+	Group string
+}
+
+// PIIPolicy lists field names no payload may have.
+type PIIPolicy struct {
+	// Forbid are glob patterns (path.Match) over a field's lower-case
+	// name: "*email*", "ssn".
+	Forbid []string
+	Pos    Pos
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -54,8 +55,16 @@ func TestPublisherBinarySize(t *testing.T) {
 	n, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	defer n.Shutdown()
+	// The stream is provisioned first, as in a deployment: the publisher
+	// holds no right to create it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := ampybus.Open(ctx, n.URL(), ampybus.WithProvisioning())
+	require.NoError(t, err)
+	require.NoError(t, admin.Ensure(ctx, bars.Domain))
+	require.NoError(t, admin.Close())
 	subject := fmt.Sprintf("%d.ampy.dev.bars.v1.XNAS.AAPL", transport.Partition("XNAS.AAPL", bars.Domain.Partitions))
-	for _, name := range []string{"typed", "raw"} { // typed first: it creates the stream
+	for _, name := range []string{"typed", "raw"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cmd := exec.CommandContext(ctx, filepath.Join(dir, name), subject)
 		cmd.Env = append(os.Environ(), "AMPYBUS_URL="+n.URL())

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -341,7 +343,10 @@ func dev(ctx context.Context, e *env, args []string) error {
 	if !*withNATS && !*withKafka {
 		*withNATS, *withKafka = true, true
 	}
-	var stops []func()
+	var (
+		stops []func()
+		urls  []string
+	)
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
@@ -362,6 +367,7 @@ func dev(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("start a %d-node NATS cluster from 127.0.0.1:%d: %w (ports in use? try --nats-port 0)", *nodes, *natsPort, err)
 		}
 		stops = append(stops, c.Shutdown)
+		urls = append(urls, c.URL())
 		fmt.Fprintf(e.stdout, "NATS JetStream cluster of %d nodes\n  export AMPYBUS_URL=%s\n", *nodes, c.URL())
 	} else if *withNATS {
 		o := embedded.NATSOptions{Port: *natsPort}
@@ -373,6 +379,7 @@ func dev(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("start NATS on 127.0.0.1:%d: %w (another server on the port? try --nats-port 0)", *natsPort, err)
 		}
 		stops = append(stops, n.Shutdown)
+		urls = append(urls, n.URL())
 		fmt.Fprintf(e.stdout, "NATS JetStream  %s\n  export AMPYBUS_URL=%s\n", n.URL(), n.URL())
 	}
 	if *withKafka {
@@ -385,7 +392,18 @@ func dev(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("start Kafka on 127.0.0.1:%d: %w (another broker on the port? try --kafka-port 0)", *kafkaPort, err)
 		}
 		stops = append(stops, k.Shutdown)
+		urls = append(urls, k.URL())
 		fmt.Fprintf(e.stdout, "Kafka (kfake)   %s\n  export AMPYBUS_URL=%s\n", k.URL(), k.URL())
+	}
+	// The brokers are this process's: it provisions every stream of the
+	// contract in every env, so services and commands with only their own
+	// rights work against them at once.
+	for _, u := range urls {
+		n, err := provisionAll(ctx, u)
+		if err != nil {
+			return fmt.Errorf("provision %s: %w", u, err)
+		}
+		fmt.Fprintf(e.stdout, "  %d streams provisioned on %s\n", n, u)
 	}
 	fmt.Fprintln(e.stdout, "ready; Ctrl-C to stop")
 	if f, ok := e.stdout.(*os.File); ok {
@@ -422,4 +440,34 @@ func demoCmd(ctx context.Context, e *env, args []string) error {
 	}
 	metrics.linger(ctx, *linger)
 	return nil
+}
+
+// provisionAll creates every stream of the contract the CLI serves, in
+// every env, on the broker at url, and reports how many.
+func provisionAll(ctx context.Context, url string) (int, error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	byEnv := map[string][]*ampybus.DomainSpec{}
+	var envs []string
+	for _, d := range catalog.Domains() {
+		for _, env := range d.Envs {
+			if byEnv[env] == nil {
+				envs = append(envs, env)
+			}
+			byEnv[env] = append(byEnv[env], d)
+		}
+	}
+	n := 0
+	for _, env := range envs {
+		b, err := ampybus.Open(ctx, url, ampybus.WithEnv(env), ampybus.WithProvisioning(), ampybus.WithLogger(quiet))
+		if err != nil {
+			return n, err
+		}
+		err = b.Ensure(ctx, byEnv[env]...)
+		_ = b.Close()
+		if err != nil {
+			return n, err
+		}
+		n += len(byEnv[env])
+	}
+	return n, nil
 }

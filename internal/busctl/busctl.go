@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/protoset"
 	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/certfiles"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -69,6 +69,7 @@ func init() {
 		{"describe-topic", "--topic T", "show a domain's contract and its stream/topic on the broker", describeTopic},
 		{"dev", "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},
 		{"demo", "[--bus URL | --transport kafka]", "play the seed's end-to-end trading flow (§19)", demoCmd},
+		{"acl", "[apply] [--env E] [--service S] [--broker nats|kafka]", "print each service's least-privilege NATS users and Kafka ACLs from the contract; apply creates the Kafka ACLs", aclCmd},
 		{"version", "", "print the version of ampybusctl and its runtime", version},
 	}
 }
@@ -216,7 +217,7 @@ type conn struct {
 	tlsInsecure, kafkaTLS           bool
 	saslMechanism, saslUser, saslPw string
 	producer, source                string
-	verbose                         bool
+	verbose, provision              bool
 }
 
 func (e *env) connFlags(fs *flag.FlagSet, publishes bool) *conn {
@@ -239,6 +240,7 @@ func (e *env) connFlags(fs *flag.FlagSet, publishes bool) *conn {
 	fs.StringVar(&c.saslUser, "sasl-user", e.getenv("KAFKA_SASL_USER"), "Kafka SASL user ($KAFKA_SASL_USER)")
 	fs.StringVar(&c.saslPw, "sasl-pass", e.getenv("KAFKA_SASL_PASS"), "Kafka SASL password ($KAFKA_SASL_PASS)")
 	fs.BoolVar(&c.verbose, "v", false, "log the runtime's retries, reconnects and dead letters")
+	fs.BoolVar(&c.provision, "provision", e.getenv("AMPYBUS_PROVISION") != "", "create or update the streams and topics a command uses ($AMPYBUS_PROVISION); needs the admin right. Without it a missing stream is an error naming ensure-topic")
 	if publishes {
 		fs.StringVar(&c.producer, "producer", cmp.Or(e.getenv("AMPYBUS_PRODUCER"), "ampybusctl@"+hostname()), "producer header: service@instance")
 		fs.StringVar(&c.source, "source", cmp.Or(e.getenv("AMPYBUS_SOURCE"), "ampybusctl"), "source header: the upstream system")
@@ -292,6 +294,9 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	if c.producer != "" {
 		opts = append(opts, ampybus.WithProducer(c.producer, c.source))
 	}
+	if c.provision {
+		opts = append(opts, ampybus.WithProvisioning())
+	}
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -316,27 +321,13 @@ func (c *conn) tlsConfig() (*tls.Config, error) {
 	if c.tlsCA == "" && c.tlsCert == "" && c.tlsKey == "" && !c.tlsInsecure && !c.kafkaTLS {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.tlsInsecure} //nolint:gosec // opt-in flag, documented as never for production
-	if c.tlsCA != "" {
-		pem, err := os.ReadFile(c.tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificates in it", c.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, usagef("--tls-cert and --tls-key go together")
 	}
-	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	// Certificates rotated on disk are picked up by the next connection.
+	cfg, err := certfiles.ClientConfig(certfiles.Options{CAFile: c.tlsCA, CertFile: c.tlsCert, KeyFile: c.tlsKey, InsecureSkipVerify: c.tlsInsecure})
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
 	}
 	return cfg, nil
 }
@@ -401,6 +392,9 @@ var catalog = generated.Catalog
 // foreign reports that --contract replaced the built-in contract.
 var foreign bool
 
+// loaded is the contract --contract named; nil for the built-in one.
+var loaded *contract.Contract
+
 // useContract takes the contract flags out of a command's arguments (every
 // command accepts them) and loads the contract they name, with its payload
 // schemas, as the catalog the command uses:
@@ -442,7 +436,7 @@ func useContract(ctx context.Context, args []string, getenv func(string) string)
 			opts.DescriptorSets = append(opts.DescriptorSets, val)
 		}
 	}
-	catalog, foreign = generated.Catalog, false
+	catalog, foreign, loaded = generated.Catalog, false, nil
 	if path == "" {
 		if len(opts.ProtoPaths)+len(opts.DescriptorSets) > 0 {
 			return nil, usagef("--proto_path and --descriptor_set_in go with --contract FILE")
@@ -457,7 +451,7 @@ func useContract(ctx context.Context, args []string, getenv func(string) string)
 	if err != nil {
 		return nil, err
 	}
-	catalog, foreign = dynamic.Catalog(c), true
+	catalog, foreign, loaded = dynamic.Catalog(c), true, c
 	return rest, nil
 }
 

@@ -48,7 +48,7 @@ func openBus(t *testing.T, url string) *ampybus.Bus {
 		// Short attempts: a JetStream request sent before the cluster has a
 		// leader is never answered.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		b, err := ampybus.Open(ctx, url, ampybus.WithEnv("dev"), ampybus.WithProducer("chaos@publisher", "chaos"))
+		b, err := ampybus.Open(ctx, url, ampybus.WithEnv("dev"), ampybus.WithProducer("chaos@publisher", "chaos"), ampybus.WithProvisioning())
 		if err == nil {
 			if err = b.Ensure(ctx, positions.Domain); err == nil {
 				cancel()

@@ -162,6 +162,11 @@ func (d *demo) run(ctx context.Context, url string) error {
 	url = ingest.URL() // an embedded broker started once; every service joins it
 	fmt.Fprintf(d.w, "ampy-bus demo (seed §19) on %s via %s, env %s\n\n", url, ingest.Transport().Name(), ingest.Env())
 	buses := map[string]*ampybus.Bus{"ingest": ingest}
+	// ops holds the admin right: it provisions the streams the session uses
+	// before any service starts, as a deployment would.
+	if err := provision(ctx, url); err != nil {
+		return err
+	}
 	for name, producer := range map[string]string{"model": "ampy-model-server@mdl-1", "oms": "ampy-oms@oms-1", "broker": "broker-alpaca@alp-1", "pnl": "ampy-position-pnl@pnl-1", "ops": "ampy-ops@ops-1"} {
 		b, err := d.service(ctx, url, producer)
 		if err != nil {
@@ -602,4 +607,15 @@ func (d *demo) corruptBar(ctx context.Context, ingest *ampybus.Bus) error {
 	}
 	d.say("model   ✗ %-38s dead-lettered: decode_error, the handler never saw it", topic)
 	return nil
+}
+
+// provision creates the streams of every domain the session uses, as ops.
+func provision(ctx context.Context, url string) error {
+	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	b, err := ampybus.Open(ctx, url, ampybus.WithProducer("ops@provision", "ops"), ampybus.WithProvisioning(), ampybus.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return b.Ensure(ctx, bars.Domain, signals.Domain, orders.Domain, fills.Domain, positions.Domain, metrics.Domain, control.Domain, ampybus.DeadLetterDomain(bars.Domain))
 }

@@ -41,7 +41,7 @@ func benchBus(b *testing.B) (*embedded.NATS, *ampybus.Bus) {
 		b.Fatal(err)
 	}
 	b.Cleanup(srv.Shutdown)
-	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"))
+	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"), ampybus.WithProvisioning())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func otelBus(b *testing.B, srv *embedded.NATS, traces bool) *ampybus.Bus {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"), ampybus.WithHooks(exp.Hook))
+	bus, err := ampybus.Open(context.Background(), srv.URL(), ampybus.WithProducer("bench@local", "bench"), ampybus.WithHooks(exp.Hook), ampybus.WithProvisioning())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -41,6 +41,9 @@ var (
 	ErrBadURL = errors.New("bad bus URL")
 	// ErrBackpressure: the async window is full; slow down or wait.
 	ErrBackpressure = transport.ErrBackpressure
+	// ErrForbidden: the broker refused this identity the action; the error
+	// names the subject or topic and the right it lacks.
+	ErrForbidden = transport.ErrForbidden
 )
 
 // DefaultURL opens an in-process NATS JetStream server: development and
@@ -62,12 +65,21 @@ type Bus struct {
 	stopBinding func()
 	blobs       blob.Store
 	hooks       hooks
+	// provision: create and update streams on first use (WithProvisioning,
+	// or a broker this process started); otherwise only check them.
+	provision bool
 
 	mu      sync.Mutex
-	ensured map[string]*ensureOnce
+	ensured map[streamKey]*ensureOnce
 	closed  bool
 	// retrying counts async publishes waiting for a retry.
 	retrying retries
+}
+
+// streamKey names a stream the bus has checked, or provisioned.
+type streamKey struct {
+	prefix    string
+	provision bool
 }
 
 type ensureOnce struct {
@@ -85,6 +97,7 @@ type options struct {
 	asyncWindow int
 	dialOpts    []transport.DialOption
 	hooks       []Hook
+	provision   bool
 	blobs       blob.Store
 	failFull    bool
 }
@@ -126,6 +139,14 @@ func WithDialOptions(opts ...transport.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
+// WithProvisioning makes the bus create a stream or topic the contract
+// names when it is missing, and bring an existing one to the contract's
+// limits, on first use: for the service that owns its domains, holding the
+// admin right. Without it the bus only checks that the stream exists (a
+// publisher's or consumer's rights suffice) and fails with ErrNotFound
+// saying how to provision it. A bus on an embedded:// broker provisions.
+func WithProvisioning() Option { return func(o *options) { o.provision = true } }
+
 // WithBlobStore turns on the pointer pattern: a payload still over its
 // domain's max_payload after compression is put in store and the message
 // carries blob_ref, blob_hash and blob_size instead. Consumers need the same
@@ -163,6 +184,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Bus, error) {
 	}
 	b := newBus(d.Transport, o)
 	b.url, b.stopBinding = cmp.Or(d.URL, rawURL), d.Stop
+	b.provision = b.provision || d.Owned
 	return b, nil
 }
 
@@ -202,7 +224,7 @@ func newOptions(opts []Option) (options, error) {
 func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
 	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		hooks: h, ensured: map[string]*ensureOnce{}}
+		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}}
 }
 
 // Env is the environment the bus publishes and subscribes in.
@@ -250,15 +272,20 @@ func (b *Bus) Close() error {
 	return err
 }
 
-// stream returns the transport stream of a domain in this bus's env, creating
-// or updating it on first use so its limits follow the contract.
+// stream returns the transport stream of a domain in this bus's env. On
+// first use it provisions it (WithProvisioning) or checks that it exists.
 func (b *Bus) stream(ctx context.Context, d *DomainSpec) (transport.Stream, error) {
+	return b.streamOf(ctx, d, b.provision)
+}
+
+func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (transport.Stream, error) {
 	if !d.allowsEnv(b.env) {
 		return transport.Stream{}, fmt.Errorf("%w: env %q is not one of the contract's envs (%s)", ErrContract, b.env, strings.Join(d.Envs, ", "))
 	}
 	prefix := d.Prefix(b.env)
+	key := streamKey{prefix, provision}
 	b.mu.Lock()
-	e, ok := b.ensured[prefix]
+	e, ok := b.ensured[key]
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{
 			Prefix:       prefix,
@@ -269,15 +296,24 @@ func (b *Bus) stream(ctx context.Context, d *DomainSpec) (transport.Stream, erro
 			DedupeWindow: d.DedupeWindow,
 			Subtopics:    d.Shapes(),
 		}}
-		b.ensured[prefix] = e
+		b.ensured[key] = e
 	}
 	b.mu.Unlock()
-	e.once.Do(func() { e.err = b.t.EnsureStream(ctx, e.s) })
+	e.once.Do(func() {
+		if provision {
+			e.err = b.t.EnsureStream(ctx, e.s)
+			return
+		}
+		e.err = b.t.CheckStream(ctx, e.s)
+		if errors.Is(e.err, transport.ErrNotFound) {
+			e.err = fmt.Errorf("%w: provision it with ampybusctl ensure-topic --topic %s (an identity with the admin right), or open the bus of the service that owns it with ampybus.WithProvisioning()", e.err, prefix)
+		}
+	})
 	if e.err != nil {
 		// Let a later call retry: the broker may have been down.
 		b.mu.Lock()
-		if b.ensured[prefix] == e {
-			delete(b.ensured, prefix)
+		if b.ensured[key] == e {
+			delete(b.ensured, key)
 		}
 		b.mu.Unlock()
 		return e.s, e.err
@@ -285,11 +321,12 @@ func (b *Bus) stream(ctx context.Context, d *DomainSpec) (transport.Stream, erro
 	return e.s, nil
 }
 
-// Ensure creates or updates the streams of the given domains now, rather
-// than on first use.
+// Ensure creates or updates the streams of the given domains now, whether
+// or not the bus provisions on first use: what ampybusctl ensure-topic and
+// a service that owns its domains call.
 func (b *Bus) Ensure(ctx context.Context, domains ...*DomainSpec) error {
 	for _, d := range domains {
-		if _, err := b.stream(ctx, d); err != nil {
+		if _, err := b.streamOf(ctx, d, true); err != nil {
 			return fmt.Errorf("ensure %s: %w", d.Prefix(b.env), err)
 		}
 	}

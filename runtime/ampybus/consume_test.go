@@ -303,7 +303,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 func TestCloseDuringAsyncPublish(t *testing.T) {
 	srv := server(t)
 	ctx := testCtx(t)
-	b, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"), ampybus.WithAsyncWindow(64))
+	b, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"), ampybus.WithAsyncWindow(64), ampybus.WithProvisioning())
 	require.NoError(t, err)
 	require.NoError(t, b.Ensure(ctx, bars.Domain))
 	pub := bars.NewPublisher(b)

@@ -52,7 +52,7 @@ func open(t *testing.T, url string, opts ...ampybus.Option) *ampybus.Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := ampybus.Open(ctx, url, opts...)
+	b, err := ampybus.Open(ctx, url, append([]ampybus.Option{ampybus.WithProvisioning()}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
@@ -410,7 +410,8 @@ func TestOpenErrors(t *testing.T) {
 }
 
 // A bus runs over a transport the caller opened with the binding's own Open:
-// the same typed round trip, and closing the bus closes the transport.
+// it provisions only when asked, the same typed round trip follows, and
+// closing the bus closes the transport.
 func TestNewBusOverAnOpenedTransport(t *testing.T) {
 	ctx := testCtx(t)
 	srv, err := embedded.StartNATS(embedded.NATSOptions{})
@@ -422,6 +423,12 @@ func TestNewBusOverAnOpenedTransport(t *testing.T) {
 	assert.ErrorContains(t, err, "the transport is nil")
 	b, err := ampybus.NewBus(tr, ampybus.WithProducer("newbus@test", "newbus"))
 	require.NoError(t, err)
+	// Without WithProvisioning the bus creates nothing: a missing stream is
+	// an error that says how to provision it.
+	_, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+	require.ErrorIs(t, err, transport.ErrNotFound)
+	assert.ErrorContains(t, err, "stream AMPY_DEV_BARS_V1 (ampy.dev.bars.v1.>) does not exist: provision it with ampybusctl ensure-topic --topic ampy.dev.bars.v1")
+	require.NoError(t, b.Ensure(ctx, bars.Domain), "Ensure provisions whatever the bus's default")
 	got := make(chan *bars.Message, 1)
 	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
 		got <- m

@@ -176,7 +176,8 @@ func (s *suite) ctx(t *testing.T) context.Context {
 // bus opens a bus on the suite's broker, closed at the end of the test.
 func (s *suite) bus(t *testing.T, opts ...ampybus.Option) *ampybus.Bus {
 	t.Helper()
-	opts = append([]ampybus.Option{ampybus.WithProducer("conformance@"+s.binding.Name, "conformance"), ampybus.WithRunID("conformance")}, opts...)
+	// The suite owns its brokers: it provisions as it goes.
+	opts = append([]ampybus.Option{ampybus.WithProducer("conformance@"+s.binding.Name, "conformance"), ampybus.WithRunID("conformance"), ampybus.WithProvisioning()}, opts...)
 	b, err := ampybus.Open(s.ctx(t), s.broker.URL(), opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })

@@ -66,6 +66,7 @@ func dial(ctx context.Context, cfg transport.DialConfig) (transport.Dialed, erro
 		stop()
 		return transport.Dialed{}, err
 	}
+	d.Owned = true
 	inner := d.Stop
 	d.Stop = func() {
 		if inner != nil {

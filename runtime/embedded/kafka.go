@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strings"
 
@@ -23,6 +24,19 @@ type KafkaOptions struct {
 	DataDir string
 	// Brokers is the number of brokers (default 1); replicated topics need more.
 	Brokers int
+	// SASL users: the cluster requires SASL when any is set. Superusers
+	// may do anything; Users only what ACLs grant once ACLs are on.
+	Superusers, Users []SASLUser
+	// ACLs turns authorization on: every request is checked against ACLs.
+	ACLs bool
+	// TLS serves the listeners over TLS.
+	TLS *tls.Config
+}
+
+// SASLUser is one SASL identity of an embedded Kafka cluster.
+type SASLUser struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism, User, Password string
 }
 
 // StartKafka starts a cluster on 127.0.0.1, one broker unless asked for more.
@@ -37,6 +51,21 @@ func StartKafka(o KafkaOptions) (*Kafka, error) {
 	}
 	if o.DataDir != "" {
 		opts = append(opts, kfake.DataDir(o.DataDir))
+	}
+	if len(o.Superusers)+len(o.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+	}
+	for _, u := range o.Superusers {
+		opts = append(opts, kfake.Superuser(u.Mechanism, u.User, u.Password))
+	}
+	for _, u := range o.Users {
+		opts = append(opts, kfake.User(u.Mechanism, u.User, u.Password))
+	}
+	if o.ACLs {
+		opts = append(opts, kfake.EnableACLs())
+	}
+	if o.TLS != nil {
+		opts = append(opts, kfake.TLS(o.TLS))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -28,6 +28,13 @@ type NATSOptions struct {
 	// MaxPayload is the largest message the server accepts (default 8 MiB,
 	// room for a 1 MiB payload, its headers and the dead-letter envelope).
 	MaxPayload int32
+	// ConfigFile is a nats-server configuration (authorization, TLS) read
+	// first; the listen address, JetStream and the store still come from
+	// these options, so the server stays on loopback.
+	ConfigFile string
+	// Logf, when set, receives the server's notices and errors (permission
+	// violations among them).
+	Logf func(format string, args ...any)
 }
 
 // StartNATS starts a JetStream server on 127.0.0.1 and waits until it
@@ -49,19 +56,24 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 	if maxPayload == 0 {
 		maxPayload = 8 << 20
 	}
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "ampybus-embedded",
-		Host:       "127.0.0.1",
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   e.dir,
-		MaxPayload: maxPayload,
-		NoSigs:     true,
-		NoLog:      true,
-	})
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
+			e.cleanup()
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = "ampybus-embedded", "127.0.0.1", port
+	opts.JetStream, opts.StoreDir, opts.MaxPayload = true, e.dir, maxPayload
+	opts.NoSigs, opts.NoLog = true, o.Logf == nil
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.cleanup()
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if o.Logf != nil {
+		srv.SetLoggerV2(logf(o.Logf), false, false, false)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
@@ -91,3 +103,16 @@ func (e *NATS) cleanup() {
 		os.RemoveAll(e.dir)
 	}
 }
+
+// logf adapts a printf function to the server's logger.
+type logf func(format string, args ...any)
+
+func (l logf) Noticef(format string, v ...any) { l("[INF] "+format, v...) }
+func (l logf) Warnf(format string, v ...any)   { l("[WRN] "+format, v...) }
+func (l logf) Fatalf(format string, v ...any)  { l("[FTL] "+format, v...) }
+func (l logf) Errorf(format string, v ...any)  { l("[ERR] "+format, v...) }
+func (l logf) Debugf(format string, v ...any)  { l("[DBG] "+format, v...) }
+func (l logf) Tracef(format string, v ...any)  { l("[TRC] "+format, v...) }
+
+// Server is the running server, for tests that inspect its connections.
+func (e *NATS) Server() *server.Server { return e.srv }

@@ -28,7 +28,7 @@ func BenchmarkPublish(b *testing.B) {
 	}
 	defer e.Shutdown()
 	ctx := context.Background()
-	bus, err := ampybus.Open(ctx, e.URL(), ampybus.WithProducer("bench@local", "bench"))
+	bus, err := ampybus.Open(ctx, e.URL(), ampybus.WithProducer("bench@local", "bench"), ampybus.WithProvisioning())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	t.cl, t.adm = cl, kadm.NewClient(cl)
 	if _, err := t.adm.ListBrokers(ctx); err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("connect to Kafka at %s: %w: %v (is a broker listening there?)", strings.Join(cfg.Brokers, ","), transport.ErrUnavailable, err)
+		return nil, connectErr(strings.Join(cfg.Brokers, ","), err)
 	}
 	return t, nil
 }
@@ -149,6 +150,29 @@ func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error 
 
 // replicationFactor is the contract's replicas, or the broker count of a
 // smaller cluster (a development broker holds one copy).
+// CheckStream implements transport.Transport: it reads the topic's
+// metadata (Describe), which a producer's or consumer's ACLs allow.
+func (t *Transport) CheckStream(ctx context.Context, s transport.Stream) error {
+	details, err := t.adm.ListTopics(ctx, s.Prefix)
+	if err != nil {
+		return fmt.Errorf("check topic %s: %w", s.Prefix, mapErr(err))
+	}
+	d, ok := details[s.Prefix]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("%w: topic %s does not exist", transport.ErrNotFound, s.Prefix)
+	case d.Err != nil:
+		return fmt.Errorf("check topic %s: %w", s.Prefix, mapErr(d.Err))
+	}
+	if s.MaxPayload > 0 {
+		// Batches stay within what EnsureStream sets on the topic.
+		t.mu.Lock()
+		t.max[s.Prefix] = int32(min(s.MaxPayload+HeaderAllowance, 1<<31-1))
+		t.mu.Unlock()
+	}
+	return nil
+}
+
 func (t *Transport) replicationFactor(ctx context.Context, s transport.Stream) (int16, error) {
 	want := max(s.Replicas, 1)
 	if want == 1 {
@@ -294,6 +318,9 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed),
+		errors.Is(err, kerr.ClusterAuthorizationFailed), errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return fmt.Errorf("%w: %w (the Kafka principal lacks the ACL: grant it under services: in the contract and apply the ACLs with ampybusctl acl apply)", transport.ErrForbidden, err)
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
 		return fmt.Errorf("%w: %w (raise the topic's max.message.bytes)", transport.ErrTooLarge, err)
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
@@ -364,4 +391,16 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 	case kgo.LogLevelWarn:
 		k.l.Warn("kafka: "+msg, kv...)
 	}
+}
+
+// connectErr says why a connection failed and what to do.
+func connectErr(brokers string, err error) error {
+	switch {
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.UnsupportedSaslMechanism), errors.Is(err, kerr.IllegalSaslState):
+		return fmt.Errorf("connect to Kafka at %s: %w: authentication failed: %v (check the SASL user, password and mechanism: --sasl-user, --sasl-pass, --sasl-mechanism)", brokers, transport.ErrForbidden, err)
+	case errors.Is(err, io.EOF):
+		// Brokers that refuse credentials or a TLS mismatch can just hang up.
+		return fmt.Errorf("connect to Kafka at %s: %w: the broker closed the connection: %v (a wrong SASL user, password or mechanism, or TLS on one side only, ends it this way: check --sasl-* and --tls)", brokers, transport.ErrUnavailable, err)
+	}
+	return fmt.Errorf("connect to Kafka at %s: %w: %v (is a broker listening there?)", brokers, transport.ErrUnavailable, err)
 }

@@ -43,7 +43,7 @@ func cluster(t *testing.T) (*embedded.Kafka, *ampybus.Bus, context.Context) {
 	t.Cleanup(e.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	b, err := ampybus.Open(ctx, e.URL(), ampybus.WithProducer("interop@1", "interop"), ampybus.WithRunID("run_interop"))
+	b, err := ampybus.Open(ctx, e.URL(), ampybus.WithProducer("interop@1", "interop"), ampybus.WithRunID("run_interop"), ampybus.WithProvisioning())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return e, b, ctx

@@ -39,7 +39,7 @@ func leaderKilled(t *testing.T, async bool) {
 	defer c.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	b, err := ampybus.Open(ctx, c.URL(), ampybus.WithEnv("dev"), ampybus.WithProducer("oms@test", "oms"))
+	b, err := ampybus.Open(ctx, c.URL(), ampybus.WithEnv("dev"), ampybus.WithProducer("oms@test", "oms"), ampybus.WithProvisioning())
 	require.NoError(t, err)
 	defer b.Close()
 	require.NoError(t, b.Ensure(ctx, orders.Domain))

@@ -30,6 +30,16 @@ func DurableName(group string) string {
 // Subscribe implements transport.Transport with a pull consumer on the
 // domain's stream: durable when sub.Group is set, ephemeral otherwise.
 func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (transport.Consumer, error) {
+	gctx, w, release := t.denials.guardSetup(ctx, "$JS.API.", "$KV.", "$JS.FC.")
+	defer release()
+	c, err := t.subscribe(gctx, sub)
+	if err != nil {
+		return nil, forbidden(w, err)
+	}
+	return c, nil
+}
+
+func (t *Transport) subscribe(ctx context.Context, sub transport.Subscription) (transport.Consumer, error) {
 	st, err := t.stream(ctx, sub.Stream)
 	if err != nil {
 		return nil, err

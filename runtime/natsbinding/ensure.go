@@ -23,6 +23,23 @@ const MetaPartitions = "ampy_bus.partitions"
 // has: it logs the drift and keeps them. A stream that already matches is not
 // updated, so many processes opening the bus at once change nothing.
 func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error {
+	ctx, w, release := t.denials.guard(ctx, "$JS.API.STREAM.", "$KV.")
+	defer release()
+	if err := t.ensureStream(ctx, s); err != nil {
+		return forbidden(w, err)
+	}
+	// Consumer groups keep their members in the presence bucket; whoever
+	// provisions the streams provisions it, so members need no right to.
+	t.mu.Lock()
+	replicas := t.streams[s.Prefix].CachedInfo().Config.Replicas // what the server could give
+	t.mu.Unlock()
+	if _, err := t.presenceBucket(ctx, replicas); err != nil {
+		return fmt.Errorf("presence bucket %s: %w", PresenceBucket, mapErr(forbidden(w, err)))
+	}
+	return nil
+}
+
+func (t *Transport) ensureStream(ctx context.Context, s transport.Stream) error {
 	name := StreamName(s.Prefix)
 	want := t.streamConfig(s)
 	st, err := t.js.Stream(ctx, name)
@@ -48,6 +65,18 @@ func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error 
 		}
 	}
 	return t.ensured(s.Prefix, st)
+}
+
+// CheckStream implements transport.Transport: it reads the stream's info
+// (its partition count), which a publisher's or consumer's rights allow.
+func (t *Transport) CheckStream(ctx context.Context, s transport.Stream) error {
+	if _, err := t.stream(ctx, s); err != nil {
+		if errors.Is(err, transport.ErrNotFound) {
+			return fmt.Errorf("%w: stream %s (%s.>) does not exist", transport.ErrNotFound, StreamName(s.Prefix), s.Prefix)
+		}
+		return err
+	}
+	return nil
 }
 
 // ensured caches the stream and its partition count.

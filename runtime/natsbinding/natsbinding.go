@@ -6,9 +6,12 @@ package natsbinding
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +62,8 @@ type Transport struct {
 	// send can race the channel's close.
 	closeMu sync.RWMutex
 	closed  bool
+	// denials fails operations the server refuses at once.
+	denials *denials
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -68,6 +73,8 @@ type pending struct {
 	paf   jetstream.PubAckFuture
 	done  transport.AsyncResult
 	flush chan struct{}
+	// refused fires when the server refuses the publish.
+	refused *waiter
 }
 
 // Open connects and checks that the server runs JetStream.
@@ -76,12 +83,16 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	refusals := &denials{}
 	window := cfg.AsyncWindow
 	if window <= 0 {
 		window = 4096
 	}
 	opts := append([]nats.Option{
 		nats.Name(cmp.Or(cfg.Name, "ampy-bus")),
+		// Replies come back on the service's own inbox, which its generated
+		// permissions let it read (see Rights).
+		nats.CustomInboxPrefix(InboxPrefix(ServiceOf(cmp.Or(cfg.Name, "ampy-bus")))),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
@@ -97,25 +108,37 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// A refusal fails its operation; the rest are worth a line.
+			if !refusals.refused(err) {
+				log.Warn("nats error", "err", err)
+			}
+		}),
 	}, cfg.Options...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w: %v (is nats-server running there with JetStream enabled, -js?)", cfg.URL, transport.ErrUnavailable, err)
+		return nil, connectErr(cfg.URL, err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := js.AccountInfo(ctx); err != nil {
+	ictx, w, release := refusals.guard(ctx, "$JS.API.INFO")
+	_, err = js.AccountInfo(ictx)
+	release()
+	if err = forbidden(w, err); err != nil {
 		nc.Close()
+		if errors.Is(err, transport.ErrForbidden) {
+			return nil, fmt.Errorf("NATS server at %s: %w", cfg.URL, err)
+		}
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return nil, fmt.Errorf("NATS server at %s has no JetStream: %w: start it with nats-server -js (or jetstream {} in its config)", cfg.URL, transport.ErrUnavailable)
 		}
 		return nil, fmt.Errorf("NATS server at %s did not answer a JetStream request: %w: %v (start it with -js)", cfg.URL, transport.ErrUnavailable, err)
 	}
 	t := &Transport{
-		nc: nc, js: js, log: log,
+		nc: nc, js: js, log: log, denials: refusals,
 		window: transport.NewWindow(window, cfg.FailWhenFull),
 		// Room for a full window plus concurrent Flush markers.
 		queue:     make(chan pending, window+64),
@@ -159,9 +182,11 @@ func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.S
 	if ok {
 		return st, nil
 	}
-	st, err := t.js.Stream(ctx, StreamName(s.Prefix))
+	gctx, w, release := t.denials.guard(ctx, "$JS.API.STREAM.")
+	st, err := t.js.Stream(gctx, StreamName(s.Prefix))
+	release()
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamName(s.Prefix), mapErr(err))
+		return nil, fmt.Errorf("stream %s: %w", StreamName(s.Prefix), mapErr(forbidden(w, err)))
 	}
 	return st, t.ensured(s.Prefix, st)
 }
@@ -189,7 +214,13 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	if err != nil {
 		return transport.PublishAck{}, err
 	}
-	ack, err := t.js.PublishMsg(ctx, toNats(n, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	msg := toNats(n, m)
+	gctx, w, release := t.denials.guard(ctx, msg.Subject)
+	ack, err := t.js.PublishMsg(gctx, msg, jetstream.WithExpectStream(StreamName(s.Prefix)))
+	release()
+	if ferr := forbidden(w, err); ferr != err {
+		return transport.PublishAck{}, ferr
+	}
 	if err != nil {
 		return transport.PublishAck{}, publishErr(err)
 	}
@@ -212,12 +243,16 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		t.window.Release()
 		return transport.ErrClosed
 	}
-	paf, err := t.js.PublishMsgAsync(toNats(n, m), jetstream.WithExpectStream(StreamName(s.Prefix)))
+	msg := toNats(n, m)
+	w := &waiter{prefixes: []string{msg.Subject}, fired: make(chan struct{})}
+	t.denials.add(w)
+	paf, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
+		t.denials.remove(w)
 		t.window.Release()
 		return publishErr(err)
 	}
-	t.queue <- pending{paf: paf, done: done} // never blocks: the window bounds the queue
+	t.queue <- pending{paf: paf, done: done, refused: w} // never blocks: the window bounds the queue
 	return nil
 }
 
@@ -235,9 +270,12 @@ func (t *Transport) collect() {
 			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
 		case err := <-p.paf.Err():
 			p.done(transport.PublishAck{}, publishErr(err))
+		case <-p.refused.fired:
+			p.done(transport.PublishAck{}, p.refused.cause)
 		case <-t.abort:
 			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
 		}
+		t.denials.remove(p.refused)
 		t.window.Release()
 	}
 }
@@ -366,4 +404,33 @@ func (t *Transport) Partitions(prefix string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return max(t.parts[prefix], 1)
+}
+
+// connectErr says why a connection failed and what to do: credentials and
+// certificates are the operator's to fix, a server that is not there is
+// worth retrying.
+func connectErr(url string, err error) error {
+	var alert tls.AlertError
+	var op *net.OpError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return fmt.Errorf("connect to NATS at %s: %w: authentication failed: %v (check the user and password, the .creds or nkey file, or the client certificate the server maps to a user)", url, transport.ErrForbidden, err)
+	case errors.As(err, &alert), errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the server
+		return fmt.Errorf("connect to NATS at %s: %w: the server refused the TLS handshake: %v (it may require a client certificate: pass --tls-cert and --tls-key, or natsbinding.ClientOptions(nats.Secure(cfg)))", url, transport.ErrForbidden, err)
+	case errors.As(err, &unknownCA), errors.As(err, &host), errors.As(err, &verify):
+		return fmt.Errorf("connect to NATS at %s: %w: the server's TLS certificate is not trusted: %v (pass the CA that signed it with --tls-ca, and connect by a name the certificate holds)", url, transport.ErrForbidden, err)
+	case errors.Is(err, nats.ErrTLS):
+		// The server ended the connection during or right after the
+		// handshake: with TLS 1.3 a missing or refused client certificate
+		// shows only this way.
+		return fmt.Errorf("connect to NATS at %s: %w: the TLS handshake failed: %v (a server that verifies clients needs a client certificate: pass --tls-cert and --tls-key; check that the CA signs it)", url, transport.ErrForbidden, err)
+	case errors.Is(err, nats.ErrSecureConnRequired):
+		return fmt.Errorf("connect to NATS at %s: %w: the server requires TLS: use a tls:// URL or pass --tls-ca", url, transport.ErrForbidden)
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("connect to NATS at %s: %w: the server does not speak TLS: use a nats:// URL without TLS options", url, transport.ErrForbidden)
+	}
+	return fmt.Errorf("connect to NATS at %s: %w: %v (is nats-server running there with JetStream enabled, -js?)", url, transport.ErrUnavailable, err)
 }

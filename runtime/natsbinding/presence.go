@@ -3,8 +3,6 @@ package natsbinding
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -45,25 +43,31 @@ type presence struct {
 	seen map[string]time.Time // member key → when its last heartbeat arrived here
 }
 
-// joinPresence announces this member and starts following the group.
-func joinPresence(ctx context.Context, t *Transport, st jetstream.Stream, sub transport.Subscription, tm timing) (*presence, error) {
+// presenceBucket opens the presence bucket, creating it when missing
+// (which takes the right to create a stream: Ensure provisions it).
+func (t *Transport) presenceBucket(ctx context.Context, replicas int) (jetstream.KeyValue, error) {
 	kv, err := t.js.KeyValue(ctx, PresenceBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		// As durable as the streams it serves; entries outlive a member by
 		// a few heartbeats at most, so an hour of history is plenty.
 		kv, err = t.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: PresenceBucket, Description: "ampy-bus consumer group members", History: 1,
-			TTL: time.Hour, Storage: jetstream.FileStorage, Replicas: st.CachedInfo().Config.Replicas,
+			TTL: time.Hour, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = t.js.KeyValue(ctx, PresenceBucket)
 		}
 	}
+	return kv, err
+}
+
+// joinPresence announces this member and starts following the group.
+func joinPresence(ctx context.Context, t *Transport, st jetstream.Stream, sub transport.Subscription, tm timing) (*presence, error) {
+	kv, err := t.presenceBucket(ctx, st.CachedInfo().Config.Replicas)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: presence bucket %s: %w", sub.Group, PresenceBucket, mapErr(err))
 	}
-	sum := sha256.Sum256([]byte(sub.Stream.Prefix + "|" + sub.Group))
-	scope := StreamName(sub.Stream.Prefix) + "." + hex.EncodeToString(sum[:8]) + "."
+	scope := presenceScope(sub.Stream.Prefix, sub.Group)
 	p := &presence{
 		kv: kv, self: scope + uuid.NewString(), scope: scope, timing: tm, log: t.log.Warn, debug: t.log.Debug,
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1),

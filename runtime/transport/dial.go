@@ -47,6 +47,9 @@ type Dialed struct {
 	// Stop, when set, runs after the transport is closed (an embedded
 	// broker's shutdown).
 	Stop func()
+	// Owned: the process started the broker itself, so it provisions the
+	// streams it uses (as WithProvisioning does).
+	Owned bool
 }
 
 // Dialer opens a binding for a URL of the scheme it registered.

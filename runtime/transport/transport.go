@@ -32,6 +32,10 @@ var (
 	ErrBackpressure = errors.New("async window full")
 	// ErrEndOfStream: a bounded subscription (a replay) has read its window.
 	ErrEndOfStream = errors.New("end of replay window")
+	// ErrForbidden: the broker refused this identity the action (a
+	// publish, a subscription, a stream or topic change); retrying cannot
+	// help until the identity is granted the right.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // DefaultFailover is how soon a dead group member's keys reach a live
@@ -188,8 +192,13 @@ type Subscription struct {
 type Transport interface {
 	// Name is the binding's name: "nats" or "kafka".
 	Name() string
-	// EnsureStream creates or updates the stream so its limits match s.
+	// EnsureStream creates or updates the stream so its limits match s:
+	// provisioning, which takes administrator rights.
 	EnsureStream(ctx context.Context, s Stream) error
+	// CheckStream finds the stream of s and learns its layout (its
+	// partitions), changing nothing: what a publisher or consumer without
+	// administrator rights does. ErrNotFound when it does not exist.
+	CheckStream(ctx context.Context, s Stream) error
 	// Publish stores m and waits for the broker's acknowledgement.
 	Publish(ctx context.Context, s Stream, m *Message) (PublishAck, error)
 	// PublishAsync hands m to the broker and returns; done runs exactly once

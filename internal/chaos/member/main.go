@@ -92,7 +92,8 @@ func run(busURL, group, logPath string, concurrency int) error {
 	}
 	defer f.Close()
 	log := &effects{f: f}
-	b, err := ampybus.Open(ctx, busURL, ampybus.WithEnv("dev"), ampybus.WithProducer(fmt.Sprintf("member@%d", os.Getpid()), "chaos"),
+	// Members own the test's domains: each provisions what it uses.
+	b, err := ampybus.Open(ctx, busURL, ampybus.WithEnv("dev"), ampybus.WithProducer(fmt.Sprintf("member@%d", os.Getpid()), "chaos"), ampybus.WithProvisioning(),
 		ampybus.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level()}))))
 	if err != nil {
 		return err
