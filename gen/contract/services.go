@@ -63,6 +63,11 @@ func (p *parser) services(n *yaml.Node, c *Contract) []*Service {
 							"consumer group %q of service %s is also service %s's", cons.Group, s.Name, other.Name)
 						continue
 					}
+					if prev := sameGroup(s.Consumes, cons); prev != nil {
+						p.errAt(cons.Pos, fmt.Sprintf("give %s its own group: a group reads one subtopic of a domain", cons.Subtopic.Name),
+							"consumer group %q of service %s already reads %s.%s", cons.Group, s.Name, prev.Domain.Name, prev.Subtopic.Name)
+						continue
+					}
 					groups[cons.Group] = s
 					s.Consumes = append(s.Consumes, cons)
 				}
@@ -96,6 +101,17 @@ func (p *parser) services(n *yaml.Node, c *Contract) []*Service {
 		out = append(out, s)
 	}
 	return out
+}
+
+// sameGroup is the consumption of another subtopic of the same domain
+// version under the same group, if any.
+func sameGroup(have []Consumption, c Consumption) *Consumption {
+	for i, h := range have {
+		if h.Group == c.Group && h.Domain == c.Domain && h.Subtopic != c.Subtopic {
+			return &have[i]
+		}
+	}
+	return nil
 }
 
 func findService(list []*Service, name string) *Service {
@@ -149,11 +165,23 @@ func (p *parser) consumption(n *yaml.Node, c *Contract, s *Service) []Consumptio
 		}
 		ref = e.val
 	}
-	var out []Consumption
+	var refs []SubtopicRef
 	for _, item := range p.list(ref, what+" from") {
-		for _, r := range p.subtopicRefs(item, c, what) {
-			out = append(out, Consumption{SubtopicRef: r, Group: group})
+		refs = append(refs, p.subtopicRefs(item, c, what)...)
+	}
+	// A group reads one subtopic of a domain version (its durable consumers
+	// serve one pattern): naming several gives each its own, group.subtopic.
+	perDomain := map[*Domain]int{}
+	for _, r := range refs {
+		perDomain[r.Domain]++
+	}
+	var out []Consumption
+	for _, r := range refs {
+		g := group
+		if perDomain[r.Domain] > 1 {
+			g = group + "." + r.Subtopic.Name
 		}
+		out = append(out, Consumption{SubtopicRef: r, Group: g})
 	}
 	return out
 }

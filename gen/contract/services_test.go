@@ -48,6 +48,21 @@ func TestServicesResolveToSubtopics(t *testing.T) {
 	assert.Equal(t, "requests", ops.Publishes[0].Subtopic.Name)
 	assert.True(t, ops.Redrive && ops.Admin && !ops.Replay)
 	assert.Equal(t, contract.Pos{Line: 29, Column: 3}, oms.Pos)
+
+	// A group reads one subtopic of a domain: naming a domain of several
+	// gives each subtopic its own group; naming two under one is refused.
+	shipped, err := contract.Load("../../contract.yaml", protoregistry.GlobalFiles)
+	require.NoError(t, err)
+	var groups []string
+	for _, cons := range shipped.Service("ampy-features").Consumes {
+		if cons.Domain.Name == "ticks" {
+			groups = append(groups, cons.Group)
+		}
+	}
+	assert.Equal(t, []string{"ampy-features.trade", "ampy-features.quote"}, groups)
+	two := strings.Replace(base, "    subtopics:\n      - name: trade", "    subtopics:\n      - name: quote\n        pattern: \"quote.{symbol}\"\n        payload: ampy.ticks.v1.QuoteTick\n        partition_key: \"{symbol}\"\n      - name: trade", 1)
+	_, err = contract.Parse("c.yaml", []byte(two+"services:\n  x:\n    consumes:\n      - {from: ticks.trade, group: g}\n      - {from: ticks.quote, group: g}\n"), protoregistry.GlobalFiles)
+	assert.ErrorContains(t, err, `consumer group "g" of service x already reads ticks.trade; give quote its own group: a group reads one subtopic of a domain`)
 }
 
 // A services: section that names what the contract lacks is refused at the

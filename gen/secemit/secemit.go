@@ -10,6 +10,10 @@
 // subject lists), and a config file is reviewed in a pull request like the
 // contract it comes from. The subject lists carry over unchanged to nsc user
 // permissions for an operator running in JWT mode.
+//
+// NATS permissions reach a subtopic's shape; a Kafka topic holds all the
+// subtopics of a domain version and an ACL names a topic, so on Kafka a
+// service granted one subtopic may write the domain's others.
 package secemit
 
 import (

@@ -1,0 +1,226 @@
+package secemit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ampyfin/ampy-bus/gen/output"
+	"github.com/ampyfin/ampy-bus/gen/secemit"
+	"github.com/ampyfin/ampy-bus/generated"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/embedded"
+	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+)
+
+var templateVar = regexp.MustCompile(`\{([^}]+)\}`)
+
+// sample is a concrete subtopic of a route and a payload for it: each
+// parameter is its name in capitals, other key fields K1, K2, ….
+func sample(r *ampybus.AnyRoute) (string, func() (proto.Message, error)) {
+	params := map[string]string{}
+	sub := templateVar.ReplaceAllStringFunc(r.Spec.Pattern, func(m string) string {
+		v := strings.ToUpper(m[1 : len(m)-1])
+		params[m[1:len(m)-1]] = v
+		return v
+	})
+	n := 0
+	pk := templateVar.ReplaceAllStringFunc(r.Spec.PartitionKey, func(m string) string {
+		name := m[1 : len(m)-1]
+		if v, ok := params[name]; ok {
+			return v
+		}
+		for p, path := range r.Spec.Bind {
+			if path == name {
+				return params[p]
+			}
+		}
+		n++
+		return "K" + strconv.Itoa(n)
+	})
+	return sub, func() (proto.Message, error) { return r.Skeleton(sub, pk) }
+}
+
+func shapeOf(pattern string) string { return templateVar.ReplaceAllString(pattern, "*") }
+
+// Every service of the shipped contract, connected as its generated NATS
+// user, can publish exactly the subtopics it is granted and consume exactly
+// those it is granted with its group; everything else is refused at once
+// with ErrForbidden.
+func TestEachServiceCanDoExactlyWhatTheContractGrants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a server and every service's bus")
+	}
+	c := shipped(t)
+	const env = "dev"
+	files, err := secemit.Emitter{Source: "contract.yaml"}.Emit(c)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, err = output.Write(dir, files)
+	require.NoError(t, err)
+	for _, s := range c.Services {
+		t.Setenv(secemit.PasswordVar(c, env, s.Name), "pw-"+s.Name)
+	}
+	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: filepath.Join(dir, "nats", env+".conf")})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	open := func(service string, opts ...ampybus.Option) *ampybus.Bus {
+		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(service+"@matrix", service),
+			ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo(service, "pw-"+service))))
+		b, err := ampybus.Open(ctx, srv.URL(), opts...)
+		require.NoError(t, err, service)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	// ops holds the admin right: it provisions every stream.
+	require.NoError(t, open("ops", ampybus.WithProvisioning()).Ensure(ctx, generated.Catalog.Domains()...))
+
+	type grant struct{ domain, subtopic string }
+	checked := 0
+	for _, s := range c.Services {
+		t.Run(s.Name, func(t *testing.T) {
+			b := open(s.Name)
+			publishes, groups := map[grant]bool{}, map[grant]string{}
+			for _, r := range s.Publishes {
+				publishes[grant{r.Domain.Name, r.Subtopic.Pattern.Text}] = true
+			}
+			for _, r := range s.Consumes {
+				groups[grant{r.Domain.Name, r.Subtopic.Pattern.Text}] = r.Group
+			}
+			for _, d := range generated.Catalog.Domains() {
+				for _, r := range generated.Catalog.Routes(d) {
+					g := grant{d.Name, r.Spec.Pattern}
+					sub, payload := sample(r)
+					msg, err := payload()
+					require.NoError(t, err, "%s %s", d.Name, sub)
+					began := time.Now()
+					_, err = r.Publish(ctx, b, sub, msg)
+					checkRight(t, fmt.Sprintf("%s publishes %s.%s", s.Name, d.Name, sub), publishes[g] || s.Redrive, err, began)
+
+					group := groups[g]
+					if group == "" {
+						group = "matrix-" + s.Name + "-" + shapeOf(r.Spec.Pattern)
+						group = strings.NewReplacer("*", "x", ".", "-").Replace(group)
+					}
+					began = time.Now()
+					subn, err := r.Subscribe(ctx, b, shapeOf(r.Spec.Pattern), func(context.Context, *ampybus.AnyMessage) error { return nil }, ampybus.Durable(group))
+					checkRight(t, fmt.Sprintf("%s consumes %s.%s as %s", s.Name, d.Name, r.Spec.Pattern, group), groups[g] != "" || s.Admin, err, began)
+					if err == nil {
+						require.NoError(t, subn.Stop())
+					}
+					checked += 2
+				}
+			}
+		})
+	}
+	t.Logf("%d rights checked for %d services", checked, len(c.Services))
+}
+
+func checkRight(t *testing.T, what string, granted bool, err error, began time.Time) {
+	t.Helper()
+	switch {
+	case granted:
+		assert.NoError(t, err, what)
+	case err == nil:
+		t.Errorf("%s: allowed, but the contract does not grant it", what)
+	default:
+		assert.True(t, errors.Is(err, ampybus.ErrForbidden), "%s: %v", what, err)
+		assert.Less(t, time.Since(began), time.Second, "%s is refused at once", what)
+	}
+}
+
+// The same on Kafka: SASL SCRAM users, authorization on, the generated
+// ACLs applied by a superuser; each service can publish exactly the
+// domains it is granted (a topic is a domain version: ACLs go no finer)
+// and consume exactly what it is granted, with its groups.
+func TestEachServiceCanDoExactlyWhatTheContractGrantsOnKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster and every service's bus")
+	}
+	c := shipped(t)
+	const env, mech = "dev", "SCRAM-SHA-256"
+	var users []embedded.SASLUser
+	for _, s := range c.Services {
+		users = append(users, embedded.SASLUser{Mechanism: mech, User: s.Name, Password: "pw-" + s.Name})
+	}
+	k, err := embedded.StartKafka(embedded.KafkaOptions{ACLs: true, Users: users,
+		Superusers: []embedded.SASLUser{{Mechanism: mech, User: "root", Password: "root-pw"}}})
+	require.NoError(t, err)
+	defer k.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	open := func(user string, opts ...ampybus.Option) *ampybus.Bus {
+		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(user+"@matrix", user),
+			ampybus.WithDialOptions(kafkabinding.ClientOptions(kgo.SASL(scram.Auth{User: user, Pass: "pw-" + user}.AsSha256Mechanism()))))
+		if user == "root" {
+			opts[len(opts)-1] = ampybus.WithDialOptions(kafkabinding.ClientOptions(kgo.SASL(scram.Auth{User: "root", Pass: "root-pw"}.AsSha256Mechanism())))
+		}
+		b, err := ampybus.Open(ctx, k.URL(), opts...)
+		require.NoError(t, err, user)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	root := open("root")
+	for _, g := range secemit.Grants(c, env) {
+		require.NoError(t, kafkabinding.ApplyACLs(ctx, root.Transport().(*kafkabinding.Transport), g.Kafka), g.Service)
+	}
+	// ops provisions with its own ACLs.
+	require.NoError(t, open("ops", ampybus.WithProvisioning()).Ensure(ctx, generated.Catalog.Domains()...))
+
+	type grant struct{ domain, subtopic string }
+	for _, s := range c.Services {
+		t.Run(s.Name, func(t *testing.T) {
+			b := open(s.Name)
+			// A Kafka topic holds a domain version's subtopics, and an ACL
+			// names a topic: publishing one subtopic grants the domain's.
+			// Admin ACLs provision; they read nothing.
+			publishes := map[string]bool{}
+			for _, r := range s.Publishes {
+				publishes[r.Domain.Name] = true
+			}
+			groups := map[grant]string{}
+			for _, r := range s.Consumes {
+				groups[grant{r.Domain.Name, r.Subtopic.Pattern.Text}] = r.Group
+			}
+			for _, d := range generated.Catalog.Domains() {
+				for _, r := range generated.Catalog.Routes(d) {
+					sub, payload := sample(r)
+					msg, err := payload()
+					require.NoError(t, err)
+					began := time.Now()
+					_, err = r.Publish(ctx, b, sub, msg)
+					checkRight(t, fmt.Sprintf("%s publishes %s.%s", s.Name, d.Name, sub), publishes[d.Name] || s.Redrive, err, began)
+
+					// Reading takes Read on the topic and on the group.
+					group := groups[grant{d.Name, r.Spec.Pattern}]
+					granted := group != ""
+					if !granted {
+						group = strings.NewReplacer("*", "x", ".", "-").Replace("matrix-" + s.Name + "-" + shapeOf(r.Spec.Pattern))
+					}
+					began = time.Now()
+					subn, err := r.Subscribe(ctx, b, shapeOf(r.Spec.Pattern), func(context.Context, *ampybus.AnyMessage) error { return nil }, ampybus.Durable(group))
+					checkRight(t, fmt.Sprintf("%s consumes %s.%s as %s", s.Name, d.Name, r.Spec.Pattern, group), granted, err, began)
+					if err == nil {
+						require.NoError(t, subn.Stop())
+					}
+				}
+			}
+		})
+	}
+}
