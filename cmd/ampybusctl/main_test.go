@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -734,4 +735,27 @@ func TestACL(t *testing.T) {
 	require.Len(t, described, 1)
 	require.NoError(t, described[0].Err)
 	assert.Len(t, described[0].Described, 1, "the OMS may write its orders topic")
+}
+
+// audit reconstructs the session the demo played, from another process.
+func TestAuditCommand(t *testing.T) {
+	url := brokers(t)["nats"]
+	start := time.Now().UTC().Add(-time.Second).Format(time.RFC3339Nano)
+	ok(t, nil, "demo", "--bus", url)
+	end := time.Now().UTC().Add(2 * time.Second).Format(time.RFC3339Nano)
+	out := ok(t, nil, "audit", "--bus", url, "--env", "dev", "--start", start, "--end", end)
+	assert.Contains(t, out, "order co_demo_001  account ALPACA-LIVE-01  AAPL.XNAS  filled 100.0000")
+	assert.Contains(t, out, "redriven from ampy.dev.dlq.v1.orders")
+	assert.Contains(t, out, "2 order(s), 2 position(s): consistent")
+	out = ok(t, nil, "audit", "--bus", url, "--env", "dev", "--start", start, "--end", end, "--account", "ALPACA-LIVE-01", "--json")
+	var r struct {
+		Orders []struct {
+			ClientOrderID string `json:"client_order_id"`
+		} `json:"orders"`
+		Consistent bool `json:"consistent"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.True(t, r.Consistent)
+	require.Len(t, r.Orders, 1)
+	assert.Equal(t, "co_demo_001", r.Orders[0].ClientOrderID)
 }

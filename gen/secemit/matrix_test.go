@@ -17,14 +17,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ampyfin/ampy-bus/gen/contract"
 	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/secemit"
 	"github.com/ampyfin/ampy-bus/generated"
+	"github.com/ampyfin/ampy-bus/generated/fills"
+	"github.com/ampyfin/ampy-bus/generated/orders"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
+	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
 var templateVar = regexp.MustCompile(`\{([^}]+)\}`)
@@ -65,32 +72,9 @@ func TestEachServiceCanDoExactlyWhatTheContractGrants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a server and every service's bus")
 	}
-	c := shipped(t)
-	const env = "dev"
-	files, err := secemit.Emitter{Source: "contract.yaml"}.Emit(c)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	_, err = output.Write(dir, files)
-	require.NoError(t, err)
-	for _, s := range c.Services {
-		t.Setenv(secemit.PasswordVar(c, env, s.Name), "pw-"+s.Name)
-	}
-	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: filepath.Join(dir, "nats", env+".conf")})
-	require.NoError(t, err)
-	defer srv.Shutdown()
+	c, open := natsFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	open := func(service string, opts ...ampybus.Option) *ampybus.Bus {
-		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(service+"@matrix", service),
-			ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo(service, "pw-"+service))))
-		b, err := ampybus.Open(ctx, srv.URL(), opts...)
-		require.NoError(t, err, service)
-		t.Cleanup(func() { _ = b.Close() })
-		return b
-	}
-	// ops holds the admin right: it provisions every stream.
-	require.NoError(t, open("ops", ampybus.WithProvisioning()).Ensure(ctx, generated.Catalog.Domains()...))
-
 	type grant struct{ domain, subtopic string }
 	checked := 0
 	for _, s := range c.Services {
@@ -222,5 +206,93 @@ func TestEachServiceCanDoExactlyWhatTheContractGrantsOnKafka(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// natsFixture starts nats-server with the generated users of env dev and
+// has ops provision every stream; open connects as a service.
+func natsFixture(t *testing.T) (*contract.Contract, func(service string, opts ...ampybus.Option) *ampybus.Bus) {
+	t.Helper()
+	c := shipped(t)
+	const env = "dev"
+	files, err := secemit.Emitter{Source: "contract.yaml"}.Emit(c)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, err = output.Write(dir, files)
+	require.NoError(t, err)
+	for _, s := range c.Services {
+		t.Setenv(secemit.PasswordVar(c, env, s.Name), "pw-"+s.Name)
+	}
+	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: filepath.Join(dir, "nats", env+".conf")})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	open := func(service string, opts ...ampybus.Option) *ampybus.Bus {
+		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(service+"@matrix", service),
+			ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo(service, "pw-"+service))))
+		b, err := ampybus.Open(ctx, srv.URL(), opts...)
+		require.NoError(t, err, service)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	// ops holds the admin right: it provisions every stream.
+	require.NoError(t, open("ops", ampybus.WithProvisioning()).Ensure(ctx, generated.Catalog.Domains()...))
+	return c, open
+}
+
+// The rights beyond publishing and consuming, each under the identity that
+// holds it: a consumer dead-letters into its domain's queue, a service with
+// the replay right replays its domain and one without is refused, and ops
+// redrives a dead letter that a consumer of the queue may not.
+func TestDeadLetterReplayAndRedriveRights(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a server and several services' buses")
+	}
+	_, open := natsFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now().Add(-time.Second)
+	broker := open("broker-alpaca")
+	sub, err := orders.SubscribeRequests(ctx, broker, orders.AllRequests(), func(context.Context, *orders.RequestsMessage) error {
+		return ampybus.Permanent(errors.New("unknown account"))
+	}, ampybus.Durable("broker-alpaca"))
+	require.NoError(t, err)
+	ops := open("ops")
+	_, err = orders.NewRequestsPublisher(ops).Publish(ctx, orders.NewRequestsSubtopic(), &ordersv1.OrderRequest{
+		AccountId: "A-9", ClientOrderId: "co_rights", Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, CreatedAt: timestamppb.Now()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sub.Stats().DeadLettered == 1 }, 20*time.Second, 10*time.Millisecond,
+		"broker-alpaca dead-letters with its own right: %v", sub.Err())
+	require.NoError(t, sub.Stop())
+
+	// Replay: position-pnl may replay fills; broker-alpaca may not replay orders.
+	_, err = fills.ReplayEventsWindow(ctx, open("ampy-position-pnl"), fills.AllEvents(), ampybus.ReplayWindow{Start: start},
+		func(context.Context, *fills.EventsMessage) error { return nil })
+	require.NoError(t, err)
+	began := time.Now()
+	_, err = orders.ReplayRequestsWindow(ctx, broker, orders.AllRequests(), ampybus.ReplayWindow{Start: start},
+		func(context.Context, *orders.RequestsMessage) error { return nil })
+	require.ErrorIs(t, err, ampybus.ErrForbidden)
+	assert.Less(t, time.Since(began), time.Second)
+
+	// Redrive: ops reads the queue as ampybusctl-redrive and puts the
+	// order back; monitoring reads the queue but may not put it back.
+	for _, who := range []string{"monitoring", "ops"} {
+		group := map[string]string{"monitoring": "monitoring", "ops": "ampybusctl-redrive"}[who]
+		b := open(who)
+		tap, err := ampybus.OpenTap(ctx, b, generated.Catalog, "ampy.dev.dlq.v1.orders",
+			ampybus.TapOptions{Group: group, Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
+		require.NoError(t, err, who)
+		in, err := tap.Next(ctx)
+		require.NoError(t, err, who)
+		_, err = ampybus.Redrive(ctx, b, generated.Catalog, in)
+		if who == "ops" {
+			require.NoError(t, err)
+			require.NoError(t, in.Ack(ctx))
+		} else {
+			require.ErrorIs(t, err, ampybus.ErrForbidden, "monitoring reads dead letters, it does not redrive them")
+		}
+		require.NoError(t, tap.Close())
 	}
 }

@@ -69,6 +69,7 @@ func init() {
 		{"describe-topic", "--topic T", "show a domain's contract and its stream/topic on the broker", describeTopic},
 		{"dev", "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", "run embedded brokers on loopback until Ctrl-C", dev},
 		{"demo", "[--bus URL | --transport kafka]", "play the seed's end-to-end trading flow (§19)", demoCmd},
+		{"audit", "--env E --start T --end T [--account A] [--json]", "reconstruct a trading session from the bus and check positions against fills", auditCmd},
 		{"acl", "[apply] [--env E] [--service S] [--broker nats|kafka]", "print each service's least-privilege NATS users and Kafka ACLs from the contract; apply creates the Kafka ACLs", aclCmd},
 		{"version", "", "print the version of ampybusctl and its runtime", version},
 	}

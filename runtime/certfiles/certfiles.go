@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -96,4 +97,22 @@ func (k *keyPair) current() (*tls.Certificate, error) {
 	}
 	k.cert, k.certMod, k.keyMod, k.certSize, k.keySize = &pair, ci.ModTime(), ki.ModTime(), ci.Size(), ki.Size()
 	return k.cert, nil
+}
+
+// Explain says what a TLS failure means and what to do about it, or ""
+// when err is not one: a certificate the client does not trust, or a
+// handshake the server refused (a TLS alert, as when it requires a client
+// certificate).
+func Explain(err error) string {
+	var op *net.OpError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &host), errors.As(err, &verify):
+		return "the broker's TLS certificate is not trusted: pass the CA that signed it (--tls-ca) and connect by a name the certificate holds"
+	case errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the server
+		return "the broker refused the TLS handshake; one that verifies clients needs a client certificate its CA signed (--tls-cert, --tls-key)"
+	}
+	return ""
 }

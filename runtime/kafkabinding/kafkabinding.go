@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ampyfin/ampy-bus/runtime/certfiles"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -395,6 +396,9 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 
 // connectErr says why a connection failed and what to do.
 func connectErr(brokers string, err error) error {
+	if fix := certfiles.Explain(err); fix != "" {
+		return fmt.Errorf("connect to Kafka at %s: %w: %v (%s)", brokers, transport.ErrForbidden, err, fix)
+	}
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.UnsupportedSaslMechanism), errors.Is(err, kerr.IllegalSaslState):
 		return fmt.Errorf("connect to Kafka at %s: %w: authentication failed: %v (check the SASL user, password and mechanism: --sasl-user, --sasl-pass, --sasl-mechanism)", brokers, transport.ErrForbidden, err)

@@ -6,12 +6,9 @@ package natsbinding
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ampyfin/ampy-bus/runtime/certfiles"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -410,18 +408,12 @@ func (t *Transport) Partitions(prefix string) int {
 // certificates are the operator's to fix, a server that is not there is
 // worth retrying.
 func connectErr(url string, err error) error {
-	var alert tls.AlertError
-	var op *net.OpError
-	var unknownCA x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var verify *tls.CertificateVerificationError
+	if fix := certfiles.Explain(err); fix != "" {
+		return fmt.Errorf("connect to NATS at %s: %w: %v (%s)", url, transport.ErrForbidden, err, fix)
+	}
 	switch {
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
 		return fmt.Errorf("connect to NATS at %s: %w: authentication failed: %v (check the user and password, the .creds or nkey file, or the client certificate the server maps to a user)", url, transport.ErrForbidden, err)
-	case errors.As(err, &alert), errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the server
-		return fmt.Errorf("connect to NATS at %s: %w: the server refused the TLS handshake: %v (it may require a client certificate: pass --tls-cert and --tls-key, or natsbinding.ClientOptions(nats.Secure(cfg)))", url, transport.ErrForbidden, err)
-	case errors.As(err, &unknownCA), errors.As(err, &host), errors.As(err, &verify):
-		return fmt.Errorf("connect to NATS at %s: %w: the server's TLS certificate is not trusted: %v (pass the CA that signed it with --tls-ca, and connect by a name the certificate holds)", url, transport.ErrForbidden, err)
 	case errors.Is(err, nats.ErrTLS):
 		// The server ended the connection during or right after the
 		// handshake: with TLS 1.3 a missing or refused client certificate
