@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,9 +26,11 @@ import (
 	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/generated/fills"
 	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/internal/testpki"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/runtime/certfiles"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
@@ -129,8 +132,8 @@ func checkRight(t *testing.T, what string, granted bool, err error, began time.T
 	}
 }
 
-// The same on Kafka: SASL SCRAM users, authorization on, the generated
-// ACLs applied by a superuser; each service can publish exactly the
+// The same on Kafka: TLS, SASL SCRAM users, authorization on, the
+// generated ACLs applied by a superuser; each service can publish exactly the
 // domains it is granted (a topic is a domain version: ACLs go no finer)
 // and consume exactly what it is granted, with its groups.
 func TestEachServiceCanDoExactlyWhatTheContractGrantsOnKafka(t *testing.T) {
@@ -143,18 +146,23 @@ func TestEachServiceCanDoExactlyWhatTheContractGrantsOnKafka(t *testing.T) {
 	for _, s := range c.Services {
 		users = append(users, embedded.SASLUser{Mechanism: mech, User: s.Name, Password: "pw-" + s.Name})
 	}
-	k, err := embedded.StartKafka(embedded.KafkaOptions{ACLs: true, Users: users,
+	p := testpki.New(t)
+	srvCert, srvKey := p.Server("kafka")
+	k, err := embedded.StartKafka(embedded.KafkaOptions{ACLs: true, Users: users, TLS: p.ServerTLS(srvCert, srvKey, false),
 		Superusers: []embedded.SASLUser{{Mechanism: mech, User: "root", Password: "root-pw"}}})
 	require.NoError(t, err)
 	defer k.Shutdown()
+	tlsCfg, err := certfiles.ClientConfig(certfiles.Options{CAFile: p.CAFile()})
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	open := func(user string, opts ...ampybus.Option) *ampybus.Bus {
-		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(user+"@matrix", user),
-			ampybus.WithDialOptions(kafkabinding.ClientOptions(kgo.SASL(scram.Auth{User: user, Pass: "pw-" + user}.AsSha256Mechanism()))))
+		pw := "pw-" + user
 		if user == "root" {
-			opts[len(opts)-1] = ampybus.WithDialOptions(kafkabinding.ClientOptions(kgo.SASL(scram.Auth{User: "root", Pass: "root-pw"}.AsSha256Mechanism())))
+			pw = "root-pw"
 		}
+		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(user+"@matrix", user),
+			ampybus.WithDialOptions(kafkabinding.ClientOptions(kgo.DialTLSConfig(tlsCfg), kgo.SASL(scram.Auth{User: user, Pass: pw}.AsSha256Mechanism()))))
 		b, err := ampybus.Open(ctx, k.URL(), opts...)
 		require.NoError(t, err, user)
 		t.Cleanup(func() { _ = b.Close() })
@@ -209,8 +217,8 @@ func TestEachServiceCanDoExactlyWhatTheContractGrantsOnKafka(t *testing.T) {
 	}
 }
 
-// natsFixture starts nats-server with the generated users of env dev and
-// has ops provision every stream; open connects as a service.
+// natsFixture starts nats-server over TLS with the generated users of env
+// dev and has ops provision every stream; open connects as a service.
 func natsFixture(t *testing.T) (*contract.Contract, func(service string, opts ...ampybus.Option) *ampybus.Bus) {
 	t.Helper()
 	c := shipped(t)
@@ -223,15 +231,25 @@ func natsFixture(t *testing.T) (*contract.Contract, func(service string, opts ..
 	for _, s := range c.Services {
 		t.Setenv(secemit.PasswordVar(c, env, s.Name), "pw-"+s.Name)
 	}
-	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: filepath.Join(dir, "nats", env+".conf")})
+	// The server speaks TLS and includes the generated users, as a
+	// deployment's nats-server.conf would.
+	p := testpki.New(t)
+	srvCert, srvKey := p.Server("nats")
+	conf := filepath.Join(dir, "server.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n}\ninclude %q\n",
+		srvCert, srvKey, filepath.Join("nats", env+".conf"))), 0o600))
+	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: conf})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
+	tlsCfg, err := certfiles.ClientConfig(certfiles.Options{CAFile: p.CAFile()})
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
+	url := srv.URL() // tls://, as the server speaks TLS
 	open := func(service string, opts ...ampybus.Option) *ampybus.Bus {
 		opts = append(opts, ampybus.WithEnv(env), ampybus.WithProducer(service+"@matrix", service),
-			ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo(service, "pw-"+service))))
-		b, err := ampybus.Open(ctx, srv.URL(), opts...)
+			ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo(service, "pw-"+service), nats.Secure(tlsCfg))))
+		b, err := ampybus.Open(ctx, url, opts...)
 		require.NoError(t, err, service)
 		t.Cleanup(func() { _ = b.Close() })
 		return b

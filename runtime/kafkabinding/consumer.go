@@ -158,7 +158,7 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 			err = listed.Error()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("start offsets of %s: %w", topic, mapErr(err))
+			return nil, fmt.Errorf("start offsets of %s: %w", topic, needs(mapErr(err), "Describe and Read on topic "+topic))
 		}
 		out := kadm.Offsets{}
 		listed.Each(func(l kadm.ListedOffset) {
@@ -182,7 +182,7 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 		err = listed.Error()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start offsets of %s: %w", topic, mapErr(err))
+		return nil, fmt.Errorf("start offsets of %s: %w", topic, needs(mapErr(err), "Describe and Read on topic "+topic))
 	}
 	out := kadm.Offsets{}
 	listed.Each(func(l kadm.ListedOffset) {
@@ -205,7 +205,7 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 func (t *Transport) seedGroup(ctx context.Context, sub transport.Subscription, start kadm.Offsets) error {
 	fetched, err := t.adm.FetchOffsets(ctx, sub.Group)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return fmt.Errorf("offsets of group %s: %w", sub.Group, mapErr(err))
+		return fmt.Errorf("offsets of group %s: %w", sub.Group, needs(mapErr(err), "Read on group "+sub.Group))
 	}
 	for _, o := range fetched[sub.Stream.Prefix] {
 		if o.Err == nil && o.At >= 0 {
@@ -217,7 +217,7 @@ func (t *Transport) seedGroup(ctx context.Context, sub transport.Subscription, s
 		err = resp.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("seed group %s on %s: %w", sub.Group, sub.Stream.Prefix, mapErr(err))
+		return fmt.Errorf("seed group %s on %s: %w", sub.Group, sub.Stream.Prefix, needs(mapErr(err), "Read on group "+sub.Group))
 	}
 	return nil
 }

@@ -156,14 +156,14 @@ func (t *Transport) EnsureStream(ctx context.Context, s transport.Stream) error 
 func (t *Transport) CheckStream(ctx context.Context, s transport.Stream) error {
 	details, err := t.adm.ListTopics(ctx, s.Prefix)
 	if err != nil {
-		return fmt.Errorf("check topic %s: %w", s.Prefix, mapErr(err))
+		return fmt.Errorf("check topic %s: %w", s.Prefix, needs(mapErr(err), "Describe on topic "+s.Prefix))
 	}
 	d, ok := details[s.Prefix]
 	switch {
 	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
 		return fmt.Errorf("%w: topic %s does not exist", transport.ErrNotFound, s.Prefix)
 	case d.Err != nil:
-		return fmt.Errorf("check topic %s: %w", s.Prefix, mapErr(d.Err))
+		return fmt.Errorf("check topic %s: %w", s.Prefix, needs(mapErr(d.Err), "Describe on topic "+s.Prefix))
 	}
 	if s.MaxPayload > 0 {
 		// Batches stay within what EnsureStream sets on the topic.
@@ -262,7 +262,7 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	}
 	r, err := t.cl.ProduceSync(ctx, rec).First()
 	if err != nil {
-		return transport.PublishAck{}, publishErr(err)
+		return transport.PublishAck{}, needs(publishErr(err), "Write on topic "+s.Prefix)
 	}
 	return ack(r), nil
 }
@@ -284,7 +284,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	t.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		t.window.Release()
 		if err != nil {
-			done(transport.PublishAck{}, publishErr(err))
+			done(transport.PublishAck{}, needs(publishErr(err), "Write on topic "+s.Prefix))
 			return
 		}
 		done(ack(r), nil)
@@ -330,6 +330,14 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", transport.ErrClosed, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries), kgo.IsRetryableBrokerErr(err):
 		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	}
+	return err
+}
+
+// needs names the right a refused request lacked.
+func needs(err error, right string) error {
+	if errors.Is(err, transport.ErrForbidden) {
+		return fmt.Errorf("%w; it needs %s", err, right)
 	}
 	return err
 }
