@@ -43,6 +43,7 @@ const usage = `usage: ampybus-gen <command> [flags]
 commands:
   generate   write the Go packages for a contract
   check      exit 1 with a diff when the generated code is stale
+  breaking   compare with a previous contract (--against REF) and exit 1 on a breaking change
   schema     print the contract's JSON Schema
   version    print the generator's version
   help       print this help
@@ -72,9 +73,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		stdout.Write(contract.JSONSchema)
 		return 0
+	case "breaking":
+		return breakingCmd(args[1:], stdout, stderr)
 	case "generate", "check":
 	default:
-		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, schema, version or help\n", cmd)
+		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, breaking, schema, version or help\n", cmd)
 		return 2
 	}
 	fs, o := flags(cmd, io.Discard)

@@ -193,7 +193,7 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 }
 
 var (
-	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains", "services", "pii"}
+	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains", "services", "pii", "breaking"}
 	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
@@ -256,7 +256,42 @@ func (p *parser) contract(n *yaml.Node) *Contract {
 	if e, ok := m["services"]; ok {
 		c.Services = p.services(e.val, c)
 	}
+	if e, ok := m["breaking"]; ok {
+		c.Exceptions = p.exceptions(e.val)
+	}
 	return c
+}
+
+var ruleID = regexp.MustCompile(`^(WIRE|SEM)_[A-Z_]+$`)
+
+// exceptions reads breaking: except: {RULE_ID: reason}.
+func (p *parser) exceptions(n *yaml.Node) []Exception {
+	m := p.mapping(n, "breaking", []string{"except"}, []string{"except"})
+	e, ok := m["except"]
+	if !ok {
+		return nil
+	}
+	if e.val.Kind != yaml.MappingNode {
+		p.errorf(e.val, "write except: as RULE_ID: reason lines", "breaking except must be a mapping, not %s", kindName(e.val))
+		return nil
+	}
+	var out []Exception
+	for i := 0; i+1 < len(e.val.Content); i += 2 {
+		k, v := e.val.Content[i], e.val.Content[i+1]
+		if !ruleID.MatchString(k.Value) {
+			p.errorf(k, "name a rule ampybus-gen breaking reports, such as SEM_PARTITIONS_CHANGED", "%q is not a breaking-change rule ID", k.Value)
+			continue
+		}
+		reason, ok := p.scalar(v, "the reason for excepting "+k.Value)
+		if !ok || strings.TrimSpace(reason) == "" {
+			if ok {
+				p.errorf(v, "say why the change is safe", "the exception of %s gives no reason", k.Value)
+			}
+			continue
+		}
+		out = append(out, Exception{Rule: k.Value, Reason: reason, Pos: pos(k)})
+	}
+	return out
 }
 
 func (p *parser) envs(n *yaml.Node) []string {

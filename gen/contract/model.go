@@ -24,6 +24,15 @@ type Contract struct {
 	// PII is the payload fields the bus must never carry; nil when the
 	// contract sets no policy.
 	PII *PIIPolicy
+	// Exceptions are breaking-change rules a reviewer accepted, by rule ID,
+	// each with its reason (breaking: except:).
+	Exceptions []Exception
+}
+
+// Exception accepts one breaking-change rule, for a stated reason.
+type Exception struct {
+	Rule, Reason string
+	Pos          Pos
 }
 
 // Service returns the service with the given name, or nil.
