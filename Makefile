@@ -42,6 +42,7 @@ tools:
 ## check: fail with a diff when generated/, templates/observability/ or templates/security/ is stale for contract.yaml
 check:
 	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
+	$(GO) run ./cmd/ampybus-gen docs -check -contract contract.yaml -proto_path proto -out docs/contract
 
 vet:
 	$(GO) vet $(PKGS)
@@ -52,6 +53,7 @@ fmt:
 ## generate: regenerate generated/, templates/observability/ and templates/security/ from contract.yaml
 generate:
 	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
+	$(GO) run ./cmd/ampybus-gen docs -contract contract.yaml -proto_path proto -out docs/contract
 
 ## proto: regenerate the payload Go code, protoc-free (the .proto files are compiled in process)
 proto:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ampyfin/ampy-bus/gen/breaking"
 )
@@ -49,4 +51,39 @@ func TestBreakingAgainstARefAndAFile(t *testing.T) {
 	code, _, stderr = gen(t, "breaking", "-contract", "../../contract.yaml", "-against", "no-such-ref")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "no such file, directory or git ref")
+}
+
+// The CI recipe under templates/ci runs the three checks a contract pull
+// request needs, with the flags these commands take.
+func TestCIRecipe(t *testing.T) {
+	data, err := os.ReadFile("../../templates/ci/contract-review.yml")
+	require.NoError(t, err)
+	var wf struct {
+		Jobs map[string]struct {
+			Steps []struct {
+				Run  string            `yaml:"run"`
+				With map[string]string `yaml:"with"`
+			} `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &wf))
+	var runs []string
+	for _, s := range wf.Jobs["contract"].Steps {
+		if s.Run != "" {
+			runs = append(runs, s.Run)
+		}
+	}
+	require.Len(t, runs, 3)
+	assert.Contains(t, runs[0], "ampybus-gen check")
+	assert.Contains(t, runs[1], "ampybus-gen docs -check")
+	assert.Contains(t, runs[2], "ampybus-gen breaking")
+	assert.Contains(t, runs[2], "-format github-actions")
+	for _, r := range runs {
+		// Each step's flags are ones the command accepts.
+		line := strings.ReplaceAll(r, `"origin/${{ github.base_ref }}"`, "HEAD")
+		args := strings.Fields(strings.TrimPrefix(line, "go tool ampybus-gen "))
+		var out, errOut bytes.Buffer
+		code := run(append(args, "-h"), &out, &errOut)
+		assert.Equal(t, 0, code, "%s: %s", r, errOut.String())
+	}
 }

@@ -44,6 +44,7 @@ commands:
   generate   write the Go packages for a contract
   check      exit 1 with a diff when the generated code is stale
   breaking   compare with a previous contract (--against REF) and exit 1 on a breaking change
+  docs       write the contract's Markdown catalog (docs/contract; -check diffs it)
   schema     print the contract's JSON Schema
   version    print the generator's version
   help       print this help
@@ -75,9 +76,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "breaking":
 		return breakingCmd(args[1:], stdout, stderr)
+	case "docs":
+		return docsCmd(args[1:], stdout, stderr)
 	case "generate", "check":
 	default:
-		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, breaking, schema, version or help\n", cmd)
+		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, breaking, docs, schema, version or help\n", cmd)
 		return 2
 	}
 	fs, o := flags(cmd, io.Discard)
