@@ -442,8 +442,8 @@ func demoCmd(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// provisionAll creates every stream of the contract the CLI serves, in
-// every env, on the broker at url, and reports how many.
+// provisionAll creates every stream of the contract the CLI serves that
+// the broker at url lacks, in every env, and reports how many it created.
 func provisionAll(ctx context.Context, url string) (int, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	byEnv := map[string][]*ampybus.DomainSpec{}
@@ -462,12 +462,27 @@ func provisionAll(ctx context.Context, url string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		err = b.Ensure(ctx, byEnv[env]...)
+		// Only what is missing: a broker restarted on its store already
+		// has its streams, and reconciling them under live traffic gains
+		// nothing (ensure-topic does that on request).
+		var missing []*ampybus.DomainSpec
+		for _, d := range byEnv[env] {
+			s := transport.Stream{Prefix: d.Prefix(env), MaxPayload: d.MaxPayload}
+			if cerr := b.Transport().CheckStream(ctx, s); errors.Is(cerr, transport.ErrNotFound) {
+				missing = append(missing, d)
+			} else if cerr != nil {
+				err = cerr
+				break
+			}
+		}
+		if err == nil {
+			err = b.Ensure(ctx, missing...)
+		}
 		_ = b.Close()
 		if err != nil {
 			return n, err
 		}
-		n += len(byEnv[env])
+		n += len(missing)
 	}
 	return n, nil
 }
