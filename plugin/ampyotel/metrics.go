@@ -131,6 +131,10 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 type setKey struct {
 	kind              uint8
 	topic, who, other string
+	// op and errType complete the semantic-convention sets, kept apart so
+	// building a key allocates nothing.
+	op      ampybus.PublishKind
+	errType string
 }
 
 const (
@@ -175,7 +179,7 @@ func (x *metrics) onPublished(ctx context.Context, e *ampybus.PublishEvent, err 
 		})))
 		x.batchSize.Record(ctx, int64(e.PayloadBytes), metric.WithAttributeSet(x.topicSet(topic)))
 	}
-	set := x.set(setKey{kind: setSent, topic: topic, who: e.Transport, other: e.Kind.String() + "|" + errType}, func() attribute.Set {
+	set := x.set(setKey{kind: setSent, topic: topic, who: e.Transport, op: e.Kind, errType: errType}, func() attribute.Set {
 		kv := []attribute.KeyValue{system(e.Transport), semconv.MessagingDestinationName(topic),
 			semconv.MessagingOperationName(e.Kind.String()), semconv.MessagingOperationTypeSend}
 		if errType != "" {
@@ -226,7 +230,7 @@ func (x *metrics) onResult(ctx context.Context, e *ampybus.DeliveryEvent, r ampy
 		if r.Err != nil {
 			errType = "handler_error"
 		}
-		x.process.RecordSet(ctx, r.Handler.Seconds(), x.set(setKey{kind: setProcess, topic: topic, who: e.Consumer, other: e.Transport + "|" + errType}, func() attribute.Set {
+		x.process.RecordSet(ctx, r.Handler.Seconds(), x.set(setKey{kind: setProcess, topic: topic, who: e.Consumer, other: e.Transport, errType: errType}, func() attribute.Set {
 			kv := []attribute.KeyValue{system(e.Transport), semconv.MessagingDestinationName(topic), semconv.MessagingConsumerGroupName(e.Consumer),
 				semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess}
 			if errType != "" {

@@ -86,6 +86,8 @@ type ensureOnce struct {
 	once sync.Once
 	s    transport.Stream
 	err  error
+	// ok is set, under Bus.mu, once the stream is known to be there.
+	ok bool
 }
 
 type options struct {
@@ -285,7 +287,16 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 	prefix := d.Prefix(b.env)
 	key := streamKey{prefix, provision}
 	b.mu.Lock()
+	// A stream this bus provisioned needs no check as well.
+	if p, done := b.ensured[streamKey{prefix, true}]; !provision && done && p.ok {
+		b.mu.Unlock()
+		return p.s, nil
+	}
 	e, ok := b.ensured[key]
+	if ok && e.ok {
+		b.mu.Unlock()
+		return e.s, nil // the steady state of every publish: one lookup
+	}
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{
 			Prefix:       prefix,
@@ -309,15 +320,16 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 			e.err = fmt.Errorf("%w: provision it with ampybusctl ensure-topic --topic %s (an identity with the admin right), or open the bus of the service that owns it with ampybus.WithProvisioning()", e.err, prefix)
 		}
 	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if e.err != nil {
 		// Let a later call retry: the broker may have been down.
-		b.mu.Lock()
 		if b.ensured[key] == e {
 			delete(b.ensured, key)
 		}
-		b.mu.Unlock()
 		return e.s, e.err
 	}
+	e.ok = true
 	return e.s, nil
 }
 

@@ -23,9 +23,15 @@ const attemptTimeout = 2 * time.Second
 // broker, the error wraps ErrMaybeStored.
 func (b *Bus) send(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
 	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, false)
-	began := time.Now()
+	var began time.Time
+	debug := b.log.Enabled(ctx, slog.LevelDebug)
+	if debug {
+		began = time.Now()
+	}
 	ack, err := b.sendRetrying(ctx, o.domain, s, m)
-	b.logPublished(ctx, m, began, err)
+	if debug {
+		b.logPublished(ctx, m, began, err)
+	}
 	if ev != nil {
 		b.published(ctx, ev, result(m, ack), err)
 	}
@@ -35,7 +41,7 @@ func (b *Bus) send(ctx context.Context, o outgoing, s transport.Stream, m *trans
 // logPublished logs a stored message at Debug, so the default log stays
 // quiet; failures are the caller's to report.
 func (b *Bus) logPublished(ctx context.Context, m *transport.Message, began time.Time, err error) {
-	if err == nil && b.log.Enabled(ctx, slog.LevelDebug) {
+	if err == nil {
 		b.log.Debug("published", "topic", m.Topic, "message_id", m.Headers.MessageID, "trace_id", m.Headers.Trace.TraceIDHex(),
 			"producer", m.Headers.Producer, "result", "ok", "latency_ms", float64(time.Since(began).Microseconds())/1000)
 	}
@@ -99,10 +105,12 @@ func gaveUp(err error, attempts int, maybeStored bool, id string) error {
 // for room in the async window like any publish.
 func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
 	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
-	if ev != nil || b.log.Enabled(ctx, slog.LevelDebug) {
+	if debug := b.log.Enabled(ctx, slog.LevelDebug); ev != nil || debug {
 		caller, began := done, time.Now()
 		done = func(ack transport.PublishAck, err error) {
-			b.logPublished(ctx, m, began, err)
+			if debug {
+				b.logPublished(ctx, m, began, err)
+			}
 			b.published(ctx, ev, result(m, ack), err)
 			caller(ack, err)
 		}

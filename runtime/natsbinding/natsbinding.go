@@ -71,8 +71,8 @@ type pending struct {
 	paf   jetstream.PubAckFuture
 	done  transport.AsyncResult
 	flush chan struct{}
-	// refused fires when the server refuses the publish.
-	refused *waiter
+	// subject is where it was published, to match the server's refusals.
+	subject string
 }
 
 // Open connects and checks that the server runs JetStream.
@@ -242,15 +242,12 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		return transport.ErrClosed
 	}
 	msg := toNats(n, m)
-	w := &waiter{prefixes: []string{msg.Subject}, fired: make(chan struct{})}
-	t.denials.add(w)
 	paf, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName(s.Prefix)))
 	if err != nil {
-		t.denials.remove(w)
 		t.window.Release()
 		return publishErr(err)
 	}
-	t.queue <- pending{paf: paf, done: done, refused: w} // never blocks: the window bounds the queue
+	t.queue <- pending{paf: paf, done: done, subject: msg.Subject} // never blocks: the window bounds the queue
 	return nil
 }
 
@@ -263,18 +260,33 @@ func (t *Transport) collect() {
 			close(p.flush)
 			continue
 		}
+		t.await(p)
+		t.window.Release()
+	}
+}
+
+// await completes one async publish: with its ack, its error, the server's
+// refusal of its subject, or the transport's abort.
+func (t *Transport) await(p pending) {
+	for {
+		// A refusal that arrived before this publish reached the head.
+		refused := t.denials.refusals()
+		if err := t.denials.take(p.subject); err != nil {
+			p.done(transport.PublishAck{}, err)
+			return
+		}
 		select {
 		case ack := <-p.paf.Ok():
 			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+			return
 		case err := <-p.paf.Err():
 			p.done(transport.PublishAck{}, publishErr(err))
-		case <-p.refused.fired:
-			p.done(transport.PublishAck{}, p.refused.cause)
+			return
+		case <-refused: // some subject was refused: look again
 		case <-t.abort:
 			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
+			return
 		}
-		t.denials.remove(p.refused)
-		t.window.Release()
 	}
 }
 

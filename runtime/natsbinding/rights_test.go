@@ -121,3 +121,41 @@ func TestLeastPrivilegePublishAndConsume(t *testing.T) {
 	assert.Less(t, time.Since(began), time.Second)
 	assert.ErrorContains(t, err, "$JS.API.CONSUMER.")
 }
+
+// An async publish the server refuses fails at once too, without the
+// publish registering anything on the way out.
+func TestRefusedAsyncPublishFailsAtOnce(t *testing.T) {
+	d := positions.Domain
+	var pub natsbinding.Rights
+	pub.Add(natsbinding.ClientRights("svc-pub"))
+	pub.Add(natsbinding.PublishRights(d.Prefix("dev"), []string{"not-a-subtopic"})) // stream info, but not its subjects
+	conf := natsbinding.AuthorizationConf([]natsbinding.User{{Name: "admin", Password: "admin-pw", All: true}, {Name: "svc-pub", Password: "pub-pw", Rights: pub}})
+	file := filepath.Join(t.TempDir(), "auth.conf")
+	require.NoError(t, os.WriteFile(file, []byte(conf), 0o600))
+	srv, err := embedded.StartNATS(embedded.NATSOptions{ConfigFile: file})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	admin, err := ampybus.Open(ctx, srv.URL(), ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo("admin", "admin-pw"))))
+	require.NoError(t, err)
+	defer admin.Close()
+	require.NoError(t, admin.Ensure(ctx, d))
+	b, err := ampybus.Open(ctx, srv.URL(), ampybus.WithProducer("svc-pub@1", "svc-pub"), ampybus.WithDialOptions(natsbinding.ClientOptions(nats.UserInfo("svc-pub", "pub-pw"))))
+	require.NoError(t, err)
+	defer b.Close()
+	began := time.Now()
+	var futures []*ampybus.PublishFuture
+	for i := range 3 {
+		f, err := positions.NewSnapshotsPublisher(b).PublishAsync(ctx, positions.NewSnapshotsSubtopic(), &positionsv1.PositionSnapshot{
+			AccountId: fmt.Sprintf("A-%d", i), Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, AsOf: timestamppb.Now()})
+		require.NoError(t, err)
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		_, err := f.Wait(ctx)
+		require.ErrorIs(t, err, ampybus.ErrForbidden)
+		assert.ErrorContains(t, err, "ampy.dev.positions.v1.snapshots")
+	}
+	assert.Less(t, time.Since(began), time.Second)
+}
