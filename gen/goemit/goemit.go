@@ -534,13 +534,13 @@ func (e *emitter) subtopicType(s *contract.Subtopic, n names, params []string) {
 	f.Line()
 	f.Commentf("%s reads a subtopic in its topic form, as %s.", n.Parse, s.Pattern.Text)
 	f.Func().Id(n.Parse).Params(jen.Id("subtopic").String()).Params(jen.Id(n.Subtopic), jen.Error()).BlockFunc(func(g *jen.Group) {
-		cond := jen.Len(jen.Id("tokens")).Op("!=").Lit(len(s.Pattern.Tokens))
+		cond := jen.Op("!").Qual(runtimePkg, "SplitSubtopic").Call(jen.Id("subtopic"), jen.Id("tokens").Index(jen.Op(":")))
 		for i, t := range s.Pattern.Tokens {
 			if t.Literal != "" {
 				cond = cond.Op("||").Id("tokens").Index(jen.Lit(i)).Op("!=").Lit(t.Literal)
 			}
 		}
-		g.Id("tokens").Op(":=").Qual("strings", "Split").Call(jen.Id("subtopic"), jen.Lit("."))
+		g.Var().Id("tokens").Index(jen.Lit(len(s.Pattern.Tokens))).String()
 		g.If(cond).Block(jen.Return(jen.Id(n.Subtopic).Values(), jen.Qual("fmt", "Errorf").Call(
 			jen.Lit("%w: subtopic %q does not match "+s.Pattern.Text), jen.Qual(runtimePkg, "ErrContract"), jen.Id("subtopic"))))
 		if len(params) == 0 {

@@ -13,7 +13,6 @@ package control
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/dlq"
@@ -97,8 +96,8 @@ func NewReplayRequestsSubtopic() ReplayRequestsSubtopic {
 
 // ParseReplayRequestsSubtopic reads a subtopic in its topic form, as replay_requests.
 func ParseReplayRequestsSubtopic(subtopic string) (ReplayRequestsSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "replay_requests" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "replay_requests" {
 		return ReplayRequestsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match replay_requests", ampybus.ErrContract, subtopic)
 	}
 	return NewReplayRequestsSubtopic(), nil

@@ -13,7 +13,6 @@ package fills
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -97,8 +96,8 @@ func NewEventsSubtopic() EventsSubtopic {
 
 // ParseEventsSubtopic reads a subtopic in its topic form, as events.
 func ParseEventsSubtopic(subtopic string) (EventsSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "events" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "events" {
 		return EventsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match events", ampybus.ErrContract, subtopic)
 	}
 	return NewEventsSubtopic(), nil

@@ -13,7 +13,6 @@ package fundamentals
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -127,8 +126,8 @@ func MustSubtopic(mic string, symbol string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {mic}.{symbol}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {mic}.{symbol}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0], tokens[1])

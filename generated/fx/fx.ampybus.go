@@ -14,7 +14,6 @@ package fx
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -99,8 +98,8 @@ func NewRatesSubtopic() RatesSubtopic {
 
 // ParseRatesSubtopic reads a subtopic in its topic form, as rates.
 func ParseRatesSubtopic(subtopic string) (RatesSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "rates" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "rates" {
 		return RatesSubtopic{}, fmt.Errorf("%w: subtopic %q does not match rates", ampybus.ErrContract, subtopic)
 	}
 	return NewRatesSubtopic(), nil
@@ -305,8 +304,8 @@ func MustPairSubtopic(base string, quote string) PairSubtopic {
 
 // ParsePairSubtopic reads a subtopic in its topic form, as {base}.{quote}.
 func ParsePairSubtopic(subtopic string) (PairSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return PairSubtopic{}, fmt.Errorf("%w: subtopic %q does not match {base}.{quote}", ampybus.ErrContract, subtopic)
 	}
 	return NewPairSubtopic(tokens[0], tokens[1])

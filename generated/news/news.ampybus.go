@@ -14,7 +14,6 @@ package news
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -99,8 +98,8 @@ func NewRawSubtopic() RawSubtopic {
 
 // ParseRawSubtopic reads a subtopic in its topic form, as raw.
 func ParseRawSubtopic(subtopic string) (RawSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "raw" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "raw" {
 		return RawSubtopic{}, fmt.Errorf("%w: subtopic %q does not match raw", ampybus.ErrContract, subtopic)
 	}
 	return NewRawSubtopic(), nil
@@ -254,8 +253,8 @@ func NewNlpSubtopic() NlpSubtopic {
 
 // ParseNlpSubtopic reads a subtopic in its topic form, as nlp.
 func ParseNlpSubtopic(subtopic string) (NlpSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "nlp" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "nlp" {
 		return NlpSubtopic{}, fmt.Errorf("%w: subtopic %q does not match nlp", ampybus.ErrContract, subtopic)
 	}
 	return NewNlpSubtopic(), nil

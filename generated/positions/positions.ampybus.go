@@ -13,7 +13,6 @@ package positions
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -98,8 +97,8 @@ func NewSnapshotsSubtopic() SnapshotsSubtopic {
 
 // ParseSnapshotsSubtopic reads a subtopic in its topic form, as snapshots.
 func ParseSnapshotsSubtopic(subtopic string) (SnapshotsSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "snapshots" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "snapshots" {
 		return SnapshotsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match snapshots", ampybus.ErrContract, subtopic)
 	}
 	return NewSnapshotsSubtopic(), nil

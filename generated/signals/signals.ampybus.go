@@ -13,7 +13,6 @@ package signals
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -117,8 +116,8 @@ func MustSubtopic(modelID string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {model_id}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {model_id}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0])

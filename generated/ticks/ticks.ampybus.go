@@ -14,7 +14,6 @@ package ticks
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
@@ -118,8 +117,8 @@ func MustTradeSubtopic(symbol string) TradeSubtopic {
 
 // ParseTradeSubtopic reads a subtopic in its topic form, as trade.{symbol}.
 func ParseTradeSubtopic(subtopic string) (TradeSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 || tokens[0] != "trade" {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "trade" {
 		return TradeSubtopic{}, fmt.Errorf("%w: subtopic %q does not match trade.{symbol}", ampybus.ErrContract, subtopic)
 	}
 	return NewTradeSubtopic(tokens[1])
@@ -306,8 +305,8 @@ func MustQuoteSubtopic(symbol string) QuoteSubtopic {
 
 // ParseQuoteSubtopic reads a subtopic in its topic form, as quote.{symbol}.
 func ParseQuoteSubtopic(subtopic string) (QuoteSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 || tokens[0] != "quote" {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "quote" {
 		return QuoteSubtopic{}, fmt.Errorf("%w: subtopic %q does not match quote.{symbol}", ampybus.ErrContract, subtopic)
 	}
 	return NewQuoteSubtopic(tokens[1])

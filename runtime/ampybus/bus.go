@@ -71,7 +71,10 @@ type Bus struct {
 
 	mu      sync.Mutex
 	ensured map[streamKey]*ensureOnce
-	closed  bool
+	// known caches the streams found ready by domain, so the steady state of
+	// a publish builds no prefix string: one map lookup by pointer.
+	known  map[knownStream]transport.Stream
+	closed bool
 	// retrying counts async publishes waiting for a retry.
 	retrying retries
 }
@@ -226,7 +229,7 @@ func newOptions(opts []Option) (options, error) {
 func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
 	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}}
+		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, known: map[knownStream]transport.Stream{}}
 }
 
 // Env is the environment the bus publishes and subscribes in.
@@ -284,6 +287,12 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 	if !d.allowsEnv(b.env) {
 		return transport.Stream{}, fmt.Errorf("%w: env %q is not one of the contract's envs (%s)", ErrContract, b.env, strings.Join(d.Envs, ", "))
 	}
+	b.mu.Lock()
+	if s, ok := b.known[knownStream{d, provision}]; ok {
+		b.mu.Unlock()
+		return s, nil
+	}
+	b.mu.Unlock()
 	prefix := d.Prefix(b.env)
 	key := streamKey{prefix, provision}
 	b.mu.Lock()
@@ -330,7 +339,17 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 		return e.s, e.err
 	}
 	e.ok = true
+	b.known[knownStream{d, provision}] = e.s
+	if provision {
+		b.known[knownStream{d, false}] = e.s // a stream this bus provisioned needs no check as well
+	}
 	return e.s, nil
+}
+
+// knownStream keys Bus.known.
+type knownStream struct {
+	d         *DomainSpec
+	provision bool
 }
 
 // Ensure creates or updates the streams of the given domains now, whether

@@ -25,6 +25,9 @@ type engine[S Subtopic, P proto.Message] struct {
 	stats   *counters
 	aborted <-chan struct{}
 	order   *orderTracker
+	// dedupeScope starts every dedupe key: the group and the domain, so
+	// another group still sees the message.
+	dedupeScope string
 	// replay is the request id a replay serves; empty for live consumption.
 	replay string
 	// replaySubject narrows a replay to topics it matches.
@@ -34,9 +37,10 @@ type engine[S Subtopic, P proto.Message] struct {
 	subEvent *SubscriptionEvent
 }
 
-// run hands deliveries to per-key workers: one message per key at a time, up
-// to Concurrency keys at once. It returns when the consumer stops and every
-// delivery taken from it has been settled or handed back.
+// run hands deliveries to a pool of Concurrency workers through a key
+// scheduler: one message per key at a time, keys in turn. It returns when
+// the consumer stops and every delivery taken from it has been settled or
+// handed back.
 func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 	defer close(sub.done)
 	if e.subEvent != nil {
@@ -47,40 +51,27 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 		}()
 	}
 	hctx := context.WithoutCancel(ctx) // handlers finish their message while the subscription stops
-	sem := make(chan struct{}, e.opts.concurrency)
-	leases := newLeases()
-	stopLeases := leases.keep(e.opts.ackWait, e.aborted)
+	sched := newKeyScheduler()
+	stopLeases := sched.keepLeases(e.opts.ackWait, e.aborted)
 	defer stopLeases()
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		queued = map[string][]transport.Delivery{} // keys being worked on → messages waiting behind
-	)
-	work := func(key string, d transport.Delivery) {
-		defer wg.Done()
-		for {
-			sem <- struct{}{}
-			abandoned := e.isAborted() || e.process(hctx, ctx.Done(), d)
-			<-sem
-			leases.release(d)
-			mu.Lock()
-			next := queued[key]
-			if len(next) == 0 || abandoned {
-				delete(queued, key)
-				mu.Unlock()
+	var wg sync.WaitGroup
+	for range e.opts.concurrency {
+		wg.Go(func() {
+			for {
+				l, d, ok := sched.take()
+				if !ok {
+					return
+				}
+				abandoned := e.isAborted() || e.process(hctx, ctx.Done(), d)
 				// Whatever waited behind an abandoned message goes back too, in
 				// order (after an abort, by itself, when the leases lapse).
-				for _, rest := range next {
-					leases.release(rest)
+				for _, rest := range sched.done(l, abandoned) {
 					if !e.isAborted() {
 						_ = rest.Nak(hctx, 0)
 					}
 				}
-				return
 			}
-			d, queued[key] = next[0], next[1:]
-			mu.Unlock()
-		}
+		})
 	}
 	for {
 		d, err := sub.cons.Next(ctx)
@@ -101,20 +92,9 @@ func (e *engine[S, P]) run(ctx context.Context, sub *Subscription) {
 			}
 			break
 		}
-		// Every message the engine holds keeps its lease, queued ones too.
-		leases.hold(d)
-		key := d.Message().Headers.PartitionKey
-		mu.Lock()
-		if q, busy := queued[key]; busy {
-			queued[key] = append(q, d)
-			mu.Unlock()
-			continue
-		}
-		queued[key] = nil
-		mu.Unlock()
-		wg.Add(1)
-		go work(key, d)
+		sched.add(d)
 	}
+	sched.close()
 	wg.Wait()
 	_ = sub.cons.Close()
 }

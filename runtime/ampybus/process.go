@@ -205,12 +205,10 @@ func (e *engine[S, P]) dedupeKeys(m *transport.Message) []string {
 	if e.opts.dedupe == nil {
 		return nil
 	}
-	scope := e.opts.group + "|" + e.route.Spec.Domain.Name + "|"
-	keys := []string{scope + "id|" + m.Headers.MessageID}
-	if m.Headers.DedupeKey != "" {
-		keys = append(keys, scope+"dk|"+m.Headers.DedupeKey)
+	if m.Headers.DedupeKey == "" {
+		return []string{e.dedupeScope + "id|" + m.Headers.MessageID}
 	}
-	return keys
+	return []string{e.dedupeScope + "id|" + m.Headers.MessageID, e.dedupeScope + "dk|" + m.Headers.DedupeKey}
 }
 
 // seen reports whether any key was applied before. A store that cannot be

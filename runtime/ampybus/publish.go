@@ -79,6 +79,9 @@ type publishOptions struct {
 	extra     map[string]string
 }
 
+// noOptions is the options of a publish without any; never written.
+var noOptions = &publishOptions{}
+
 // WithMessageID reuses a message id, so a producer retrying after a timeout is
 // deduplicated by the broker instead of stored twice. It must be a UUIDv7.
 func WithMessageID(id string) PublishOption {
@@ -165,7 +168,7 @@ func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
 func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption) (transport.Stream, *transport.Message, error) {
 	b, d := p.bus, p.route.Spec.Domain
 	sub := subtopic.String()
-	topic := d.Prefix(b.env) + "." + sub
+	topic := d.Namespace + "." + b.env + "." + d.Name + "." + d.Version + "." + sub // d.Prefix(b.env), in one allocation
 	fail := func(err error) (transport.Stream, *transport.Message, error) {
 		return transport.Stream{}, nil, fmt.Errorf("publish %s: %w", topic, err)
 	}
@@ -185,9 +188,12 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if keys.Partition == "" {
 		return fail(fmt.Errorf("%w: the key function returned an empty partition key", ErrContract))
 	}
-	var o publishOptions
-	for _, opt := range opts {
-		opt(&o)
+	o := noOptions
+	if len(opts) > 0 {
+		o = &publishOptions{} // only a publish with options pays for them
+		for _, opt := range opts {
+			opt(o)
+		}
 	}
 	// The caller's parts are checked before anything touches a store or
 	// the broker: a refused publish leaves no blob and no stream behind.

@@ -220,6 +220,20 @@ type Keys struct {
 	Dedupe    string
 }
 
+// SplitSubtopic fills into with subtopic's dot-separated tokens, without
+// allocating, for generated ParseSubtopic functions; it reports false when
+// the token count is not len(into).
+func SplitSubtopic(subtopic string, into []string) bool {
+	for i := range into {
+		tok, rest, more := strings.Cut(subtopic, ".")
+		if more != (i < len(into)-1) {
+			return false
+		}
+		into[i], subtopic = tok, rest
+	}
+	return len(into) > 0
+}
+
 // ValidToken reports whether s can be one token of a topic: non-empty
 // UTF-8, free of dots, wildcards, whitespace and control characters.
 func ValidToken(s string) bool {

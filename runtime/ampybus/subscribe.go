@@ -337,7 +337,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
 	e := &engine[S, P]{bus: b, route: r, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: r.payloads(), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
-		order: newOrderTracker(65536)}
+		order: newOrderTracker(65536), dedupeScope: o.group + "|" + d.Name + "|"}
 	if o.checkpoints != nil {
 		e.order.store, e.order.scope, e.order.log = o.checkpoints, o.group+"|"+d.Name+"|", b.log
 	}

@@ -80,6 +80,9 @@ func checkSchema(h *envelope.Headers, want Schema) string {
 	if h.ContentType != envelope.ContentTypeProtobuf {
 		return fmt.Sprintf("schema_mismatch: content_type %s, but the contract carries %s as %s", h.ContentType, want.FQDN, envelope.ContentTypeProtobuf)
 	}
+	if h.SchemaVersion == want.Version && (h.SchemaHash == "" || want.Hash == "" || h.SchemaHash == want.Hash) {
+		return "" // the common case: produced against this very schema
+	}
 	got, ok := semverMajor(h.SchemaVersion)
 	if !ok {
 		return fmt.Sprintf("contract_violation: schema_version %q is not MAJOR.MINOR.PATCH", h.SchemaVersion)
@@ -95,16 +98,17 @@ func checkSchema(h *envelope.Headers, want Schema) string {
 
 // semverMajor returns the major of a MAJOR.MINOR.PATCH version.
 func semverMajor(v string) (string, bool) {
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
+	major, rest, _ := strings.Cut(v, ".")
+	minor, patch, ok := strings.Cut(rest, ".")
+	if !ok {
 		return "", false
 	}
-	for _, p := range parts {
+	for _, p := range [...]string{major, minor, patch} {
 		if p == "" || len(p) > 9 || strings.Trim(p, "0123456789") != "" || (len(p) > 1 && p[0] == '0') {
 			return "", false
 		}
 	}
-	return parts[0], true
+	return major, true
 }
 
 // openPayload returns the protobuf bytes a message carries: fetched from the

@@ -153,6 +153,7 @@ func Run(t *testing.T, b Binding) {
 		{"DescribesWhatTheBrokerHolds", testDescribe},
 		{"HostileWireIsDeadLetteredWithItsReason", testHostileWire},
 		{"HooksSeeEveryPublishDeliveryAndResult", testHooks},
+		{"ManyKeysInFlightCostNoGoroutineEach", testManyKeys},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

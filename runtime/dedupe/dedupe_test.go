@@ -44,3 +44,54 @@ func TestMemory(t *testing.T) {
 	seen, _ = m.Seen(ctx, "3")
 	assert.False(t, seen)
 }
+
+// The ring grows by doubling and wraps: whatever the count marked, exactly
+// the newest min(count, capacity) keys are remembered, and a refreshed key
+// outlives the keys marked between its two marks.
+func TestMemoryGrowsAndWraps(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ capacity, marks int }{
+		{1, 3}, {63, 63}, {64, 65}, {100, 99}, {1000, 700}, {1000, 2500}, {4096, 10000},
+	} {
+		t.Run(strconv.Itoa(tc.capacity)+"/"+strconv.Itoa(tc.marks), func(t *testing.T) {
+			m := NewMemory(tc.capacity)
+			for i := range tc.marks {
+				require.NoError(t, m.Mark(ctx, "k"+strconv.Itoa(i), time.Hour))
+			}
+			kept := min(tc.marks, tc.capacity)
+			assert.Equal(t, kept, m.Len())
+			assert.LessOrEqual(t, len(m.ring), tc.capacity)
+			for i := range tc.marks {
+				seen, _ := m.Seen(ctx, "k"+strconv.Itoa(i))
+				assert.Equal(t, i >= tc.marks-kept, seen, "key %d", i)
+			}
+			// Refresh the oldest kept key, then push capacity-1 new keys: it stays.
+			oldest := "k" + strconv.Itoa(tc.marks-kept)
+			require.NoError(t, m.Mark(ctx, oldest, time.Hour))
+			for i := range tc.capacity - 1 {
+				require.NoError(t, m.Mark(ctx, "n"+strconv.Itoa(i), time.Hour))
+			}
+			seen, _ := m.Seen(ctx, oldest)
+			assert.True(t, seen, "a refreshed key keeps its new place")
+		})
+	}
+}
+
+// Expired marks leave the ring as new marks arrive, so a store that sees few
+// messages within their TTL stays small.
+func TestMemoryDropsExpiredMarks(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1000, 0)
+	m := NewMemory(1 << 16)
+	m.now = func() time.Time { return now }
+	for i := range 10000 {
+		require.NoError(t, m.Mark(ctx, strconv.Itoa(i), time.Second))
+		now = now.Add(time.Millisecond) // 1,000 marks a second, each kept for one
+	}
+	assert.LessOrEqual(t, m.n, 1001, "only the marks of the last TTL are held")
+	assert.LessOrEqual(t, len(m.ring), 2048, "the ring is sized by rate × TTL, not capacity")
+	seen, _ := m.Seen(ctx, "9999")
+	assert.True(t, seen)
+	seen, _ = m.Seen(ctx, "8000")
+	assert.False(t, seen)
+}

@@ -209,9 +209,29 @@ func (h *Headers) Fields() []Field {
 	return f
 }
 
-// each visits the wire headers: the envelope's in their fixed order,
-// omitting empty ones, then every Extra header (even empty: a dead letter
-// carries every header it came with), in map order.
+// Each visits the wire headers without building a slice, for bindings that
+// write them straight into their own header type: the envelope's in their
+// fixed order, omitting empty ones, then every Extra header (even empty: a
+// dead letter carries every header it came with), in map order.
+func (h *Headers) Each(fn func(k, v string)) { h.each(fn) }
+
+// Count is the number of headers Each visits, to size a binding's header map.
+func (h *Headers) Count() int {
+	n := len(h.Extra)
+	for _, v := range [...]string{h.MessageID, h.SchemaFQDN, h.SchemaVersion, h.ContentType, h.ContentEncoding,
+		h.Producer, h.Source, h.RunID, h.PartitionKey, h.DedupeKey, h.DLQReason, h.SchemaHash, h.BlobRef, h.BlobHash} {
+		if v != "" {
+			n++
+		}
+	}
+	for _, set := range [...]bool{!h.ProducedAt.IsZero(), h.Trace.Valid(), h.RetryCount > 0, h.BlobSize > 0} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
 func (h *Headers) each(fn func(k, v string)) {
 	add := func(k, v string) {
 		if v != "" {

@@ -126,3 +126,24 @@ func TestParseTime(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, time.Date(2025, 9, 5, 19, 31, 1, 0, time.UTC), got)
 }
+
+// Count sizes the bindings' header maps: it must match what Each visits
+// for every mix of set and empty headers.
+func TestCountMatchesEach(t *testing.T) {
+	cases := map[string]envelope.Headers{
+		"full":          full(),
+		"empty":         {},
+		"no extra":      func() envelope.Headers { h := full(); h.Extra = nil; return h }(),
+		"minimal":       {MessageID: "m", Producer: "p", ProducedAt: time.Unix(1, 0).UTC()},
+		"empty extra":   {Extra: map[string]string{"a": "", "b": "x"}},
+		"counters only": {RetryCount: 1, BlobSize: 9, Trace: envelope.NewTrace()},
+	}
+	for name, h := range cases {
+		t.Run(name, func(t *testing.T) {
+			n := 0
+			h.Each(func(string, string) { n++ })
+			assert.Equal(t, n, h.Count())
+			assert.Len(t, h.Fields(), n)
+		})
+	}
+}

@@ -46,7 +46,12 @@ func (tc TraceContext) SpanIDHex() string { return hex.EncodeToString(tc.SpanID[
 
 // String is the traceparent wire form: 00-<trace id>-<span id>-<flags>.
 func (tc TraceContext) String() string {
-	return fmt.Sprintf("00-%s-%s-%02x", tc.TraceIDHex(), tc.SpanIDHex(), tc.Flags)
+	var b [55]byte
+	b[0], b[1], b[2], b[35], b[52] = '0', '0', '-', '-', '-'
+	hex.Encode(b[3:35], tc.TraceID[:])
+	hex.Encode(b[36:52], tc.SpanID[:])
+	hex.Encode(b[53:55], []byte{tc.Flags})
+	return string(b[:])
 }
 
 // ParseTraceparent reads a version-00 traceparent header.

@@ -84,7 +84,10 @@ func (t *Transport) ensured(prefix string, st jetstream.Stream) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[prefix] = st
-	t.parts[prefix] = partitionsOf(st.CachedInfo().Config)
+	t.routes[prefix] = &route{
+		partitions: partitionsOf(st.CachedInfo().Config),
+		opts:       []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(prefix))},
+	}
 	return nil
 }
 

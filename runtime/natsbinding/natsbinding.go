@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,8 +54,9 @@ type Transport struct {
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
-	// parts is each ensured stream's partition count, as the broker holds it.
-	parts map[string]int
+	// routes is how publishes reach each ensured stream: its partition
+	// count as the broker holds it, and the publish options naming it.
+	routes map[string]*route
 
 	// closeMu guards queue: senders hold it shared, Close exclusively, so no
 	// send can race the channel's close.
@@ -144,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		abort:     make(chan struct{}),
 		collected: make(chan struct{}),
 		streams:   map[string]jetstream.Stream{},
-		parts:     map[string]int{},
+		routes:    map[string]*route{},
 	}
 	go t.collect()
 	return t, nil
@@ -164,7 +166,22 @@ func (t *Transport) Conn() *nats.Conn { return t.nc }
 // StreamName is the JetStream stream that holds a topic prefix:
 // ampy.prod.bars.v1 → AMPY_PROD_BARS_V1 (stream names cannot contain dots).
 func StreamName(prefix string) string {
-	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == '-':
+			return '_'
+		case 'a' <= r && r <= 'z':
+			return r - ('a' - 'A')
+		}
+		return unicode.ToUpper(r)
+	}, prefix)
+}
+
+// route is what a publish to one stream needs, computed once per stream.
+type route struct {
+	partitions int
+	// opts make the server refuse a message that would land in another stream.
+	opts []jetstream.PublishOpt
 }
 
 // HeaderAllowance is the room kept above a domain's max payload for headers;
@@ -190,31 +207,36 @@ func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.S
 }
 
 // toNats builds the stored message: the topic with its key's partition
-// token, the envelope as headers, and the broker dedupe id.
+// token, the envelope as headers, and the broker dedupe id. Every header's
+// one-value slice shares one backing array: a message costs a map and one
+// array, not a slice per header.
 func toNats(partitions int, m *transport.Message) *nats.Msg {
-	fields := m.Headers.Fields()
-	h := make(nats.Header, len(fields)+1)
-	for _, f := range fields {
-		h[f.Key] = []string{f.Value}
-	}
+	n := m.Headers.Count() + 1
+	h := make(nats.Header, n)
+	vals := make([]string, 0, n)
+	m.Headers.Each(func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	})
 	// JetStream drops a message id it has stored within the stream's duplicate window.
 	id := m.Headers.MessageID
 	if m.DedupeID != "" {
 		id = m.DedupeID
 	}
-	h[jetstream.MsgIDHeader] = []string{id}
+	vals = append(vals, id)
+	h[jetstream.MsgIDHeader] = vals[len(vals)-1 : len(vals) : len(vals)]
 	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, partitions), Header: h, Data: m.Payload}
 }
 
 // Publish implements transport.Transport.
 func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
-	n, err := t.partitions(ctx, s)
+	r, err := t.route(ctx, s)
 	if err != nil {
 		return transport.PublishAck{}, err
 	}
-	msg := toNats(n, m)
+	msg := toNats(r.partitions, m)
 	gctx, w, release := t.denials.guard(ctx, msg.Subject)
-	ack, err := t.js.PublishMsg(gctx, msg, jetstream.WithExpectStream(StreamName(s.Prefix)))
+	ack, err := t.js.PublishMsg(gctx, msg, r.opts...)
 	release()
 	if ferr := forbidden(w, err); ferr != err {
 		return transport.PublishAck{}, ferr
@@ -228,7 +250,7 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 // PublishAsync implements transport.Transport. The window bounds messages in
 // flight; when it is full the call waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	n, err := t.partitions(ctx, s)
+	r, err := t.route(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -241,8 +263,8 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		t.window.Release()
 		return transport.ErrClosed
 	}
-	msg := toNats(n, m)
-	paf, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName(s.Prefix)))
+	msg := toNats(r.partitions, m)
+	paf, err := t.js.PublishMsgAsync(msg, r.opts...)
 	if err != nil {
 		t.window.Release()
 		return publishErr(err)
@@ -376,36 +398,47 @@ func isNatsHeader(k string) bool { return strings.HasPrefix(k, "Nats-") }
 
 // parseHeaders decodes a received message's envelope.
 func parseHeaders(h nats.Header) (envelope.Headers, error) {
-	keys := make([]string, 0, len(h))
-	for k := range h {
+	var buf [24]string
+	keys := buf[:0]
+	repeated := false
+	for k, v := range h {
 		if !isNatsHeader(k) {
 			keys = append(keys, k)
+			repeated = repeated || len(v) > 1
 		}
 	}
-	slices.Sort(keys) // a map's order: sorted, so a dlq_reason reads the same each time
+	env, err := envelope.Parse(keys, h.Get)
+	if err == nil && !repeated {
+		return env, nil
+	}
+	// A bad message: read again in sorted order, so its dlq_reason reads
+	// the same each time.
+	slices.Sort(keys)
 	var errs []error
 	for _, k := range keys {
 		if n := len(h[k]); n > 1 {
 			errs = append(errs, envelope.Repeated(k, n))
 		}
 	}
-	env, err := envelope.Parse(keys, h.Get)
+	env, err = envelope.Parse(keys, h.Get)
 	return env, errors.Join(append(errs, err)...)
 }
 
-// partitions is the partition count publishes to s place keys by, looking
-// the stream up once when this process did not ensure it.
-func (t *Transport) partitions(ctx context.Context, s transport.Stream) (int, error) {
+// route is how publishes reach s, looking the stream up once when this
+// process did not ensure it.
+func (t *Transport) route(ctx context.Context, s transport.Stream) (*route, error) {
 	t.mu.Lock()
-	n, ok := t.parts[s.Prefix]
+	r, ok := t.routes[s.Prefix]
 	t.mu.Unlock()
 	if ok {
-		return n, nil
+		return r, nil
 	}
 	if _, err := t.stream(ctx, s); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return t.Partitions(s.Prefix), nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.routes[s.Prefix], nil
 }
 
 // Partitions is the partition count of an ensured stream as the broker holds
@@ -413,7 +446,10 @@ func (t *Transport) partitions(ctx context.Context, s transport.Stream) (int, er
 func (t *Transport) Partitions(prefix string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return max(t.parts[prefix], 1)
+	if r, ok := t.routes[prefix]; ok {
+		return max(r.partitions, 1)
+	}
+	return 1
 }
 
 // connectErr says why a connection failed and what to do: credentials and

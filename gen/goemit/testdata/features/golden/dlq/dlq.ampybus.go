@@ -12,7 +12,6 @@ package dlq
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -97,8 +96,8 @@ func MustSubtopic(domain string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {domain}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {domain}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0])

@@ -13,7 +13,6 @@ package fx
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"example.com/goldens/features/control"
@@ -127,8 +126,8 @@ func MustPairSubtopic(base string, quote string) PairSubtopic {
 
 // ParsePairSubtopic reads a subtopic in its topic form, as {base}.{quote}.
 func ParsePairSubtopic(subtopic string) (PairSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return PairSubtopic{}, fmt.Errorf("%w: subtopic %q does not match {base}.{quote}", ampybus.ErrContract, subtopic)
 	}
 	return NewPairSubtopic(tokens[0], tokens[1])

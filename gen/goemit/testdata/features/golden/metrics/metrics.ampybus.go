@@ -13,7 +13,6 @@ package metrics
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"example.com/goldens/features/control"
@@ -115,8 +114,8 @@ func MustSubtopic(service string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {service}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {service}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0])

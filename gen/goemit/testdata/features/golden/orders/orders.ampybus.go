@@ -13,7 +13,6 @@ package orders
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"example.com/goldens/features/control"
@@ -99,8 +98,8 @@ func NewRequestsSubtopic() RequestsSubtopic {
 
 // ParseRequestsSubtopic reads a subtopic in its topic form, as requests.
 func ParseRequestsSubtopic(subtopic string) (RequestsSubtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 || tokens[0] != "requests" {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) || tokens[0] != "requests" {
 		return RequestsSubtopic{}, fmt.Errorf("%w: subtopic %q does not match requests", ampybus.ErrContract, subtopic)
 	}
 	return NewRequestsSubtopic(), nil

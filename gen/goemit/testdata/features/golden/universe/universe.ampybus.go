@@ -13,7 +13,6 @@ package universe
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"example.com/goldens/features/control"
@@ -116,8 +115,8 @@ func MustSubtopic(universeID string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {universe_id}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {universe_id}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0])

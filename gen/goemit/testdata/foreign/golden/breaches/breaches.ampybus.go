@@ -13,7 +13,6 @@ package breaches
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	riskv1 "example.com/goldens/foreign/pb/cx/risk/v1"
@@ -114,8 +113,8 @@ func MustSubtopic(desk string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {desk}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 1 {
+	var tokens [1]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {desk}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0])

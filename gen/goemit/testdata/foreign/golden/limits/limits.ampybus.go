@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	riskv1 "example.com/goldens/foreign/pb/cx/risk/v1"
@@ -127,8 +126,8 @@ func MustSubtopic(desk string, book string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {desk}.{book}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {desk}.{book}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0], tokens[1])

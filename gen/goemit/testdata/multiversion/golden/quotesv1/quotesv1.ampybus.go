@@ -13,7 +13,6 @@ package quotesv1
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	quotev1 "example.com/goldens/multiversion/pb/gx/quote/v1"
@@ -124,8 +123,8 @@ func MustSubtopic(venue string, symbol string) Subtopic {
 
 // ParseSubtopic reads a subtopic in its topic form, as {venue}.{symbol}.
 func ParseSubtopic(subtopic string) (Subtopic, error) {
-	tokens := strings.Split(subtopic, ".")
-	if len(tokens) != 2 {
+	var tokens [2]string
+	if !ampybus.SplitSubtopic(subtopic, tokens[:]) {
 		return Subtopic{}, fmt.Errorf("%w: subtopic %q does not match {venue}.{symbol}", ampybus.ErrContract, subtopic)
 	}
 	return NewSubtopic(tokens[0], tokens[1])
