@@ -22,7 +22,8 @@ FUZZTIME ?= 1m
 FUZZFLAGS ?=
 FUZZ_TARGETS := runtime/envelope:FuzzParse runtime/envelope:FuzzTraceparent \
 	runtime/ampybus:FuzzGunzipLimit runtime/ampybus:FuzzResolve \
-	runtime/fixture:FuzzParseAndValidate gen/contract:FuzzParse
+	runtime/fixture:FuzzParseAndValidate gen/contract:FuzzParse \
+	runtime/natsbinding:FuzzParseHeaders runtime/kafkabinding:FuzzParseHeaders
 
 ## fuzz: run each fuzz target for FUZZTIME (default 1m; FUZZTIME=10m for a release; FUZZFLAGS=-parallel=1 leaves cores free)
 fuzz:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,11 +235,22 @@ func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
 	if !ok || sub == "" {
 		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
 	}
+	// Every value is cut from one buffer: a record's headers cost two
+	// allocations, not one per header.
 	fields := m.Headers.Fields()
-	hs := make([]kgo.RecordHeader, 0, len(fields)+1)
-	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: []byte(sub)})
+	size := len(sub)
 	for _, f := range fields {
-		hs = append(hs, kgo.RecordHeader{Key: f.Key, Value: []byte(f.Value)})
+		size += len(f.Value)
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]kgo.RecordHeader, 0, len(fields)+1)
+	value := func(v string) []byte {
+		buf = append(buf, v...)
+		return buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
+	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: value(sub)})
+	for _, f := range fields {
+		hs = append(hs, kgo.RecordHeader{Key: f.Key, Value: value(f.Value)})
 	}
 	// The record timestamp is left to the client: the time of this write, as
 	// JetStream stores it. Time-window replays and retention then mean the
@@ -356,33 +368,48 @@ func publishErr(err error) error {
 // that the record key is the partition_key: Kafka partitions by the key,
 // so a record whose key says otherwise sits apart from its key's order.
 func parseHeaders(key []byte, hs []kgo.RecordHeader) (envelope.Headers, string, error) {
-	vals := make(map[string]string, len(hs))
-	keys := make([]string, 0, len(hs))
-	var counts map[string]int
-	sub := ""
+	// Every value is cut from one string: a record's headers cost one
+	// allocation, not one per header.
+	size := 0
 	for _, h := range hs {
-		if _, dup := vals[h.Key]; dup {
+		size += len(h.Value)
+	}
+	var all strings.Builder
+	all.Grow(size)
+	for _, h := range hs {
+		all.Write(h.Value)
+	}
+	values := all.String()
+	var kbuf, vbuf [24]string
+	keys, vals := kbuf[:0], vbuf[:0]
+	var counts map[string]int
+	sub, hasSub := "", false
+	at := 0
+	for _, h := range hs {
+		v := values[at : at+len(h.Value)]
+		at += len(h.Value)
+		if slices.Contains(keys, h.Key) || (hasSub && h.Key == HeaderSubtopic) {
 			if counts == nil {
 				counts = map[string]int{}
 			}
 			counts[h.Key]++
 			continue // the first one counts; the record is poison anyway
 		}
-		vals[h.Key] = string(h.Value)
 		if h.Key == HeaderSubtopic {
-			sub = string(h.Value)
+			sub, hasSub = v, true
 			continue
 		}
-		keys = append(keys, h.Key)
+		keys, vals = append(keys, h.Key), append(vals, v)
 	}
 	var errs []error
 	for k, n := range counts {
 		errs = append(errs, envelope.Repeated(k, n+1))
 	}
-	if _, ok := vals[HeaderSubtopic]; !ok {
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	if !hasSub {
 		errs = append(errs, &envelope.HeaderError{Header: HeaderSubtopic, Reason: "missing: a Kafka record names its subtopic (XNAS.AAPL) in this header"})
 	}
-	h, err := envelope.Parse(keys, func(k string) string { return vals[k] })
+	h, err := envelope.Parse(keys, func(k string) string { return vals[slices.Index(keys, k)] })
 	if h.PartitionKey != "" && string(key) != h.PartitionKey {
 		errs = append(errs, &envelope.HeaderError{Header: "record key", Value: string(key), Reason: fmt.Sprintf("differs from partition_key %q; produce with the partition_key as the record key", h.PartitionKey)})
 	}
