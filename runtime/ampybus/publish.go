@@ -120,17 +120,8 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	if err != nil {
 		return nil, err
 	}
-	f := &PublishFuture{done: make(chan struct{})}
-	err = p.bus.sendAsync(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m, func(ack transport.PublishAck, err error) {
-		if err != nil {
-			f.res = PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}
-			f.err = fmt.Errorf("publish %s: %w", m.Topic, err)
-		} else {
-			f.res = result(m, ack)
-		}
-		close(f.done)
-	})
-	if err != nil {
+	f := &PublishFuture{}
+	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m, f); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
 	return f, nil
@@ -145,18 +136,34 @@ func result(m *transport.Message, ack transport.PublishAck) PublishResult {
 
 // PublishFuture is the pending outcome of PublishAsync.
 type PublishFuture struct {
-	done chan struct{}
-	res  PublishResult
-	err  error
+	mu sync.Mutex
+	// done is made on demand: a publisher that never waits (and checks
+	// Flush instead) pays for no channel.
+	done     chan struct{}
+	finished bool
+	res      PublishResult
+	err      error
+	// send is the publish's retry state while it is in flight.
+	send asyncSend
 }
 
 // Done is closed when the outcome is known.
-func (f *PublishFuture) Done() <-chan struct{} { return f.done }
+func (f *PublishFuture) Done() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done == nil {
+		f.done = make(chan struct{})
+		if f.finished {
+			close(f.done)
+		}
+	}
+	return f.done
+}
 
 // Wait returns the outcome, waiting for it until ctx ends.
 func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
 	select {
-	case <-f.done:
+	case <-f.Done():
 		return f.res, f.err
 	case <-ctx.Done():
 		return PublishResult{}, ctx.Err()

@@ -100,60 +100,104 @@ func gaveUp(err error, attempts int, maybeStored bool, id string) error {
 	return err
 }
 
-// sendAsync hands m to the broker and completes done once: with the ack, or
+// sendAsync hands m to the broker and completes f once: with the ack, or
 // with the last error once the domain's publish_retry gives up. Retries wait
-// for room in the async window like any publish.
-func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+// for room in the async window like any publish. The future carries the
+// retry state, so an async publish costs the future and one callback.
+func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, f *PublishFuture) error {
 	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
-	if debug := b.log.Enabled(ctx, slog.LevelDebug); ev != nil || debug {
-		caller, began := done, time.Now()
-		done = func(ack transport.PublishAck, err error) {
-			if debug {
-				b.logPublished(ctx, m, began, err)
-			}
-			b.published(ctx, ev, result(m, ack), err)
-			caller(ack, err)
-		}
+	a := &f.send
+	*a = asyncSend{b: b, ctx: ctx, s: s, m: m, ev: ev, policy: o.domain.PublishRetry.orDefault(), n: 1}
+	if a.debug = b.log.Enabled(ctx, slog.LevelDebug); a.debug || ev != nil {
+		a.began = time.Now()
 	}
-	r := o.domain.PublishRetry.orDefault()
-	giveUp := time.Now().Add(r.GiveUpAfter)
-	var attempt func(n int, maybeStored bool) transport.AsyncResult
-	attempt = func(n int, maybeStored bool) transport.AsyncResult {
-		return func(ack transport.PublishAck, err error) {
-			if err == nil {
-				done(ack, nil)
-				return
-			}
-			maybeStored = maybeStored || errors.Is(err, ErrMaybeStored)
-			delay := r.delay(n)
-			if !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(giveUp) {
-				done(transport.PublishAck{}, gaveUp(err, n, maybeStored, m.Headers.MessageID))
-				return
-			}
-			b.log.Warn("async publish not acknowledged; retrying with the same message id", "topic", m.Topic,
-				"message_id", m.Headers.MessageID, "attempt", n, "retry_in", delay, "err", err)
-			b.retrying.add()
-			time.AfterFunc(delay, func() {
-				rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), giveUp)
-				defer cancel()
-				next := attempt(n+1, maybeStored)
-				if err := b.t.PublishAsync(rctx, s, m, func(ack transport.PublishAck, err error) {
-					next(ack, err)
-					b.retrying.done()
-				}); err != nil {
-					done(transport.PublishAck{}, err)
-					b.retrying.done()
-				}
-			})
-		}
-	}
-	if err := b.t.PublishAsync(ctx, s, m, attempt(1, false)); err != nil {
+	a.giveUp = time.Now().Add(a.policy.GiveUpAfter)
+	a.attempted = f.attempted
+	if err := b.t.PublishAsync(ctx, s, m, a.attempted); err != nil {
 		if ev != nil {
 			b.published(ctx, ev, PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, err)
 		}
 		return err
 	}
 	return nil
+}
+
+// asyncSend is an async publish between its attempts.
+type asyncSend struct {
+	b           *Bus
+	ctx         context.Context
+	s           transport.Stream
+	m           *transport.Message
+	ev          *PublishEvent
+	debug       bool
+	began       time.Time
+	policy      PublishRetry
+	giveUp      time.Time
+	n           int // the attempt in flight
+	maybeStored bool
+	// attempted is f.attempted, bound once for every attempt.
+	attempted transport.AsyncResult
+}
+
+// attempted receives the outcome of attempt a.n: it completes the future, or
+// retries with the same message id after the policy's delay.
+func (f *PublishFuture) attempted(ack transport.PublishAck, err error) {
+	a := &f.send
+	if err == nil {
+		f.finish(ack, nil)
+		return
+	}
+	a.maybeStored = a.maybeStored || errors.Is(err, ErrMaybeStored)
+	delay := a.policy.delay(a.n)
+	if !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(a.giveUp) {
+		f.finish(transport.PublishAck{}, gaveUp(err, a.n, a.maybeStored, a.m.Headers.MessageID))
+		return
+	}
+	b := a.b
+	b.log.Warn("async publish not acknowledged; retrying with the same message id", "topic", a.m.Topic,
+		"message_id", a.m.Headers.MessageID, "attempt", a.n, "retry_in", delay, "err", err)
+	b.retrying.add()
+	time.AfterFunc(delay, func() {
+		rctx, cancel := context.WithDeadline(context.WithoutCancel(a.ctx), a.giveUp)
+		defer cancel()
+		a.n++
+		if err := b.t.PublishAsync(rctx, a.s, a.m, f.retried); err != nil {
+			f.finish(transport.PublishAck{}, err)
+			b.retrying.done()
+		}
+	})
+}
+
+// retried is attempted for a retry, which Flush waits for.
+func (f *PublishFuture) retried(ack transport.PublishAck, err error) {
+	b := f.send.b // finish clears f.send
+	f.attempted(ack, err)
+	b.retrying.done()
+}
+
+// finish reports the outcome to the hooks and completes the future.
+func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
+	a := &f.send
+	m := a.m
+	if a.debug {
+		a.b.logPublished(a.ctx, m, a.began, err)
+	}
+	if a.ev != nil {
+		a.b.published(a.ctx, a.ev, result(m, ack), err)
+	}
+	f.mu.Lock()
+	if err != nil {
+		f.res = PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}
+		f.err = fmt.Errorf("publish %s: %w", m.Topic, err)
+	} else {
+		f.res = result(m, ack)
+	}
+	f.finished = true
+	if f.done != nil {
+		close(f.done)
+	}
+	f.send = asyncSend{} // the message and its context are not held past the outcome
+	f.mu.Unlock()
 }
 
 // retries counts async publishes between a failed attempt and the outcome

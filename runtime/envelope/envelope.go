@@ -173,9 +173,49 @@ func (h *Headers) Validate() error {
 // CheckSize holds the headers' wire form to MaxHeaders and MaxHeaderBytes;
 // Parse applies the same limits to what it reads.
 func (h *Headers) CheckSize() error {
-	count, n := 0, 0
-	h.each(func(k, v string) { count, n = count+1, n+len(k)+len(v) })
-	return sizeErr(count, n)
+	return sizeErr(h.size())
+}
+
+// size is the number of wire headers and the bytes of their keys and
+// values, as Each would visit them, computed without formatting any value:
+// the publish path checks it on every message.
+func (h *Headers) size() (count, bytes int) {
+	add := func(k string, n int) {
+		if n > 0 {
+			count, bytes = count+1, bytes+len(k)+n
+		}
+	}
+	var buf [64]byte
+	add(HeaderMessageID, len(h.MessageID))
+	add(HeaderSchemaFQDN, len(h.SchemaFQDN))
+	add(HeaderSchemaVersion, len(h.SchemaVersion))
+	add(HeaderContentType, len(h.ContentType))
+	add(HeaderContentEncoding, len(h.ContentEncoding))
+	if !h.ProducedAt.IsZero() {
+		add(HeaderProducedAt, len(h.ProducedAt.UTC().AppendFormat(buf[:0], time.RFC3339Nano)))
+	}
+	add(HeaderProducer, len(h.Producer))
+	add(HeaderSource, len(h.Source))
+	add(HeaderRunID, len(h.RunID))
+	if h.Trace.Valid() {
+		add(HeaderTraceparent, traceparentLen)
+	}
+	add(HeaderPartitionKey, len(h.PartitionKey))
+	add(HeaderDedupeKey, len(h.DedupeKey))
+	if h.RetryCount > 0 {
+		add(HeaderRetryCount, len(strconv.AppendInt(buf[:0], int64(h.RetryCount), 10)))
+	}
+	add(HeaderDLQReason, len(h.DLQReason))
+	add(HeaderSchemaHash, len(h.SchemaHash))
+	add(HeaderBlobRef, len(h.BlobRef))
+	add(HeaderBlobHash, len(h.BlobHash))
+	if h.BlobSize > 0 {
+		add(HeaderBlobSize, len(strconv.AppendInt(buf[:0], h.BlobSize, 10)))
+	}
+	for k, v := range h.Extra {
+		count, bytes = count+1, bytes+len(k)+len(v) // even empty: Each visits every Extra header
+	}
+	return count, bytes
 }
 
 func sizeErr(count, bytes int) error {
@@ -217,18 +257,7 @@ func (h *Headers) Each(fn func(k, v string)) { h.each(fn) }
 
 // Count is the number of headers Each visits, to size a binding's header map.
 func (h *Headers) Count() int {
-	n := len(h.Extra)
-	for _, v := range [...]string{h.MessageID, h.SchemaFQDN, h.SchemaVersion, h.ContentType, h.ContentEncoding,
-		h.Producer, h.Source, h.RunID, h.PartitionKey, h.DedupeKey, h.DLQReason, h.SchemaHash, h.BlobRef, h.BlobHash} {
-		if v != "" {
-			n++
-		}
-	}
-	for _, set := range [...]bool{!h.ProducedAt.IsZero(), h.Trace.Valid(), h.RetryCount > 0, h.BlobSize > 0} {
-		if set {
-			n++
-		}
-	}
+	n, _ := h.size()
 	return n
 }
 

@@ -129,7 +129,7 @@ func TestParseTime(t *testing.T) {
 
 // Count sizes the bindings' header maps: it must match what Each visits
 // for every mix of set and empty headers.
-func TestCountMatchesEach(t *testing.T) {
+func TestCountAndSizeMatchEach(t *testing.T) {
 	cases := map[string]envelope.Headers{
 		"full":          full(),
 		"empty":         {},
@@ -137,13 +137,22 @@ func TestCountMatchesEach(t *testing.T) {
 		"minimal":       {MessageID: "m", Producer: "p", ProducedAt: time.Unix(1, 0).UTC()},
 		"empty extra":   {Extra: map[string]string{"a": "", "b": "x"}},
 		"counters only": {RetryCount: 1, BlobSize: 9, Trace: envelope.NewTrace()},
+		"big counters":  {RetryCount: 123456, BlobSize: 1 << 40, ProducedAt: time.Date(2025, 1, 2, 3, 4, 5, 600, time.FixedZone("x", 3600))},
 	}
 	for name, h := range cases {
 		t.Run(name, func(t *testing.T) {
-			n := 0
-			h.Each(func(string, string) { n++ })
+			n, bytes := 0, 0
+			h.Each(func(k, v string) { n, bytes = n+1, bytes+len(k)+len(v) })
 			assert.Equal(t, n, h.Count())
 			assert.Len(t, h.Fields(), n)
+			// CheckSize measures without formatting: it must measure what is written.
+			big := h
+			big.Extra = map[string]string{"pad": strings.Repeat("x", envelope.MaxHeaderBytes-bytes-len("pad"))}
+			if len(h.Extra) == 0 && big.Count() <= envelope.MaxHeaders {
+				assert.NoError(t, big.CheckSize(), "exactly at the byte limit")
+				big.Extra["pad"] += "x"
+				assert.Error(t, big.CheckSize(), "one byte over")
+			}
 		})
 	}
 }

@@ -46,13 +46,16 @@ func (tc TraceContext) SpanIDHex() string { return hex.EncodeToString(tc.SpanID[
 
 // String is the traceparent wire form: 00-<trace id>-<span id>-<flags>.
 func (tc TraceContext) String() string {
-	var b [55]byte
+	var b [traceparentLen]byte
 	b[0], b[1], b[2], b[35], b[52] = '0', '0', '-', '-', '-'
 	hex.Encode(b[3:35], tc.TraceID[:])
 	hex.Encode(b[36:52], tc.SpanID[:])
 	hex.Encode(b[53:55], []byte{tc.Flags})
 	return string(b[:])
 }
+
+// traceparentLen is the length of a version-00 traceparent.
+const traceparentLen = 55
 
 // ParseTraceparent reads a version-00 traceparent header.
 func ParseTraceparent(s string) (TraceContext, error) {

@@ -19,41 +19,15 @@ import (
 // operations waiting on a subject it covers, so they fail at once with
 // transport.ErrForbidden naming the subject and the right.
 //
-// Async publishes register nothing (that would cost every publish): the
-// refusals of publishes are counted per subject, and the goroutine that
-// completes async publishes takes one for each publish to a refused
-// subject, waking on the refused channel.
+// Async publishes register no waiter (that would cost every publish): a
+// refused publish no waiter covers fails the oldest async publish in
+// flight to its subject.
 type denials struct {
 	mu      sync.Mutex
 	waiters map[*waiter]struct{}
-	// refused publishes not yet matched to an async publish, by subject.
-	counts map[string]int
-	// changed closes when a publish is refused, then is replaced.
-	changed chan struct{}
-}
-
-// refusals is closed at the next refusal of a publish.
-func (d *denials) refusals() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.changed == nil {
-		d.changed = make(chan struct{})
-	}
-	return d.changed
-}
-
-// take matches one refusal of subject to an async publish, if any is left.
-func (d *denials) take(subject string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.counts[subject] == 0 {
-		return nil
-	}
-	d.counts[subject]--
-	if d.counts[subject] == 0 {
-		delete(d.counts, subject)
-	}
-	return &ForbiddenError{Op: "publish", Subject: subject}
+	// async fails the oldest async publish to a refused subject; it reports
+	// whether there was one.
+	async func(subject string) bool
 }
 
 // waiter is one operation in flight and the subjects it may publish to.
@@ -150,20 +124,13 @@ func (d *denials) refused(err error) bool {
 			hit = append(hit, w)
 		}
 	}
-	if op == "publish" && len(hit) == 0 {
-		// No operation waits on it: an async publish will.
-		if d.counts == nil {
-			d.counts = map[string]int{}
-		}
-		d.counts[subject]++
-		if d.changed != nil {
-			close(d.changed)
-			d.changed = nil
-		}
-	}
 	d.mu.Unlock()
 	for _, w := range hit {
 		w.fire(ferr)
+	}
+	if op == "publish" && len(hit) == 0 && d.async != nil {
+		// No operation waits on it: an async publish does.
+		d.async(subject)
 	}
 	return true
 }

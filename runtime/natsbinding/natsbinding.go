@@ -45,12 +45,10 @@ type Transport struct {
 	js     jetstream.JetStream
 	log    *slog.Logger
 	window *transport.Window
-	queue  chan pending
+	// inflight completes async publishes from nats.go's ack handlers.
+	inflight *inflight
 	// done closes when Close begins: no new async publishes are taken.
 	done chan struct{}
-	// abort closes when Close gives up waiting for acks.
-	abort     chan struct{}
-	collected chan struct{}
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
@@ -68,26 +66,19 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
-// pending is one async publish awaiting its ack, or a flush marker.
-type pending struct {
-	paf   jetstream.PubAckFuture
-	done  transport.AsyncResult
-	flush chan struct{}
-	// subject is where it was published, to match the server's refusals.
-	subject string
-}
-
 // Open connects and checks that the server runs JetStream.
 func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	refusals := &denials{}
 	window := cfg.AsyncWindow
 	if window <= 0 {
 		window = 4096
 	}
+	wnd := transport.NewWindow(window, cfg.FailWhenFull)
+	pending := newInflight(wnd)
+	refusals := &denials{async: pending.refused}
 	opts := append([]nats.Option{
 		nats.Name(cmp.Or(cfg.Name, "ampy-bus")),
 		// Replies come back on the service's own inbox, which its generated
@@ -119,7 +110,13 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, connectErr(cfg.URL, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
+	js, err := jetstream.New(nc,
+		// Room above the window for publishes failed early by a refusal,
+		// which nats.go holds until its own timeout.
+		jetstream.WithPublishAsyncMaxPending(2*window),
+		jetstream.WithPublishAsyncTimeout(asyncAckTimeout),
+		jetstream.WithPublishAsyncAckHandler(pending.acked),
+		jetstream.WithPublishAsyncErrHandler(pending.failed))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -139,23 +136,13 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		nc: nc, js: js, log: log, denials: refusals,
-		window: transport.NewWindow(window, cfg.FailWhenFull),
-		// Room for a full window plus concurrent Flush markers.
-		queue:     make(chan pending, window+64),
-		done:      make(chan struct{}),
-		abort:     make(chan struct{}),
-		collected: make(chan struct{}),
-		streams:   map[string]jetstream.Stream{},
-		routes:    map[string]*route{},
+		window: wnd, inflight: pending,
+		done:    make(chan struct{}),
+		streams: map[string]jetstream.Stream{},
+		routes:  map[string]*route{},
 	}
-	go t.collect()
 	return t, nil
 }
-
-// asyncAckTimeout fails an async publish whose ack has not come, so the bus
-// retries it (same message id) instead of stalling for half a minute when a
-// stream leader dies.
-const asyncAckTimeout = 2 * time.Second
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return "nats" }
@@ -245,117 +232,6 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 		return transport.PublishAck{}, publishErr(err)
 	}
 	return transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
-}
-
-// PublishAsync implements transport.Transport. The window bounds messages in
-// flight; when it is full the call waits for room until ctx ends.
-func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
-	r, err := t.route(ctx, s)
-	if err != nil {
-		return err
-	}
-	if err := t.window.Acquire(ctx, t.done); err != nil {
-		return err
-	}
-	t.closeMu.RLock()
-	defer t.closeMu.RUnlock()
-	if t.closed {
-		t.window.Release()
-		return transport.ErrClosed
-	}
-	msg := toNats(r.partitions, m)
-	paf, err := t.js.PublishMsgAsync(msg, r.opts...)
-	if err != nil {
-		t.window.Release()
-		return publishErr(err)
-	}
-	t.queue <- pending{paf: paf, done: done, subject: msg.Subject} // never blocks: the window bounds the queue
-	return nil
-}
-
-// collect completes async publishes in the order they were sent; JetStream
-// acks arrive in that order, so waiting on the head costs nothing.
-func (t *Transport) collect() {
-	defer close(t.collected)
-	for p := range t.queue {
-		if p.flush != nil {
-			close(p.flush)
-			continue
-		}
-		t.await(p)
-		t.window.Release()
-	}
-}
-
-// await completes one async publish: with its ack, its error, the server's
-// refusal of its subject, or the transport's abort.
-func (t *Transport) await(p pending) {
-	for {
-		// A refusal that arrived before this publish reached the head.
-		refused := t.denials.refusals()
-		if err := t.denials.take(p.subject); err != nil {
-			p.done(transport.PublishAck{}, err)
-			return
-		}
-		select {
-		case ack := <-p.paf.Ok():
-			p.done(transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
-			return
-		case err := <-p.paf.Err():
-			p.done(transport.PublishAck{}, publishErr(err))
-			return
-		case <-refused: // some subject was refused: look again
-		case <-t.abort:
-			p.done(transport.PublishAck{}, fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
-			return
-		}
-	}
-}
-
-// Flush implements transport.Transport.
-func (t *Transport) Flush(ctx context.Context) error {
-	t.closeMu.RLock()
-	if t.closed {
-		t.closeMu.RUnlock()
-		return transport.ErrClosed
-	}
-	marker := make(chan struct{})
-	t.queue <- pending{flush: marker}
-	t.closeMu.RUnlock()
-	select {
-	case <-marker:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("flush: %d async publishes still in flight: %w", t.window.InFlight(), ctx.Err())
-	}
-}
-
-// Close stops taking async publishes, waits (up to 10 s) for the broker to
-// acknowledge those in flight, fails any still unanswered with ErrClosed, and
-// closes the connection.
-func (t *Transport) Close() error {
-	t.closeMu.Lock()
-	if t.closed {
-		t.closeMu.Unlock()
-		return nil
-	}
-	t.closed = true
-	close(t.done)
-	drained := make(chan struct{})
-	t.queue <- pending{flush: drained}
-	close(t.queue)
-	t.closeMu.Unlock()
-
-	var err error
-	select {
-	case <-drained:
-	case <-time.After(10 * time.Second):
-		err = fmt.Errorf("close: %d async publishes unacknowledged after 10s", t.window.InFlight())
-	}
-	close(t.abort)
-	<-t.collected
-	t.nc.Close()
-	return err
 }
 
 // mapErr wraps nats errors in the transport's sentinels so callers can branch.
