@@ -3,6 +3,7 @@ module github.com/ampyfin/ampy-bus
 go 1.26.0
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/bufbuild/protocompile v0.14.1
 	github.com/dave/jennifer v1.7.1
 	github.com/google/uuid v1.6.0

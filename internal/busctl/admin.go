@@ -15,6 +15,7 @@ import (
 
 	"github.com/ampyfin/ampy-bus/internal/demo"
 	"github.com/ampyfin/ampy-bus/internal/fixtures"
+	"github.com/ampyfin/ampy-bus/internal/loadbench"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/fixture"
@@ -329,8 +330,20 @@ func dev(ctx context.Context, e *env, args []string) error {
 	store := fs.String("store", "", "keep broker data under this directory across restarts (default: discarded on exit)")
 	nodes := fs.Int("cluster", 1, "NATS nodes: 3 runs a JetStream cluster (ports nats-port, +1, +2), so streams get the contract's replicas")
 	metrics := e.metricsFlag(fs)
+	supervised := fs.Bool("supervised", false, hidden+"print one line, "+strings.TrimSpace(loadbench.ReadyLine)+" URL…, when ready, and stop when stdin closes (for bench's broker child)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *supervised {
+		// The parent holds stdin open while it needs the brokers; it closes
+		// when the parent ends, however it ends.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			cancel()
+		}()
 	}
 	// The brokers' process: Go runtime and process metrics.
 	if err := metrics.start(); err != nil {
@@ -404,6 +417,9 @@ func dev(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("provision %s: %w", u, err)
 		}
 		fmt.Fprintf(e.stdout, "  %d streams provisioned on %s\n", n, u)
+	}
+	if *supervised {
+		fmt.Fprintln(e.stdout, loadbench.ReadyLine+strings.Join(urls, " "))
 	}
 	fmt.Fprintln(e.stdout, "ready; Ctrl-C to stop")
 	if f, ok := e.stdout.(*os.File); ok {

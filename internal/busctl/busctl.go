@@ -61,6 +61,7 @@ func init() {
 		{"dlq-redrive", "--subject S [--max N] [--durable NAME] [--dry-run]", "put dead letters back on their original topics after a fix", dlqRedrive},
 		{"poison", "--topic T --producer P --source S [--pk K]", "publish an undecodable message, to watch it reach the DLQ", poison},
 		{"bench-pub", "--topic T --producer P --source S [--pk K] --count N [--rate R] [--concurrency C] [--size B]", "measure publish throughput and latency", benchPub},
+		{"bench", "[--mode e2e|publish|consume] [--publishers N] [--consumers M] [--messages N] [--keys K] [--size B] [--rate R] [--sync] [--raw | --compare [--rounds R]] [--transport nats|kafka | --bus URL | --inproc] [--json]", "end-to-end benchmark of the typed API (or the raw client, or both compared) on a broker in a child process", bench},
 		{"replay", "(--env E --domain D --version V [--subtopic S] | --subject S) --start T --end T --reason R [--key K] [--dry-run]", "post a replay request on the control topic and count its window", replay},
 		{"validate-fixture", "--file F | --dir D", "check golden fixtures against the contract", validateFixture},
 		{"fixtures", "[--out DIR] [--check]", "write (or check) the golden fixtures from their typed sources", fixturesCmd},
@@ -147,7 +148,7 @@ func usage(w io.Writer) {
 
 // suggest names the command a mistyped one probably meant.
 func suggest(name string) string {
-	aliases := map[string]string{"publish": "pub", "subscribe": "sub", "dlq": "dlq-inspect", "bench": "bench-pub", "validate": "validate-fixture", "publish-fixture": "pub --fixture"}
+	aliases := map[string]string{"publish": "pub", "subscribe": "sub", "dlq": "dlq-inspect", "validate": "validate-fixture", "publish-fixture": "pub --fixture"}
 	if a, ok := aliases[name]; ok {
 		return fmt.Sprintf(" (did you mean %s?)", a)
 	}
@@ -202,12 +203,23 @@ func (e *env) newFlags(name string) *flag.FlagSet {
 				fmt.Fprintf(e.stdout, "usage: ampybusctl %s %s\n\n%s\n\nflags:\n", name, c.args, c.help)
 			}
 		}
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		// Flags for ampybusctl's own use stay out of the help.
+		shown := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.HasPrefix(f.Usage, hidden) {
+				shown.Var(f.Value, f.Name, f.Usage)
+				shown.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		shown.SetOutput(e.stdout)
+		shown.PrintDefaults()
 	}
 	return fs
 }
+
+// hidden starts the usage of a flag the help leaves out: one ampybusctl
+// passes to itself, such as dev's --supervised.
+const hidden = "(internal) "
 
 // conn holds the flags that say which bus to open and how to authenticate.
 type conn struct {

@@ -1,0 +1,380 @@
+package loadbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ampyfin/ampy-bus/generated/bars"
+	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+)
+
+// rawNATS is the same load through nats.go's jetstream package, written as
+// a careful client that honours the envelope would write it: the subjects
+// and headers the binding writes, built per message, and a durable pull
+// consumer that parses the envelope, decodes the payload and acks.
+type rawNATS struct{}
+
+func connectNATS(b *Bench, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(b.cfg.URL, append([]nats.Option{nats.Name(name)}, b.cfg.NATSOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", b.cfg.URL, err)
+	}
+	return nc, nil
+}
+
+func (rawNATS) publisher(_ context.Context, r *run, i int) (publisher, error) {
+	nc, err := connectNATS(r.b, "ampybusctl-bench-raw-publisher-"+strconv.Itoa(i))
+	if err != nil {
+		return nil, err
+	}
+	adm := r.b.adm.(*natsAdmin)
+	p := &rawNATSPub{
+		nc: nc, r: r, stream: adm.stream, partitions: adm.partitions,
+		slots: make(chan struct{}, asyncWindow), retry: make(chan *nats.Msg, asyncWindow),
+		retried: make(chan struct{}),
+	}
+	// The window is held below nats.go's own limit, so PublishMsgAsync never
+	// stalls ("too many outstanding async published messages"): a slot is
+	// taken before each publish and given back when its ack (or its retry's
+	// outcome) arrives.
+	p.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(asyncWindow+1),
+		jetstream.WithPublishAsyncTimeout(2*time.Second),
+		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { <-p.slots }),
+		// The handler runs under nats.go's lock: hand the message over.
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, _ error) { p.retry <- m }),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go p.retries()
+	return p, nil
+}
+
+type rawNATSPub struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	r          *run
+	stream     string
+	partitions int
+	slots      chan struct{}
+	retry      chan *nats.Msg
+	retried    chan struct{}
+	failed     atomic.Int64
+	firstErr   atomic.Pointer[error]
+}
+
+// retries republishes, with the same Nats-Msg-Id, what was not acknowledged.
+func (p *rawNATSPub) retries() {
+	defer close(p.retried)
+	for m := range p.retry {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := p.js.PublishMsg(ctx, m); err != nil {
+			p.failed.Add(1)
+			p.firstErr.CompareAndSwap(nil, &err)
+		}
+		cancel()
+		<-p.slots
+	}
+}
+
+// headers is the envelope a typed publish of the same message writes.
+func (r *run) headers(partitionKey string, now time.Time) envelope.Headers {
+	return envelope.Headers{
+		MessageID: envelope.NewMessageID(), SchemaFQDN: bars.SchemaFQDN, SchemaVersion: bars.SchemaVersion,
+		SchemaHash: bars.SchemaHash, ContentType: envelope.ContentTypeProtobuf, ProducedAt: now,
+		Producer: r.b.cfg.Producer, Source: r.b.cfg.Source, RunID: r.id, Trace: envelope.NewTrace(),
+		PartitionKey: partitionKey,
+	}
+}
+
+func (p *rawNATSPub) send(ctx context.Context, k int, b *batch) error {
+	data, err := proto.Marshal(b.msg)
+	if err != nil {
+		return err
+	}
+	key := mic + "." + p.r.b.keys.symbols[k]
+	h := p.r.headers(key, time.Now())
+	hdr := nats.Header{
+		envelope.HeaderMessageID:     {h.MessageID},
+		envelope.HeaderSchemaFQDN:    {h.SchemaFQDN},
+		envelope.HeaderSchemaVersion: {h.SchemaVersion},
+		envelope.HeaderContentType:   {h.ContentType},
+		envelope.HeaderProducedAt:    {envelope.FormatTime(h.ProducedAt)},
+		envelope.HeaderProducer:      {h.Producer},
+		envelope.HeaderSource:        {h.Source},
+		envelope.HeaderRunID:         {h.RunID},
+		envelope.HeaderTraceparent:   {h.Trace.String()},
+		envelope.HeaderPartitionKey:  {key},
+		envelope.HeaderSchemaHash:    {h.SchemaHash},
+		jetstream.MsgIDHeader:        {h.MessageID},
+	}
+	m := &nats.Msg{Subject: natsbinding.Subject(p.r.b.prefix+"."+key, key, p.partitions), Header: hdr, Data: data}
+	if p.r.b.cfg.Sync {
+		_, err := p.js.PublishMsg(ctx, m, jetstream.WithExpectStream(p.stream))
+		return err
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if _, err := p.js.PublishMsgAsync(m, jetstream.WithExpectStream(p.stream)); err != nil {
+		<-p.slots
+		return err
+	}
+	return nil
+}
+
+func (p *rawNATSPub) flush(ctx context.Context) error {
+	// Every slot free: every publish acknowledged or its retry settled.
+	for range cap(p.slots) {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for range cap(p.slots) {
+		<-p.slots
+	}
+	if e := p.firstErr.Load(); e != nil {
+		return fmt.Errorf("%d publishes failed: %w", p.failed.Load(), *e)
+	}
+	return nil
+}
+
+func (p *rawNATSPub) close() error {
+	p.nc.Close()
+	close(p.retry)
+	<-p.retried
+	return nil
+}
+
+func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (consumer, error) {
+	cfg := r.b.cfg
+	adm := r.b.adm.(*natsAdmin)
+	nc, err := connectNATS(r.b, "ampybusctl-bench-raw-consumer-"+strconv.Itoa(i))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable: r.group, FilterSubject: "*." + r.b.prefix + "." + bars.All().String(),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1024,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	}
+	if r.fromStart {
+		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &r.start
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, adm.stream, cc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("consumer %s on %s: %w", r.group, adm.stream, err)
+	}
+	c := &rawNATSCons{nc: nc}
+	handle := func(keys []string, m jetstream.Msg) []string {
+		hdr := m.Headers()
+		keys = keys[:0]
+		for k := range hdr {
+			if !strings.HasPrefix(k, "Nats-") {
+				keys = append(keys, k)
+			}
+		}
+		h, err := envelope.Parse(keys, hdr.Get)
+		var payload barsv1.BarBatch
+		if err == nil && h.SchemaFQDN == bars.SchemaFQDN && h.ContentType == envelope.ContentTypeProtobuf {
+			err = proto.Unmarshal(m.Data(), &payload)
+		} else if err == nil {
+			err = errors.New("not a BarBatch")
+		}
+		if err != nil {
+			r.handled(nil, "", 0, false, "", time.Time{}) // counted as foreign
+		} else {
+			seq, ok := seqOf(&payload)
+			r.handled(lat, h.RunID, seq, ok, h.MessageID, h.ProducedAt)
+		}
+		_ = m.Ack()
+		return keys
+	}
+	var cb jetstream.MessageHandler
+	if cfg.Concurrency == 1 {
+		var keys []string
+		cb = func(m jetstream.Msg) { keys = handle(keys, m) }
+	} else {
+		// One worker per lane, a key always in the same lane: keys keep
+		// their order, as the engine keeps them.
+		lanes := make([]chan jetstream.Msg, cfg.Concurrency)
+		for l := range lanes {
+			lanes[l] = make(chan jetstream.Msg, 64)
+			c.workers.Add(1)
+			go func() {
+				defer c.workers.Done()
+				var keys []string
+				for m := range lanes[l] {
+					keys = handle(keys, m)
+				}
+			}()
+		}
+		c.lanes = lanes
+		cb = func(m jetstream.Msg) {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(m.Subject()))
+			lanes[h.Sum32()%uint32(len(lanes))] <- m
+		}
+	}
+	c.cc, err = cons.Consume(cb, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		cfg.Logger.Debug("bench: raw consumer", "err", err)
+	}))
+	if err != nil {
+		c.closeLanes()
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+type rawNATSCons struct {
+	nc      *nats.Conn
+	cc      jetstream.ConsumeContext
+	lanes   []chan jetstream.Msg
+	workers sync.WaitGroup
+}
+
+func (c *rawNATSCons) closeLanes() {
+	for _, l := range c.lanes {
+		close(l)
+	}
+	c.workers.Wait()
+}
+
+func (c *rawNATSCons) stop() error {
+	c.cc.Stop()
+	<-c.cc.Closed()
+	c.closeLanes()
+	c.nc.Close()
+	return nil
+}
+
+// natsAdmin is the bench's own connection for the stream's layout, purges
+// and group cleanup.
+type natsAdmin struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	stream     string
+	partitions int
+}
+
+func newNATSAdmin(ctx context.Context, b *Bench) (*natsAdmin, error) {
+	nc, err := connectNATS(b, "ampybusctl-bench-admin")
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	a := &natsAdmin{nc: nc, js: js, stream: natsbinding.StreamName(b.prefix)}
+	st, err := js.Stream(ctx, a.stream)
+	if err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("stream %s: %w (create it with ampybusctl ensure-topic --topic %s, or pass --provision)", a.stream, err, b.prefix)
+		}
+		return nil, fmt.Errorf("stream %s: %w", a.stream, err)
+	}
+	// The stream lists one subject per partition: {partition}.{prefix}.{shape}.
+	for _, s := range st.CachedInfo().Config.Subjects {
+		tok, _, _ := strings.Cut(s, ".")
+		if p, err := strconv.Atoi(tok); err == nil {
+			a.partitions = max(a.partitions, p+1)
+		}
+	}
+	a.partitions = max(a.partitions, 1)
+	return a, nil
+}
+
+func (a *natsAdmin) purge(ctx context.Context) error {
+	st, err := a.js.Stream(ctx, a.stream)
+	if err == nil {
+		err = st.Purge(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", a.stream, err)
+	}
+	return nil
+}
+
+// groupConsumers names the stream's consumers of group: the raw client's
+// durable, or the typed group's one per partition (group-p0, group-p1, …).
+func (a *natsAdmin) groupConsumers(ctx context.Context, group string) ([]string, error) {
+	st, err := a.js.Stream(ctx, a.stream)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	names := st.ConsumerNames(ctx)
+	for n := range names.Name() {
+		if n == group || strings.HasPrefix(n, group+"-p") {
+			out = append(out, n)
+		}
+	}
+	return out, names.Err()
+}
+
+func (a *natsAdmin) dropGroup(ctx context.Context, group string) error {
+	names, err := a.groupConsumers(ctx, group)
+	for _, n := range names {
+		if derr := a.js.DeleteConsumer(ctx, a.stream, n); derr != nil && !errors.Is(derr, jetstream.ErrConsumerNotFound) {
+			err = errors.Join(err, derr)
+		}
+	}
+	return err
+}
+
+// ready waits until each of the group's consumers has a pull request
+// waiting: some member is fetching every partition.
+func (a *natsAdmin) ready(ctx context.Context, group string, _ int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		names, err := a.groupConsumers(ctx, group)
+		if err == nil && len(names) > 0 {
+			pulling := 0
+			for _, n := range names {
+				if c, err := a.js.Consumer(ctx, a.stream, n); err == nil && c.CachedInfo().NumWaiting > 0 {
+					pulling++
+				}
+			}
+			if pulling == len(names) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (a *natsAdmin) close() { a.nc.Close() }
