@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
@@ -255,13 +256,26 @@ type partition struct {
 	// oldest unsettled one; records the filter passed over are not kept.
 	pending []*delivery
 	// latest is the newest record seen, handed out or passed over: once
-	// nothing is pending, everything up to it may be committed.
-	latest *kgo.Record
-	commit *kgo.Record // the last record whose offset+1 may be committed
+	// nothing is pending, everything up to it may be committed. Positions,
+	// not records, are kept: a record holds on to its whole fetch buffer.
+	latest position
+	commit position // the last record whose offset+1 may be committed
 	dirty  bool
 	// revoking: the partition is being taken away; deliveries not yet
 	// started are revoked.
 	revoking bool
+}
+
+// position is where a record sits in its partition; a zero position (no
+// record yet) is marked by seen false.
+type position struct {
+	seen   bool
+	epoch  int32
+	offset int64
+}
+
+func positionOf(r *kgo.Record) position {
+	return position{seen: true, epoch: r.LeaderEpoch, offset: r.Offset}
 }
 
 type delivery struct {
@@ -347,11 +361,11 @@ func (c *consumer) accept(r *kgo.Record) {
 		p = &partition{}
 		c.parts[r.Partition] = p
 	}
-	p.latest = r
+	p.latest = positionOf(r)
 	if !ours {
 		// Passed over: the offset may move past it once nothing before it is pending.
 		if len(p.pending) == 0 {
-			p.commit, p.dirty = r, true
+			p.commit, p.dirty = p.latest, true
 		}
 		c.mu.Unlock()
 		return
@@ -395,12 +409,13 @@ func (d *delivery) settle() {
 	}
 	i := 0
 	for i < len(p.pending) && p.pending[i].settled {
-		p.commit = p.pending[i].rec
+		p.commit = positionOf(p.pending[i].rec)
 		p.dirty = true
+		p.pending[i] = nil
 		i++
 	}
 	p.pending = p.pending[i:]
-	if len(p.pending) == 0 && p.latest != nil && p.latest.Offset > p.commit.Offset {
+	if len(p.pending) == 0 && p.latest.seen && p.latest.offset > p.commit.offset {
 		p.commit = p.latest // records passed over after the last pending one
 	}
 }
@@ -449,31 +464,53 @@ func (c *consumer) commitLocked(ctx context.Context, only map[int32]bool) {
 		return
 	}
 	c.mu.Lock()
-	var recs []*kgo.Record
-	owners := map[*kgo.Record]*partition{}
+	offsets := map[int32]kgo.EpochOffset{}
+	owners := map[int32]*partition{}
 	for id, p := range c.parts {
 		if p.dirty && (only == nil || only[id]) {
-			recs = append(recs, p.commit)
-			owners[p.commit] = p
+			offsets[id] = kgo.EpochOffset{Epoch: p.commit.epoch, Offset: p.commit.offset + 1}
+			owners[id] = p
 			p.dirty = false
 		}
 	}
 	c.mu.Unlock()
-	if len(recs) == 0 {
+	if len(offsets) == 0 {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := c.cl.CommitRecords(cctx, recs...); err != nil {
+	if err := c.commit(cctx, offsets); err != nil {
 		c.t.log.Warn("kafka offset commit failed; retrying on the next tick", "topic", c.sub.Stream.Prefix, "group", c.sub.Group, "err", err)
 		c.mu.Lock()
-		for r, p := range owners {
-			if c.parts[r.Partition] == p && p.commit == r {
+		for id, p := range owners {
+			if c.parts[id] == p && p.commit.offset+1 == offsets[id].Offset {
 				p.dirty = true
 			}
 		}
 		c.mu.Unlock()
 	}
+}
+
+// commit commits offsets of the subscription's topic for the group; any
+// partition's error fails it.
+func (c *consumer) commit(ctx context.Context, offsets map[int32]kgo.EpochOffset) error {
+	var cerr error
+	c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.sub.Stream.Prefix: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						cerr = err
+						return
+					}
+				}
+			}
+		})
+	return cerr
 }
 
 // assigned runs the subscription's OnAssign before the new partitions are

@@ -48,7 +48,7 @@ func TestPassedOverRecordsAreNotKept(t *testing.T) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		p := c.parts[0]
-		return p != nil && p.latest != nil && p.latest.Offset == others
+		return p != nil && p.latest.seen && p.latest.offset == others
 	}, 20*time.Second, 20*time.Millisecond, "the consumer read past the held record")
 	c.mu.Lock()
 	assert.Len(t, c.parts[0].pending, 1, "only the held delivery is kept")
