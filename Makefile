@@ -60,9 +60,9 @@ generate:
 proto:
 	$(GO) run proto/generate.go
 
-## bench: typed publish vs raw nats.go and raw franz-go, sync and async, in one run
+## bench: typed vs raw nats.go and franz-go (ampybusctl bench --compare), observability overhead and binary size; rewrites README's Performance figures
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./runtime/ampybus/ ./runtime/kafkabinding/
+	$(GO) run ./internal/benchdoc -readme README.md
 
 build:
 	$(GO) build -o bin/ ./cmd/...

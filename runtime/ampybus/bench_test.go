@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -79,6 +80,11 @@ func nilIfNoTraces(tp *sdktrace.TracerProvider) trace.TracerProvider {
 	}
 	return tp
 }
+
+// stallWait lets a raw async publish wait for room in nats.go's pending
+// window, as the bus's own window does, instead of failing after 200ms with
+// "stalled with too many outstanding async published messages".
+var stallWait = jetstream.WithStallWait(time.Minute)
 
 func BenchmarkPublish(b *testing.B) {
 	srv, bus := benchBus(b)
@@ -216,7 +222,7 @@ func BenchmarkPublish(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := js.PublishAsync(rawSubject, data); err != nil {
+			if _, err := js.PublishAsync(rawSubject, data, stallWait); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -226,7 +232,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("raw+headers/async", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := js.PublishMsgAsync(withHeaders()); err != nil {
+			if _, err := js.PublishMsgAsync(withHeaders(), stallWait); err != nil {
 				b.Fatal(err)
 			}
 		}

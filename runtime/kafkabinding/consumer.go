@@ -30,7 +30,8 @@ func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (
 	c := &consumer{
 		t: t, sub: sub, prefix: sub.Stream.Prefix + ".",
 		out:     make(chan *delivery, maxInFlight),
-		slots:   make(chan struct{}, maxInFlight),
+		limit:   int64(maxInFlight),
+		room:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		parts:   map[int32]*partition{},
@@ -229,8 +230,12 @@ type consumer struct {
 	prefix string
 	cl     *kgo.Client
 	out    chan *delivery
-	// slots bounds delivered-but-unsettled records.
-	slots     chan struct{}
+	// inflight counts records handed out and not settled, up to limit. The
+	// poller refills only once half of them are settled (room is signalled
+	// then): one fetch for many records, not a wakeup per settled record.
+	inflight  atomic.Int64
+	limit     int64
+	room      chan struct{}
 	closed    chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -299,14 +304,15 @@ func (c *consumer) poll() {
 		cancel()
 	}()
 	for {
-		// Wait for at least one free slot before asking for records.
-		select {
-		case c.slots <- struct{}{}:
-			<-c.slots
-		case <-c.closed:
-			return
+		// Wait until half the in-flight limit is free before asking for records.
+		for c.inflight.Load() > c.limit/2 {
+			select {
+			case <-c.room:
+			case <-c.closed:
+				return
+			}
 		}
-		free := cap(c.slots) - len(c.slots)
+		free := int(c.limit - c.inflight.Load())
 		fetches := c.cl.PollRecords(ctx, free)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			c.cl.AllowRebalance()
@@ -373,11 +379,9 @@ func (c *consumer) accept(r *kgo.Record) {
 	d.part = p
 	p.pending = append(p.pending, d)
 	c.mu.Unlock()
-	select {
-	case c.slots <- struct{}{}:
-	case <-c.closed:
-		return // unsettled: the group reads it again
-	}
+	// Polls ask for at most the free room, and only this goroutine takes
+	// it: the limit holds without waiting here.
+	c.inflight.Add(1)
 	select {
 	case c.out <- d:
 	case <-c.closed:
@@ -658,7 +662,7 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 			return d, nil
 		}
 		// Its partition was revoked: the new owner handles it; settle nothing here.
-		<-c.slots
+		c.release()
 	}
 }
 
@@ -679,7 +683,7 @@ func (c *consumer) next(ctx context.Context) (*delivery, error) {
 				return d, nil
 			default:
 			}
-			if len(c.slots) == 0 {
+			if c.inflight.Load() == 0 {
 				return nil, transport.ErrEndOfStream
 			}
 			select {
@@ -727,6 +731,16 @@ func (c *consumer) shutdown(commit bool) {
 	})
 }
 
+// release gives back a record's room; reaching half the limit wakes the poller.
+func (c *consumer) release() {
+	if c.inflight.Add(-1) == c.limit/2 {
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Revoked implements transport.Revocable: the record's partition moved (or
 // is moving) to another member, which reads it again from the last commit.
 // The engine asks just before it starts the handler; a delivery it was told
@@ -751,7 +765,7 @@ func (d *delivery) Partition() int32            { return d.rec.Partition }
 // Ack implements transport.Delivery.
 func (d *delivery) Ack(context.Context) error {
 	d.settle()
-	<-d.c.slots
+	d.c.release()
 	return nil
 }
 
@@ -769,7 +783,7 @@ func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	d.attempt++
 	time.AfterFunc(delay, func() {
 		if c.leaving(d) {
-			<-c.slots // revoked meanwhile: the new owner has it
+			c.release() // revoked meanwhile: the new owner has it
 			return
 		}
 		select {
