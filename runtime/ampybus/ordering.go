@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,9 +18,13 @@ import (
 // hold a new one back.
 type orderTracker struct {
 	mu sync.Mutex
-	// newest is in unix nanoseconds: a map without pointers in its values
-	// costs the garbage collector less over many keys.
-	newest   map[string]int64
+	// slot maps a key to its newest time in times, in unix nanoseconds.
+	// The map is only written when a key is new or forgotten: assigning to
+	// an existing string key stores the new key string, which would keep
+	// the whole header block of the latest message of every key alive.
+	slot     map[string]int32
+	times    []int64
+	free     []int32
 	capacity int
 	// store, when set, keeps the state across restarts; the map caches it.
 	store checkpoint.Store
@@ -28,13 +33,17 @@ type orderTracker struct {
 }
 
 func newOrderTracker(capacity int) *orderTracker {
-	return &orderTracker{newest: map[string]int64{}, capacity: capacity}
+	return &orderTracker{slot: map[string]int32{}, capacity: capacity}
 }
 
 // behind reports whether t is older than the newest time handled for key.
 func (o *orderTracker) behind(key string, t time.Time) (newest time.Time, behind bool) {
 	o.mu.Lock()
-	ns, ok := o.newest[key]
+	i, ok := o.slot[key]
+	var ns int64
+	if ok {
+		ns = o.times[i]
+	}
 	o.mu.Unlock()
 	if ok {
 		return time.Unix(0, ns).UTC(), nanos(t) < ns
@@ -49,9 +58,7 @@ func (o *orderTracker) behind(key string, t time.Time) (newest time.Time, behind
 	}
 	if ok {
 		o.mu.Lock()
-		if cur, seen := o.newest[key]; !seen || nanos(n) > cur {
-			o.newest[key] = nanos(n)
-		}
+		o.raise(key, nanos(n))
 		o.mu.Unlock()
 	}
 	return n, ok && t.Before(n)
@@ -61,25 +68,49 @@ func (o *orderTracker) behind(key string, t time.Time) (newest time.Time, behind
 func (o *orderTracker) advance(key string, t time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if n, ok := o.newest[key]; ok && nanos(t) <= n {
+	if !o.raise(key, nanos(t)) {
 		return
 	}
-	o.newest[key] = nanos(t)
 	if o.store != nil {
 		if err := o.store.Save(context.Background(), o.scope+key, t); err != nil {
 			o.log.Warn("ordering checkpoint not saved; a restart may miss a stale value of this key", "partition_key", key, "err", err)
 		}
 	}
-	if len(o.newest) > o.capacity {
-		drop := len(o.newest) - o.capacity*3/4
-		for k := range o.newest {
+	if len(o.slot) > o.capacity {
+		drop := len(o.slot) - o.capacity*3/4
+		for k, i := range o.slot {
 			if drop == 0 {
 				break
 			}
-			delete(o.newest, k)
+			delete(o.slot, k)
+			o.free = append(o.free, i)
 			drop--
 		}
 	}
+}
+
+// raise sets key's newest time to ns unless it holds a newer one; it
+// reports whether it did. Callers hold mu.
+func (o *orderTracker) raise(key string, ns int64) bool {
+	if i, ok := o.slot[key]; ok {
+		if ns <= o.times[i] {
+			return false
+		}
+		o.times[i] = ns
+		return true
+	}
+	var i int32
+	if n := len(o.free); n > 0 {
+		i, o.free = o.free[n-1], o.free[:n-1]
+		o.times[i] = ns
+	} else {
+		i = int32(len(o.times))
+		o.times = append(o.times, ns)
+	}
+	// A key read from a message shares memory with all its headers: the
+	// map keeps a copy of its own.
+	o.slot[strings.Clone(key)] = i
+	return true
 }
 
 // nanos is t in unix nanoseconds, clamped to what an int64 holds (years

@@ -55,7 +55,8 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	if reason != "" {
 		return e.deadLetter(ctx, stopping, ev, d, Result{Reason: reason, Rejected: true, Attempt: attempt})
 	}
-	dupKeys := e.dedupeKeys(m)
+	var keyBuf [2]string
+	dupKeys := e.dedupeKeys(m, keyBuf[:0])
 	seen, ok := e.seen(ctx, stopping, dupKeys)
 	if !ok {
 		return e.handBack(ctx, ev, d, attempt)
@@ -201,14 +202,16 @@ func latencyMS(produced, received time.Time) float64 {
 
 // dedupeKeys are the keys under which an applied message is remembered,
 // scoped to the consumer group: another group must still see it.
-func (e *engine[S, P]) dedupeKeys(m *transport.Message) []string {
+// They are appended to into, which callers give room for two on their stack.
+func (e *engine[S, P]) dedupeKeys(m *transport.Message, into []string) []string {
 	if e.opts.dedupe == nil {
-		return nil
+		return into
 	}
-	if m.Headers.DedupeKey == "" {
-		return []string{e.dedupeScope + "id|" + m.Headers.MessageID}
+	into = append(into, e.dedupeScope+"id|"+m.Headers.MessageID)
+	if m.Headers.DedupeKey != "" {
+		into = append(into, e.dedupeScope+"dk|"+m.Headers.DedupeKey)
 	}
-	return []string{e.dedupeScope + "id|" + m.Headers.MessageID, e.dedupeScope + "dk|" + m.Headers.DedupeKey}
+	return into
 }
 
 // seen reports whether any key was applied before. A store that cannot be

@@ -151,8 +151,8 @@ func (c *consumer) Next(ctx context.Context) (transport.Delivery, error) {
 			}
 			return nil, mapErr(err)
 		}
-		d := newDelivery(m, c.sub.Stream.Prefix)
 		md, _ := m.Metadata()
+		d := newDelivery(m, md)
 		if c.sub.Bounded && md != nil {
 			if md.Sequence.Stream > c.lastSeq || (!c.sub.Until.IsZero() && !md.Timestamp.Before(c.sub.Until)) {
 				c.nothingLeft = true
@@ -199,8 +199,9 @@ func (d *delivery) Revoked() bool { return d.tenure != nil && d.tenure.lost.Load
 
 // newDelivery decodes a received message: the topic without its partition
 // token, and the envelope. A subject or header that does not parse is
-// reported through HeaderErr, so the engine dead-letters the message.
-func newDelivery(m jetstream.Msg, prefix string) *delivery {
+// reported through HeaderErr, so the engine dead-letters the message. md is
+// m's metadata, read once by the caller (nil when it has none).
+func newDelivery(m jetstream.Msg, md *jetstream.MsgMetadata) *delivery {
 	d := &delivery{m: m}
 	topic, _, terr := topicOf(m.Subject())
 	d.msg.Topic = topic
@@ -209,7 +210,7 @@ func newDelivery(m jetstream.Msg, prefix string) *delivery {
 	if terr != nil {
 		d.herr = errors.Join(terr, d.herr)
 	}
-	if md, err := m.Metadata(); err == nil {
+	if md != nil {
 		d.attempt = int(md.NumDelivered)
 		d.seq = md.Sequence.Stream
 	}

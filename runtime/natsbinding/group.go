@@ -342,7 +342,7 @@ func (g *groupConsumer) pull(p *partition, it jetstream.MessagesContext, stop, d
 			continue
 		}
 		last = md.Sequence.Consumer
-		d := newDelivery(m, g.sub.Stream.Prefix)
+		d := newDelivery(m, md)
 		d.settled = func() { g.settled(p) }
 		g.mu.Lock()
 		p.held++
