@@ -235,22 +235,21 @@ func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
 	if !ok || sub == "" {
 		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
 	}
-	// Every value is cut from one buffer: a record's headers cost two
-	// allocations, not one per header.
-	fields := m.Headers.Fields()
-	size := len(sub)
-	for _, f := range fields {
-		size += len(f.Value)
-	}
-	buf := make([]byte, 0, size)
-	hs := make([]kgo.RecordHeader, 0, len(fields)+1)
+	// Every value is cut from one buffer (two, if the guess is short): a
+	// record's headers cost a few allocations, not one per header. A value
+	// keeps the array it was cut from, so growing the buffer is safe.
+	n := m.Headers.Count()
+	buf := make([]byte, 0, len(sub)+48*n)
+	hs := make([]kgo.RecordHeader, 0, n+1)
 	value := func(v string) []byte {
 		buf = append(buf, v...)
 		return buf[len(buf)-len(v) : len(buf) : len(buf)]
 	}
 	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: value(sub)})
-	for _, f := range fields {
-		hs = append(hs, kgo.RecordHeader{Key: f.Key, Value: value(f.Value)})
+	m.Headers.Each(func(k, v string) { hs = append(hs, kgo.RecordHeader{Key: k, Value: value(v)}) })
+	if extra := hs[len(hs)-len(m.Headers.Extra):]; len(extra) > 1 {
+		// Each visits Extra in map order; the wire order is fixed.
+		slices.SortFunc(extra, func(a, b kgo.RecordHeader) int { return strings.Compare(a.Key, b.Key) })
 	}
 	// The record timestamp is left to the client: the time of this write, as
 	// JetStream stores it. Time-window replays and retention then mean the
@@ -293,10 +292,11 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	}
 	// ctx bounds the wait for room only: franz-go fails buffered records whose
 	// context ends, and a caller may cancel once PublishAsync has returned.
+	topic := s.Prefix // not the whole Stream: the callback lives until the ack
 	t.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		t.window.Release()
 		if err != nil {
-			done(transport.PublishAck{}, needs(publishErr(err), "Write on topic "+s.Prefix))
+			done(transport.PublishAck{}, needs(publishErr(err), "Write on topic "+topic))
 			return
 		}
 		done(ack(r), nil)

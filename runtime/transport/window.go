@@ -22,13 +22,13 @@ func NewWindow(size int, failFast bool) *Window {
 // Acquire takes a slot, waiting until ctx ends or closed closes unless the
 // window fails fast. Its errors wrap ErrBackpressure or ErrClosed.
 func (w *Window) Acquire(ctx context.Context, closed <-chan struct{}) error {
+	select {
+	case w.slots <- struct{}{}:
+		return nil // the common case: room at once, without a three-way select
+	default:
+	}
 	if w.failFast {
-		select {
-		case w.slots <- struct{}{}:
-			return nil
-		default:
-			return fmt.Errorf("%w: %d publishes await their ack", ErrBackpressure, cap(w.slots))
-		}
+		return fmt.Errorf("%w: %d publishes await their ack", ErrBackpressure, cap(w.slots))
 	}
 	select {
 	case w.slots <- struct{}{}:
