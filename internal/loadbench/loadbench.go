@@ -205,12 +205,6 @@ func New(ctx context.Context, cfg Config) (*Bench, error) {
 	return b, nil
 }
 
-// Config is the configuration the bench runs with, defaults filled in.
-func (b *Bench) Config() Config { return b.cfg }
-
-// Transport is nats or kafka.
-func (b *Bench) Transport() string { return b.transport }
-
 // PayloadBytes is the marshalled size of the BarBatch the runs publish.
 func (b *Bench) PayloadBytes() int {
 	bt := newBatch(b.cfg.Size, b.keys.symbols[len(b.keys.symbols)-1])
@@ -254,4 +248,18 @@ func (b *Bench) Compare(ctx context.Context, rounds int) ([]*Result, error) {
 		}
 	}
 	return out, nil
+}
+
+// pollUntil checks cond every 20 ms until it holds, giving up after limit.
+func pollUntil(ctx context.Context, limit time.Duration, cond func(context.Context) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for !cond(ctx) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }

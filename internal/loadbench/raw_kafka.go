@@ -282,31 +282,25 @@ func (a *kafkaAdmin) dropGroup(ctx context.Context, group string) error {
 // ready waits until the group is stable with every member in it and every
 // partition assigned.
 func (a *kafkaAdmin) ready(ctx context.Context, group string, members int) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
+	return pollUntil(ctx, 30*time.Second, func(ctx context.Context) bool {
 		described, err := a.adm.DescribeGroups(ctx, group)
-		if err == nil {
-			if g, ok := described[group]; ok && g.Err == nil && g.State == "Stable" && len(g.Members) >= members {
-				assigned := 0
-				for _, m := range g.Members {
-					if c, ok := m.Assigned.AsConsumer(); ok {
-						for _, t := range c.Topics {
-							assigned += len(t.Partitions)
-						}
-					}
-				}
-				if assigned >= a.partitions {
-					return nil
+		if err != nil {
+			return false
+		}
+		g, ok := described[group]
+		if !ok || g.Err != nil || g.State != "Stable" || len(g.Members) < members {
+			return false
+		}
+		assigned := 0
+		for _, m := range g.Members {
+			if c, ok := m.Assigned.AsConsumer(); ok {
+				for _, t := range c.Topics {
+					assigned += len(t.Partitions)
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return assigned >= a.partitions
+	})
 }
 
 func (a *kafkaAdmin) close() { a.cl.Close() }

@@ -354,27 +354,18 @@ func (a *natsAdmin) dropGroup(ctx context.Context, group string) error {
 // ready waits until each of the group's consumers has a pull request
 // waiting: some member is fetching every partition.
 func (a *natsAdmin) ready(ctx context.Context, group string, _ int) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
+	return pollUntil(ctx, 10*time.Second, func(ctx context.Context) bool {
 		names, err := a.groupConsumers(ctx, group)
-		if err == nil && len(names) > 0 {
-			pulling := 0
-			for _, n := range names {
-				if c, err := a.js.Consumer(ctx, a.stream, n); err == nil && c.CachedInfo().NumWaiting > 0 {
-					pulling++
-				}
-			}
-			if pulling == len(names) {
-				return nil
+		if err != nil || len(names) == 0 {
+			return false
+		}
+		for _, n := range names {
+			if c, err := a.js.Consumer(ctx, a.stream, n); err != nil || c.CachedInfo().NumWaiting == 0 {
+				return false
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return true
+	})
 }
 
 func (a *natsAdmin) close() { a.nc.Close() }

@@ -136,7 +136,7 @@ func summarize(mode Mode, runs []*Result) []Figure {
 			if len(vals) == 0 {
 				continue
 			}
-			s := stat(vals)
+			s := StatOf(vals)
 			if c == Typed {
 				f.Typed = s
 			} else {
@@ -154,7 +154,8 @@ func summarize(mode Mode, runs []*Result) []Figure {
 	return out
 }
 
-func stat(vals []float64) *Stat {
+// StatOf is the median and range of vals (at least one).
+func StatOf(vals []float64) *Stat {
 	s := slices.Clone(vals)
 	slices.Sort(s)
 	med := s[len(s)/2]
