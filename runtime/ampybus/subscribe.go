@@ -116,8 +116,7 @@ func RetryBackoff(f func(attempt int) time.Duration) SubscribeOption {
 // Dedupe sets where the subscription remembers the messages it has applied,
 // for ttl: a message whose message_id or dedupe_key is there is acknowledged
 // without calling the handler, and counted in Stats.Duplicates. The default
-// is an in-memory store of up to 65,536 keys, each kept for the domain's
-// dedupe_window (an hour when the contract gives none); a
+// is an in-memory store of 65536 keys kept for an hour; a
 // natsbinding.KVStore survives restarts.
 func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
 	if ttl <= 0 {
@@ -132,20 +131,6 @@ func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
 // Stream positions need nothing: durable groups resume where they acked.
 func Checkpoints(store checkpoint.Store) SubscribeOption {
 	return func(o *subOptions) { o.checkpoints = store }
-}
-
-// defaultDedupeCapacity bounds the default in-memory dedupe store.
-const defaultDedupeCapacity = 65536
-
-// defaultDedupe gives a subscription without Dedupe or NoDedupe its own
-// in-memory store. Marks live for the contract's dedupe window (the
-// broker's own for producer retries), so the store holds rate × window
-// marks, up to its capacity: one of many fan-outs of a quiet stream costs
-// little.
-func (o *subOptions) defaultDedupe(d *DomainSpec) {
-	if o.dedupe == nil && o.dedupeTTL == 0 {
-		o.dedupe, o.dedupeTTL = dedupe.NewMemory(defaultDedupeCapacity), cmp.Or(d.DedupeWindow, time.Hour)
-	}
 }
 
 // NoDedupe turns consumer-side deduplication off: every delivery reaches the handler.
@@ -315,7 +300,9 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	if o.backoff == nil {
 		o.backoff = o.retry.Delay
 	}
-	o.defaultDedupe(d)
+	if o.dedupe == nil && o.dedupeTTL == 0 {
+		o.dedupe, o.dedupeTTL = dedupe.NewMemory(65536), time.Hour
+	}
 	filter := d.Prefix(b.env) + "." + pattern
 	what := "subscribe "
 	if w != nil {
