@@ -85,7 +85,13 @@ func (s *keyScheduler) take() (l *keyLine, d transport.Delivery, ok bool) {
 	}
 	l.cur = l.waiting[l.next]
 	l.waiting[l.next] = nil
-	l.next++
+	if l.next++; l.next > 64 && l.next > len(l.waiting)/2 {
+		// A key that always has a backlog would otherwise grow its array
+		// by a dead slot per message handled.
+		n := copy(l.waiting, l.waiting[l.next:])
+		clear(l.waiting[n:])
+		l.waiting, l.next = l.waiting[:n], 0
+	}
 	return l, l.cur, true
 }
 

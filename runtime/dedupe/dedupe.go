@@ -5,6 +5,7 @@ package dedupe
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync"
 	"time"
 )
@@ -98,10 +99,19 @@ func (m *Memory) Mark(_ context.Context, key string, ttl time.Duration) error {
 		}
 	}
 	pos := (m.head + m.n) % len(m.ring)
-	m.ring[pos] = slot{key: d, expires: now + int64(ttl)}
+	m.ring[pos] = slot{key: d, expires: expiry(now, ttl)}
 	m.n++
 	m.index[d] = pos // a slot it had before is left to age out
 	return nil
+}
+
+// expiry is now + ttl, saturating: a TTL meant as "for ever" must not wrap
+// into the past.
+func expiry(now int64, ttl time.Duration) int64 {
+	if ttl > 0 && now > math.MaxInt64-int64(ttl) {
+		return math.MaxInt64
+	}
+	return now + int64(ttl)
 }
 
 // dropOldest forgets the mark at the head, unless its key was marked again since.

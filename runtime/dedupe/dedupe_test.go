@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -94,4 +95,13 @@ func TestMemoryDropsExpiredMarks(t *testing.T) {
 	assert.True(t, seen)
 	seen, _ = m.Seen(ctx, "8000")
 	assert.False(t, seen)
+}
+
+// A TTL meant as "for ever" saturates instead of wrapping into the past.
+func TestMemoryLongTTL(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(4)
+	require.NoError(t, m.Mark(ctx, "k", time.Duration(math.MaxInt64)))
+	seen, _ := m.Seen(ctx, "k")
+	assert.True(t, seen)
 }

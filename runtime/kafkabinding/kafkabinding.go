@@ -382,13 +382,27 @@ func parseHeaders(key []byte, hs []kgo.RecordHeader) (envelope.Headers, string, 
 	values := all.String()
 	var kbuf, vbuf [24]string
 	keys, vals := kbuf[:0], vbuf[:0]
+	// A hostile record may carry thousands of headers: past a handful,
+	// repeats are found through a set, not by scanning.
+	var seen map[string]struct{}
+	if len(hs) > len(kbuf) {
+		seen = make(map[string]struct{}, len(hs))
+	}
+	repeated := func(k string) bool {
+		if seen == nil {
+			return slices.Contains(keys, k)
+		}
+		_, dup := seen[k]
+		seen[k] = struct{}{}
+		return dup
+	}
 	var counts map[string]int
 	sub, hasSub := "", false
 	at := 0
 	for _, h := range hs {
 		v := values[at : at+len(h.Value)]
 		at += len(h.Value)
-		if slices.Contains(keys, h.Key) || (hasSub && h.Key == HeaderSubtopic) {
+		if (h.Key == HeaderSubtopic && hasSub) || (h.Key != HeaderSubtopic && repeated(h.Key)) {
 			if counts == nil {
 				counts = map[string]int{}
 			}
@@ -409,7 +423,15 @@ func parseHeaders(key []byte, hs []kgo.RecordHeader) (envelope.Headers, string, 
 	if !hasSub {
 		errs = append(errs, &envelope.HeaderError{Header: HeaderSubtopic, Reason: "missing: a Kafka record names its subtopic (XNAS.AAPL) in this header"})
 	}
-	h, err := envelope.Parse(keys, func(k string) string { return vals[slices.Index(keys, k)] })
+	// Parse asks for each key once, in order: the getter follows along.
+	next := 0
+	h, err := envelope.Parse(keys, func(k string) string {
+		if next < len(keys) && keys[next] == k {
+			next++
+			return vals[next-1]
+		}
+		return vals[slices.Index(keys, k)]
+	})
 	if h.PartitionKey != "" && string(key) != h.PartitionKey {
 		errs = append(errs, &envelope.HeaderError{Header: "record key", Value: string(key), Reason: fmt.Sprintf("differs from partition_key %q; produce with the partition_key as the record key", h.PartitionKey)})
 	}

@@ -38,6 +38,7 @@ type inflight struct {
 
 type asyncPublish struct {
 	seq      uint64
+	msg      *nats.Msg
 	subject  string
 	done     transport.AsyncResult
 	finished bool
@@ -58,21 +59,22 @@ func newInflight(window *transport.Window) *inflight {
 func (f *inflight) add(m *nats.Msg, done transport.AsyncResult) {
 	f.mu.Lock()
 	f.sent++
-	p := &asyncPublish{seq: f.sent, subject: m.Subject, done: done}
+	p := &asyncPublish{seq: f.sent, msg: m, subject: m.Subject, done: done}
 	f.byMsg[m] = p
 	f.fifo = append(f.fifo, p)
 	f.mu.Unlock()
 }
 
-// forget unregisters m after nats.go refused to send it; the caller reports the error.
-func (f *inflight) forget(m *nats.Msg) {
-	f.mu.Lock()
-	if p := f.byMsg[m]; p != nil {
-		delete(f.byMsg, m)
-		f.finishLocked(p)
+// forget unregisters m after nats.go refused to send it. It reports
+// whether m was still registered: a server refusal may have completed it
+// in between, and then its outcome is already delivered.
+func (f *inflight) forget(m *nats.Msg) bool {
+	p := f.take(m)
+	if p == nil {
+		return false
 	}
-	f.mu.Unlock()
-	f.window.Release()
+	f.finish(p)
+	return true
 }
 
 // acked is nats.go's ack handler, called after it released its own lock.
@@ -90,17 +92,29 @@ func (f *inflight) failed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // complete finishes m's publish once: a publish already failed by a refusal
 // or by Close is not completed again when nats.go gives up on it later.
 func (f *inflight) complete(m *nats.Msg, ack transport.PublishAck, err error) {
-	f.mu.Lock()
-	p := f.byMsg[m]
-	if p == nil {
-		f.mu.Unlock()
-		return
+	if p := f.take(m); p != nil {
+		p.done(ack, err)
+		f.finish(p)
 	}
+}
+
+// take unregisters m, so nothing else completes it; nil when something did.
+func (f *inflight) take(m *nats.Msg) *asyncPublish {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.byMsg[m]
 	delete(f.byMsg, m)
+	return p
+}
+
+// finish gives p's window slot back and passes it in the FIFO. It runs
+// after p's outcome was delivered, so a Flush it wakes finds every
+// completion (and any retry it scheduled) already done.
+func (f *inflight) finish(p *asyncPublish) {
+	f.mu.Lock()
 	f.finishLocked(p)
 	f.mu.Unlock()
 	f.window.Release()
-	p.done(ack, err)
 }
 
 // finishLocked marks p done, passes over the completed head of the FIFO and
@@ -156,29 +170,19 @@ func (f *inflight) flushed() <-chan struct{} {
 func (f *inflight) refused(subject string) bool {
 	f.mu.Lock()
 	var hit *asyncPublish
-	var msg *nats.Msg
 	for _, p := range f.fifo[f.head:] {
-		if !p.finished && p.subject == subject {
+		if f.byMsg[p.msg] == p && p.subject == subject {
 			hit = p
+			delete(f.byMsg, p.msg)
 			break
 		}
-	}
-	if hit != nil {
-		for m, p := range f.byMsg {
-			if p == hit {
-				msg = m
-				break
-			}
-		}
-		delete(f.byMsg, msg)
-		f.finishLocked(hit)
 	}
 	f.mu.Unlock()
 	if hit == nil {
 		return false
 	}
-	f.window.Release()
 	hit.done(transport.PublishAck{}, &ForbiddenError{Op: "publish", Subject: subject})
+	f.finish(hit)
 	return true
 }
 
@@ -190,13 +194,10 @@ func (f *inflight) abort(err error) {
 		delete(f.byMsg, m)
 		left = append(left, p)
 	}
-	for _, p := range left {
-		f.finishLocked(p)
-	}
 	f.mu.Unlock()
 	for _, p := range left {
-		f.window.Release()
 		p.done(transport.PublishAck{}, err)
+		f.finish(p)
 	}
 }
 
@@ -219,7 +220,9 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	msg := toNats(r.partitions, m)
 	t.inflight.add(msg, done)
 	if _, err := t.js.PublishMsgAsync(msg, r.opts...); err != nil {
-		t.inflight.forget(msg)
+		if !t.inflight.forget(msg) {
+			return nil // a refusal already completed it: done has its outcome
+		}
 		return publishErr(err)
 	}
 	return nil

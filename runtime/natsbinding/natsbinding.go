@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,8 +55,8 @@ type Transport struct {
 	// count as the broker holds it, and the publish options naming it.
 	routes map[string]*route
 
-	// closeMu guards queue: senders hold it shared, Close exclusively, so no
-	// send can race the channel's close.
+	// closeMu orders async publishes against Close: senders hold it shared,
+	// Close exclusively, so none registers after Close began waiting.
 	closeMu sync.RWMutex
 	closed  bool
 	// denials fails operations the server refuses at once.
@@ -153,15 +152,7 @@ func (t *Transport) Conn() *nats.Conn { return t.nc }
 // StreamName is the JetStream stream that holds a topic prefix:
 // ampy.prod.bars.v1 → AMPY_PROD_BARS_V1 (stream names cannot contain dots).
 func StreamName(prefix string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '.' || r == '-':
-			return '_'
-		case 'a' <= r && r <= 'z':
-			return r - ('a' - 'A')
-		}
-		return unicode.ToUpper(r)
-	}, prefix)
+	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
 }
 
 // route is what a publish to one stream needs, computed once per stream.
