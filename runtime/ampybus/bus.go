@@ -71,17 +71,16 @@ type Bus struct {
 
 	mu      sync.Mutex
 	ensured map[streamKey]*ensureOnce
-	// known caches the streams found ready by domain, so the steady state of
-	// a publish builds no prefix string: one map lookup by pointer.
-	known  map[knownStream]transport.Stream
-	closed bool
+	closed  bool
 	// retrying counts async publishes waiting for a retry.
 	retrying retries
 }
 
-// streamKey names a stream the bus has checked, or provisioned.
+// streamKey names a stream the bus has checked, or provisioned: by its
+// domain, whose prefix in the bus's env names it, so a publish builds no
+// prefix string to find it.
 type streamKey struct {
-	prefix    string
+	d         *DomainSpec
 	provision bool
 }
 
@@ -229,7 +228,7 @@ func newOptions(opts []Option) (options, error) {
 func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
 	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, known: map[knownStream]transport.Stream{}}
+		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}}
 }
 
 // Env is the environment the bus publishes and subscribes in.
@@ -287,28 +286,21 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 	if !d.allowsEnv(b.env) {
 		return transport.Stream{}, fmt.Errorf("%w: env %q is not one of the contract's envs (%s)", ErrContract, b.env, strings.Join(d.Envs, ", "))
 	}
-	b.mu.Lock()
-	if s, ok := b.known[knownStream{d, provision}]; ok {
-		b.mu.Unlock()
-		return s, nil
-	}
-	b.mu.Unlock()
-	prefix := d.Prefix(b.env)
-	key := streamKey{prefix, provision}
+	key := streamKey{d, provision}
 	b.mu.Lock()
 	// A stream this bus provisioned needs no check as well.
-	if p, done := b.ensured[streamKey{prefix, true}]; !provision && done && p.ok {
+	if p, done := b.ensured[streamKey{d, true}]; !provision && done && p.ok {
 		b.mu.Unlock()
 		return p.s, nil
 	}
 	e, ok := b.ensured[key]
 	if ok && e.ok {
 		b.mu.Unlock()
-		return e.s, nil // the steady state of every publish: one lookup
+		return e.s, nil // the steady state of every publish: a lookup by pointer
 	}
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{
-			Prefix:       prefix,
+			Prefix:       d.Prefix(b.env),
 			Retention:    d.Retention,
 			MaxPayload:   d.MaxPayload,
 			Partitions:   d.Partitions,
@@ -326,7 +318,7 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 		}
 		e.err = b.t.CheckStream(ctx, e.s)
 		if errors.Is(e.err, transport.ErrNotFound) {
-			e.err = fmt.Errorf("%w: provision it with ampybusctl ensure-topic --topic %s (an identity with the admin right), or open the bus of the service that owns it with ampybus.WithProvisioning()", e.err, prefix)
+			e.err = fmt.Errorf("%w: provision it with ampybusctl ensure-topic --topic %s (an identity with the admin right), or open the bus of the service that owns it with ampybus.WithProvisioning()", e.err, e.s.Prefix)
 		}
 	})
 	b.mu.Lock()
@@ -339,17 +331,7 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 		return e.s, e.err
 	}
 	e.ok = true
-	b.known[knownStream{d, provision}] = e.s
-	if provision {
-		b.known[knownStream{d, false}] = e.s // a stream this bus provisioned needs no check as well
-	}
 	return e.s, nil
-}
-
-// knownStream keys Bus.known.
-type knownStream struct {
-	d         *DomainSpec
-	provision bool
 }
 
 // Ensure creates or updates the streams of the given domains now, whether

@@ -177,8 +177,10 @@ func (h *Headers) CheckSize() error {
 }
 
 // size is the number of wire headers and the bytes of their keys and
-// values, as Each would visit them, computed without formatting any value:
-// the publish path checks it on every message.
+// values, as Each would visit them, computed without allocating (times and
+// numbers are formatted into a stack buffer): the publish path checks it on
+// every message. It lists the headers again; TestCountAndSizeMatchEach
+// holds the two lists together.
 func (h *Headers) size() (count, bytes int) {
 	add := func(k string, n int) {
 		if n > 0 {
