@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,9 +177,8 @@ func (rawKafka) consumer(_ context.Context, r *run, i int, lat *latencies) (cons
 					lanes[l] = lanes[l][:0]
 				}
 				for _, rec := range recs {
-					h := fnv.New32a()
-					_, _ = h.Write(rec.Key)
-					l := h.Sum32() % uint32(len(lanes))
+					// A key lives in one partition: lanes by partition keep its order.
+					l := int(rec.Partition) % len(lanes)
 					lanes[l] = append(lanes[l], rec)
 				}
 				for _, lane := range lanes {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,9 +235,11 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 		}
 		c.lanes = lanes
 		cb = func(m jetstream.Msg) {
-			h := fnv.New32a()
-			_, _ = h.Write([]byte(m.Subject()))
-			lanes[h.Sum32()%uint32(len(lanes))] <- m
+			// The subject starts with the key's partition: lanes by
+			// partition keep each key's order.
+			tok, _, _ := strings.Cut(m.Subject(), ".")
+			p, _ := strconv.Atoi(tok)
+			lanes[max(p, 0)%len(lanes)] <- m
 		}
 	}
 	c.cc, err = cons.Consume(cb, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -302,14 +303,12 @@ func newNATSAdmin(ctx context.Context, b *Bench) (*natsAdmin, error) {
 		}
 		return nil, fmt.Errorf("stream %s: %w", a.stream, err)
 	}
-	// The stream lists one subject per partition: {partition}.{prefix}.{shape}.
-	for _, s := range st.CachedInfo().Config.Subjects {
-		tok, _, _ := strings.Cut(s, ".")
-		if p, err := strconv.Atoi(tok); err == nil {
-			a.partitions = max(a.partitions, p+1)
-		}
+	// The partition count the binding placed keys by, from the stream's metadata.
+	if n, err := strconv.Atoi(st.CachedInfo().Config.Metadata[natsbinding.MetaPartitions]); err == nil && n > 0 {
+		a.partitions = n
+	} else {
+		a.partitions = 1
 	}
-	a.partitions = max(a.partitions, 1)
 	return a, nil
 }
 
