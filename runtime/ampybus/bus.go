@@ -13,8 +13,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ampyfin/ampy-bus/runtime/blob"
+	"github.com/ampyfin/ampy-bus/runtime/dedupe"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -74,7 +77,23 @@ type Bus struct {
 	closed  bool
 	// retrying counts async publishes waiting for a retry.
 	retrying retries
+
+	// dedupe is the store of every subscription given no Dedupe option:
+	// one per bus, so fan-out subscriptions share its memory instead of
+	// each holding DefaultDedupeCapacity marks. subs numbers the
+	// subscriptions without a group, which each need their own scope in it.
+	dedupe *dedupe.Memory
+	subs   atomic.Uint64
 }
+
+// DefaultDedupeCapacity is how many marks (one per applied message) the
+// default dedupe store of a Bus holds, shared by its subscriptions: about
+// 2 MiB when full. Pass Dedupe for a persistent store or another size.
+const DefaultDedupeCapacity = 1 << 16
+
+// defaultDedupeTTL keeps a default mark well past any redelivery of its
+// message: an ack lost, a long backoff, a partition moved.
+const defaultDedupeTTL = time.Hour
 
 // streamKey names a stream the bus has checked, or provisioned: by its
 // domain, whose prefix in the bus's env names it, so a publish builds no
@@ -228,7 +247,7 @@ func newOptions(opts []Option) (options, error) {
 func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
 	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}}
+		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, dedupe: dedupe.NewMemory(DefaultDedupeCapacity)}
 }
 
 // Env is the environment the bus publishes and subscribes in.

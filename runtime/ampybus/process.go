@@ -55,9 +55,8 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 	if reason != "" {
 		return e.deadLetter(ctx, stopping, ev, d, Result{Reason: reason, Rejected: true, Attempt: attempt})
 	}
-	var keyBuf [2]string
-	dupKeys := e.dedupeKeys(m, keyBuf[:0])
-	seen, ok := e.seen(ctx, stopping, dupKeys)
+	dupKey := e.dedupeKey(m)
+	seen, ok := e.seen(ctx, stopping, dupKey)
 	if !ok {
 		return e.handBack(ctx, ev, d, attempt)
 	}
@@ -122,7 +121,7 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		switch {
 		case err == nil:
 			e.stats.handled.Add(1)
-			e.mark(ctx, stopping, dupKeys)
+			e.mark(ctx, stopping, dupKey)
 			if !at.IsZero() {
 				e.order.advance(m.Headers.PartitionKey, at)
 			}
@@ -200,41 +199,40 @@ func latencyMS(produced, received time.Time) float64 {
 	return float64(received.Sub(produced).Microseconds()) / 1000
 }
 
-// dedupeKeys are the keys under which an applied message is remembered,
-// scoped to the consumer group: another group must still see it.
-// They are appended to into, which callers give room for two on their stack.
-func (e *engine[S, P]) dedupeKeys(m *transport.Message, into []string) []string {
-	if e.opts.dedupe == nil {
-		return into
+// dedupeKey is the key under which an applied message is remembered, ""
+// without a store: its dedupe_key when the contract derives one (a
+// republish of the same effect carries it under a new message_id, and a
+// redelivery carries both), else its message_id. It is scoped to the
+// subscription's group: another group must still see the message.
+func (e *engine[S, P]) dedupeKey(m *transport.Message) string {
+	switch {
+	case e.opts.dedupe == nil:
+		return ""
+	case m.Headers.DedupeKey != "":
+		return e.dedupeScope + "dk|" + m.Headers.DedupeKey
+	default:
+		return e.dedupeScope + "id|" + m.Headers.MessageID
 	}
-	into = append(into, e.dedupeScope+"id|"+m.Headers.MessageID)
-	if m.Headers.DedupeKey != "" {
-		into = append(into, e.dedupeScope+"dk|"+m.Headers.DedupeKey)
-	}
-	return into
 }
 
-// seen reports whether any key was applied before. A store that cannot be
-// read is retried, holding the message (and its key), rather than risk
-// applying it twice; ok is false when the subscription stopped first.
-func (e *engine[S, P]) seen(ctx context.Context, stopping <-chan struct{}, keys []string) (seen, ok bool) {
-	for _, k := range keys {
-		for try := 1; ; try++ {
-			found, err := e.opts.dedupe.Seen(ctx, k)
-			if err == nil {
-				if found {
-					return true, true
-				}
-				break
-			}
-			delay := storeRetry(try)
-			e.bus.log.Warn("dedupe store unreadable; retrying before handling the message", "key", k, "attempt", try, "retry_in", delay, "err", err)
-			if !e.wait(stopping, delay) {
-				return false, false
-			}
+// seen reports whether key was applied before. A store that cannot be read
+// is retried, holding the message (and its key), rather than risk applying
+// it twice; ok is false when the subscription stopped first.
+func (e *engine[S, P]) seen(ctx context.Context, stopping <-chan struct{}, key string) (seen, ok bool) {
+	if key == "" {
+		return false, true
+	}
+	for try := 1; ; try++ {
+		found, err := e.opts.dedupe.Seen(ctx, key)
+		if err == nil {
+			return found, true
+		}
+		delay := storeRetry(try)
+		e.bus.log.Warn("dedupe store unreadable; retrying before handling the message", "key", key, "attempt", try, "retry_in", delay, "err", err)
+		if !e.wait(stopping, delay) {
+			return false, false
 		}
 	}
-	return false, true
 }
 
 // storeRetry is the wait before retrying a dedupe store after failure n:
@@ -255,19 +253,20 @@ func revoked(d transport.Delivery) bool {
 // mark would be applied again if it came back, so a store that is down is
 // retried, holding the message (and its key), until the mark is stored or
 // the subscription stops.
-func (e *engine[S, P]) mark(ctx context.Context, stopping <-chan struct{}, keys []string) {
-	for _, k := range keys {
-		for try := 1; ; try++ {
-			err := e.opts.dedupe.Mark(ctx, k, e.opts.dedupeTTL)
-			if err == nil {
-				break
-			}
-			delay := storeRetry(try)
-			e.bus.log.Warn("dedupe mark failed; retrying before the message is acknowledged", "key", k, "attempt", try, "retry_in", delay, "err", err)
-			if !e.wait(stopping, delay) {
-				e.bus.log.Error("dedupe mark not stored before stopping; if redelivered the message is applied again", "key", k, "err", err)
-				return
-			}
+func (e *engine[S, P]) mark(ctx context.Context, stopping <-chan struct{}, key string) {
+	if key == "" {
+		return
+	}
+	for try := 1; ; try++ {
+		err := e.opts.dedupe.Mark(ctx, key, e.opts.dedupeTTL)
+		if err == nil {
+			return
+		}
+		delay := storeRetry(try)
+		e.bus.log.Warn("dedupe mark failed; retrying before the message is acknowledged", "key", key, "attempt", try, "retry_in", delay, "err", err)
+		if !e.wait(stopping, delay) {
+			e.bus.log.Error("dedupe mark not stored before stopping; if redelivered the message is applied again", "key", key, "err", err)
+			return
 		}
 	}
 }

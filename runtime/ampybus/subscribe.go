@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,9 @@ func StartAtTime(t time.Time) SubscribeOption {
 // Messages with the same key are always handled one at a time, in order.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
-// MaxInFlight bounds delivered-but-unsettled messages (default 1024).
+// MaxInFlight bounds the messages a subscription holds delivered but not yet
+// settled, over all the partitions it consumes (default 1024): its memory,
+// and how far it reads ahead of a key that is being retried.
 func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFlight = n } }
 
 // AckWait is how long a handler may take before the broker redelivers
@@ -114,13 +117,14 @@ func RetryBackoff(f func(attempt int) time.Duration) SubscribeOption {
 }
 
 // Dedupe sets where the subscription remembers the messages it has applied,
-// for ttl: a message whose message_id or dedupe_key is there is acknowledged
-// without calling the handler, and counted in Stats.Duplicates. The default
-// is an in-memory store of 65536 keys kept for an hour; a
-// natsbinding.KVStore survives restarts.
+// for ttl: a message whose dedupe_key (or message_id, for a domain without
+// one) is there is acknowledged without calling the handler, and counted in
+// Stats.Duplicates. The default is the bus's in-memory store of
+// DefaultDedupeCapacity marks kept for an hour, shared by its subscriptions;
+// a natsbinding.KVStore survives restarts.
 func Dedupe(store dedupe.Store, ttl time.Duration) SubscribeOption {
 	if ttl <= 0 {
-		ttl = time.Hour
+		ttl = defaultDedupeTTL
 	}
 	return func(o *subOptions) { o.dedupe, o.dedupeTTL = store, ttl }
 }
@@ -300,8 +304,14 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	if o.backoff == nil {
 		o.backoff = o.retry.Delay
 	}
+	dedupeScope := o.group + "|" + d.Name + "|"
 	if o.dedupe == nil && o.dedupeTTL == 0 {
-		o.dedupe, o.dedupeTTL = dedupe.NewMemory(65536), time.Hour
+		o.dedupe, o.dedupeTTL = b.dedupe, defaultDedupeTTL
+		if o.group == "" {
+			// Each subscription without a group sees every message: its
+			// marks in the shared store are its own.
+			dedupeScope = "\x00" + strconv.FormatUint(b.subs.Add(1), 10) + "|" + dedupeScope
+		}
 	}
 	filter := d.Prefix(b.env) + "." + pattern
 	what := "subscribe "
@@ -337,7 +347,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	sub := &Subscription{cons: cons, cancel: cancel, done: make(chan struct{}), aborted: make(chan struct{})}
 	e := &engine[S, P]{bus: b, route: r, prefix: d.Prefix(b.env) + ".", handler: h, opts: o, stats: &sub.stats, aborted: sub.aborted,
 		newPayload: r.payloads(), inPlace: d.Ordering != OrderAccumulate && d.Ordering != OrderCounterGauge,
-		order: newOrderTracker(65536), dedupeScope: o.group + "|" + d.Name + "|"}
+		order: newOrderTracker(65536), dedupeScope: dedupeScope}
 	if o.checkpoints != nil {
 		e.order.store, e.order.scope, e.order.log = o.checkpoints, o.group+"|"+d.Name+"|", b.log
 	}

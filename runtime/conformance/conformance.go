@@ -133,6 +133,7 @@ func Run(t *testing.T, b Binding) {
 		{"AlwaysFailingGoesToDeadLetterQueueOnce", testAlwaysFailing},
 		{"FailingMessageHoldsBackOnlyItsOwnKey", testHeadOfLinePerKey},
 		{"DuplicatesAreNoOps", testDuplicates},
+		{"FanOutSubscriptionsEachDedupeTheirOwn", testFanOutDedupe},
 		{"OrderSubmitAmendCancelTravelInOrder", testOrderChain},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
@@ -145,6 +146,7 @@ func Run(t *testing.T, b Binding) {
 		{"ReplayReprocessesAWindowIdempotently", testReplay},
 		{"ControlTopicReplayRequestFillsAGap", testControlReplay},
 		{"QueuedMessagesKeepTheirLease", testQueuedLease},
+		{"GroupMemberHoldsAtMostMaxInFlight", testMaxInFlight},
 		{"AbortStopsEveryHandler", testAbortStopsHandlers},
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
@@ -402,6 +404,65 @@ func testRedeliveryOnError(t *testing.T, s *suite) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []int{1, 2, 3}, attempts["AAPL"])
+}
+
+// testMaxInFlight: a group member given messages of many keys over every
+// partition holds at most MaxInFlight of them unsettled, in all, and gets
+// the rest as it settles what it holds.
+func testMaxInFlight(t *testing.T, s *suite) {
+	const limit, keys, total = 24, 60, 240
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	pub := bars.NewPublisher(b)
+	for i := range total {
+		sym := "S" + strconv.Itoa(i%keys)
+		_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", sym), bar(sym, int64(i)))
+		require.NoError(t, err)
+	}
+	tr := b.Transport()
+	st := barsStream()
+	c, err := tr.Subscribe(ctx, transport.Subscription{Stream: st, Filters: []string{st.Prefix + ".>"}, Group: "bounded",
+		Start: transport.StartPosition{Kind: transport.StartFirst}, MaxInFlight: limit, AckWait: time.Minute})
+	require.NoError(t, err)
+	defer c.Close()
+	// next is a delivery, or nil once none comes for a while.
+	next := func(quiet time.Duration) transport.Delivery {
+		nctx, cancel := context.WithTimeout(ctx, quiet)
+		defer cancel()
+		d, err := c.Next(nctx)
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			return nil
+		}
+		return d
+	}
+	var held []transport.Delivery
+	for quiet := 10 * time.Second; len(held) <= limit; quiet = 2 * time.Second {
+		d := next(quiet)
+		if d == nil {
+			break
+		}
+		held = append(held, d)
+	}
+	require.NotEmpty(t, held)
+	assert.LessOrEqual(t, len(held), limit, "unsettled deliveries handed to one member")
+	seen := map[int64]bool{}
+	for _, d := range held {
+		seen[volume(t, d)] = true
+		require.NoError(t, d.Ack(ctx))
+	}
+	for range 10 * total {
+		d := next(10 * time.Second)
+		if d == nil {
+			break
+		}
+		seen[volume(t, d)] = true
+		require.NoError(t, d.Ack(ctx))
+		if len(seen) == total {
+			break
+		}
+	}
+	assert.Len(t, seen, total, "every message arrives as the member settles")
 }
 
 // consumer opens a raw transport consumer on the bars stream.
@@ -903,6 +964,59 @@ func testDuplicates(t *testing.T, s *suite) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"co_dup_1": 1, "co_dup_2": 1}, applied)
+}
+
+// testFanOutDedupe: subscriptions on one bus without a Dedupe option share
+// its default store, yet each subscription without a group, and each group,
+// handles every message once and skips only its own repeats: a message
+// applied by one is not a duplicate for another.
+func testFanOutDedupe(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.bus(t)
+	n := scale(20)
+	type tally struct {
+		mu      sync.Mutex
+		applied map[string]int
+	}
+	var tallies []*tally
+	var subs []*ampybus.Subscription
+	for _, group := range []string{"", "", "", "fan-a", "fan-b"} {
+		tl := &tally{applied: map[string]int{}}
+		opts := []ampybus.SubscribeOption{ampybus.DeliverAll()}
+		if group != "" {
+			opts = append(opts, ampybus.Durable(group))
+		}
+		sub, err := orders.SubscribeRequests(ctx, b, orders.AllRequests(), func(_ context.Context, m *orders.RequestsMessage) error {
+			tl.mu.Lock()
+			tl.applied[m.Payload.GetClientOrderId()]++
+			tl.mu.Unlock()
+			return nil
+		}, opts...)
+		require.NoError(t, err)
+		defer sub.Stop()
+		tallies, subs = append(tallies, tl), append(subs, sub)
+	}
+	pub := orders.NewRequestsPublisher(b)
+	for i := range n {
+		submit := order("co_fan_"+strconv.Itoa(i), 1)
+		_, err := pub.Publish(ctx, orders.NewRequestsSubtopic(), submit)
+		require.NoError(t, err)
+		_, err = pub.Publish(ctx, orders.NewRequestsSubtopic(), submit) // re-sent under a new id: same dedupe_key
+		require.NoError(t, err)
+	}
+	for i, sub := range subs {
+		require.Eventually(t, func() bool {
+			st := sub.Stats()
+			return st.Handled == uint64(n) && st.Duplicates == uint64(n)
+		}, 30*time.Second, 20*time.Millisecond, "subscription %d: stats %+v", i, sub.Stats())
+		tl := tallies[i]
+		tl.mu.Lock()
+		assert.Len(t, tl.applied, n, "subscription %d", i)
+		for id, times := range tl.applied {
+			assert.Equal(t, 1, times, "subscription %d applied %s", i, id)
+		}
+		tl.mu.Unlock()
+	}
 }
 
 // testOrderChain: submit, amend and cancel of one order travel as

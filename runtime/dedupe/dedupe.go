@@ -6,6 +6,7 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -33,20 +34,23 @@ type Syncer interface {
 //
 // It holds a 128-bit hash of each key (two distinct keys collide with
 // probability about 2⁻¹²⁸), not the key, in memory that grows with the
-// marks held and holds no pointers: a full store of 65,536 keys is about
-// 3 MiB that the garbage collector never scans, and a store that sees few
-// messages within their TTL stays small.
+// marks held and holds no pointers: about 32 bytes a mark (a full store of
+// 65,536 keys is 2 MiB) that the garbage collector never scans, and a store
+// that sees few messages within their TTL stays small.
 type Memory struct {
 	mu    sync.Mutex
 	cap   int
 	seeds [2]maphash.Seed
-	// index maps a key's hash to its slot in ring.
-	index map[digest]int
 	// ring holds the marks oldest first from head, n of them; it doubles
 	// up to cap as marks arrive.
 	ring    []slot
 	head, n int
-	now     func() time.Time
+	// index finds a key's newest slot: an open-addressed table (linear
+	// probing, at most half full) of ring positions plus one, 0 for empty.
+	// A Go map of digests would take twice the memory a mark.
+	index []uint32
+	held  int // keys in index
+	now   func() time.Time
 }
 
 type digest [2]uint64
@@ -58,8 +62,8 @@ type slot struct {
 
 // NewMemory returns a Memory holding at most capacity keys.
 func NewMemory(capacity int) *Memory {
-	return &Memory{cap: max(capacity, 1), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		index: map[digest]int{}, now: time.Now}
+	return &Memory{cap: min(max(capacity, 1), math.MaxUint32/4),
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, now: time.Now}
 }
 
 func (m *Memory) digest(key string) digest {
@@ -71,12 +75,12 @@ func (m *Memory) Seen(_ context.Context, key string) (bool, error) {
 	d := m.digest(key)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	pos, ok := m.index[d]
-	if !ok {
+	i, found := m.find(d)
+	if !found {
 		return false, nil
 	}
-	if m.ring[pos].expires <= m.now().UnixNano() {
-		delete(m.index, d) // its slot is dropped when it reaches the head
+	if m.ring[m.index[i]-1].expires <= m.now().UnixNano() {
+		m.unindex(i) // its slot is dropped when it reaches the head
 		return false, nil
 	}
 	return true, nil
@@ -101,7 +105,11 @@ func (m *Memory) Mark(_ context.Context, key string, ttl time.Duration) error {
 	pos := (m.head + m.n) % len(m.ring)
 	m.ring[pos] = slot{key: d, expires: expiry(now, ttl)}
 	m.n++
-	m.index[d] = pos // a slot it had before is left to age out
+	i, found := m.find(d)
+	if !found {
+		m.held++
+	}
+	m.index[i] = uint32(pos) + 1 // a slot it had before is left to age out
 	return nil
 }
 
@@ -116,30 +124,67 @@ func expiry(now int64, ttl time.Duration) int64 {
 
 // dropOldest forgets the mark at the head, unless its key was marked again since.
 func (m *Memory) dropOldest() {
-	s := m.ring[m.head]
-	if pos, ok := m.index[s.key]; ok && pos == m.head {
-		delete(m.index, s.key)
+	if i, found := m.find(m.ring[m.head].key); found && int(m.index[i]-1) == m.head {
+		m.unindex(i)
 	}
 	m.head = (m.head + 1) % len(m.ring)
 	m.n--
 }
 
-// grow doubles the ring (up to cap), oldest mark first at 0.
+// grow doubles the ring (up to cap), oldest mark first at 0, and rebuilds
+// the index for the new positions.
 func (m *Memory) grow() {
 	ring := make([]slot, min(max(2*len(m.ring), 64), m.cap))
+	old := m.index
 	for i := range m.n {
-		old := (m.head + i) % len(m.ring)
-		ring[i] = m.ring[old]
-		if pos, ok := m.index[ring[i].key]; ok && pos == old {
-			m.index[ring[i].key] = i
+		ring[i] = m.ring[(m.head+i)%len(m.ring)]
+	}
+	m.index = make([]uint32, max(128, 2<<bits.Len(uint(len(ring)-1))))
+	for _, e := range old {
+		if e != 0 {
+			pos := (int(e-1) - m.head + len(m.ring)) % len(m.ring)
+			i, _ := m.findIn(ring, ring[pos].key)
+			m.index[i] = uint32(pos) + 1
 		}
 	}
 	m.ring, m.head = ring, 0
+}
+
+// find returns the index entry holding d, or the empty entry where d
+// belongs.
+func (m *Memory) find(d digest) (i int, found bool) { return m.findIn(m.ring, d) }
+
+func (m *Memory) findIn(ring []slot, d digest) (i int, found bool) {
+	if len(m.index) == 0 {
+		return 0, false
+	}
+	mask := len(m.index) - 1
+	for i = int(d[0]) & mask; m.index[i] != 0; i = (i + 1) & mask {
+		if ring[m.index[i]-1].key == d {
+			return i, true
+		}
+	}
+	return i, false
+}
+
+// unindex empties entry i, moving later entries of its probe run back so
+// every key stays reachable from its home entry (deletion without
+// tombstones).
+func (m *Memory) unindex(i int) {
+	mask := len(m.index) - 1
+	for j := (i + 1) & mask; m.index[j] != 0; j = (j + 1) & mask {
+		home := int(m.ring[m.index[j]-1].key[0]) & mask
+		if (j-home)&mask >= (j-i)&mask {
+			m.index[i], i = m.index[j], j
+		}
+	}
+	m.index[i] = 0
+	m.held--
 }
 
 // Len is the number of keys held, expired ones included until looked up or evicted.
 func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.index)
+	return m.held
 }

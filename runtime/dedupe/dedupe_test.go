@@ -3,6 +3,7 @@ package dedupe
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -104,4 +105,88 @@ func TestMemoryLongTTL(t *testing.T) {
 	require.NoError(t, m.Mark(ctx, "k", time.Duration(math.MaxInt64)))
 	seen, _ := m.Seen(ctx, "k")
 	assert.True(t, seen)
+}
+
+// modelStore is the plain version of Memory: marks in a FIFO, a map from
+// each key to its newest mark.
+type modelStore struct {
+	cap    int
+	marks  []modelMark
+	newest map[string]int // key → id of its newest mark
+	nextID int
+}
+
+type modelMark struct {
+	key     string
+	id      int
+	expires time.Time
+}
+
+func (s *modelStore) seen(key string, now time.Time) bool {
+	id, ok := s.newest[key]
+	if !ok {
+		return false
+	}
+	for _, mk := range s.marks {
+		if mk.id == id {
+			if !mk.expires.After(now) {
+				delete(s.newest, key)
+				return false
+			}
+			return true
+		}
+	}
+	panic("indexed mark not held")
+}
+
+func (s *modelStore) mark(key string, ttl time.Duration, now time.Time) {
+	for len(s.marks) > 0 && !s.marks[0].expires.After(now) {
+		s.dropOldest()
+	}
+	if len(s.marks) == s.cap {
+		s.dropOldest()
+	}
+	s.nextID++
+	s.marks = append(s.marks, modelMark{key, s.nextID, now.Add(ttl)})
+	s.newest[key] = s.nextID
+}
+
+func (s *modelStore) dropOldest() {
+	if s.newest[s.marks[0].key] == s.marks[0].id {
+		delete(s.newest, s.marks[0].key)
+	}
+	s.marks = s.marks[1:]
+}
+
+// Memory answers as the plain model does over random marks, lookups, TTLs
+// and clock steps, through growth, wrap-around, refreshes and index
+// deletions.
+func TestMemoryMatchesModel(t *testing.T) {
+	ctx := context.Background()
+	for _, capacity := range []int{1, 7, 64, 100, 1000} {
+		t.Run(strconv.Itoa(capacity), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(capacity), 1))
+			now := time.Unix(1000, 0)
+			m := NewMemory(capacity)
+			m.now = func() time.Time { return now }
+			model := &modelStore{cap: capacity, newest: map[string]int{}}
+			keys := 3 * capacity
+			for op := range 20000 {
+				key := "k" + strconv.Itoa(rng.IntN(keys))
+				switch rng.IntN(10) {
+				case 0:
+					now = now.Add(time.Duration(rng.IntN(50)) * time.Millisecond)
+				case 1, 2, 3, 4:
+					ttl := time.Duration(1+rng.IntN(2000)) * time.Millisecond
+					require.NoError(t, m.Mark(ctx, key, ttl))
+					model.mark(key, ttl, now)
+				default:
+					got, err := m.Seen(ctx, key)
+					require.NoError(t, err)
+					require.Equal(t, model.seen(key, now), got, "op %d: Seen(%s)", op, key)
+				}
+				require.Equal(t, len(model.newest), m.Len(), "op %d", op)
+			}
+		})
+	}
 }

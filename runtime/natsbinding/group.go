@@ -104,9 +104,14 @@ func groupName(group string, p int) string { return DurableName(group) + "-p" + 
 
 func (t *Transport) subscribeGroup(ctx context.Context, st jetstream.Stream, sub transport.Subscription, base jetstream.ConsumerConfig) (transport.Consumer, error) {
 	n := t.Partitions(sub.Stream.Prefix)
+	// MaxInFlight bounds what a member holds over all its partitions, and a
+	// member may hold them all: each partition's consumer gets its share.
+	// (Bounding the member instead, by not pulling when it is full, would
+	// let the server unpin its partitions: a pin lives on pull requests.)
+	perPartition := max(1, (sub.MaxInFlight+n-1)/n)
 	g := &groupConsumer{
 		t: t, st: st, sub: sub, timing: timingFor(sub.Failover),
-		batch:  max(16, min(512, sub.MaxInFlight/n)),
+		batch:  min(512, perPartition),
 		out:    make(chan *delivery),
 		closed: make(chan struct{}), balanced: make(chan struct{}),
 	}
@@ -118,6 +123,7 @@ func (t *Transport) subscribeGroup(ctx context.Context, st jetstream.Stream, sub
 	for p := range n {
 		cfg := base
 		cfg.Durable = groupName(sub.Group, p)
+		cfg.MaxAckPending = perPartition
 		cfg.FilterSubject, cfg.FilterSubjects = "", partitionFilters(sub.Filters, p)
 		cfg.PriorityGroups = []string{priorityGroup}
 		cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
