@@ -22,6 +22,7 @@ func bench(ctx context.Context, e *env, args []string) error {
 	publishers := fs.Int("publishers", 4, "publishing clients, each its own connection")
 	consumers := fs.Int("consumers", 1, "members of the one consumer group, each its own connection")
 	concurrency := fs.Int("concurrency", 1, "keys each consumer handles at once")
+	fanout := fs.Int("fanout", 1, "subscriptions each consumer opens on its connection, each its own group that sees every message")
 	messages := fs.Int("messages", 200000, "messages per run, across publishers")
 	keys := fs.Int("keys", 100, "partition keys (symbols S00000… on XNAS) the messages are spread over")
 	size := fs.Int("size", 512, "BarBatch size in bytes: bars are added until it is reached")
@@ -60,7 +61,7 @@ func bench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg := loadbench.Config{
-		Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency,
+		Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency, Fanout: *fanout,
 		Messages: *messages, Keys: *keys, Size: *size, Rate: *rate, Sync: *sync, Timeout: *timeout,
 		Provision: c.provision, Producer: c.producer, Source: c.source, NATSOptions: natsOpts, KafkaOptions: kafkaOpts,
 		Logger: benchLogger(e, c.verbose),

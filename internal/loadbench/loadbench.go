@@ -61,6 +61,10 @@ type Config struct {
 	Publishers, Consumers int
 	// Concurrency is how many partition keys each consumer handles at once.
 	Concurrency int
+	// Fanout is how many subscriptions each consumer opens on its one
+	// connection, each its own group that sees every message: one service
+	// with several independent handlers of a stream (default 1).
+	Fanout int
 	// Messages is the total published per run, over Keys partition keys.
 	Messages, Keys int
 	// Size is the marshalled BarBatch size to reach, in bytes.
@@ -107,6 +111,7 @@ func (cfg Config) Defaults() Config {
 	cfg.Publishers = cmp.Or(cfg.Publishers, 4)
 	cfg.Consumers = cmp.Or(cfg.Consumers, 1)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1)
+	cfg.Fanout = cmp.Or(cfg.Fanout, 1)
 	cfg.Messages = cmp.Or(cfg.Messages, 200000)
 	cfg.Keys = cmp.Or(cfg.Keys, 100)
 	cfg.Size = cmp.Or(cfg.Size, 512)
@@ -124,8 +129,8 @@ func (cfg Config) Check() error {
 	switch {
 	case cfg.Mode != E2E && cfg.Mode != Publish && cfg.Mode != Consume:
 		return fmt.Errorf("mode %q: use e2e, publish or consume", cfg.Mode)
-	case cfg.Publishers < 1, cfg.Consumers < 1, cfg.Concurrency < 1, cfg.Messages < 1, cfg.Keys < 1:
-		return errors.New("publishers, consumers, concurrency, messages and keys must be at least 1")
+	case cfg.Publishers < 1, cfg.Consumers < 1, cfg.Concurrency < 1, cfg.Fanout < 1, cfg.Messages < 1, cfg.Keys < 1:
+		return errors.New("publishers, consumers, concurrency, fanout, messages and keys must be at least 1")
 	case cfg.Size < 1 || int64(cfg.Size) > bars.Domain.CompressAbove:
 		return fmt.Errorf("size %d: give 1 to %d bytes (above that the bars domain gzips payloads)", cfg.Size, bars.Domain.CompressAbove)
 	case cfg.Rate < 0:

@@ -34,8 +34,9 @@ func (s *ids) reset() {
 }
 
 // A small load in process on each broker, typed and raw, in each mode:
-// every published message is handled by the group, under as many distinct
-// message ids, nothing lost, and every figure is there. The consume runs do
+// every published message is handled by the group (by each group, fanned
+// out), under as many distinct message ids, nothing lost, and every figure
+// is there. The consume runs do
 // not purge the stream: the earlier runs' messages are still in it, and the
 // group's start position (the run's start time) must keep them out.
 func TestRunsCountEveryMessageOnce(t *testing.T) {
@@ -48,10 +49,12 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 		// moves under load, so there duplicates are only logged.
 		consumers int
 		purge     bool
+		fanout    int
 	}{
-		{loadbench.E2E, 2, true},
-		{loadbench.Consume, 1, false},
-		{loadbench.Publish, 1, true},
+		{loadbench.E2E, 2, true, 1},
+		{loadbench.Consume, 1, false, 1},
+		{loadbench.Consume, 1, false, 3},
+		{loadbench.Publish, 1, true, 1},
 	}
 	for _, kind := range []string{"nats", "kafka"} {
 		t.Run(kind, func(t *testing.T) {
@@ -65,7 +68,7 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 			for _, tc := range cases {
 				b, err := loadbench.New(ctx, loadbench.Config{
 					URL: broker.URL, Mode: tc.mode, Messages: messages, Keys: 10, Publishers: 3, Consumers: tc.consumers,
-					Concurrency: 2, Size: 300, OwnBroker: tc.purge, Observe: seen.observe,
+					Concurrency: 2, Fanout: tc.fanout, Size: 300, OwnBroker: tc.purge, Observe: seen.observe,
 				})
 				require.NoError(t, err)
 				for _, c := range []loadbench.Client{loadbench.Typed, loadbench.Raw} {
@@ -85,13 +88,19 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 						assert.Empty(t, seen.seen)
 						continue
 					}
-					assert.EqualValues(t, messages, r.Consumed, "every message handled")
+					assert.EqualValues(t, messages*tc.fanout, r.Consumed, "every message handled by every group")
 					assert.Zero(t, r.Missing)
 					assert.Zero(t, r.Foreign, "no other run's messages")
 					if tc.consumers == 1 {
 						assert.Zero(t, r.Duplicates)
 					}
 					assert.Len(t, seen.seen[c], messages, "distinct message ids")
+					for id, n := range seen.seen[c] {
+						if n != tc.fanout {
+							t.Errorf("%s %s: message %s handled %d times, want once per group (%d)", tc.mode, c, id, n, tc.fanout)
+							break
+						}
+					}
 					assert.Positive(t, r.ConsumeRate)
 					if tc.mode == loadbench.E2E {
 						require.NotNil(t, r.Latency)

@@ -106,10 +106,11 @@ func mergeLatencies(ls []*latencies) *Latency {
 }
 
 // tally counts what the consumers of one run handled: each sequence number
-// once (a bit per message), duplicates and other runs' messages apart.
+// once per fan-out group (a bit per message and group), duplicates and
+// other runs' messages apart.
 type tally struct {
 	runID    string
-	n        uint64
+	n        uint64 // messages per group
 	bits     []atomic.Uint64
 	consumed atomic.Int64
 	dups     atomic.Int64
@@ -122,19 +123,21 @@ type tally struct {
 	observe  func(messageID string)
 }
 
-func newTally(runID string, n int, observe func(string)) *tally {
-	return &tally{runID: runID, n: uint64(n), bits: make([]atomic.Uint64, (n+63)/64), done: make(chan struct{}), observe: observe}
+func newTally(runID string, n, ways int, observe func(string)) *tally {
+	return &tally{runID: runID, n: uint64(n), bits: make([]atomic.Uint64, (n*ways+63)/64), done: make(chan struct{}), observe: observe}
 }
 
-// take counts one delivery of message seq of run runID and reports whether
-// it is the first delivery of one of this run's messages.
-func (t *tally) take(runID string, seq uint64, ok bool, messageID string) bool {
+// take counts one delivery of message seq of run runID to fan-out group
+// way and reports whether it is the group's first delivery of one of this
+// run's messages.
+func (t *tally) take(way int, runID string, seq uint64, ok bool, messageID string) bool {
 	if runID != t.runID || !ok || seq >= t.n {
 		t.foreign.Add(1)
 		return false
 	}
-	mask := uint64(1) << (seq % 64)
-	if t.bits[seq/64].Or(mask)&mask != 0 {
+	bit := uint64(way)*t.n + seq
+	mask := uint64(1) << (bit % 64)
+	if t.bits[bit/64].Or(mask)&mask != 0 {
 		t.dups.Add(1)
 		return false
 	}

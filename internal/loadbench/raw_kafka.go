@@ -110,11 +110,28 @@ func (p *rawKafkaPub) close() error {
 }
 
 func (rawKafka) consumer(_ context.Context, r *run, i int, lat *latencies) (consumer, error) {
+	// A franz-go client is a member of one group: a fan-out group each.
+	var cs fanout
+	for way, group := range r.groups {
+		c, err := rawKafkaConsume(r, i, way, group, lat)
+		if err != nil {
+			_ = cs.stop()
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// rawKafkaConsume runs one fan-out group's member: a client polling
+// records, handling them and marking them for the auto-commit, as a
+// hand-written service would.
+func rawKafkaConsume(r *run, i, way int, group string, lat *latencies) (*rawKafkaCons, error) {
 	cfg := r.b.cfg
 	// A new group reads from the run's start: records produced after the
 	// consumers were started in e2e, the preload in consume mode.
 	cl, err := r.b.kafkaClient("ampybusctl-bench-raw-consumer-"+strconv.Itoa(i),
-		kgo.ConsumerGroup(r.group), kgo.ConsumeTopics(r.b.prefix),
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(r.b.prefix),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(r.start.UnixMilli())),
 		kgo.AutoCommitMarks(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(250*time.Millisecond))
 	if err != nil {
@@ -144,10 +161,10 @@ func (rawKafka) consumer(_ context.Context, r *run, i int, lat *latencies) (cons
 			err = errors.New("not a BarBatch")
 		}
 		if err != nil {
-			r.handled(nil, "", 0, false, "", time.Time{}) // counted as foreign
+			r.handled(nil, way, "", 0, false, "", time.Time{}) // counted as foreign
 		} else {
 			seq, ok := seqOf(&payload)
-			r.handled(lat, h.RunID, seq, ok, h.MessageID, h.ProducedAt)
+			r.handled(lat, way, h.RunID, seq, ok, h.MessageID, h.ProducedAt)
 		}
 		return keys
 	}

@@ -165,8 +165,6 @@ func (p *rawNATSPub) close() error {
 }
 
 func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (consumer, error) {
-	cfg := r.b.cfg
-	adm := r.b.adm.(*natsAdmin)
 	nc, err := connectNATS(r.b, "ampybusctl-bench-raw-consumer-"+strconv.Itoa(i))
 	if err != nil {
 		return nil, err
@@ -176,8 +174,26 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 		nc.Close()
 		return nil, err
 	}
+	c := &rawNATSCons{nc: nc}
+	for way, group := range r.groups {
+		w, err := rawNATSConsume(ctx, r, js, way, group, lat)
+		if err != nil {
+			_ = c.stop()
+			return nil, err
+		}
+		c.ways = append(c.ways, w)
+	}
+	return c, nil
+}
+
+// rawNATSConsume runs one fan-out group's consumer on the connection: a
+// durable pull consumer handled through Consume, as a hand-written service
+// would.
+func rawNATSConsume(ctx context.Context, r *run, js jetstream.JetStream, way int, group string, lat *latencies) (*rawNATSWay, error) {
+	cfg := r.b.cfg
+	adm := r.b.adm.(*natsAdmin)
 	cc := jetstream.ConsumerConfig{
-		Durable: r.group, FilterSubject: "*." + r.b.prefix + "." + bars.All().String(),
+		Durable: group, FilterSubject: "*." + r.b.prefix + "." + bars.All().String(),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1024,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	}
@@ -186,10 +202,9 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, adm.stream, cc)
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("consumer %s on %s: %w", r.group, adm.stream, err)
+		return nil, fmt.Errorf("consumer %s on %s: %w", group, adm.stream, err)
 	}
-	c := &rawNATSCons{nc: nc}
+	w := &rawNATSWay{}
 	handle := func(keys []string, m jetstream.Msg) []string {
 		hdr := m.Headers()
 		keys = keys[:0]
@@ -206,10 +221,10 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 			err = errors.New("not a BarBatch")
 		}
 		if err != nil {
-			r.handled(nil, "", 0, false, "", time.Time{}) // counted as foreign
+			r.handled(nil, way, "", 0, false, "", time.Time{}) // counted as foreign
 		} else {
 			seq, ok := seqOf(&payload)
-			r.handled(lat, h.RunID, seq, ok, h.MessageID, h.ProducedAt)
+			r.handled(lat, way, h.RunID, seq, ok, h.MessageID, h.ProducedAt)
 		}
 		_ = m.Ack()
 		return keys
@@ -224,16 +239,16 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 		lanes := make([]chan jetstream.Msg, cfg.Concurrency)
 		for l := range lanes {
 			lanes[l] = make(chan jetstream.Msg, 64)
-			c.workers.Add(1)
+			w.workers.Add(1)
 			go func() {
-				defer c.workers.Done()
+				defer w.workers.Done()
 				var keys []string
 				for m := range lanes[l] {
 					keys = handle(keys, m)
 				}
 			}()
 		}
-		c.lanes = lanes
+		w.lanes = lanes
 		cb = func(m jetstream.Msg) {
 			// The subject starts with the key's partition: lanes by
 			// partition keep each key's order.
@@ -242,35 +257,41 @@ func (rawNATS) consumer(ctx context.Context, r *run, i int, lat *latencies) (con
 			lanes[max(p, 0)%len(lanes)] <- m
 		}
 	}
-	c.cc, err = cons.Consume(cb, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	w.cc, err = cons.Consume(cb, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		cfg.Logger.Debug("bench: raw consumer", "err", err)
 	}))
 	if err != nil {
-		c.closeLanes()
-		nc.Close()
+		w.closeLanes()
 		return nil, err
 	}
-	return c, nil
+	return w, nil
 }
 
+// rawNATSCons is one consumer's connection and its fan-out groups' consumers.
 type rawNATSCons struct {
-	nc      *nats.Conn
+	nc   *nats.Conn
+	ways []*rawNATSWay
+}
+
+type rawNATSWay struct {
 	cc      jetstream.ConsumeContext
 	lanes   []chan jetstream.Msg
 	workers sync.WaitGroup
 }
 
-func (c *rawNATSCons) closeLanes() {
-	for _, l := range c.lanes {
+func (w *rawNATSWay) closeLanes() {
+	for _, l := range w.lanes {
 		close(l)
 	}
-	c.workers.Wait()
+	w.workers.Wait()
 }
 
 func (c *rawNATSCons) stop() error {
-	c.cc.Stop()
-	<-c.cc.Closed()
-	c.closeLanes()
+	for _, w := range c.ways {
+		w.cc.Stop()
+		<-w.cc.Closed()
+		w.closeLanes()
+	}
 	c.nc.Close()
 	return nil
 }

@@ -26,6 +26,7 @@ type Settings struct {
 	Publishers   int     `json:"publishers"`
 	Consumers    int     `json:"consumers"`
 	Concurrency  int     `json:"concurrency"`
+	Fanout       int     `json:"fanout"`
 	Messages     int     `json:"messages"`
 	Keys         int     `json:"keys"`
 	PayloadBytes int     `json:"payload_bytes"`
@@ -70,7 +71,7 @@ func (b *Bench) NewReport(broker BrokerInfo, runs []*Result) *Report {
 	return &Report{
 		Settings: Settings{
 			Mode: cfg.Mode, Transport: b.transport, Env: cfg.Env, Publishers: cfg.Publishers, Consumers: cfg.Consumers,
-			Concurrency: cfg.Concurrency, Messages: cfg.Messages, Keys: cfg.Keys, PayloadBytes: b.PayloadBytes(),
+			Concurrency: cfg.Concurrency, Fanout: cfg.Fanout, Messages: cfg.Messages, Keys: cfg.Keys, PayloadBytes: b.PayloadBytes(),
 			Rate: cfg.Rate, Sync: cfg.Sync, Rounds: max(rounds, 1),
 		},
 		Broker: broker, Runs: runs, Summary: summarize(cfg.Mode, runs),
@@ -185,7 +186,11 @@ func (rep *Report) Print(w io.Writer) {
 	how := map[bool]string{false: "async", true: "sync"}[s.Sync]
 	fmt.Fprintf(w, "%d messages of %d bytes over %d keys; %d publishers (%s, %s)", s.Messages, s.PayloadBytes, s.Keys, s.Publishers, how, pace)
 	if s.Mode != Publish {
-		fmt.Fprintf(w, "; one group of %d consumer(s), concurrency %d", s.Consumers, s.Concurrency)
+		if s.Fanout > 1 {
+			fmt.Fprintf(w, "; %d fan-out groups (each sees every message) of %d consumer(s), concurrency %d", s.Fanout, s.Consumers, s.Concurrency)
+		} else {
+			fmt.Fprintf(w, "; one group of %d consumer(s), concurrency %d", s.Consumers, s.Concurrency)
+		}
 	}
 	fmt.Fprintf(w, "; %d round(s)\n", s.Rounds)
 

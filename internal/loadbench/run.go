@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +25,14 @@ type Result struct {
 	Group        string `json:"group,omitempty"`
 	Messages     int    `json:"messages"`
 	PayloadBytes int    `json:"payload_bytes"`
+	// Fanout is the subscriptions per consumer, each its own group.
+	Fanout int `json:"fanout,omitempty"`
 	// Published counts messages the broker acknowledged.
 	Published int64 `json:"published"`
-	// Consumed counts this run's messages handled, each once; Duplicates
-	// are repeat deliveries of them and Foreign anything else the group saw.
+	// Consumed counts this run's messages handled, each once per fan-out
+	// group; Duplicates are repeat deliveries of them and Foreign anything
+	// else the groups saw. Consume rates and per-message CPU count every
+	// group's handling.
 	Consumed   int64 `json:"consumed"`
 	Duplicates int64 `json:"duplicates"`
 	Foreign    int64 `json:"foreign"`
@@ -89,12 +94,24 @@ type consumer interface {
 	stop() error
 }
 
+// fanout is one consumer's members of its fan-out groups, stopped together.
+type fanout []consumer
+
+func (f fanout) stop() error {
+	var errs []error
+	for _, c := range f {
+		errs = append(errs, c.stop())
+	}
+	return errors.Join(errs...)
+}
+
 // run is one run's identity and accounting, shared by its clients.
 type run struct {
 	b      *Bench
 	client Client
 	id     string // the run_id header every message of the run carries
-	group  string
+	// groups are the run's consumer groups, one per fan-out subscription.
+	groups []string
 	// start is when the run began: consume mode's group starts at the
 	// first message stored at or after it.
 	start     time.Time
@@ -105,10 +122,10 @@ type run struct {
 	fail context.CancelCauseFunc
 }
 
-// handled counts one delivery and records its latency when it is the first
-// of one of this run's messages.
-func (r *run) handled(lat *latencies, runID string, seq uint64, ok bool, messageID string, producedAt time.Time) {
-	if r.tally.take(runID, seq, ok, messageID) && lat != nil {
+// handled counts one delivery to fan-out group way and records its latency
+// when it is the group's first of one of this run's messages.
+func (r *run) handled(lat *latencies, way int, runID string, seq uint64, ok bool, messageID string, producedAt time.Time) {
+	if r.tally.take(way, runID, seq, ok, messageID) && lat != nil {
 		lat.record(time.Since(producedAt))
 	}
 }
@@ -141,18 +158,20 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 	}
 	id := envelope.NewMessageID()
-	r := &run{
-		b: b, client: c, id: id, group: fmt.Sprintf("ampybusctl-bench-%s-%d-%s", id[len(id)-8:], b.runs, c),
-		start: time.Now(), fromStart: cfg.Mode == Consume, fail: fail,
+	r := &run{b: b, client: c, id: id, start: time.Now(), fromStart: cfg.Mode == Consume, fail: fail}
+	group := fmt.Sprintf("ampybusctl-bench-%s-%d-%s", id[len(id)-8:], b.runs, c)
+	r.groups = []string{group}
+	for j := 1; j < cfg.Fanout; j++ {
+		r.groups = append(r.groups, group+"-f"+strconv.Itoa(j))
 	}
 	var observe func(string)
 	if cfg.Observe != nil {
 		observe = func(mid string) { cfg.Observe(c, mid) }
 	}
-	r.tally = newTally(id, cfg.Messages, observe)
+	r.tally = newTally(id, cfg.Messages, cfg.Fanout, observe)
 	res = &Result{Client: c, Mode: cfg.Mode, Transport: b.transport, RunID: id, Messages: cfg.Messages, PayloadBytes: b.PayloadBytes()}
 	if cfg.Mode != Publish {
-		res.Group = r.group
+		res.Group, res.Fanout = group, cfg.Fanout
 	}
 	stopProgress := b.progress(r, c)
 	defer stopProgress()
@@ -174,8 +193,10 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 		if len(cons) > 0 {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			if derr := b.adm.dropGroup(dctx, r.group); derr != nil {
-				cfg.Logger.Warn("bench: could not remove the run's consumer group", "group", r.group, "err", derr)
+			for _, g := range r.groups {
+				if derr := b.adm.dropGroup(dctx, g); derr != nil {
+					cfg.Logger.Warn("bench: could not remove the run's consumer group", "group", g, "err", derr)
+				}
 			}
 			cancel()
 		}
@@ -205,12 +226,12 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		return nil
 	}
 	wait := func() error {
-		r.tally.expect(r.sent.Load())
+		r.tally.expect(r.sent.Load() * int64(cfg.Fanout))
 		select {
 		case <-r.tally.done:
 			return nil
 		case <-rctx.Done():
-			return fmt.Errorf("consumers handled %d of %d messages: %w", r.tally.consumed.Load(), r.sent.Load(), context.Cause(rctx))
+			return fmt.Errorf("consumers handled %d of %d messages: %w", r.tally.consumed.Load(), r.sent.Load()*int64(cfg.Fanout), context.Cause(rctx))
 		}
 	}
 
@@ -234,8 +255,10 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 		// Latency is the steady state's: publishing starts once every
 		// partition has a member pulling it.
-		if err := b.adm.ready(rctx, r.group, cfg.Consumers); err != nil {
-			cfg.Logger.Warn("bench: the group did not settle; publishing anyway", "group", r.group, "err", err)
+		for _, g := range r.groups {
+			if err := b.adm.ready(rctx, g, cfg.Consumers); err != nil {
+				cfg.Logger.Warn("bench: the group did not settle; publishing anyway", "group", g, "err", err)
+			}
 		}
 		if err := openPublishers(); err != nil {
 			return nil, err
@@ -247,7 +270,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 		pubEnd := time.Now()
 		res.PublishSeconds = elapsed.Seconds()
-		res.BacklogAtPublishEnd = max(0, r.sent.Load()-r.tally.consumed.Load())
+		res.BacklogAtPublishEnd = max(0, r.sent.Load()*int64(cfg.Fanout)-r.tally.consumed.Load())
 		if err := wait(); err != nil {
 			return nil, err
 		}
@@ -286,7 +309,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 	perMsg := float64(res.Published)
 	if cfg.Mode != Publish {
 		res.Consumed, res.Duplicates, res.Foreign = r.tally.consumed.Load(), r.tally.dups.Load(), r.tally.foreign.Load()
-		res.Missing = res.Published - res.Consumed
+		res.Missing = res.Published*int64(cfg.Fanout) - res.Consumed
 		first, last := unixTime(r.tally.first.Load()), unixTime(r.tally.last.Load())
 		res.ConsumeSeconds = last.Sub(first).Seconds()
 		if res.ConsumeSeconds > 0 && res.Consumed > 1 {

@@ -81,35 +81,46 @@ func (typedSide) consumer(ctx context.Context, r *run, i int, lat *latencies) (c
 	if err != nil {
 		return nil, err
 	}
-	opts := []ampybus.SubscribeOption{ampybus.Durable(r.group), ampybus.Concurrency(cfg.Concurrency)}
-	if r.fromStart {
-		opts = append(opts, ampybus.StartAtTime(r.start))
-	}
-	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
-		seq, ok := seqOf(m.Payload)
-		r.handled(lat, m.Headers.RunID, seq, ok, m.Headers.MessageID, m.Headers.ProducedAt)
-		return nil
-	}, opts...)
-	if err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	go func() {
-		<-sub.Done()
-		if err := sub.Err(); err != nil {
-			r.fail(fmt.Errorf("typed consumer %d stopped: %w", i, err))
+	c := &typedCons{bus: b}
+	for way, group := range r.groups {
+		opts := []ampybus.SubscribeOption{ampybus.Durable(group), ampybus.Concurrency(cfg.Concurrency)}
+		if r.fromStart {
+			opts = append(opts, ampybus.StartAtTime(r.start))
 		}
-	}()
-	return &typedCons{bus: b, sub: sub}, nil
+		sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
+			seq, ok := seqOf(m.Payload)
+			r.handled(lat, way, m.Headers.RunID, seq, ok, m.Headers.MessageID, m.Headers.ProducedAt)
+			return nil
+		}, opts...)
+		if err != nil {
+			_ = c.stop()
+			return nil, err
+		}
+		go func() {
+			<-sub.Done()
+			if err := sub.Err(); err != nil {
+				r.fail(fmt.Errorf("typed consumer %d, group %s stopped: %w", i, group, err))
+			}
+		}()
+		c.subs = append(c.subs, sub)
+	}
+	return c, nil
 }
 
+// typedCons is one consumer's bus and its subscriptions, one per fan-out
+// group, as one service holds them.
 type typedCons struct {
-	bus *ampybus.Bus
-	sub *ampybus.Subscription
+	bus  *ampybus.Bus
+	subs []*ampybus.Subscription
 }
 
 func (c *typedCons) stop() error {
-	err := c.sub.Stop()
+	var err error
+	for _, sub := range c.subs {
+		if serr := sub.Stop(); err == nil {
+			err = serr
+		}
+	}
 	if cerr := c.bus.Close(); err == nil {
 		err = cerr
 	}
