@@ -20,8 +20,8 @@ type Scenario struct {
 }
 
 var (
-	throughputRows = []string{"publish msgs/s", "consume msgs/s", "CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB", "heap after MiB"}
-	latencyRows    = []string{"consume msgs/s", "latency p50 ms", "latency p90 ms", "latency p99 ms", "latency p99.9 ms", "latency max ms", "backlog at publish end", "CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB"}
+	throughputRows = []string{"publish msgs/s", "consume msgs/s", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB", "heap after MiB"}
+	latencyRows    = []string{"consume msgs/s", "latency p50 ms", "latency p90 ms", "latency p99 ms", "latency p99.9 ms", "latency max ms", "backlog at publish end", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB"}
 )
 
 // Scenarios are the comparisons the README quotes, in its order. Every
@@ -31,6 +31,8 @@ var Scenarios = []Scenario{
 	{"nats-consume-1", "NATS, consume 100,000 preloaded messages, 1 key, Concurrency 1", []string{"--mode", "consume", "--keys", "1", "--messages", "100000", "--concurrency", "1"}, throughputRows},
 	{"nats-consume-100", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows},
 	{"nats-consume-10000", "NATS, consume 100,000 preloaded messages, 10,000 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "10000", "--messages", "100000", "--concurrency", "1"}, throughputRows},
+	{"nats-consume-100-nogroup", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1, outside any group", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--no-group"}, throughputRows},
+	{"nats-fanout-8", "NATS, eight fan-out groups in one process each consume 50,000 preloaded messages, 100 keys", []string{"--mode", "consume", "--keys", "100", "--messages", "50000", "--concurrency", "1", "--fanout", "8"}, throughputRows},
 	{"nats-e2e", "NATS, publish→handler at 10,000 msg/s, 100 keys", []string{"--mode", "e2e", "--rate", "10000", "--messages", "200000", "--keys", "100"}, latencyRows},
 	{"kafka-publish", "Kafka (kfake), async publish, 4 publishers", []string{"--transport", "kafka", "--mode", "publish", "--messages", "200000", "--publishers", "4"}, throughputRows},
 	{"kafka-consume-100", "Kafka (kfake), consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--transport", "kafka", "--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows},

@@ -22,6 +22,7 @@ func bench(ctx context.Context, e *env, args []string) error {
 	publishers := fs.Int("publishers", 4, "publishing clients, each its own connection")
 	consumers := fs.Int("consumers", 1, "members of the one consumer group, each its own connection")
 	concurrency := fs.Int("concurrency", 1, "keys each consumer handles at once")
+	noGroup := fs.Bool("no-group", false, "subscribe outside any consumer group (one consumer): the engine without the group's partitioned delivery")
 	fanout := fs.Int("fanout", 1, "subscriptions each consumer opens on its connection, each its own group that sees every message")
 	messages := fs.Int("messages", 200000, "messages per run, across publishers")
 	keys := fs.Int("keys", 100, "partition keys (symbols S00000… on XNAS) the messages are spread over")
@@ -61,7 +62,7 @@ func bench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg := loadbench.Config{
-		Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency, Fanout: *fanout,
+		Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency, Fanout: *fanout, NoGroup: *noGroup,
 		Messages: *messages, Keys: *keys, Size: *size, Rate: *rate, Sync: *sync, Timeout: *timeout,
 		Provision: c.provision, Producer: c.producer, Source: c.source, NATSOptions: natsOpts, KafkaOptions: kafkaOpts,
 		Logger: benchLogger(e, c.verbose),
@@ -88,6 +89,9 @@ func bench(ctx context.Context, e *env, args []string) error {
 		defer br.Close()
 		broker = loadbench.BrokerInfo{URL: br.URL, Where: br.Where, PID: br.PID}
 		cfg.OwnBroker = true
+		if br.PID != 0 {
+			cfg.BrokerCPU = br.CPU
+		}
 	} else if *inproc {
 		return usagef("--inproc starts an embedded broker; it does not go with --bus %s", u)
 	}

@@ -32,6 +32,15 @@ type Broker struct {
 	stop func() error
 }
 
+// CPU is the child broker's CPU time so far; an error in process (its work
+// is the client's) or where it cannot be read.
+func (b *Broker) CPU() (time.Duration, error) {
+	if b.PID == 0 {
+		return 0, errors.New("the broker runs in this process: its CPU is counted as the client's")
+	}
+	return childCPU(b.PID)
+}
+
 // Close stops the broker and, for a child, waits until it has exited.
 func (b *Broker) Close() error { return b.stop() }
 

@@ -65,6 +65,10 @@ type Config struct {
 	// connection, each its own group that sees every message: one service
 	// with several independent handlers of a stream (default 1).
 	Fanout int
+	// NoGroup subscribes outside any consumer group, one consumer reading
+	// every partition: the engine without a group's partitioned delivery
+	// (on NATS, a pinned consumer per partition).
+	NoGroup bool
 	// Messages is the total published per run, over Keys partition keys.
 	Messages, Keys int
 	// Size is the marshalled BarBatch size to reach, in bytes.
@@ -87,6 +91,10 @@ type Config struct {
 	// client, typed and raw alike.
 	NATSOptions  []nats.Option
 	KafkaOptions []kgo.Opt
+	// BrokerCPU, when set, reads the broker's CPU time (Broker.CPU of a
+	// child): runs then report the broker's CPU per message too, since a
+	// client can be cheap for itself and costly for the broker.
+	BrokerCPU func() (time.Duration, error)
 	// Logger receives the typed runtime's warnings and the bench's own.
 	Logger *slog.Logger
 	// Progress, when set, is called about four times a second during a run.
@@ -133,6 +141,8 @@ func (cfg Config) Check() error {
 		return errors.New("publishers, consumers, concurrency, fanout, messages and keys must be at least 1")
 	case cfg.Size < 1 || int64(cfg.Size) > bars.Domain.CompressAbove:
 		return fmt.Errorf("size %d: give 1 to %d bytes (above that the bars domain gzips payloads)", cfg.Size, bars.Domain.CompressAbove)
+	case cfg.NoGroup && cfg.Consumers != 1:
+		return errors.New("without a group each consumer would see every message: give one consumer")
 	case cfg.Rate < 0:
 		return errors.New("rate must not be negative")
 	}

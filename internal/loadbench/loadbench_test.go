@@ -50,11 +50,14 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 		consumers int
 		purge     bool
 		fanout    int
+		noGroup   bool
 	}{
-		{loadbench.E2E, 2, true, 1},
-		{loadbench.Consume, 1, false, 1},
-		{loadbench.Consume, 1, false, 3},
-		{loadbench.Publish, 1, true, 1},
+		{loadbench.E2E, 2, true, 1, false},
+		{loadbench.E2E, 1, true, 1, true},
+		{loadbench.Consume, 1, false, 1, false},
+		{loadbench.Consume, 1, false, 3, false},
+		{loadbench.Consume, 1, false, 2, true},
+		{loadbench.Publish, 1, true, 1, false},
 	}
 	for _, kind := range []string{"nats", "kafka"} {
 		t.Run(kind, func(t *testing.T) {
@@ -68,7 +71,7 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 			for _, tc := range cases {
 				b, err := loadbench.New(ctx, loadbench.Config{
 					URL: broker.URL, Mode: tc.mode, Messages: messages, Keys: 10, Publishers: 3, Consumers: tc.consumers,
-					Concurrency: 2, Fanout: tc.fanout, Size: 300, OwnBroker: tc.purge, Observe: seen.observe,
+					Concurrency: 2, Fanout: tc.fanout, NoGroup: tc.noGroup, Size: 300, OwnBroker: tc.purge, Observe: seen.observe,
 				})
 				require.NoError(t, err)
 				for _, c := range []loadbench.Client{loadbench.Typed, loadbench.Raw} {

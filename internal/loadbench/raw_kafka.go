@@ -130,10 +130,12 @@ func rawKafkaConsume(r *run, i, way int, group string, lat *latencies) (*rawKafk
 	cfg := r.b.cfg
 	// A new group reads from the run's start: records produced after the
 	// consumers were started in e2e, the preload in consume mode.
-	cl, err := r.b.kafkaClient("ampybusctl-bench-raw-consumer-"+strconv.Itoa(i),
-		kgo.ConsumerGroup(group), kgo.ConsumeTopics(r.b.prefix),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(r.start.UnixMilli())),
-		kgo.AutoCommitMarks(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(250*time.Millisecond))
+	opts := []kgo.Opt{kgo.ConsumeTopics(r.b.prefix), kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(r.start.UnixMilli())),
+		kgo.FetchMaxWait(250 * time.Millisecond)}
+	if !cfg.NoGroup {
+		opts = append(opts, kgo.ConsumerGroup(group), kgo.AutoCommitMarks(), kgo.BlockRebalanceOnPoll())
+	}
+	cl, err := r.b.kafkaClient("ampybusctl-bench-raw-consumer-"+strconv.Itoa(i), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -200,6 +200,10 @@ func rawNATSConsume(ctx context.Context, r *run, js jetstream.JetStream, way int
 	if r.fromStart {
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &r.start
 	}
+	if cfg.NoGroup {
+		// An ephemeral consumer, as a subscription outside a group has.
+		cc.Durable, cc.InactiveThreshold = "", 30*time.Second
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, adm.stream, cc)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on %s: %w", group, adm.stream, err)

@@ -27,6 +27,7 @@ type Settings struct {
 	Consumers    int     `json:"consumers"`
 	Concurrency  int     `json:"concurrency"`
 	Fanout       int     `json:"fanout"`
+	NoGroup      bool    `json:"no_group,omitempty"`
 	Messages     int     `json:"messages"`
 	Keys         int     `json:"keys"`
 	PayloadBytes int     `json:"payload_bytes"`
@@ -71,7 +72,7 @@ func (b *Bench) NewReport(broker BrokerInfo, runs []*Result) *Report {
 	return &Report{
 		Settings: Settings{
 			Mode: cfg.Mode, Transport: b.transport, Env: cfg.Env, Publishers: cfg.Publishers, Consumers: cfg.Consumers,
-			Concurrency: cfg.Concurrency, Fanout: cfg.Fanout, Messages: cfg.Messages, Keys: cfg.Keys, PayloadBytes: b.PayloadBytes(),
+			Concurrency: cfg.Concurrency, Fanout: cfg.Fanout, NoGroup: cfg.NoGroup, Messages: cfg.Messages, Keys: cfg.Keys, PayloadBytes: b.PayloadBytes(),
 			Rate: cfg.Rate, Sync: cfg.Sync, Rounds: max(rounds, 1),
 		},
 		Broker: broker, Runs: runs, Summary: summarize(cfg.Mode, runs),
@@ -114,6 +115,7 @@ var measures = []measure{
 	{"drain s", lower, "e2e", always(func(r *Result) float64 { return r.DrainSeconds })},
 	{"consumer startup s", lower, "consume", always(func(r *Result) float64 { return r.StartupSeconds })},
 	{"CPU µs/msg", lower, "e2e publish consume", always(func(r *Result) float64 { return r.CPUPerMsg })},
+	{"broker CPU µs/msg", lower, "e2e publish consume", func(r *Result) (float64, bool) { return r.BrokerCPUPerMsg, r.BrokerCPUPerMsg > 0 }},
 	{"allocs/msg", lower, "e2e publish consume", always(func(r *Result) float64 { return r.AllocsPerMsg })},
 	{"peak goroutines", lower, "e2e publish consume", always(func(r *Result) float64 { return float64(r.PeakGoroutines) })},
 	{"peak heap MiB", lower, "e2e publish consume", always(func(r *Result) float64 { return float64(r.PeakHeapBytes) / (1 << 20) })},
@@ -186,7 +188,9 @@ func (rep *Report) Print(w io.Writer) {
 	how := map[bool]string{false: "async", true: "sync"}[s.Sync]
 	fmt.Fprintf(w, "%d messages of %d bytes over %d keys; %d publishers (%s, %s)", s.Messages, s.PayloadBytes, s.Keys, s.Publishers, how, pace)
 	if s.Mode != Publish {
-		if s.Fanout > 1 {
+		if s.NoGroup {
+			fmt.Fprintf(w, "; %d subscription(s) outside any group, concurrency %d", s.Fanout, s.Concurrency)
+		} else if s.Fanout > 1 {
 			fmt.Fprintf(w, "; %d fan-out groups (each sees every message) of %d consumer(s), concurrency %d", s.Fanout, s.Consumers, s.Concurrency)
 		} else {
 			fmt.Fprintf(w, "; one group of %d consumer(s), concurrency %d", s.Consumers, s.Concurrency)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type Result struct {
 	// MeasuredSeconds is the window CPU and allocations are counted over.
 	MeasuredSeconds float64 `json:"measured_seconds"`
 	CPUPerMsg       float64 `json:"cpu_us_per_msg"`
+	// BrokerCPUPerMsg is the broker's CPU over the same window, when
+	// Config.BrokerCPU reads it (to 10 ms over the window).
+	BrokerCPUPerMsg float64 `json:"broker_cpu_us_per_msg,omitempty"`
 	AllocsPerMsg    float64 `json:"allocs_per_msg"`
 	PeakGoroutines  int     `json:"peak_goroutines"`
 	PeakHeapBytes   uint64  `json:"peak_heap_inuse_bytes"`
@@ -158,7 +162,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 	}
 	id := envelope.NewMessageID()
-	r := &run{b: b, client: c, id: id, start: time.Now(), fromStart: cfg.Mode == Consume, fail: fail}
+	r := &run{b: b, client: c, id: id, start: time.Now(), fromStart: cfg.Mode == Consume || cfg.NoGroup, fail: fail}
 	group := fmt.Sprintf("ampybusctl-bench-%s-%d-%s", id[len(id)-8:], b.runs, c)
 	r.groups = []string{group}
 	for j := 1; j < cfg.Fanout; j++ {
@@ -191,7 +195,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		for _, p := range pubs {
 			_ = p.close()
 		}
-		if len(cons) > 0 {
+		if len(cons) > 0 && !cfg.NoGroup {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			for _, g := range r.groups {
 				if derr := b.adm.dropGroup(dctx, g); derr != nil {
@@ -236,8 +240,23 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 	}
 
 	var u0 usage
+	var broker0 time.Duration
+	brokerOK := cfg.BrokerCPU != nil
+	readBroker := func() time.Duration {
+		if !brokerOK {
+			return 0
+		}
+		d, err := cfg.BrokerCPU()
+		if err != nil {
+			cfg.Logger.Warn("bench: broker CPU not read; left out", "err", err)
+			brokerOK = false
+		}
+		return d
+	}
 	var smp *sampler
-	begin := func() { runtime.GC(); u0 = readUsage(); smp = startSampler() }
+	// Memory the setup (the preload, connecting) freed goes back to the OS
+	// before the window: the scavenger must not bill it to the run.
+	begin := func() { debug.FreeOSMemory(); u0, broker0 = readUsage(), readBroker(); smp = startSampler() }
 	switch cfg.Mode {
 	case Publish:
 		if err := openPublishers(); err != nil {
@@ -256,6 +275,9 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		// Latency is the steady state's: publishing starts once every
 		// partition has a member pulling it.
 		for _, g := range r.groups {
+			if cfg.NoGroup {
+				break // consumers without a group read from the run's start
+			}
 			if err := b.adm.ready(rctx, g, cfg.Consumers); err != nil {
 				cfg.Logger.Warn("bench: the group did not settle; publishing anyway", "group", g, "err", err)
 			}
@@ -299,7 +321,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 		res.StartupSeconds = unixTime(r.tally.first.Load()).Sub(t0).Seconds()
 	}
-	u1 := readUsage()
+	u1, broker1 := readUsage(), readBroker()
 	res.PeakGoroutines, res.PeakHeapBytes = smp.finish()
 	runtime.GC()
 	res.HeapAfterBytes = heapInUse()
@@ -327,6 +349,9 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 	if perMsg > 0 {
 		res.CPUPerMsg = float64((u1.cpu - u0.cpu).Microseconds()) / perMsg
 		res.AllocsPerMsg = float64(u1.allocs-u0.allocs) / perMsg
+		if brokerOK {
+			res.BrokerCPUPerMsg = float64((broker1 - broker0).Microseconds()) / perMsg
+		}
 	}
 	return res, nil
 }

@@ -83,7 +83,10 @@ func (typedSide) consumer(ctx context.Context, r *run, i int, lat *latencies) (c
 	}
 	c := &typedCons{bus: b}
 	for way, group := range r.groups {
-		opts := []ampybus.SubscribeOption{ampybus.Durable(group), ampybus.Concurrency(cfg.Concurrency)}
+		opts := []ampybus.SubscribeOption{ampybus.Concurrency(cfg.Concurrency)}
+		if !cfg.NoGroup {
+			opts = append(opts, ampybus.Durable(group))
+		}
 		if r.fromStart {
 			opts = append(opts, ampybus.StartAtTime(r.start))
 		}
