@@ -32,17 +32,20 @@ fuzz:
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0 $(FUZZFLAGS); done
 
 # Test tools from Debian: kcat (librdkafka's client) for the Kafka interop
-# tests, promtool (package prometheus) for the generated alert rules.
+# tests, promtool (package prometheus) for the generated alert rules, and
+# python3's protobuf and confluent-kafka for the cross-language tests.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian package) for the Kafka interop tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 	@command -v promtool >/dev/null 2>&1 || { echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@/usr/bin/python3 -c 'import google.protobuf, confluent_kafka' >/dev/null 2>&1 || { echo "installing python3-protobuf and python3-confluent-kafka (Debian packages) for the Python tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-protobuf python3-confluent-kafka >/dev/null; }
 
-## check: fail with a diff when generated/, templates/observability/ or templates/security/ is stale for contract.yaml
+## check: fail with a diff when generated/, python/generated/, templates/observability/ or templates/security/ is stale for contract.yaml
 check:
-	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
+	$(GO) run ./cmd/ampybus-gen check -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security -python python/generated
 	$(GO) run ./cmd/ampybus-gen docs -check -contract contract.yaml -proto_path proto -out docs/contract
 
 vet:
@@ -51,9 +54,9 @@ vet:
 fmt:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w .):"; echo "$$out"; exit 1; fi
 
-## generate: regenerate generated/, templates/observability/ and templates/security/ from contract.yaml
+## generate: regenerate generated/, python/generated/, templates/observability/ and templates/security/ from contract.yaml
 generate:
-	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security
+	$(GO) run ./cmd/ampybus-gen generate -contract contract.yaml -proto_path proto -out generated -observability templates/observability -security templates/security -python python/generated
 	$(GO) run ./cmd/ampybus-gen docs -contract contract.yaml -proto_path proto -out docs/contract
 
 ## proto: regenerate the payload Go code, protoc-free (the .proto files are compiled in process)

@@ -12,7 +12,7 @@
 //	//go:generate go tool ampybus-gen generate -contract contract.yaml -proto_path proto -out internal/bus
 package main
 
-//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated -observability ../../templates/observability -security ../../templates/security
+//go:generate go run . generate -contract ../../contract.yaml -proto_path ../../proto -out ../../generated -observability ../../templates/observability -security ../../templates/security -python ../../python/generated
 
 import (
 	"context"
@@ -30,6 +30,7 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/obsemit"
 	"github.com/ampyfin/ampy-bus/gen/output"
 	"github.com/ampyfin/ampy-bus/gen/protoset"
+	"github.com/ampyfin/ampy-bus/gen/pyemit"
 	"github.com/ampyfin/ampy-bus/gen/secemit"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -43,6 +44,7 @@ const usage = `usage: ampybus-gen <command> [flags]
 commands:
   generate   write the Go packages for a contract
   check      exit 1 with a diff when the generated code is stale
+  python     write only the Python package (-out DIR; -check to diff instead)
   breaking   compare with a previous contract (--against REF) and exit 1 on a breaking change
   docs       write the contract's Markdown catalog (docs/contract; -check diffs it)
   schema     print the contract's JSON Schema
@@ -78,12 +80,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return breakingCmd(args[1:], stdout, stderr)
 	case "docs":
 		return docsCmd(args[1:], stdout, stderr)
-	case "generate", "check":
+	case "generate", "check", "python":
 	default:
-		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, breaking, docs, schema, version or help\n", cmd)
+		fmt.Fprintf(stderr, "ampybus-gen: unknown command %q; want generate, check, python, breaking, docs, schema, version or help\n", cmd)
 		return 2
 	}
 	fs, o := flags(cmd, io.Discard)
+	checkOnly := false
+	if cmd == "python" {
+		fs.BoolVar(&checkOnly, "check", false, "exit 1 with a diff when -out is stale, instead of writing it")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -98,6 +104,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "ampybus-gen %s: unexpected argument %q: flags take the form -name value (the contract is -contract %s)\n", cmd, fs.Arg(0), fs.Arg(0))
 		return 2
+	}
+	rerun := "ampybus-gen generate"
+	if cmd == "python" {
+		rerun = "ampybus-gen python"
+		// The Python package alone, into -out.
+		o.pythonOnly, o.python = true, o.out
+		cmd = map[bool]string{false: "generate", true: "check"}[checkOnly]
 	}
 	outs, err := generate(o)
 	if err != nil {
@@ -131,7 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if diff != "" {
 			fmt.Fprint(stdout, diff)
-			fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: ampybus-gen generate with the same flags\n", out.dir, o.contract)
+			fmt.Fprintf(stderr, "ampybus-gen: %s is stale for %s; run: %s with the same flags\n", out.dir, o.contract, rerun)
 			code = 1
 			continue
 		}
@@ -147,7 +160,11 @@ type options struct {
 	observability string
 	// security is where the broker permissions go; empty leaves them out.
 	security string
-	schemas  protoset.Options
+	// python is where the Python package goes; empty leaves it out.
+	python string
+	// pythonOnly writes the Python package and nothing else (ampybus-gen python).
+	pythonOnly bool
+	schemas    protoset.Options
 }
 
 // listFlag collects a repeatable flag.
@@ -165,12 +182,13 @@ func flags(cmd string, w io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.out, "out", "generated", "the output directory; one package per domain goes below it")
 	fs.StringVar(&o.importPath, "import-path", "", "the Go import path of -out (default: from the nearest go.mod)")
 	fs.StringVar(&o.security, "security", "", "also write each service's least-privilege NATS users and Kafka ACLs here, per env (e.g. templates/security)")
+	fs.StringVar(&o.python, "python", "", "also write the Python package here: ampybus_contract (per domain: topics, keys, schemas) and the ampybus runtime (e.g. python/generated; not inside -out)")
 	fs.StringVar(&o.observability, "observability", "", "also write the Grafana dashboard, Prometheus alert rules and their promtool test here (e.g. templates/observability)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "proto_path", "an import root of the payload .proto files, compiled in process (repeatable; default: proto/ beside the contract, when it exists)")
 	fs.Var((*listFlag)(&o.schemas.ProtoPaths), "I", "same as -proto_path")
 	fs.Var((*listFlag)(&o.schemas.DescriptorSets), "descriptor_set_in", "a FileDescriptorSet holding the payload schemas, from buf build -o or protoc --include_imports (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH] [-observability DIR] [-security DIR]\n\nflags:\n", cmd)
+		fmt.Fprintf(fs.Output(), "usage: ampybus-gen %s [-contract FILE] (-proto_path DIR | -descriptor_set_in FILE)... [-out DIR] [-import-path PATH] [-observability DIR] [-security DIR] [-python DIR]\n\nflags:\n", cmd)
 		fs.PrintDefaults()
 	}
 	return fs, &o
@@ -213,13 +231,20 @@ func generate(o *options) ([]rendered, error) {
 	if err != nil {
 		return nil, err
 	}
+	source := filepath.Base(o.contract)
+	if o.pythonOnly {
+		files, err := pyemit.Emitter{Source: source}.Emit(c)
+		if err != nil {
+			return nil, fmt.Errorf("ampybus-gen: python output: %w", err)
+		}
+		return []rendered{{dir: o.python, files: files}}, nil
+	}
 	importPath := o.importPath
 	if importPath == "" {
 		if importPath, err = goemit.ImportPathOf(o.out); err != nil {
 			return nil, fmt.Errorf("ampybus-gen: %w", err)
 		}
 	}
-	source := filepath.Base(o.contract)
 	outputs := []struct {
 		em  output.Emitter
 		dir string
@@ -239,6 +264,15 @@ func generate(o *options) ([]rendered, error) {
 			dir string
 		}{secemit.Emitter{Source: source}, o.security})
 	}
+	if o.python != "" {
+		if pathWithin(o.python, o.out) || pathWithin(o.out, o.python) {
+			return nil, fmt.Errorf("ampybus-gen: -python %s and -out %s overlap: each output removes the other's files as stale; give the Python package its own directory", o.python, o.out)
+		}
+		outputs = append(outputs, struct {
+			em  output.Emitter
+			dir string
+		}{pyemit.Emitter{Source: source}, o.python})
+	}
 	var out []rendered
 	for _, x := range outputs {
 		files, err := x.em.Emit(c)
@@ -248,6 +282,12 @@ func generate(o *options) ([]rendered, error) {
 		out = append(out, rendered{dir: x.dir, files: files})
 	}
 	return out, nil
+}
+
+// pathWithin reports whether path a is b or below it.
+func pathWithin(a, b string) bool {
+	rel, err := filepath.Rel(filepath.Clean(b), filepath.Clean(a))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func isDir(p string) bool {

@@ -117,3 +117,30 @@ func TestGenerateReports(t *testing.T) {
 	assert.Contains(t, stdout, "removed "+stale)
 	assert.Contains(t, stdout, "0 written, 1 removed, 15 unchanged")
 }
+
+// ampybus-gen python writes the Python package alone; -check diffs it; the
+// Python output may not overlap the Go one.
+func TestPythonOutput(t *testing.T) {
+	out := t.TempDir()
+	flags := []string{"-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out}
+	code, stdout, stderr := gen(t, append([]string{"python"}, flags...)...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "ampybus_contract/bars.py")
+	assert.FileExists(t, filepath.Join(out, "ampybus", "envelope.py"))
+	code, stdout, _ = gen(t, append([]string{"python", "-check"}, flags...)...)
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "is up to date")
+
+	p := filepath.Join(out, "ampybus_contract", "orders.py")
+	src, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, bytes.Replace(src, []byte(`DOMAIN = "orders"`), []byte(`DOMAIN = "ordres"`), 1), 0o644))
+	code, stdout, stderr = gen(t, append([]string{"python", "-check"}, flags...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, `+DOMAIN = "orders"`)
+	assert.Contains(t, stderr, "run: ampybus-gen python with the same flags")
+
+	code, _, stderr = gen(t, "generate", "-contract", "../../contract.yaml", "-proto_path", "../../proto", "-out", out, "-import-path", "example.com/svc/bus", "-python", filepath.Join(out, "py"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "overlap")
+}

@@ -1,0 +1,519 @@
+// Package pyemit renders a contract as a Python package, beside the Go one:
+// per domain, topic and pattern builders that check tokens as Go does, the
+// contract's partition and dedupe keys derived from payloads exactly as Go
+// derives them, and schema constants and hashes; the payload types come
+// from the same compiled descriptors, in a private descriptor pool. The
+// hand-written runtime (envelope headers, Go-identical gzip, the Kafka
+// partitioner) is copied beside it from package python, so a service
+// repository needs nothing from a package index.
+package pyemit
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/ampyfin/ampy-bus/gen/contract"
+	"github.com/ampyfin/ampy-bus/gen/naming"
+	"github.com/ampyfin/ampy-bus/gen/output"
+	"github.com/ampyfin/ampy-bus/python"
+	"github.com/ampyfin/ampy-bus/runtime/schema"
+)
+
+// Package is the generated package's import name; the runtime is "ampybus".
+const Package = "ampybus_contract"
+
+// Emitter writes the Python package of a contract: ampybus/ (the runtime)
+// and ampybus_contract/ (the contract) below its directory.
+type Emitter struct {
+	// Source names the contract file in headers ("contract.yaml").
+	Source string
+}
+
+// Name implements output.Emitter.
+func (Emitter) Name() string { return "python" }
+
+// Emit implements output.Emitter.
+func (e Emitter) Emit(c *contract.Contract) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	if err := fs.WalkDir(python.Runtime, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".py") {
+			return err
+		}
+		src, err := fs.ReadFile(python.Runtime, p)
+		if err != nil {
+			return err
+		}
+		files[p] = append([]byte("# "+output.Marker+"\n# Copied from the ampy-bus Python runtime (python/"+p+").\n"), src...)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read the Python runtime: %w", err)
+	}
+	schemas, err := e.schemas(c)
+	if err != nil {
+		return nil, err
+	}
+	files[Package+"/_schemas.py"] = schemas
+	var mods []string
+	for _, d := range c.Domains {
+		mod := moduleName(d)
+		mods = append(mods, mod)
+		files[Package+"/"+mod+".py"] = e.domain(c, d)
+	}
+	files[Package+"/__init__.py"] = e.init(c, mods)
+	return files, nil
+}
+
+// moduleName is a domain's Python module: its Go package name, so every
+// output names a domain alike, with a trailing _ for a Python keyword.
+func moduleName(d *contract.Domain) string {
+	if pyKeywords[d.Package] {
+		return d.Package + "_"
+	}
+	return d.Package
+}
+
+var pyKeywords = map[string]bool{
+	"False": true, "None": true, "True": true, "and": true, "as": true, "assert": true, "async": true,
+	"await": true, "break": true, "class": true, "continue": true, "def": true, "del": true, "elif": true,
+	"else": true, "except": true, "finally": true, "for": true, "from": true, "global": true, "if": true,
+	"import": true, "in": true, "is": true, "lambda": true, "nonlocal": true, "not": true, "or": true,
+	"pass": true, "raise": true, "return": true, "try": true, "while": true, "with": true, "yield": true,
+	"match": true, "case": true, "type": true,
+}
+
+// ident makes a contract name (lower_snake) a Python identifier.
+func ident(snake string) string {
+	if pyKeywords[snake] {
+		return snake + "_"
+	}
+	return snake
+}
+
+// upper is a subtopic's prefix for module constants: "" for a domain's
+// only subtopic, REQUESTS_ for one named requests.
+func upper(s *contract.Subtopic) string {
+	if s.Name == "" {
+		return ""
+	}
+	return strings.ToUpper(s.Name) + "_"
+}
+
+// class is a subtopic's prefix for class and function names.
+func class(s *contract.Subtopic) string { return naming.Exported(s.Name) }
+
+// lower is a subtopic's prefix for function names: "" or "requests_".
+func lower(s *contract.Subtopic) string {
+	if s.Name == "" {
+		return ""
+	}
+	return s.Name + "_"
+}
+
+func header(b *bytes.Buffer, source, what string) {
+	fmt.Fprintf(b, "# %s\n# Source: %s, %s.\n", output.Marker, source, what)
+}
+
+func (e Emitter) init(c *contract.Contract, mods []string) []byte {
+	var b bytes.Buffer
+	header(&b, e.Source, "every domain")
+	fmt.Fprintf(&b, "\"\"\"The bus contract %s as Python: one module per domain.\n\n", pyStr(e.Source))
+	b.WriteString("Each module builds and checks its domain's topics, derives the partition\n")
+	b.WriteString("and dedupe keys from payloads exactly as the Go side does, and names the\n")
+	b.WriteString("payload types and their schema hashes. The envelope, gzip and Kafka\n")
+	b.WriteString("helpers are in the ampybus package beside it.\n\"\"\"\n\n")
+	b.WriteString("from __future__ import annotations\n\nimport importlib\nfrom typing import Any\n\nfrom ampybus.route import ContractError, Raw, Route\n\n")
+	fmt.Fprintf(&b, "NAMESPACE = %s\n", pyStr(c.Namespace))
+	fmt.Fprintf(&b, "ENVS = %s\n", pyTuple(c.Envs))
+	fmt.Fprintf(&b, "DOMAINS = %s\n", pyTuple(mods))
+	b.WriteString(`
+
+def routes() -> list[Route | Raw]:
+    """Every subtopic of the contract, domain by domain: a Route for a
+    typed payload, a Raw for opaque bytes (the dead-letter queue's)."""
+    out: list[Route | Raw] = []
+    for name in DOMAINS:
+        module = importlib.import_module(__name__ + "." + name)
+        out.extend(v for v in vars(module).values() if isinstance(v, (Route, Raw)))
+    return out
+
+
+def resolve(topic: str) -> tuple[Route | Raw, Any]:
+    """The route of a concrete topic and its subtopic; ContractError when
+    no subtopic of the contract has it."""
+    for r in routes():
+        for env in r.envs:
+            p = r.prefix(env) + "."
+            if topic.startswith(p):
+                try:
+                    return r, r.parse_subtopic(topic[len(p):])
+                except ContractError:
+                    continue
+    raise ContractError(f"topic {topic!r} is no subtopic of the contract")
+`)
+	return b.Bytes()
+}
+
+// schemas renders _schemas.py: every payload's file and its imports, in
+// dependency order, loaded into a private descriptor pool.
+func (e Emitter) schemas(c *contract.Contract) ([]byte, error) {
+	var order []protoreflect.FileDescriptor
+	seen := map[string]bool{}
+	var visit func(fd protoreflect.FileDescriptor)
+	visit = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imps := fd.Imports()
+		for i := range imps.Len() {
+			visit(imps.Get(i).FileDescriptor)
+		}
+		order = append(order, fd)
+	}
+	var roots []protoreflect.FileDescriptor
+	for _, d := range c.Domains {
+		for _, s := range d.Subtopics {
+			if s.Payload != nil {
+				roots = append(roots, s.Payload.ParentFile())
+			}
+		}
+	}
+	sort.Slice(roots, func(i, j int) bool { return roots[i].Path() < roots[j].Path() })
+	for _, fd := range roots {
+		visit(fd)
+	}
+	var b bytes.Buffer
+	header(&b, e.Source, "the payload schemas")
+	b.WriteString(`"""The payload types, compiled from the same descriptors the Go side uses.
+
+They live in a private descriptor pool, so a service's own generated
+modules of the same .proto files load beside them without a conflict; the
+wire form is the same either way.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from google.protobuf import descriptor_pool, message_factory
+
+_POOL = descriptor_pool.DescriptorPool()
+
+# Serialized FileDescriptorProtos, each after the files it imports.
+_FILES = (
+`)
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, fd := range order {
+		raw, err := opts.Marshal(protodesc.ToFileDescriptorProto(fd))
+		if err != nil {
+			return nil, fmt.Errorf("serialize %s: %w", fd.Path(), err)
+		}
+		enc := base64.StdEncoding.EncodeToString(raw)
+		fmt.Fprintf(&b, "    # %s\n    base64.b64decode(\n", fd.Path())
+		for len(enc) > 0 {
+			n := min(len(enc), 76)
+			fmt.Fprintf(&b, "        %q\n", enc[:n])
+			enc = enc[n:]
+		}
+		b.WriteString("    ),\n")
+	}
+	b.WriteString(`)
+
+for _serialized in _FILES:
+    _POOL.AddSerializedFile(_serialized)
+
+
+def message_class(full_name: str) -> type:
+    """The Python class of the payload message full_name."""
+    desc = _POOL.FindMessageTypeByName(full_name)
+    get = getattr(message_factory, "GetMessageClass", None)
+    if get is not None:
+        return get(desc)
+    return message_factory.MessageFactory(_POOL).GetPrototype(desc)
+`)
+	return b.Bytes(), nil
+}
+
+func (e Emitter) domain(c *contract.Contract, d *contract.Domain) []byte {
+	var b bytes.Buffer
+	header(&b, e.Source, "domain "+d.Name)
+	fmt.Fprintf(&b, "\"\"\"%s %s: %s\n\nTopics:\n", d.Name, d.Version, d.Description)
+	for _, s := range d.Subtopics {
+		fmt.Fprintf(&b, "    %s.{env}.%s.%s.%s carrying %s\n", c.Namespace, d.Name, d.Version, s.Pattern.Text, s.PayloadName)
+	}
+	b.WriteString("\"\"\"\n\nfrom __future__ import annotations\n\nfrom ampybus import route as _route\nfrom ampybus.route import ContractError, Keys\n\nfrom . import _schemas\n\n")
+	maxInflated := d.MaxInflated
+	if maxInflated == 0 {
+		maxInflated = 4 * d.MaxPayload
+	}
+	for _, kv := range [][2]string{
+		{"NAMESPACE", pyStr(c.Namespace)},
+		{"DOMAIN", pyStr(d.Name)},
+		{"VERSION", pyStr(d.Version)},
+		{"ENVS", pyTuple(c.Envs)},
+		{"PARTITIONS", strconv.Itoa(d.Partitions)},
+		{"MAX_PAYLOAD", strconv.FormatInt(d.MaxPayload, 10)},
+		{"MAX_INFLATED", strconv.FormatInt(maxInflated, 10)},
+		{"COMPRESS_ABOVE", strconv.FormatInt(d.CompressAbove, 10)},
+		{"ORDERING", pyStr(string(d.Ordering.Rule))},
+	} {
+		fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
+	}
+	b.WriteString(`
+
+def prefix(env: str) -> str:
+    """The domain's topic prefix in env: the Kafka topic, and the start of
+    every NATS subject of the domain."""
+    return _route.prefix(NAMESPACE, env, DOMAIN, VERSION, ENVS)
+`)
+	for _, s := range d.Subtopics {
+		e.subtopic(&b, c, d, s)
+	}
+	return b.Bytes()
+}
+
+func (e Emitter) subtopic(b *bytes.Buffer, c *contract.Contract, d *contract.Domain, s *contract.Subtopic) {
+	U, C, L := upper(s), class(s), lower(s)
+	params := s.Pattern.Params()
+	topic := fmt.Sprintf("%s.{env}.%s.%s.%s", c.Namespace, d.Name, d.Version, s.Pattern.Text)
+	fmt.Fprintf(b, "\n\n# --- %s: %s", topic, s.PayloadName)
+	if s.Description != "" {
+		fmt.Fprintf(b, "\n# %s", s.Description)
+	}
+	fmt.Fprintf(b, "\n\n%sPATTERN = %s\n", U, pyStr(s.Pattern.Text))
+	typed := s.Payload != nil
+	if typed {
+		pay := string(s.Payload.Name())
+		fmt.Fprintf(b, "%sSCHEMA_FQDN = %s\n%sSCHEMA_VERSION = %s\n", U, pyStr(string(s.Payload.FullName())), U, pyStr(s.SchemaVersion))
+		fmt.Fprintf(b, "#: The hash covers the compiled descriptor of the payload and every type it uses.\n%sSCHEMA_HASH = %s\n", U, pyStr(schema.Hash(s.Payload)))
+		fmt.Fprintf(b, "%s = _schemas.message_class(%sSCHEMA_FQDN)\n", pay, U)
+	}
+
+	// The subtopic class.
+	fmt.Fprintf(b, "\n\nclass %sSubtopic:\n    \"\"\"A validated %s subtopic.\"\"\"\n\n", C, s.Pattern.Text)
+	if len(params) == 0 {
+		b.WriteString("    __slots__ = ()\n\n")
+	} else {
+		fmt.Fprintf(b, "    __slots__ = %s\n\n", pyTuple(pyIdents(params)))
+	}
+	args := make([]string, len(params))
+	for i, p := range params {
+		args[i] = ident(p) + ": str"
+	}
+	fmt.Fprintf(b, "    def __init__(self%s) -> None:\n", prefixed(", ", args))
+	if len(params) == 0 {
+		b.WriteString("        pass\n")
+	}
+	for _, p := range params {
+		fmt.Fprintf(b, "        self.%s = _route.check_token(%s, %s)\n", ident(p), pyStr(p), ident(p))
+	}
+	fmt.Fprintf(b, "\n    def __str__(self) -> str:\n        \"\"\"The subtopic as it appears in the topic, as %s.\"\"\"\n        return %s\n", s.Pattern.Text, subtopicExpr(s.Pattern))
+	fmt.Fprintf(b, "\n    def __repr__(self) -> str:\n        return f\"%sSubtopic({str(self)!r})\"\n", C)
+	fmt.Fprintf(b, "\n    def __eq__(self, other: object) -> bool:\n        return isinstance(other, %sSubtopic) and str(self) == str(other)\n", C)
+	b.WriteString("\n    def __hash__(self) -> int:\n        return hash(str(self))\n")
+	fmt.Fprintf(b, "\n    @classmethod\n    def parse(cls, subtopic: str) -> %sSubtopic:\n        \"\"\"Reads a subtopic in its topic form, as %s.\"\"\"\n", C, s.Pattern.Text)
+	if len(params) == 0 {
+		fmt.Fprintf(b, "        _route.split_subtopic(subtopic, %sPATTERN)\n        return cls()\n", U)
+	} else {
+		fmt.Fprintf(b, "        p = _route.split_subtopic(subtopic, %sPATTERN)\n        return cls(%s)\n", U, joinMap(params, func(p string) string { return "p[" + pyStr(p) + "]" }))
+	}
+	fmt.Fprintf(b, "\n    def topic(self, env: str) -> str:\n        \"\"\"The full topic in env: %s.\"\"\"\n        return prefix(env) + \".\" + str(self)\n", topic)
+
+	// Patterns.
+	fmt.Fprintf(b, "\n\ndef all_%s() -> str:\n    \"\"\"The pattern matching every %s subtopic, relative to the domain.\"\"\"\n    return _route.pattern_of(%sPATTERN, {})\n", patternSuffix(s), s.Pattern.Text, U)
+	for i := 1; i < len(params); i++ {
+		lead := params[:i]
+		fmt.Fprintf(b, "\n\ndef %sby_%s(%s) -> str:\n    \"\"\"The pattern of %s subtopics with the given leading parameters.\"\"\"\n    return _route.pattern_of(%sPATTERN, {%s})\n",
+			L, strings.Join(lead, "_"), strings.Join(typedArgs(lead), ", "), s.Pattern.Text, U,
+			joinMap(lead, func(p string) string { return pyStr(p) + ": " + ident(p) }))
+	}
+	if !typed {
+		fmt.Fprintf(b, `
+
+%sROUTE = _route.Raw(
+    namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS,
+    pattern=%sPATTERN, parse_subtopic=%sSubtopic.parse, name=%s,
+)
+`, U, U, C, pyStr(s.Name))
+		return
+	}
+	e.keys(b, s)
+	fmt.Fprintf(b, `
+
+%sROUTE = _route.Route(
+    namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
+    max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
+    pattern=%sPATTERN, schema_fqdn=%sSCHEMA_FQDN, schema_version=%sSCHEMA_VERSION, schema_hash=%sSCHEMA_HASH,
+    payload=%s, parse_subtopic=%sSubtopic.parse, keys=%skeys, name=%s,
+)
+`, U, U, U, U, U, s.Payload.Name(), C, L, pyStr(s.Name))
+}
+
+// patternSuffix names all_…: all_ for a domain's only subtopic reads
+// badly, so it is all_subtopics; all_requests for a named one.
+func patternSuffix(s *contract.Subtopic) string {
+	if s.Name == "" {
+		return "subtopics"
+	}
+	return s.Name
+}
+
+// keys renders {lower}keys(subtopic, payload): the bind checks, then the
+// partition and dedupe keys, failing as the Go side fails.
+func (e Emitter) keys(b *bytes.Buffer, s *contract.Subtopic) {
+	fmt.Fprintf(b, "\n\ndef %skeys(s: %sSubtopic, m: %s) -> Keys:\n", lower(s), class(s), s.Payload.Name())
+	fmt.Fprintf(b, "    \"\"\"The keys the contract derives from a payload on subtopic s; ContractError\n    when a field they need is unset or a bound field disagrees with s.\"\"\"\n")
+	binds := slices.Sorted(func(yield func(string) bool) {
+		for k := range s.Bind {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, param := range binds {
+		fp := s.Bind[param]
+		fmt.Fprintf(b, "    _route.check_bind(%s, s.%s, %s, %s)\n", pyStr(param), ident(param), fieldExpr("m", fp), pyStr(fp.Text))
+	}
+	checked := map[string]bool{}
+	partition := e.template(b, s.PartitionKey, "partition_key", checked)
+	dedupe := `""`
+	if s.DedupeKey != nil {
+		dedupe = e.template(b, s.DedupeKey, "dedupe_key", checked)
+	}
+	fmt.Fprintf(b, "    return Keys(\n        partition=%s,\n        dedupe=%s,\n    )\n", partition, dedupe)
+}
+
+// template emits the checks a key's fields need (each field once across a
+// subtopic's keys, as Go does) and returns the Python expression that
+// concatenates the key.
+func (e Emitter) template(b *bytes.Buffer, t *contract.Template, what string, checked map[string]bool) string {
+	if t == nil {
+		return `""`
+	}
+	var parts []string
+	check := func(field, cond, why string) {
+		if checked[field] {
+			return
+		}
+		checked[field] = true
+		fmt.Fprintf(b, "    if %s:\n        raise ContractError(%s)\n", cond, pyStr(fmt.Sprintf("%s %s needs payload field %s, which is %s", what, t.Text, field, why)))
+	}
+	for _, p := range t.Parts {
+		switch {
+		case p.Literal != "":
+			parts = append(parts, pyStr(p.Literal))
+		case p.Param != "":
+			parts = append(parts, "s."+ident(p.Param))
+		default:
+			leaf := p.Field.Fields[len(p.Field.Fields)-1]
+			v := fieldExpr("m", p.Field)
+			parent := fieldExpr("m", contract.FieldPath{Fields: p.Field.Fields[:len(p.Field.Fields)-1]})
+			switch leaf.Kind() {
+			case protoreflect.StringKind:
+				check(p.Field.Text, v+` == ""`, "empty")
+				parts = append(parts, v)
+			case protoreflect.MessageKind: // a Timestamp
+				check(p.Field.Text, fmt.Sprintf("not %s.HasField(%s)", parent, pyStr(string(leaf.Name()))), "unset")
+				parts = append(parts, fmt.Sprintf("_route.timestamp_text(%s)", v))
+			case protoreflect.EnumKind:
+				parts = append(parts, fmt.Sprintf("_route.enum_text(%s, %s)", parent, pyStr(string(leaf.Name()))))
+			case protoreflect.BoolKind:
+				parts = append(parts, fmt.Sprintf("_route.bool_text(%s)", v))
+			default:
+				parts = append(parts, fmt.Sprintf("str(%s)", v))
+			}
+		}
+	}
+	return strings.Join(parts, " + ")
+}
+
+// fieldExpr reads a field path: m.security.symbol (getattr for names that
+// are Python keywords).
+func fieldExpr(recv string, fp contract.FieldPath) string {
+	expr := recv
+	for _, fd := range fp.Fields {
+		name := string(fd.Name())
+		if pyKeywords[name] {
+			expr = fmt.Sprintf("getattr(%s, %s)", expr, pyStr(name))
+		} else {
+			expr += "." + name
+		}
+	}
+	return expr
+}
+
+func subtopicExpr(p contract.Pattern) string {
+	var parts []string
+	var lit []string
+	flush := func() {
+		if len(lit) > 0 {
+			parts = append(parts, pyStr(strings.Join(lit, "")))
+			lit = nil
+		}
+	}
+	for i, t := range p.Tokens {
+		if i > 0 {
+			lit = append(lit, ".")
+		}
+		if t.Param == "" {
+			lit = append(lit, t.Literal)
+			continue
+		}
+		flush()
+		parts = append(parts, "self."+ident(t.Param))
+	}
+	flush()
+	return strings.Join(parts, " + ")
+}
+
+func typedArgs(params []string) []string {
+	out := make([]string, len(params))
+	for i, p := range params {
+		out[i] = ident(p) + ": str"
+	}
+	return out
+}
+
+func pyIdents(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = ident(n)
+	}
+	return out
+}
+
+func prefixed(sep string, items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return sep + strings.Join(items, sep)
+}
+
+func joinMap(items []string, f func(string) string) string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = f(it)
+	}
+	return strings.Join(out, ", ")
+}
+
+// pyStr is s as a Python string literal (double-quoted; Go's escapes are
+// Python's for the text a contract holds).
+func pyStr(s string) string { return strconv.Quote(s) }
+
+func pyTuple(items []string) string {
+	if len(items) == 1 {
+		return "(" + pyStr(items[0]) + ",)"
+	}
+	return "(" + joinMap(items, pyStr) + ")"
+}

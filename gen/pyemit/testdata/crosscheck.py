@@ -1,0 +1,82 @@
+"""Answers the cross-language cases a Go test writes (crosslang_test.go)
+with the Python runtime and the generated package: the Go test compares
+every answer with Go's own. Usage: crosscheck.py CASES.json ANSWERS.json"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+import ampybus_contract
+from ampybus import envelope, fixture, gzipgo, payload, route, wire
+from ampybus.partition import partition_for
+
+
+def header_verdict(items: list[list[str]]) -> list[str]:
+    h, errs = envelope.parse([(k, v) for k, v in items])
+    errs += h.validate()
+    return sorted({e.header for e in errs})
+
+
+def fixture_answer(c: dict) -> dict:
+    out: dict = {"headers": header_verdict(c["headers"])}
+    try:
+        r, st = ampybus_contract.resolve(c["topic"])
+    except route.ContractError:
+        r = None
+    if not isinstance(r, route.Route):
+        out["route"] = "none"
+        return out
+    out["route"] = r.schema_fqdn
+    stored = base64.b64decode(c["stored"])
+    h, _ = envelope.parse([(k, v) for k, v in c["headers"]])
+    try:
+        msg = payload.decode(r, h, stored, None)
+    except payload.PoisonError as e:
+        out["poison"] = str(e).split(":")[0]
+        return out
+    out["reserialized"] = base64.b64encode(wire.marshal(msg)).decode()
+    try:
+        k = r.keys(st, msg)
+        out["keys"] = [k.partition, k.dedupe]
+    except route.ContractError as e:
+        out["key_error"] = str(e)
+    if h.content_encoding == envelope.ENCODING_GZIP:
+        out["regzipped"] = base64.b64encode(gzipgo.compress(payload.inflate(stored, r.max_inflated))).decode()
+    return out
+
+
+def fixture_verdict(path: str) -> list[str]:
+    """The fields fixture.validate names for the fixture file at path."""
+    try:
+        f = fixture.load(path)
+    except ValueError:
+        return ["unreadable"]
+    return sorted({p.field for p in fixture.validate(ampybus_contract.resolve, f)})
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        cases = json.load(f)
+    answers = {
+        "fixtures": [fixture_answer(c) for c in cases["fixtures"]],
+        "headers": [header_verdict(c) for c in cases["headers"]],
+        "partitions": [partition_for(base64.b64decode(c["key"]), c["n"]) for c in cases["partitions"]],
+        "tokens": [route.valid_token(t) for t in cases["tokens"]],
+        "format_times": [envelope.format_time(ns) for ns in cases["format_times"]],
+        "parse_times": [],
+        "gzip": [base64.b64encode(gzipgo.compress(base64.b64decode(d))).decode() for d in cases["gzip"]],
+        "verdicts": [fixture_verdict(p) for p in cases["verdicts"]],
+    }
+    for s in cases["parse_times"]:
+        try:
+            answers["parse_times"].append(envelope.parse_time(s))
+        except ValueError:
+            answers["parse_times"].append(None)
+    with open(sys.argv[2], "w") as f:
+        json.dump(answers, f)
+
+
+if __name__ == "__main__":
+    main()
