@@ -3,12 +3,15 @@ package pyemit_test
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +43,15 @@ type (
 		// Verdicts are fixture files, golden and broken, whose problem
 		// fields Python must name as Go's fixture.Validate does.
 		Verdicts []string `json:"verdicts"`
+		// Timestamps are [seconds, nanos] pairs past int64 nanoseconds'
+		// reach, formatted as keys write them.
+		Timestamps [][2]int64      `json:"timestamps"`
+		Unmarshal  []unmarshalCase `json:"unmarshal"`
+		Inflate    [][]byte        `json:"inflate"`
+	}
+	unmarshalCase struct {
+		FQDN string `json:"fqdn"`
+		Data []byte `json:"data"`
 	}
 	fixtureCase struct {
 		Path    string      `json:"path"`
@@ -61,13 +73,17 @@ type (
 			KeyError     string    `json:"key_error"`
 			Regzipped    []byte    `json:"regzipped"`
 		} `json:"fixtures"`
-		Headers     [][]string `json:"headers"`
-		Partitions  []int      `json:"partitions"`
-		Tokens      []bool     `json:"tokens"`
-		FormatTimes []string   `json:"format_times"`
-		ParseTimes  []*int64   `json:"parse_times"`
-		Gzip        [][]byte   `json:"gzip"`
-		Verdicts    [][]string `json:"verdicts"`
+		Headers      [][]string  `json:"headers"`
+		Partitions   []int       `json:"partitions"`
+		Tokens       []bool      `json:"tokens"`
+		FormatTimes  []string    `json:"format_times"`
+		ParseTimes   []*[2]int64 `json:"parse_times"`
+		Gzip         [][]byte    `json:"gzip"`
+		Verdicts     [][]string  `json:"verdicts"`
+		Timestamps   []string    `json:"timestamps"`
+		Unmarshal    []bool      `json:"unmarshal"`
+		Inflate      []string    `json:"inflate"`
+		HeaderErrors [][]string  `json:"header_errors"`
 	}
 )
 
@@ -124,7 +140,35 @@ func TestPythonAgreesWithGo(t *testing.T) {
 	}
 	cases.ParseTimes = []string{"2025-09-05T19:31:01Z", "2025-09-05T19:31:01.5Z", "2025-09-05T19:31:01.123456789Z",
 		"2025-09-05T19:31:01.1234567891Z", "2025-09-05T19:31:01,5Z", "2025-09-05T19:31:01+02:00", "2025-09-05 19:31:01Z",
-		"2025-02-30T00:00:00Z", "2025-09-05T24:00:00Z", "2025-09-05T19:31:60Z", "2025-09-05T19:31Z", "2025-9-05T19:31:01Z", "Z", ""}
+		"2025-02-30T00:00:00Z", "2025-09-05T24:00:00Z", "2025-09-05T19:31:60Z", "2025-09-05T19:31Z", "2025-9-05T19:31:01Z", "Z", "",
+		"2025-09-05T9:31:01Z", "0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2024-02-29T23:59:59.999999999Z", "2025-09-05t19:31:01Z",
+		"\u0662\u0660\u0662\u0665-09-05T19:31:01Z", "2025-09-05T19:31:01.\u0665Z", "2025-09-05T19:31:01Z\n", "2025-09-05T19:31:01.Z"}
+	cases.Timestamps = [][2]int64{{-62135596800, 0}, {253402300799, 999999999}, {253402300800, 0}, {-62135596801, 0}, {-62198755200, 5}, {0, 1}, {1757100661, 120000000}}
+	for _, c := range []struct {
+		fqdn string
+		hex  string
+	}{
+		{"ampy.bars.v1.BarBatch", ""}, {"ampy.bars.v1.BarBatch", "0a00"}, {"ampy.bars.v1.BarBatch", "12014100"}, {"ampy.bars.v1.BarBatch", "1201410c"},
+		{"ampy.bars.v1.BarBatch", "04"}, {"ampy.bars.v1.BarBatch", "0a05"}, {"ampy.bars.v1.BarBatch", "0a020000"}, {"ampy.bars.v1.BarBatch", "0a020800"},
+		{"ampy.bars.v1.BarBatch", "1b0801 1c"}, {"ampy.bars.v1.BarBatch", "1b08011c"}, {"ampy.bars.v1.BarBatch", "0f"}, {"ampy.bars.v1.BarBatch", "0e"},
+		{"ampy.orders.v1.OrderRequest", "0a03636f31"}, {"ampy.orders.v1.OrderRequest", "0a03636f"},
+	} {
+		data, err := hex.DecodeString(strings.ReplaceAll(c.hex, " ", ""))
+		require.NoError(t, err)
+		cases.Unmarshal = append(cases.Unmarshal, unmarshalCase{FQDN: c.fqdn, Data: data})
+	}
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	_, _ = gw.Write([]byte("hello"))
+	require.NoError(t, gw.Close())
+	member := gz.Bytes()
+	bomb := bytes.Repeat([]byte{'a'}, 5000)
+	var gzBomb bytes.Buffer
+	gw = gzip.NewWriter(&gzBomb)
+	_, _ = gw.Write(bomb)
+	require.NoError(t, gw.Close())
+	cases.Inflate = [][]byte{nil, member, append(slices.Clone(member), 0), append(slices.Clone(member), make([]byte, 10)...),
+		append(slices.Clone(member), member...), member[:len(member)-3], []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\xff\x48"), []byte("plain"), gzBomb.Bytes()}
 	for _, n := range []int{0, 1, 100, 4096, 65535, 65536, 70000, 200_000} {
 		data := make([]byte, n)
 		for j := range data {
@@ -177,7 +221,7 @@ func TestPythonAgreesWithGo(t *testing.T) {
 		assert.Equal(t, again, a.Reserialized, "%s: Python marshals the payload to Go's bytes", f.Path)
 		keys, err := tp.Route.Keys(tp.Subtopic, p)
 		if err != nil {
-			assert.Equal(t, strings.TrimPrefix(err.Error(), ampybus.ErrContract.Error()+": "), a.KeyError, f.Path)
+			assert.Equal(t, err.Error(), a.KeyError, f.Path)
 			continue
 		}
 		assert.Equal(t, [2]string{keys.Partition, keys.Dedupe}, a.Keys, "%s: keys", f.Path)
@@ -186,6 +230,29 @@ func TestPythonAgreesWithGo(t *testing.T) {
 	require.Len(t, ans.Verdicts, len(cases.Verdicts))
 	for i, p := range cases.Verdicts {
 		assert.Equal(t, goVerdict(t, p), ans.Verdicts[i], "%s: the fields fixture.Validate names", p)
+	}
+
+	for i, ts := range cases.Timestamps {
+		assert.Equal(t, envelope.FormatTime(time.Unix(ts[0], ts[1])), ans.Timestamps[i], "timestamp %v", ts)
+	}
+	for i, c := range cases.Unmarshal {
+		tp := routeOf(t, c.FQDN)
+		err := proto.Unmarshal(c.Data, tp.NewPayload())
+		assert.Equal(t, err == nil, ans.Unmarshal[i], "%s from %x: Go says %v", c.FQDN, c.Data, err)
+	}
+	for i, data := range cases.Inflate {
+		out, err := ampybus.GunzipLimit(data, 1000)
+		want := base64.StdEncoding.EncodeToString(out)
+		switch {
+		case errors.Is(err, ampybus.ErrDecompressionLimit):
+			want = "decompression_limit"
+		case err != nil:
+			want = "decode_error"
+		}
+		if len(data) == 0 && err == nil {
+			want = "decode_error"
+		}
+		assert.Equal(t, want, ans.Inflate[i], "inflate %x: Go says %v", data, err)
 	}
 
 	require.Len(t, ans.Headers, len(cases.Headers))
@@ -197,6 +264,15 @@ func TestPythonAgreesWithGo(t *testing.T) {
 		}
 		h, err := envelope.Parse(keys, func(k string) string { return values[k] })
 		assert.Equal(t, headerVerdict(err, h.Validate()), ans.Headers[i], "broken headers %d: %v", i, hs)
+		var texts []string
+		for _, e := range append(flatten(err), flatten(h.Validate())...) {
+			texts = append(texts, e.Error())
+		}
+		sort.Strings(texts)
+		if texts == nil {
+			texts = []string{}
+		}
+		assert.Equal(t, texts, ans.HeaderErrors[i], "broken headers %d: the errors' text", i)
 	}
 
 	part := kgo.StickyKeyPartitioner(nil).ForTopic("t")
@@ -219,7 +295,7 @@ func TestPythonAgreesWithGo(t *testing.T) {
 			continue
 		}
 		if assert.NotNil(t, ans.ParseTimes[i], "Go reads %q", s) {
-			assert.Equal(t, got.UnixNano(), *ans.ParseTimes[i], "parse %q", s)
+			assert.Equal(t, [2]int64{got.Unix(), int64(got.Nanosecond())}, *ans.ParseTimes[i], "parse %q", s)
 		}
 	}
 	for i, d := range cases.Gzip {
@@ -229,6 +305,20 @@ func TestPythonAgreesWithGo(t *testing.T) {
 		require.NoError(t, w.Close())
 		assert.True(t, bytes.Equal(buf.Bytes(), ans.Gzip[i]), "gzip of %d bytes: Python's is byte-identical to Go's", len(d))
 	}
+}
+
+// routeOf is the catalog's route carrying payload fqdn.
+func routeOf(t *testing.T, fqdn string) *ampybus.AnyRoute {
+	t.Helper()
+	for _, d := range generated.Catalog.Domains() {
+		for _, r := range generated.Catalog.Routes(d) {
+			if r.Spec.Schema.FQDN == fqdn {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no route carries %s", fqdn)
+	return nil
 }
 
 func sortedHeaders(h map[string]string) [][2]string {
@@ -296,6 +386,10 @@ func brokenHeaders() []func(map[string]string) {
 		set("content_encoding", "br"), set("content_encoding", "gzip"),
 		del("schema_fqdn"), del("producer"), del("partition_key"), del("message_id"), set("source", ""),
 		set("x-team", "kept"), set("x-big", strings.Repeat("v", 17000)),
+		set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1\n"), set("retry_count", "5\n"), set("blob_size", "7\n"),
+		set("produced_at", "\u0662\u0660\u0662\u0665-09-05T19:31:01Z"), set("message_id", "X0190a4d3-b1e2-7c3e-9f7a-1b2c3d4e5f60Y"),
+		set("message_id", "urn:uu\u0131d:0190a4d3-b1e2-7c3e-9f7a-1b2c3d4e5f60"), set("produced_at", "0001-01-01T00:00:00Z"),
+		set("produced_at", "1970-01-01T00:00:00Z"), set("producer", "a\x07\u00a0\u2028\"q\"\\"), set("retry_count", "99999999999999999999"),
 		func(h map[string]string) {
 			for i := range 70 {
 				h[fmt.Sprintf("x-%02d", i)] = "v"

@@ -88,12 +88,16 @@ var pyKeywords = map[string]bool{
 	"else": true, "except": true, "finally": true, "for": true, "from": true, "global": true, "if": true,
 	"import": true, "in": true, "is": true, "lambda": true, "nonlocal": true, "not": true, "or": true,
 	"pass": true, "raise": true, "return": true, "try": true, "while": true, "with": true, "yield": true,
-	"match": true, "case": true, "type": true,
 }
 
-// ident makes a contract name (lower_snake) a Python identifier.
+// reserved are names a subtopic parameter may not take as is in a
+// subtopic class: its self, its classmethod's cls, its methods.
+var reserved = map[string]bool{"self": true, "cls": true, "parse": true, "topic": true}
+
+// ident makes a contract name (lower_snake) a Python identifier that
+// collides with no keyword and no name of the subtopic classes.
 func ident(snake string) string {
-	if pyKeywords[snake] {
+	if pyKeywords[snake] || reserved[snake] {
 		return snake + "_"
 	}
 	return snake
@@ -247,15 +251,11 @@ def message_class(full_name: str) -> type:
 func (e Emitter) domain(c *contract.Contract, d *contract.Domain) []byte {
 	var b bytes.Buffer
 	header(&b, e.Source, "domain "+d.Name)
-	fmt.Fprintf(&b, "\"\"\"%s %s: %s\n\nTopics:\n", d.Name, d.Version, d.Description)
+	fmt.Fprintf(&b, "\"\"\"%s %s: %s\n\nTopics:\n", d.Name, d.Version, docText(d.Description))
 	for _, s := range d.Subtopics {
 		fmt.Fprintf(&b, "    %s.{env}.%s.%s.%s carrying %s\n", c.Namespace, d.Name, d.Version, s.Pattern.Text, s.PayloadName)
 	}
-	b.WriteString("\"\"\"\n\nfrom __future__ import annotations\n\nfrom ampybus import route as _route\nfrom ampybus.route import ContractError, Keys\n\nfrom . import _schemas\n\n")
-	maxInflated := d.MaxInflated
-	if maxInflated == 0 {
-		maxInflated = 4 * d.MaxPayload
-	}
+	b.WriteString("\"\"\"\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom ampybus import route as _route\nfrom ampybus.route import ContractError, Keys\n\nfrom . import _schemas\n\n")
 	for _, kv := range [][2]string{
 		{"NAMESPACE", pyStr(c.Namespace)},
 		{"DOMAIN", pyStr(d.Name)},
@@ -263,7 +263,7 @@ func (e Emitter) domain(c *contract.Contract, d *contract.Domain) []byte {
 		{"ENVS", pyTuple(c.Envs)},
 		{"PARTITIONS", strconv.Itoa(d.Partitions)},
 		{"MAX_PAYLOAD", strconv.FormatInt(d.MaxPayload, 10)},
-		{"MAX_INFLATED", strconv.FormatInt(maxInflated, 10)},
+		{"MAX_INFLATED", strconv.FormatInt(d.MaxInflated, 10)},
 		{"COMPRESS_ABOVE", strconv.FormatInt(d.CompressAbove, 10)},
 		{"ORDERING", pyStr(string(d.Ordering.Rule))},
 	} {
@@ -288,7 +288,7 @@ func (e Emitter) subtopic(b *bytes.Buffer, c *contract.Contract, d *contract.Dom
 	topic := fmt.Sprintf("%s.{env}.%s.%s.%s", c.Namespace, d.Name, d.Version, s.Pattern.Text)
 	fmt.Fprintf(b, "\n\n# --- %s: %s", topic, s.PayloadName)
 	if s.Description != "" {
-		fmt.Fprintf(b, "\n# %s", s.Description)
+		fmt.Fprintf(b, "\n# %s", strings.ReplaceAll(strings.TrimSpace(s.Description), "\n", "\n# "))
 	}
 	fmt.Fprintf(b, "\n\n%sPATTERN = %s\n", U, pyStr(s.Pattern.Text))
 	typed := s.Payload != nil
@@ -296,7 +296,10 @@ func (e Emitter) subtopic(b *bytes.Buffer, c *contract.Contract, d *contract.Dom
 		pay := string(s.Payload.Name())
 		fmt.Fprintf(b, "%sSCHEMA_FQDN = %s\n%sSCHEMA_VERSION = %s\n", U, pyStr(string(s.Payload.FullName())), U, pyStr(s.SchemaVersion))
 		fmt.Fprintf(b, "#: The hash covers the compiled descriptor of the payload and every type it uses.\n%sSCHEMA_HASH = %s\n", U, pyStr(schema.Hash(s.Payload)))
-		fmt.Fprintf(b, "%s = _schemas.message_class(%sSCHEMA_FQDN)\n", pay, U)
+		fmt.Fprintf(b, "%sPAYLOAD = _schemas.message_class(%sSCHEMA_FQDN)\n", U, U)
+		if aliasOK(d, s) {
+			fmt.Fprintf(b, "%s = %sPAYLOAD\n", pay, U)
+		}
 	}
 
 	// The subtopic class.
@@ -354,10 +357,32 @@ func (e Emitter) subtopic(b *bytes.Buffer, c *contract.Contract, d *contract.Dom
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=%sPATTERN, schema_fqdn=%sSCHEMA_FQDN, schema_version=%sSCHEMA_VERSION, schema_hash=%sSCHEMA_HASH,
-    payload=%s, parse_subtopic=%sSubtopic.parse, keys=%skeys, name=%s,
+    payload=%sPAYLOAD, parse_subtopic=%sSubtopic.parse, keys=%skeys, name=%s,
 )
-`, U, U, U, U, U, s.Payload.Name(), C, L, pyStr(s.Name))
+`, U, U, U, U, U, U, C, L, pyStr(s.Name))
 }
+
+// aliasOK reports whether a subtopic's payload may also be named by its
+// short name (BarBatch) in the module: not a name the module defines, and
+// no other subtopic of the domain carrying another type of that name.
+func aliasOK(d *contract.Domain, s *contract.Subtopic) bool {
+	name := string(s.Payload.Name())
+	if moduleNames[name] || pyKeywords[name] || strings.HasSuffix(name, "Subtopic") {
+		return false
+	}
+	for _, o := range d.Subtopics {
+		if o.Payload != nil && o.Payload.Name() == s.Payload.Name() && o.Payload.FullName() != s.Payload.FullName() {
+			return false
+		}
+	}
+	return true
+}
+
+// moduleNames are what a domain module defines or imports besides its
+// subtopics' names.
+var moduleNames = map[string]bool{"Any": true, "Keys": true, "ContractError": true, "NAMESPACE": true, "DOMAIN": true,
+	"VERSION": true, "ENVS": true, "PARTITIONS": true, "MAX_PAYLOAD": true, "MAX_INFLATED": true, "COMPRESS_ABOVE": true,
+	"ORDERING": true, "annotations": true}
 
 // patternSuffix names all_…: all_ for a domain's only subtopic reads
 // badly, so it is all_subtopics; all_requests for a named one.
@@ -371,7 +396,7 @@ func patternSuffix(s *contract.Subtopic) string {
 // keys renders {lower}keys(subtopic, payload): the bind checks, then the
 // partition and dedupe keys, failing as the Go side fails.
 func (e Emitter) keys(b *bytes.Buffer, s *contract.Subtopic) {
-	fmt.Fprintf(b, "\n\ndef %skeys(s: %sSubtopic, m: %s) -> Keys:\n", lower(s), class(s), s.Payload.Name())
+	fmt.Fprintf(b, "\n\ndef %skeys(s: %sSubtopic, m: Any) -> Keys:\n", lower(s), class(s))
 	fmt.Fprintf(b, "    \"\"\"The keys the contract derives from a payload on subtopic s; ContractError\n    when a field they need is unset or a bound field disagrees with s.\"\"\"\n")
 	binds := slices.Sorted(func(yield func(string) bool) {
 		for k := range s.Bind {
@@ -474,6 +499,13 @@ func subtopicExpr(p contract.Pattern) string {
 	}
 	flush()
 	return strings.Join(parts, " + ")
+}
+
+// docText is contract text safe inside a """docstring""": backslashes
+// doubled, and no run of three quotes.
+func docText(s string) string {
+	s = strings.ReplaceAll(strings.TrimSpace(s), `\`, `\\`)
+	return strings.ReplaceAll(s, `"""`, `\"\"\"`)
 }
 
 func typedArgs(params []string) []string {

@@ -145,3 +145,70 @@ for d in c.DOMAINS:
 		})
 	}
 }
+
+// What the cross-language cases cannot carry in JSON: a Kafka header value
+// that is not UTF-8 is read (Go reads it, and it is quoted as Go quotes
+// it), and a record of another subtopic on a shared topic is passed over
+// (None), not dead-lettered.
+func TestRuntimeEdgeCases(t *testing.T) {
+	gen, err := filepath.Abs("../../python/generated")
+	require.NoError(t, err)
+	out := runPython(t, gen, "-c", `
+from ampybus import envelope, kafka
+from ampybus_contract import bars, ticks
+h, sub, errs = kafka.parse_headers(b"XNAS.AAPL", [("subtopic", b"XNAS.AAPL"), ("partition_key", b"XNAS.AAPL"), ("producer", b"caf\xe9")])
+assert sub == "XNAS.AAPL" and not errs, errs
+assert envelope.go_quote(h.producer) == '"caf\\xe9"', envelope.go_quote(h.producer)
+assert h.check_size() is None
+rec = ticks.TRADE_ROUTE
+assert kafka.read(ticks.TRADE_ROUTE, "ampy.dev.ticks.v1", b"AAPL", b"", [("subtopic", b"quote.AAPL")]) is None
+try:
+    kafka.read(bars.ROUTE, "ampy.dev.bars.v1", b"XNAS.AAPL", b"", [("subtopic", b"XNAS.AAPL")])
+except Exception as e:
+    assert type(e).__name__ == "PoisonError" and str(e).startswith("contract_violation: "), e
+else:
+    raise AssertionError("a record without an envelope is poison")
+print("ok")
+`)
+	assert.Contains(t, out, "ok")
+}
+
+// Contract text and names that Go accepts become valid Python: quotes and
+// backslashes in descriptions, multi-line descriptions, parameters named
+// like a subtopic class's own names.
+func TestAwkwardNamesAndText(t *testing.T) {
+	dir := t.TempDir()
+	c := filepath.Join(dir, "contract.yaml")
+	require.NoError(t, os.WriteFile(c, []byte(`namespace: ampy
+envs: [dev]
+qos:
+  standard: {latency_p99: 1s}
+domains:
+  bars:
+    version: v1
+    description: 'Bars """quoted""" from C:\Users\x and \N{x}'
+    qos: standard
+    ordering: {rule: accumulate}
+    subtopics:
+      - pattern: "{self}.{cls}.{parse}"
+        description: |
+          first line
+          second line
+        payload: ampy.bars.v1.BarBatch
+        partition_key: "{self}.{cls}"
+`), 0o644))
+	files, err := pyemit.Emitter{Source: "contract.yaml"}.Emit(load(t, c))
+	require.NoError(t, err)
+	_, err = output.Write(dir, contractFiles(files))
+	require.NoError(t, err)
+	out := runPython(t, dir, "-c", `
+from ampybus_contract import bars
+s = bars.Subtopic("a", "b", "c")
+assert str(s) == "a.b.c" and bars.Subtopic.parse("a.b.c") == s
+assert s.topic("dev") == "ampy.dev.bars.v1.a.b.c"
+assert bars.keys(s, bars.BarBatch()).partition == "a.b"
+assert '"""quoted"""' in bars.__doc__ and "C:\\Users" in bars.__doc__, bars.__doc__
+print("ok")
+`)
+	assert.Contains(t, out, "ok")
+}

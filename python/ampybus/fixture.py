@@ -54,13 +54,19 @@ class Problem:
 def parse(path: str, data: bytes) -> Fixture:
     """Reads a fixture in ampy-bus's format or the upstream one; ValueError
     for a file that is not one."""
-    obj = json.loads(data)
-    if not isinstance(obj, dict):
+    raw = json.loads(data)
+    if not isinstance(raw, dict):
         raise ValueError(f"{path}: not a JSON object")
-    for k in obj:
-        if k not in _KEYS:
+    obj: dict[str, Any] = {}
+    for k, v in raw.items():
+        # Go's encoding/json matches keys to fields without regard to case.
+        if k.lower() not in _KEYS:
             raise ValueError(f"{path}: unknown key {json.dumps(k)}")
-    f = Fixture(path=path, topic=obj.get("topic") or "", headers=dict(obj.get("headers") or {}), blob=obj.get("blob") or "")
+        obj[k.lower()] = v
+    headers = obj.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ValueError(f"{path}: headers: every value is a string")
+    f = Fixture(path=path, topic=obj.get("topic") or "", headers=dict(headers), blob=obj.get("blob") or "")
     f.note = obj.get("note") or obj.get("notes") or ""
     js = obj.get("payload")
     if any(k in obj for k in ("payload_json", "payload_b64", "payload_hex")):
@@ -69,12 +75,16 @@ def parse(path: str, data: bytes) -> Fixture:
             js = obj.get("payload_json")
     f.json = None if js is None else json.dumps(js)
     decoded = 0
-    for name, dec in (("payload_base64", base64.b64decode), ("payload_b64", base64.b64decode), ("payload_hex", bytes.fromhex)):
+    for name in ("payload_base64", "payload_b64", "payload_hex"):
         if name not in obj or obj[name] is None:
             continue
         try:
-            raw = dec(obj[name]) if name == "payload_hex" else base64.b64decode(obj[name], validate=True)
-        except (binascii.Error, ValueError) as e:
+            text = obj[name]
+            if name == "payload_hex":
+                raw = binascii.unhexlify(text)
+            else:  # Go's base64 decoder skips line breaks
+                raw = base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError) as e:
             raise ValueError(f"{path}: {name}: {e}") from None
         decoded += 1
         if decoded > 1:
@@ -91,7 +101,8 @@ def load(path: str) -> Fixture:
 
 def validate(resolve: Callable[[str], tuple[Any, Any]], f: Fixture) -> list[Problem]:
     """Every problem of f against the contract whose ``resolve`` (the
-    generated package's) finds routes: the topic fits a subtopic; the
+    generated package's) finds routes, at the same fields as Go's
+    fixture.Validate (the messages are worded apart): the topic fits a subtopic; the
     headers are well formed; schema fqdn, version and hash are the route's;
     the payload decodes, agrees with its protojson and gives the keys the
     headers carry; gzip and blob pointer fields are consistent. A dead

@@ -28,7 +28,7 @@ def subject(route: Route, env: str, subtopic: Any, partition_key: str) -> str:
 def topic_of(subject_: str) -> str:
     """The contract's topic of a stored subject: the partition token dropped."""
     head, _, rest = subject_.partition(".")
-    if not head.isdigit() or not rest:
+    if envelope.go_int(head) is None or not rest:
         raise ValueError(f"subject {subject_!r} does not start with a partition token")
     return rest
 

@@ -4,10 +4,9 @@ limits on size and inflation, and blob pointers checked by hash and size."""
 
 from __future__ import annotations
 
-import gzip as _gzip
 import hashlib
-import io
 import warnings
+import zlib
 from typing import Any, Callable, Optional
 
 from ampybus import envelope, gzipgo, wire
@@ -44,17 +43,33 @@ def encode(route: Route, msg: Any) -> tuple[bytes, str]:
 
 
 def inflate(data: bytes, limit: int) -> bytes:
-    """Gunzips data, refusing to produce more than limit bytes."""
-    try:
-        with _gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            out = f.read(limit + 1)
-    except (OSError, EOFError, ValueError) as e:
-        raise PoisonError(f"decode_error: gzip: {e}") from None
-    if len(out) > limit:
-        raise PoisonError(
-            f"decompression_limit: the gzip payload of {len(data)} bytes inflates past the domain's max_inflated of {limit} bytes"
-        )
-    return out
+    """Gunzips data as Go's gzip.Reader does (members one after another, and
+    nothing else after them), refusing to produce more than limit bytes."""
+    if not data:
+        raise PoisonError("decode_error: gzip: EOF")
+    out = bytearray()
+    rest = data
+    while True:
+        if len(rest) < 10:  # Go reads the 10-byte header whole first
+            raise PoisonError("decode_error: gzip: unexpected EOF")
+        if rest[:3] != b"\x1f\x8b\x08":
+            raise PoisonError("decode_error: gzip: invalid header")
+        d = zlib.decompressobj(31)
+        try:
+            out += d.decompress(rest, limit + 1 - len(out))
+            while d.unconsumed_tail and len(out) <= limit:
+                out += d.decompress(d.unconsumed_tail, limit + 1 - len(out))
+        except zlib.error as e:
+            raise PoisonError(f"decode_error: gzip: {e}") from None
+        if len(out) > limit:
+            raise PoisonError(
+                f"decompression_limit: the gzip payload of {len(data)} bytes inflates past the domain's max_inflated of {limit} bytes"
+            )
+        if not d.eof:
+            raise PoisonError("decode_error: gzip: unexpected EOF")
+        rest = d.unused_data
+        if not rest:
+            return bytes(out)
 
 
 def decode(
@@ -90,9 +105,11 @@ def decode(
 
 
 def unmarshal(cls: type, data: bytes) -> Any:
-    """data as a message of cls, all of it: ValueError for bytes Go's
-    proto.Unmarshal refuses. (The C++ backend stops quietly at some bad
-    tags, with a warning and a short count, instead of raising.)"""
+    """data as a message of cls, all of it: ValueError for malformed wire
+    data that Go's proto.Unmarshal refuses (field 0, a stray end-group, a
+    truncated field), which the C++ backend may pass over with a warning
+    and a short count instead of raising."""
+    wire.check(cls.DESCRIPTOR, data)
     msg = cls()
     try:
         with warnings.catch_warnings():

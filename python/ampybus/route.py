@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from ampybus.envelope import go_quote
+
 #: Unicode's White_Space characters: Go's unicode.IsSpace, which Python's
 #: str.isspace does not match exactly.
 _WHITE_SPACE = frozenset(
@@ -21,7 +23,12 @@ _WHITE_SPACE = frozenset(
 
 class ContractError(ValueError):
     """The message or topic breaks the contract (Go's ErrContract): a bad
-    token, a subtopic that does not fit its pattern, a key field unset."""
+    token, a subtopic that does not fit its pattern, a key field unset.
+    str() starts "contract violation: ", as Go's wrapped errors do."""
+
+    def __init__(self, message: str) -> None:
+        self.detail = message
+        super().__init__("contract violation: " + message)
 
 
 class TokenError(ContractError):
@@ -30,11 +37,12 @@ class TokenError(ContractError):
     def __init__(self, param: str, value: str) -> None:
         self.param, self.value = param, value
         why = "is empty" if value == "" else "must not contain '.', '*', '>', whitespace or control characters"
-        super().__init__(f"subtopic parameter {{{param}}} {_quote(value)} {why}")
+        super().__init__(f"subtopic parameter {param}={_quote(value)} {why}")
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """s in quotes with its quotes escaped, as Go's ampybus.quote writes it."""
+    return '"' + s.replace('"', '\\"') + '"'
 
 
 def valid_token(s: str) -> bool:
@@ -70,15 +78,13 @@ def split_subtopic(subtopic: str, pattern: str) -> dict[str, str]:
     """The parameters of subtopic against pattern ({mic}.{symbol}): each
     literal token must match and each parameter be a valid token."""
     tokens, parts = pattern.split("."), subtopic.split(".")
-    if len(tokens) != len(parts):
-        raise ContractError(f"subtopic {_quote(subtopic)} does not match {pattern}")
-    params: dict[str, str] = {}
-    for tok, part in zip(tokens, parts):
-        if tok.startswith("{") and tok.endswith("}"):
-            params[tok[1:-1]] = check_token(tok[1:-1], part)
-        elif tok != part:
-            raise ContractError(f"subtopic {_quote(subtopic)} does not match {pattern}")
-    return params
+    # The shape first (count and literals), as Go's ParseSubtopic does, then
+    # each parameter's token.
+    if len(tokens) != len(parts) or any(
+        not (t.startswith("{") and t.endswith("}")) and t != p for t, p in zip(tokens, parts)
+    ):
+        raise ContractError(f"subtopic {go_quote(subtopic)} does not match {pattern}")
+    return {t[1:-1]: check_token(t[1:-1], p) for t, p in zip(tokens, parts) if t.startswith("{") and t.endswith("}")}
 
 
 def pattern_of(pattern: str, given: dict[str, str]) -> str:
@@ -128,7 +134,7 @@ def bool_text(value: bool) -> str:
 def check_bind(param: str, want: str, got: str, field: str) -> None:
     """A payload field bound to a subtopic parameter must equal it."""
     if got != want:
-        raise ContractError(f"payload {field} {_quote(got)} does not match subtopic {{{param}}} {_quote(want)}")
+        raise ContractError(f"payload {field} {go_quote(got)} does not match subtopic {{{param}}} {go_quote(want)}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,29 @@ def fixture_answer(c: dict) -> dict:
     return out
 
 
+def header_errors(items: list[list[str]]) -> list[str]:
+    """Every header error's full text, as Go writes it."""
+    h, errs = envelope.parse([(k, v) for k, v in items])
+    return sorted(str(e) for e in errs + h.validate())
+
+
+def unmarshal_ok(fqdn: str, data: bytes) -> bool:
+    r = next(r for r in ampybus_contract.routes() if isinstance(r, route.Route) and r.schema_fqdn == fqdn)
+    try:
+        payload.unmarshal(r.payload, data)
+        return True
+    except ValueError:
+        return False
+
+
+def inflate_answer(data: bytes) -> str:
+    """The inflated bytes (base64), or the reason's kind."""
+    try:
+        return base64.b64encode(payload.inflate(data, 1000)).decode()
+    except payload.PoisonError as e:
+        return str(e).split(":")[0]
+
+
 def fixture_verdict(path: str) -> list[str]:
     """The fields fixture.validate names for the fixture file at path."""
     try:
@@ -68,10 +91,14 @@ def main() -> None:
         "parse_times": [],
         "gzip": [base64.b64encode(gzipgo.compress(base64.b64decode(d))).decode() for d in cases["gzip"]],
         "verdicts": [fixture_verdict(p) for p in cases["verdicts"]],
+        "timestamps": [envelope.format_time(sec * 1_000_000_000 + ns) for sec, ns in cases["timestamps"]],
+        "unmarshal": [unmarshal_ok(c["fqdn"], base64.b64decode(c["data"])) for c in cases["unmarshal"]],
+        "inflate": [inflate_answer(base64.b64decode(d or "")) for d in cases["inflate"]],
+        "header_errors": [header_errors(c) for c in cases["headers"]],
     }
     for s in cases["parse_times"]:
         try:
-            answers["parse_times"].append(envelope.parse_time(s))
+            answers["parse_times"].append(list(divmod(envelope.parse_time(s), 1_000_000_000)))
         except ValueError:
             answers["parse_times"].append(None)
     with open(sys.argv[2], "w") as f:

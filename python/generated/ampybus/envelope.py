@@ -77,30 +77,41 @@ class HeaderError(ValueError):
 
 
 def go_quote(s: str) -> str:
-    """Quotes s as Go's %q does for printable text (enough for messages)."""
+    """s quoted as Go's strconv.Quote (and %q) writes it, so messages read
+    the same in both languages. Bytes that were not UTF-8 (held as
+    surrogate escapes) are written as \\xNN, as Go writes them."""
     out = ['"']
     for ch in s:
+        o = ord(ch)
         if ch in ('"', "\\"):
             out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch.isprintable() and not 0xD800 <= o <= 0xDFFF:
             out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif o < 0x80:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
     out.append('"')
     return "".join(out)
 
 
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def wire_len(s: str) -> int:
+    """The bytes s takes on the wire (bytes that were not UTF-8 count one each)."""
+    return len(s.encode("utf-8", "surrogateescape"))
+
+
 # --- message ids -----------------------------------------------------------
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_UUID_BARE = re.compile(r"^[0-9a-fA-F]{32}$")
-_UUID_URN = re.compile(r"^urn:uuid:", re.IGNORECASE)
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 def new_message_id() -> str:
@@ -117,48 +128,89 @@ def new_message_id() -> str:
 
 
 def uuid_version(s: str) -> Optional[int]:
-    """The version of a UUID in any form Go's uuid.Parse reads, or None."""
-    text = s
-    if len(text) == 36 + 9 and _UUID_URN.match(text):
-        text = text[9:]
-    elif len(text) == 36 + 2 and text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    if len(text) == 36 and _UUID.match(text):
-        return int(text[14], 16)
-    if len(text) == 32 and _UUID_BARE.match(text):
-        return int(text[12], 16)
-    return None
+    """The version of a UUID in any form Go's uuid.Parse reads (36 bytes
+    with hyphens, 38 with any two characters around them, 45 with a
+    urn:uuid: prefix, 32 bare hex), or None for what it refuses."""
+    b = s.encode("utf-8", "surrogateescape")
+    if len(b) == 45:
+        if b[:9].lower() != b"urn:uuid:":
+            return None
+        b = b[9:]
+    elif len(b) == 38:
+        b = b[1:-1]
+    elif len(b) == 32:
+        return int(chr(b[12]), 16) if all(c in _HEXDIGITS for c in b) else None
+    if len(b) != 36 or any(b[i] != ord("-") for i in (8, 13, 18, 23)):
+        return None
+    if not all(c in _HEXDIGITS for i, c in enumerate(b) if i not in (8, 13, 18, 23)):
+        return None
+    return int(chr(b[14]), 16)
 
 
 # --- times -----------------------------------------------------------------
 
-_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?Z$")
+_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]+))?Z", re.ASCII)
+
+#: Go's zero time (January 1, year 1, UTC) in Unix nanoseconds: what an
+#: unset time reads as, and what Go's validation calls missing.
+GO_ZERO_NS = -62135596800 * 1_000_000_000
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any year)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _civil_from_days(z: int) -> tuple[int, int, int]:
+    z += 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def _days_in_month(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
+    return 30 if m in (4, 6, 9, 11) else 31
 
 
 def format_time(ns: int) -> str:
     """Unix nanoseconds as produced_at's wire form: RFC 3339 in UTC, with as
-    many fractional digits as needed (Go's time.RFC3339Nano)."""
+    many fractional digits as needed, the year as Go writes it (four digits,
+    more past 9999, a sign before 0) (Go's time.RFC3339Nano)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    days, rem = divmod(secs, 86400)
+    y, m, d = _civil_from_days(days)
+    year = f"-{-y:04d}" if y < 0 else f"{y:04d}"
+    out = f"{year}-{m:02d}-{d:02d}T{rem // 3600:02d}:{rem // 60 % 60:02d}:{rem % 60:02d}"
     if frac:
-        base += "." + f"{frac:09d}".rstrip("0")
-    return base + "Z"
+        out += "." + f"{frac:09d}".rstrip("0")
+    return out + "Z"
 
 
 def parse_time(s: str) -> int:
     """Reads produced_at into Unix nanoseconds; it must be RFC 3339 in UTC."""
     if not s.endswith("Z"):
         raise ValueError("not UTC: write RFC 3339 with a Z suffix, e.g. 2025-09-05T19:31:01Z")
-    m = _RFC3339.match(s)
+    m = _RFC3339.fullmatch(s)
+    bad = ValueError("not RFC 3339, e.g. 2025-09-05T19:31:01Z")
     if m is None:
-        raise ValueError("not RFC 3339, e.g. 2025-09-05T19:31:01Z")
+        raise bad
     year, month, day, hour, minute, sec = (int(g) for g in m.groups()[:6])
-    try:
-        dt = datetime(year, month, day, hour, minute, sec, tzinfo=timezone.utc)
-    except ValueError:
-        raise ValueError("not RFC 3339, e.g. 2025-09-05T19:31:01Z") from None
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month) and hour < 24 and minute < 60 and sec < 60):
+        raise bad
     frac = (m.group(7) or "")[:9].ljust(9, "0")
-    days = (dt.date() - datetime(1970, 1, 1).date()).days
+    days = _days_from_civil(year, month, day)
     return ((days * 86400 + hour * 3600 + minute * 60 + sec) * 1_000_000_000) + int(frac)
 
 
@@ -169,7 +221,7 @@ def now_ns() -> int:
 
 # --- trace context ---------------------------------------------------------
 
-_HEX = re.compile(r"^[0-9a-fA-F]*$")
+_HEX = re.compile(r"[0-9a-fA-F]*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -210,11 +262,11 @@ def parse_traceparent(s: str) -> TraceContext:
         raise ValueError("not a traceparent: want 00-<32 hex>-<16 hex>-<2 hex>")
     if s[:2] != "00":
         raise ValueError(f"traceparent version {go_quote(s[:2])} is not supported; want 00")
-    if not _HEX.match(s[3:35]):
+    if not _HEX.fullmatch(s[3:35]):
         raise ValueError("trace id is not 32 hex digits")
-    if not _HEX.match(s[36:52]):
+    if not _HEX.fullmatch(s[36:52]):
         raise ValueError("span id is not 16 hex digits")
-    if not _HEX.match(s[53:]):
+    if not _HEX.fullmatch(s[53:]):
         raise ValueError("flags are not 2 hex digits")
     tc = TraceContext(bytes.fromhex(s[3:35]), bytes.fromhex(s[36:52]), int(s[53:], 16))
     if not tc.valid():
@@ -223,7 +275,7 @@ def parse_traceparent(s: str) -> TraceContext:
 
 
 def _trace_from_legacy_id(s: str) -> TraceContext:
-    if len(s) != 32 or not _HEX.match(s):
+    if len(s) != 32 or not _HEX.fullmatch(s):
         raise ValueError("trace_id is not 32 hex digits")
     trace_id = bytes.fromhex(s)
     if not any(trace_id):
@@ -236,14 +288,15 @@ def _trace_from_legacy_id(s: str) -> TraceContext:
 
 @dataclass
 class Headers:
-    """The envelope of one message. Times are Unix nanoseconds (0 = unset)."""
+    """The envelope of one message. produced_at is Unix nanoseconds, None
+    when unset (Go's zero time, GO_ZERO_NS, reads as unset too)."""
 
     message_id: str = ""
     schema_fqdn: str = ""
     schema_version: str = ""
     content_type: str = ""
     content_encoding: str = ""
-    produced_at: int = 0
+    produced_at: Optional[int] = None
     producer: str = ""
     source: str = ""
     run_id: str = ""
@@ -273,7 +326,7 @@ class Headers:
         add(HEADER_SCHEMA_VERSION, self.schema_version)
         add(HEADER_CONTENT_TYPE, self.content_type)
         add(HEADER_CONTENT_ENCODING, self.content_encoding)
-        if self.produced_at:
+        if self.produced_at is not None and self.produced_at != GO_ZERO_NS:
             add(HEADER_PRODUCED_AT, format_time(self.produced_at))
         add(HEADER_PRODUCER, self.producer)
         add(HEADER_SOURCE, self.source)
@@ -315,7 +368,7 @@ class Headers:
         ):
             if value == "":
                 errs.append(HeaderError(name, "", "missing"))
-        if not self.produced_at:
+        if self.produced_at is None or self.produced_at == GO_ZERO_NS:
             errs.append(HeaderError(HEADER_PRODUCED_AT, "", "missing"))
         if not self.trace.valid():
             errs.append(HeaderError(HEADER_TRACEPARENT, str(self.trace), "trace and span ids must be non-zero"))
@@ -330,7 +383,7 @@ class Headers:
     def check_size(self) -> Optional[HeaderError]:
         """The wire form within MAX_HEADERS and MAX_HEADER_BYTES, else why not."""
         fs = self.fields()
-        return _size_error(len(fs), sum(len(k.encode()) + len(v.encode()) for k, v in fs))
+        return _size_error(len(fs), sum(wire_len(k) + wire_len(v) for k, v in fs))
 
 
 def _size_error(count: int, size: int) -> Optional[HeaderError]:
@@ -346,12 +399,12 @@ def repeated(key: str, n: int) -> HeaderError:
     return HeaderError(key, "", f"appears {n} times; each header appears once")
 
 
-_DECIMAL = re.compile(r"^[+-]?[0-9]+$")
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
-def _go_int(v: str) -> Optional[int]:
+def go_int(v: str) -> Optional[int]:
     """v as Go's strconv.Atoi/ParseInt(v, 10, 64) reads it, or None."""
-    if not _DECIMAL.match(v):
+    if not _DECIMAL.fullmatch(v):
         return None
     n = int(v)
     if not -(1 << 63) <= n < (1 << 63):
@@ -361,7 +414,7 @@ def _go_int(v: str) -> Optional[int]:
 
 def parse(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]:
     """Reads headers from their wire form, each name once (use
-    ``parse_repeated`` for a client that can carry a name twice). It fills
+    ``kafka.parse_headers`` or ``nats.parse`` for clients that can carry a name twice). It fills
     what it can and returns every malformed header, so a bad message can
     still be dead-lettered intact: a malformed value stays in ``extra``
     under its own name."""
@@ -376,7 +429,7 @@ def parse(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]
 
     for k, v in items:
         count += 1
-        size += len(k.encode()) + len(v.encode())
+        size += wire_len(k) + wire_len(v)
         if k == HEADER_MESSAGE_ID:
             h.message_id = v
         elif k == HEADER_SCHEMA_FQDN:
@@ -410,8 +463,8 @@ def parse(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]
         elif k == HEADER_DEDUPE_KEY:
             h.dedupe_key = v
         elif k == HEADER_RETRY_COUNT:
-            n = _go_int(v)
-            if n is None or n < 0 or n >= (1 << 63):
+            n = go_int(v)
+            if n is None or n < 0:
                 bad(k, v, "not a non-negative integer")
             else:
                 h.retry_count = n
@@ -424,7 +477,7 @@ def parse(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]
         elif k == HEADER_BLOB_HASH:
             h.blob_hash = v
         elif k == HEADER_BLOB_SIZE:
-            n = _go_int(v)
+            n = go_int(v)
             if n is None or n < 0:
                 bad(k, v, "not a non-negative integer")
             else:
@@ -442,21 +495,3 @@ def parse(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]
     elif legacy_trace_id != "":
         h.extra[HEADER_TRACE_ID] = legacy_trace_id
     return h, errs
-
-
-def parse_repeated(items: Iterable[tuple[str, str]]) -> tuple[Headers, list[HeaderError]]:
-    """Like ``parse``, for clients whose headers are a list (Kafka records):
-    a name given twice is an error, as on the Go side, since one reader
-    might pick one value and another reader the other. The first value of
-    a repeated name is the one read."""
-    first: list[tuple[str, str]] = []
-    counts: dict[str, int] = {}
-    for k, v in items:
-        if k in counts:
-            counts[k] += 1
-            continue
-        counts[k] = 1
-        first.append((k, v))
-    errs = sorted((repeated(k, n) for k, n in counts.items() if n > 1), key=str)
-    h, perrs = parse(first)
-    return h, errs + perrs

@@ -13,7 +13,7 @@ so it works with any Producer or Consumer object of that library.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ampybus import envelope, payload
 from ampybus.partition import partition_for
@@ -149,10 +149,14 @@ def parse_headers(
 
 
 def read(route: Route, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Optional[Sequence[tuple[str, Optional[bytes]]]],
-         fetch_blob: Optional[Callable[[str], bytes]] = None) -> Message:
+         fetch_blob: Optional[Callable[[str], bytes]] = None) -> Optional[Message]:
     """Checks one record as the Go consumer does and decodes it; PoisonError
-    carries the dlq_reason a Go consumer would write."""
+    carries the dlq_reason a Go consumer would write. None for a record of
+    another subtopic sharing the topic (ticks' trade and quote), which a Go
+    consumer of route passes over rather than dead-letters."""
     h, sub, errs = parse_headers(key, headers)
+    if sub is not None and not _fits(route.pattern, sub):
+        return None
     if errs:
         raise PoisonError("contract_violation: " + "\n".join(str(e) for e in errs))
     problems = h.validate()
@@ -187,6 +191,14 @@ def read(route: Route, topic: str, key: Optional[bytes], value: Optional[bytes],
             why = f"dedupe_key {envelope.go_quote(h.dedupe_key)}, but the contract derives {envelope.go_quote(keys.dedupe)} from the payload"
         raise PoisonError("contract_violation: " + why)
     return Message(topic=full, subtopic=st, payload=msg, headers=h)
+
+
+def _fits(pattern: str, subtopic: str) -> bool:
+    """Whether subtopic has pattern's shape: its token count and literals."""
+    tokens, parts = pattern.split("."), subtopic.split(".")
+    return len(tokens) == len(parts) and all(
+        (t.startswith("{") and t.endswith("}")) or t == p for t, p in zip(tokens, parts)
+    )
 
 
 def _semver_major(v: str) -> Optional[str]:

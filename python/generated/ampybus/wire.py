@@ -46,13 +46,28 @@ def _encode_varint(n: int) -> bytes:
             return bytes(out)
 
 
+_PROTO3_OPTIONAL: dict[str, frozenset[int]] = {}
+
+
+def _proto3_optional(desc: Any) -> frozenset[int]:
+    """The numbers of desc's proto3 optional fields, read from its
+    descriptor proto (the runtime's descriptors do not say)."""
+    got = _PROTO3_OPTIONAL.get(desc.full_name)
+    if got is None:
+        from google.protobuf import descriptor_pb2
+
+        dp = descriptor_pb2.DescriptorProto()
+        desc.CopyToProto(dp)
+        got = frozenset(f.number for f in dp.field if f.proto3_optional)
+        _PROTO3_OPTIONAL[desc.full_name] = got
+    return got
+
+
 def _real_oneof(field: Any) -> Any:
     """field's oneof, unless it is the synthetic one of a proto3 optional
-    field (named _<field>, holding only it), which Go orders as a plain field."""
+    field, which Go orders as a plain field."""
     oneof = field.containing_oneof
-    if oneof is None:
-        return None
-    if len(oneof.fields) == 1 and oneof.name == "_" + field.name:
+    if oneof is None or field.number in _proto3_optional(field.containing_type):
         return None
     return oneof
 
@@ -94,3 +109,56 @@ def _reorder(desc: Any, b: bytes) -> bytes:
         fields.append((key, len(fields), raw))
     fields.sort(key=lambda f: (f[0], f[1]))
     return b"".join(raw for _, _, raw in fields)
+
+
+def check(desc: Any, b: bytes) -> None:
+    """Raises ValueError for wire data Go's proto.Unmarshal refuses: a
+    truncated field, field number 0, wire type 6 or 7, an end-group without
+    its start, in desc's fields and every nested message."""
+    _check(desc, b, 0, len(b), None)
+
+
+def _check(desc: Any, b: bytes, i: int, end: int, group: Any) -> int:
+    bad = ValueError("cannot parse invalid wire-format data")
+    while i < end:
+        try:
+            tag, i = _varint(b, i)
+        except IndexError:
+            raise bad from None
+        if i > end:
+            raise bad
+        number, wt = tag >> 3, tag & 7
+        if number == 0 or wt in (6, 7):
+            raise bad
+        if wt == _EGROUP:
+            if group != number:
+                raise bad
+            return i
+        if wt == _VARINT:
+            try:
+                _, i = _varint(b, i)
+            except IndexError:
+                raise bad from None
+        elif wt == _I64:
+            i += 8
+        elif wt == _I32:
+            i += 4
+        elif wt == _LEN:
+            try:
+                size, i = _varint(b, i)
+            except IndexError:
+                raise bad from None
+            if i + size > end:
+                raise bad
+            fd = desc.fields_by_number.get(number) if desc is not None else None
+            if fd is not None and fd.message_type is not None:
+                _check(fd.message_type, b, i, i + size, None)
+            i += size
+        elif wt == _SGROUP:
+            i = _check(None, b, i, end, number)
+            continue
+        if i > end:
+            raise bad
+    if group is not None:
+        raise bad
+    return i

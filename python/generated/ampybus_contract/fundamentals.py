@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SCHEMA_FQDN = "ampy.fundamentals.v1.FundamentalsSnapshot"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SCHEMA_HASH = "sha256:202b443018a7941d217666b4c35e5bf268f4a76f7ee6148b4b0e353c09c46029"
-FundamentalsSnapshot = _schemas.message_class(SCHEMA_FQDN)
+PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
+FundamentalsSnapshot = PAYLOAD
 
 
 class Subtopic:
@@ -83,7 +86,7 @@ def by_mic(mic: str) -> str:
     return _route.pattern_of(PATTERN, {"mic": mic})
 
 
-def keys(s: Subtopic, m: FundamentalsSnapshot) -> Keys:
+def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("mic", s.mic, m.security.mic, "security.mic")
@@ -100,5 +103,5 @@ ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PATTERN, schema_fqdn=SCHEMA_FQDN, schema_version=SCHEMA_VERSION, schema_hash=SCHEMA_HASH,
-    payload=FundamentalsSnapshot, parse_subtopic=Subtopic.parse, keys=keys, name="",
+    payload=PAYLOAD, parse_subtopic=Subtopic.parse, keys=keys, name="",
 )

@@ -9,6 +9,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -38,7 +40,8 @@ RAW_SCHEMA_FQDN = "ampy.news.v1.NewsItem"
 RAW_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 RAW_SCHEMA_HASH = "sha256:28c888e32679f9d3dde5b2abcdb70af39fbaf31ce41b182e05c55e4f1f9b9536"
-NewsItem = _schemas.message_class(RAW_SCHEMA_FQDN)
+RAW_PAYLOAD = _schemas.message_class(RAW_SCHEMA_FQDN)
+NewsItem = RAW_PAYLOAD
 
 
 class RawSubtopic:
@@ -78,7 +81,7 @@ def all_raw() -> str:
     return _route.pattern_of(RAW_PATTERN, {})
 
 
-def raw_keys(s: RawSubtopic, m: NewsItem) -> Keys:
+def raw_keys(s: RawSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.id == "":
@@ -93,7 +96,7 @@ RAW_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=RAW_PATTERN, schema_fqdn=RAW_SCHEMA_FQDN, schema_version=RAW_SCHEMA_VERSION, schema_hash=RAW_SCHEMA_HASH,
-    payload=NewsItem, parse_subtopic=RawSubtopic.parse, keys=raw_keys, name="raw",
+    payload=RAW_PAYLOAD, parse_subtopic=RawSubtopic.parse, keys=raw_keys, name="raw",
 )
 
 
@@ -104,7 +107,8 @@ NLP_SCHEMA_FQDN = "ampy.news.v1.NewsItem"
 NLP_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 NLP_SCHEMA_HASH = "sha256:28c888e32679f9d3dde5b2abcdb70af39fbaf31ce41b182e05c55e4f1f9b9536"
-NewsItem = _schemas.message_class(NLP_SCHEMA_FQDN)
+NLP_PAYLOAD = _schemas.message_class(NLP_SCHEMA_FQDN)
+NewsItem = NLP_PAYLOAD
 
 
 class NlpSubtopic:
@@ -144,7 +148,7 @@ def all_nlp() -> str:
     return _route.pattern_of(NLP_PATTERN, {})
 
 
-def nlp_keys(s: NlpSubtopic, m: NewsItem) -> Keys:
+def nlp_keys(s: NlpSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.id == "":
@@ -159,5 +163,5 @@ NLP_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=NLP_PATTERN, schema_fqdn=NLP_SCHEMA_FQDN, schema_version=NLP_SCHEMA_VERSION, schema_hash=NLP_SCHEMA_HASH,
-    payload=NewsItem, parse_subtopic=NlpSubtopic.parse, keys=nlp_keys, name="nlp",
+    payload=NLP_PAYLOAD, parse_subtopic=NlpSubtopic.parse, keys=nlp_keys, name="nlp",
 )

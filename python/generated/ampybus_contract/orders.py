@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ REQUESTS_SCHEMA_FQDN = "ampy.orders.v1.OrderRequest"
 REQUESTS_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 REQUESTS_SCHEMA_HASH = "sha256:9ebee87e0eb7b87c453dda8e5bf13450753721a8760eacf9158aaf79199689e0"
-OrderRequest = _schemas.message_class(REQUESTS_SCHEMA_FQDN)
+REQUESTS_PAYLOAD = _schemas.message_class(REQUESTS_SCHEMA_FQDN)
+OrderRequest = REQUESTS_PAYLOAD
 
 
 class RequestsSubtopic:
@@ -77,7 +80,7 @@ def all_requests() -> str:
     return _route.pattern_of(REQUESTS_PATTERN, {})
 
 
-def requests_keys(s: RequestsSubtopic, m: OrderRequest) -> Keys:
+def requests_keys(s: RequestsSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.client_order_id == "":
@@ -94,5 +97,5 @@ REQUESTS_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=REQUESTS_PATTERN, schema_fqdn=REQUESTS_SCHEMA_FQDN, schema_version=REQUESTS_SCHEMA_VERSION, schema_hash=REQUESTS_SCHEMA_HASH,
-    payload=OrderRequest, parse_subtopic=RequestsSubtopic.parse, keys=requests_keys, name="requests",
+    payload=REQUESTS_PAYLOAD, parse_subtopic=RequestsSubtopic.parse, keys=requests_keys, name="requests",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SNAPSHOTS_SCHEMA_FQDN = "ampy.positions.v1.PositionSnapshot"
 SNAPSHOTS_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SNAPSHOTS_SCHEMA_HASH = "sha256:3a5f0ffa46b35c45944c282c850aabe7ee16ca91cce2ed4e3521abb5eeeb25aa"
-PositionSnapshot = _schemas.message_class(SNAPSHOTS_SCHEMA_FQDN)
+SNAPSHOTS_PAYLOAD = _schemas.message_class(SNAPSHOTS_SCHEMA_FQDN)
+PositionSnapshot = SNAPSHOTS_PAYLOAD
 
 
 class SnapshotsSubtopic:
@@ -77,7 +80,7 @@ def all_snapshots() -> str:
     return _route.pattern_of(SNAPSHOTS_PATTERN, {})
 
 
-def snapshots_keys(s: SnapshotsSubtopic, m: PositionSnapshot) -> Keys:
+def snapshots_keys(s: SnapshotsSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.account_id == "":
@@ -96,5 +99,5 @@ SNAPSHOTS_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=SNAPSHOTS_PATTERN, schema_fqdn=SNAPSHOTS_SCHEMA_FQDN, schema_version=SNAPSHOTS_SCHEMA_VERSION, schema_hash=SNAPSHOTS_SCHEMA_HASH,
-    payload=PositionSnapshot, parse_subtopic=SnapshotsSubtopic.parse, keys=snapshots_keys, name="snapshots",
+    payload=SNAPSHOTS_PAYLOAD, parse_subtopic=SnapshotsSubtopic.parse, keys=snapshots_keys, name="snapshots",
 )

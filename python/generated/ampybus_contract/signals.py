@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SCHEMA_FQDN = "ampy.signals.v1.Signal"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SCHEMA_HASH = "sha256:80f83acf165e97a9dc09efeb14887e4e33ef3bb6f774ce558e958af37f7767f4"
-Signal = _schemas.message_class(SCHEMA_FQDN)
+PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
+Signal = PAYLOAD
 
 
 class Subtopic:
@@ -77,7 +80,7 @@ def all_subtopics() -> str:
     return _route.pattern_of(PATTERN, {})
 
 
-def keys(s: Subtopic, m: Signal) -> Keys:
+def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("model_id", s.model_id, m.model_id, "model_id")
@@ -95,5 +98,5 @@ ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PATTERN, schema_fqdn=SCHEMA_FQDN, schema_version=SCHEMA_VERSION, schema_hash=SCHEMA_HASH,
-    payload=Signal, parse_subtopic=Subtopic.parse, keys=keys, name="",
+    payload=PAYLOAD, parse_subtopic=Subtopic.parse, keys=keys, name="",
 )

@@ -9,6 +9,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -38,7 +40,8 @@ TRADE_SCHEMA_FQDN = "ampy.ticks.v1.TradeTick"
 TRADE_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 TRADE_SCHEMA_HASH = "sha256:58280086f9df33ba67a1f979755a2fa2f3310fb8dcf38ff526dff8e1f8d7a1f8"
-TradeTick = _schemas.message_class(TRADE_SCHEMA_FQDN)
+TRADE_PAYLOAD = _schemas.message_class(TRADE_SCHEMA_FQDN)
+TradeTick = TRADE_PAYLOAD
 
 
 class TradeSubtopic:
@@ -78,7 +81,7 @@ def all_trade() -> str:
     return _route.pattern_of(TRADE_PATTERN, {})
 
 
-def trade_keys(s: TradeSubtopic, m: TradeTick) -> Keys:
+def trade_keys(s: TradeSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("symbol", s.symbol, m.security.symbol, "security.symbol")
@@ -94,7 +97,7 @@ TRADE_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=TRADE_PATTERN, schema_fqdn=TRADE_SCHEMA_FQDN, schema_version=TRADE_SCHEMA_VERSION, schema_hash=TRADE_SCHEMA_HASH,
-    payload=TradeTick, parse_subtopic=TradeSubtopic.parse, keys=trade_keys, name="trade",
+    payload=TRADE_PAYLOAD, parse_subtopic=TradeSubtopic.parse, keys=trade_keys, name="trade",
 )
 
 
@@ -105,7 +108,8 @@ QUOTE_SCHEMA_FQDN = "ampy.ticks.v1.QuoteTick"
 QUOTE_SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 QUOTE_SCHEMA_HASH = "sha256:2d77a1e018fb74b52525e516805b797736f111e53448d1672661fd803db3c5f7"
-QuoteTick = _schemas.message_class(QUOTE_SCHEMA_FQDN)
+QUOTE_PAYLOAD = _schemas.message_class(QUOTE_SCHEMA_FQDN)
+QuoteTick = QUOTE_PAYLOAD
 
 
 class QuoteSubtopic:
@@ -145,7 +149,7 @@ def all_quote() -> str:
     return _route.pattern_of(QUOTE_PATTERN, {})
 
 
-def quote_keys(s: QuoteSubtopic, m: QuoteTick) -> Keys:
+def quote_keys(s: QuoteSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("symbol", s.symbol, m.security.symbol, "security.symbol")
@@ -161,5 +165,5 @@ QUOTE_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=QUOTE_PATTERN, schema_fqdn=QUOTE_SCHEMA_FQDN, schema_version=QUOTE_SCHEMA_VERSION, schema_hash=QUOTE_SCHEMA_HASH,
-    payload=QuoteTick, parse_subtopic=QuoteSubtopic.parse, keys=quote_keys, name="quote",
+    payload=QUOTE_PAYLOAD, parse_subtopic=QuoteSubtopic.parse, keys=quote_keys, name="quote",
 )

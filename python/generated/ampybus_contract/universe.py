@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SCHEMA_FQDN = "ampy.universe.v1.UniverseSnapshot"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SCHEMA_HASH = "sha256:36ac2aea0449315400b12cdb7df67e2e50c0208c179f6eebf885330475738bb9"
-UniverseSnapshot = _schemas.message_class(SCHEMA_FQDN)
+PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
+UniverseSnapshot = PAYLOAD
 
 
 class Subtopic:
@@ -77,7 +80,7 @@ def all_subtopics() -> str:
     return _route.pattern_of(PATTERN, {})
 
 
-def keys(s: Subtopic, m: UniverseSnapshot) -> Keys:
+def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("universe_id", s.universe_id, m.universe_id, "universe_id")
@@ -91,5 +94,5 @@ ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PATTERN, schema_fqdn=SCHEMA_FQDN, schema_version=SCHEMA_VERSION, schema_hash=SCHEMA_HASH,
-    payload=UniverseSnapshot, parse_subtopic=Subtopic.parse, keys=keys, name="",
+    payload=PAYLOAD, parse_subtopic=Subtopic.parse, keys=keys, name="",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ REPLAY_REQUESTS_SCHEMA_FQDN = "ampy.control.v1.ReplayRequest"
 REPLAY_REQUESTS_SCHEMA_VERSION = "1.1.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 REPLAY_REQUESTS_SCHEMA_HASH = "sha256:3f736dfdb0484dfbd3396b690d4acc88d5be35e00c9a7810f827b154ae4c7b72"
-ReplayRequest = _schemas.message_class(REPLAY_REQUESTS_SCHEMA_FQDN)
+REPLAY_REQUESTS_PAYLOAD = _schemas.message_class(REPLAY_REQUESTS_SCHEMA_FQDN)
+ReplayRequest = REPLAY_REQUESTS_PAYLOAD
 
 
 class ReplayRequestsSubtopic:
@@ -77,7 +80,7 @@ def all_replay_requests() -> str:
     return _route.pattern_of(REPLAY_REQUESTS_PATTERN, {})
 
 
-def replay_requests_keys(s: ReplayRequestsSubtopic, m: ReplayRequest) -> Keys:
+def replay_requests_keys(s: ReplayRequestsSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.env == "":
@@ -96,5 +99,5 @@ REPLAY_REQUESTS_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=REPLAY_REQUESTS_PATTERN, schema_fqdn=REPLAY_REQUESTS_SCHEMA_FQDN, schema_version=REPLAY_REQUESTS_SCHEMA_VERSION, schema_hash=REPLAY_REQUESTS_SCHEMA_HASH,
-    payload=ReplayRequest, parse_subtopic=ReplayRequestsSubtopic.parse, keys=replay_requests_keys, name="replay_requests",
+    payload=REPLAY_REQUESTS_PAYLOAD, parse_subtopic=ReplayRequestsSubtopic.parse, keys=replay_requests_keys, name="replay_requests",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ EVENTS_SCHEMA_FQDN = "ampy.fills.v1.FillEvent"
 EVENTS_SCHEMA_VERSION = "1.1.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 EVENTS_SCHEMA_HASH = "sha256:58918f84e65f4a96f11816f861f3a72e3684c9cbde2303d33e3d543e8279dbc9"
-FillEvent = _schemas.message_class(EVENTS_SCHEMA_FQDN)
+EVENTS_PAYLOAD = _schemas.message_class(EVENTS_SCHEMA_FQDN)
+FillEvent = EVENTS_PAYLOAD
 
 
 class EventsSubtopic:
@@ -77,7 +80,7 @@ def all_events() -> str:
     return _route.pattern_of(EVENTS_PATTERN, {})
 
 
-def events_keys(s: EventsSubtopic, m: FillEvent) -> Keys:
+def events_keys(s: EventsSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     if m.account_id == "":
@@ -94,5 +97,5 @@ EVENTS_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=EVENTS_PATTERN, schema_fqdn=EVENTS_SCHEMA_FQDN, schema_version=EVENTS_SCHEMA_VERSION, schema_hash=EVENTS_SCHEMA_HASH,
-    payload=FillEvent, parse_subtopic=EventsSubtopic.parse, keys=events_keys, name="events",
+    payload=EVENTS_PAYLOAD, parse_subtopic=EventsSubtopic.parse, keys=events_keys, name="events",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ PAIR_SCHEMA_FQDN = "ampy.fx.v1.FxRate"
 PAIR_SCHEMA_VERSION = "1.1.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 PAIR_SCHEMA_HASH = "sha256:5fbf3118a8c451eff77dd579b2fefb8176380405f3e7bdacc080d7de3bbf24fd"
-FxRate = _schemas.message_class(PAIR_SCHEMA_FQDN)
+PAIR_PAYLOAD = _schemas.message_class(PAIR_SCHEMA_FQDN)
+FxRate = PAIR_PAYLOAD
 
 
 class PairSubtopic:
@@ -83,7 +86,7 @@ def pair_by_base(base: str) -> str:
     return _route.pattern_of(PAIR_PATTERN, {"base": base})
 
 
-def pair_keys(s: PairSubtopic, m: FxRate) -> Keys:
+def pair_keys(s: PairSubtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("base", s.base, m.pair.base, "pair.base")
@@ -98,5 +101,5 @@ PAIR_ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PAIR_PATTERN, schema_fqdn=PAIR_SCHEMA_FQDN, schema_version=PAIR_SCHEMA_VERSION, schema_hash=PAIR_SCHEMA_HASH,
-    payload=FxRate, parse_subtopic=PairSubtopic.parse, keys=pair_keys, name="pair",
+    payload=PAIR_PAYLOAD, parse_subtopic=PairSubtopic.parse, keys=pair_keys, name="pair",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SCHEMA_FQDN = "ampy.bars.v1.BarBatch"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SCHEMA_HASH = "sha256:1f3389aa5b2406a516352a4a4b124851e55fbfcbb888f51677bf02bd4e173177"
-BarBatch = _schemas.message_class(SCHEMA_FQDN)
+PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
+BarBatch = PAYLOAD
 
 
 class Subtopic:
@@ -83,7 +86,7 @@ def by_mic(mic: str) -> str:
     return _route.pattern_of(PATTERN, {"mic": mic})
 
 
-def keys(s: Subtopic, m: BarBatch) -> Keys:
+def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     return Keys(
@@ -96,5 +99,5 @@ ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PATTERN, schema_fqdn=SCHEMA_FQDN, schema_version=SCHEMA_VERSION, schema_hash=SCHEMA_HASH,
-    payload=BarBatch, parse_subtopic=Subtopic.parse, keys=keys, name="",
+    payload=PAYLOAD, parse_subtopic=Subtopic.parse, keys=keys, name="",
 )

@@ -8,6 +8,8 @@ Topics:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ampybus import route as _route
 from ampybus.route import ContractError, Keys
 
@@ -37,7 +39,8 @@ SCHEMA_FQDN = "gx.quote.v1.Quote"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
 SCHEMA_HASH = "sha256:5462091221e238cc4946097abe9544b08da103d99c68fd4c5583203fc83135b8"
-Quote = _schemas.message_class(SCHEMA_FQDN)
+PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
+Quote = PAYLOAD
 
 
 class Subtopic:
@@ -83,7 +86,7 @@ def by_venue(venue: str) -> str:
     return _route.pattern_of(PATTERN, {"venue": venue})
 
 
-def keys(s: Subtopic, m: Quote) -> Keys:
+def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("symbol", s.symbol, m.symbol, "symbol")
@@ -98,5 +101,5 @@ ROUTE = _route.Route(
     namespace=NAMESPACE, domain=DOMAIN, version=VERSION, envs=ENVS, partitions=PARTITIONS,
     max_payload=MAX_PAYLOAD, max_inflated=MAX_INFLATED, compress_above=COMPRESS_ABOVE,
     pattern=PATTERN, schema_fqdn=SCHEMA_FQDN, schema_version=SCHEMA_VERSION, schema_hash=SCHEMA_HASH,
-    payload=Quote, parse_subtopic=Subtopic.parse, keys=keys, name="",
+    payload=PAYLOAD, parse_subtopic=Subtopic.parse, keys=keys, name="",
 )
