@@ -3,20 +3,14 @@ package natsbinding_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ampyfin/ampy-bus/generated/bars"
-	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
-	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
-	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/internal/blobtest"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
@@ -73,10 +67,9 @@ func TestObjectStore(t *testing.T) {
 	}
 }
 
-// The pointer pattern end to end on NATS alone: a payload over max_payload
-// goes into the object store and its message carries a nats-object://
-// reference; the consumer fetches it, checks its hash and hands the
-// payload to the handler.
+// The pointer pattern end to end on NATS alone, live and in a replay: the
+// payload goes into the object store and its message carries a
+// nats-object:// reference.
 func TestObjectStoreCarriesOversizedPayloads(t *testing.T) {
 	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
@@ -88,29 +81,5 @@ func TestObjectStoreCarriesOversizedPayloads(t *testing.T) {
 	defer tr.Close()
 	store, err := natsbinding.NewObjectStore(ctx, tr, "ampy_blobs", 1)
 	require.NoError(t, err)
-	b, err := ampybus.Open(ctx, e.URL(), ampybus.WithProvisioning(), ampybus.WithProducer("blob@test", "blob-test"), ampybus.WithBlobStore(store))
-	require.NoError(t, err)
-	defer b.Close()
-	noise := make([]byte, 3<<19)
-	_, _ = rand.Read(noise)
-	huge := &barsv1.BarBatch{Bars: []*barsv1.Bar{{
-		Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Volume: 7,
-		EventTime: timestamppb.New(time.Unix(1_757_100_000, 0)), AdjustmentPolicyId: base64.StdEncoding.EncodeToString(noise),
-	}}}
-	got := make(chan *bars.Message, 1)
-	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
-		got <- m
-		return nil
-	}, ampybus.DeliverAll())
-	require.NoError(t, err)
-	defer sub.Stop()
-	_, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), huge)
-	require.NoError(t, err)
-	select {
-	case m := <-got:
-		assert.True(t, strings.HasPrefix(m.Headers.BlobRef, "nats-object://ampy_blobs/"), m.Headers.BlobRef)
-		assert.True(t, proto.Equal(huge, m.Payload), "the handler gets the payload itself")
-	case <-ctx.Done():
-		t.Fatal("nothing delivered")
-	}
+	blobtest.CarriesOversizedPayloads(t, e.URL(), store, "nats-object://ampy_blobs/")
 }

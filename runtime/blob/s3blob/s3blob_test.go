@@ -3,7 +3,6 @@ package s3blob_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -14,13 +13,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ampyfin/ampy-bus/generated/bars"
-	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
-	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
-	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/ampyfin/ampy-bus/internal/blobtest"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
 	"github.com/ampyfin/ampy-bus/runtime/blob/s3blob"
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
@@ -105,49 +99,13 @@ func TestGoldenFixtureReferenceResolves(t *testing.T) {
 	assert.EqualValues(t, h.BlobSize, len(got))
 }
 
-// The pointer pattern through S3 end to end, on an embedded NATS server:
-// an oversized payload is stored in the bucket and its message carries an
-// s3:// reference; a live subscriber gets the payload, and so does a
-// replay of the window afterwards, from the same reference.
+// The pointer pattern through S3 end to end, on an embedded NATS server,
+// live and in a replay.
 func TestBusCarriesOversizedPayloadsThroughS3(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	store, err := s3blob.New(s3blob.Config{Endpoint: fakeS3(t, "blobs"), Bucket: "blobs", AccessKey: "test", SecretKey: "test", Insecure: true, Region: "us-east-1"})
 	require.NoError(t, err)
 	e, err := embedded.StartNATS(embedded.NATSOptions{})
 	require.NoError(t, err)
 	t.Cleanup(e.Shutdown)
-	b, err := ampybus.Open(ctx, e.URL(), ampybus.WithProvisioning(), ampybus.WithProducer("blob@test", "blob-test"), ampybus.WithBlobStore(store))
-	require.NoError(t, err)
-	defer b.Close()
-	noise := make([]byte, 3<<19)
-	_, _ = rand.Read(noise)
-	huge := &barsv1.BarBatch{Bars: []*barsv1.Bar{{
-		Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Volume: 7,
-		EventTime: timestamppb.New(time.Unix(1_757_100_000, 0)), AdjustmentPolicyId: base64.StdEncoding.EncodeToString(noise),
-	}}}
-	got := make(chan *bars.Message, 1)
-	sub, err := bars.Subscribe(ctx, b, bars.All(), func(_ context.Context, m *bars.Message) error {
-		got <- m
-		return nil
-	}, ampybus.DeliverAll())
-	require.NoError(t, err)
-	defer sub.Stop()
-	_, err = bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), huge)
-	require.NoError(t, err)
-	select {
-	case m := <-got:
-		assert.True(t, strings.HasPrefix(m.Headers.BlobRef, "s3://blobs/"), m.Headers.BlobRef)
-		assert.True(t, proto.Equal(huge, m.Payload), "the handler gets the payload itself")
-	case <-ctx.Done():
-		t.Fatal("nothing delivered")
-	}
-	var replayed []*barsv1.BarBatch
-	st, err := bars.Replay(ctx, b, bars.All(), ampybus.ReplayWindow{}, func(_ context.Context, m *bars.Message) error {
-		replayed = append(replayed, m.Payload)
-		return nil
-	})
-	require.NoError(t, err)
-	require.Len(t, replayed, 1, "stats %+v", st)
-	assert.True(t, proto.Equal(huge, replayed[0]), "a replay reads the blob again")
+	blobtest.CarriesOversizedPayloads(t, e.URL(), store, "s3://blobs/")
 }
