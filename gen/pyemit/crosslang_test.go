@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -341,11 +342,14 @@ func headerVerdict(errs ...error) []string {
 			}
 		}
 	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
+	return sortedSet(set)
+}
+
+// sortedSet is set's members in order, empty (not nil) when there are none,
+// as JSON decodes the Python side's [].
+func sortedSet(set map[string]bool) []string {
+	out := slices.AppendSeq(make([]string, 0, len(set)), maps.Keys(set))
+	slices.Sort(out)
 	return out
 }
 
@@ -412,12 +416,7 @@ func goVerdict(t *testing.T, path string) []string {
 	for _, p := range fixture.Validate(generated.Catalog, f) {
 		set[p.Field] = true
 	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return sortedSet(set)
 }
 
 // brokenFixtures writes golden fixtures broken each way a fixture can be

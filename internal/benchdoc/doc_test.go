@@ -25,7 +25,10 @@ func report(typed, raw float64) loadbench.Report {
 
 func TestReplaceRewritesOnlyItsSection(t *testing.T) {
 	readme := []byte("# T\n\n## Performance\n\nintro\n\n" + beginMarker + "\nold\n" + endMarker + "\n\n## More\n")
-	nats := Scenarios[2]
+	scenario := func(name string) Scenario {
+		return Scenarios[slices.IndexFunc(Scenarios, func(s Scenario) bool { return s.Name == name })]
+	}
+	nats := scenario("nats-consume-100")
 	doc := Doc{Machine: "2 cores", Date: "2026-12-01", Benches: []Bench{{Scenario: nats, Command: "ampybusctl bench --mode consume", Report: report(30000, 40000)}},
 		Overhead: Overhead{Command: "go test -bench x", Results: ParseGoBench([]byte(goBenchOutput))}, BinSize: "typed 12.4 MB, raw 11.9 MB: 1.043x"}
 	out, err := Replace(readme, doc)
@@ -40,7 +43,7 @@ func TestReplaceRewritesOnlyItsSection(t *testing.T) {
 	assert.Contains(t, s, "typed 12.4 MB, raw 11.9 MB: 1.043x")
 
 	// A partial run keeps the tables it did not run.
-	kafka := Scenarios[6]
+	kafka := scenario("kafka-e2e")
 	again, err := Replace(out, Doc{Machine: "2 cores", Date: "2026-12-02", Benches: []Bench{{Scenario: kafka, Command: "ampybusctl bench --transport kafka", Report: report(50000, 100000)}}})
 	require.NoError(t, err)
 	s = string(again)

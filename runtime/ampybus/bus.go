@@ -307,15 +307,15 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 	}
 	key := streamKey{d, provision}
 	b.mu.Lock()
-	// A stream this bus provisioned needs no check as well.
-	if p, done := b.ensured[streamKey{d, true}]; !provision && done && p.ok {
-		b.mu.Unlock()
-		return p.s, nil
-	}
 	e, ok := b.ensured[key]
 	if ok && e.ok {
 		b.mu.Unlock()
 		return e.s, nil // the steady state of every publish: a lookup by pointer
+	}
+	// A stream this bus provisioned needs no check as well.
+	if p, done := b.ensured[streamKey{d, true}]; !provision && done && p.ok {
+		b.mu.Unlock()
+		return p.s, nil
 	}
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{

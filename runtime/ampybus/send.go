@@ -112,8 +112,7 @@ func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *
 		a.began = time.Now()
 	}
 	a.giveUp = time.Now().Add(a.policy.GiveUpAfter)
-	a.attempted = f.attempted
-	if err := b.t.PublishAsync(ctx, s, m, a.attempted); err != nil {
+	if err := b.t.PublishAsync(ctx, s, m, f.attempted); err != nil {
 		if ev != nil {
 			b.published(ctx, ev, PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, err)
 		}
@@ -135,8 +134,6 @@ type asyncSend struct {
 	giveUp      time.Time
 	n           int // the attempt in flight
 	maybeStored bool
-	// attempted is f.attempted, bound once for every attempt.
-	attempted transport.AsyncResult
 }
 
 // attempted receives the outcome of attempt a.n: it completes the future, or

@@ -33,9 +33,20 @@ var (
 )
 
 // Hash is the blob_hash of data: "sha256:<hex>".
-func Hash(data []byte) string {
+func Hash(data []byte) string { return "sha256:" + Name(data) }
+
+// Name is the name a content-addressed store gives data: its SHA-256 in
+// hex, so storing the same payload twice costs nothing and a blob never
+// changes under its reference.
+func Name(data []byte) string {
 	sum := sha256.Sum256(data)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:])
+}
+
+// ValidName reports whether name is one Name gives, so a store need not
+// look up a reference that cannot be one of its blobs.
+func ValidName(name string) bool {
+	return len(name) == 2*sha256.Size && strings.Trim(name, "0123456789abcdef") == ""
 }
 
 // FS stores blobs as files in a directory, named by content hash, so
@@ -60,7 +71,7 @@ func NewFS(dir string) (*FS, error) {
 // Put implements Store; it writes through a temporary file, so a reader
 // never sees a partial blob.
 func (f *FS) Put(_ context.Context, data []byte) (string, error) {
-	name := strings.TrimPrefix(Hash(data), "sha256:")
+	name := Name(data)
 	path := filepath.Join(f.dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return fileRef(path), nil

@@ -113,6 +113,24 @@ func FormatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// timeLen is len(FormatTime(t)), counted rather than formatted for the
+// four-digit years every real message has.
+func timeLen(t time.Time) int {
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return len(FormatTime(t))
+	}
+	n := len("2006-01-02T15:04:05Z")
+	if ns := t.Nanosecond(); ns != 0 {
+		digits := 9
+		for ; ns%10 == 0; ns /= 10 {
+			digits--
+		}
+		n += 1 + digits
+	}
+	return n
+}
+
 // ParseTime reads produced_at; it must be RFC 3339 and in UTC (a Z suffix).
 func ParseTime(s string) (time.Time, error) {
 	if !strings.HasSuffix(s, "Z") {
@@ -194,7 +212,7 @@ func (h *Headers) size() (count, bytes int) {
 	add(HeaderContentType, len(h.ContentType))
 	add(HeaderContentEncoding, len(h.ContentEncoding))
 	if !h.ProducedAt.IsZero() {
-		add(HeaderProducedAt, len(h.ProducedAt.UTC().AppendFormat(buf[:0], time.RFC3339Nano)))
+		add(HeaderProducedAt, timeLen(h.ProducedAt))
 	}
 	add(HeaderProducer, len(h.Producer))
 	add(HeaderSource, len(h.Source))

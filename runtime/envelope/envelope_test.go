@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,10 @@ func TestCountAndSizeMatchEach(t *testing.T) {
 		"empty extra":   {Extra: map[string]string{"a": "", "b": "x"}},
 		"counters only": {RetryCount: 1, BlobSize: 9, Trace: envelope.NewTrace()},
 		"big counters":  {RetryCount: 123456, BlobSize: 1 << 40, ProducedAt: time.Date(2025, 1, 2, 3, 4, 5, 600, time.FixedZone("x", 3600))},
+	}
+	for i, at := range []time.Time{time.Unix(0, 1), time.Unix(1, 120_000_000), time.Unix(1, 999_999_999), time.Date(1, 1, 1, 0, 0, 0, 5, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-3, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 100, time.UTC)} {
+		cases["time "+strconv.Itoa(i)] = envelope.Headers{MessageID: "m", ProducedAt: at}
 	}
 	for name, h := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -166,8 +166,8 @@ func (f *inflight) flushed() <-chan struct{} {
 }
 
 // refused fails the oldest outstanding publish to subject, which the server
-// refused; it reports whether there was one.
-func (f *inflight) refused(subject string) bool {
+// refused; a refusal that matches none changes nothing.
+func (f *inflight) refused(subject string) {
 	f.mu.Lock()
 	var hit *asyncPublish
 	for _, p := range f.fifo[f.head:] {
@@ -179,11 +179,10 @@ func (f *inflight) refused(subject string) bool {
 	}
 	f.mu.Unlock()
 	if hit == nil {
-		return false
+		return
 	}
 	hit.done(transport.PublishAck{}, &ForbiddenError{Op: "publish", Subject: subject})
 	f.finish(hit)
-	return true
 }
 
 // abort fails every outstanding publish with err: the transport is closing.

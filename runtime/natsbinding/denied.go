@@ -25,9 +25,8 @@ import (
 type denials struct {
 	mu      sync.Mutex
 	waiters map[*waiter]struct{}
-	// async fails the oldest async publish to a refused subject; it reports
-	// whether there was one.
-	async func(subject string) bool
+	// async fails the oldest async publish to a refused subject.
+	async func(subject string)
 }
 
 // waiter is one operation in flight and the subjects it may publish to.

@@ -41,7 +41,7 @@ func NewObjectStore(ctx context.Context, t *Transport, bucket string, replicas i
 
 // Put implements blob.Store.
 func (s *ObjectStore) Put(ctx context.Context, data []byte) (string, error) {
-	name := strings.TrimPrefix(blob.Hash(data), "sha256:")
+	name := blob.Name(data)
 	ref := (&url.URL{Scheme: ObjectScheme, Host: s.bucket, Path: "/" + name}).String()
 	if _, err := s.os.GetInfo(ctx, name); err == nil {
 		return ref, nil
@@ -64,7 +64,7 @@ func (s *ObjectStore) Get(ctx context.Context, ref string) ([]byte, error) {
 		return nil, fmt.Errorf("get blob %q: %w: bucket %q, but this store reads %q", ref, blob.ErrInvalidRef, u.Host, s.bucket)
 	}
 	name := strings.TrimPrefix(u.Path, "/")
-	if len(name) != 64 || strings.Trim(name, "0123456789abcdef") != "" {
+	if !blob.ValidName(name) {
 		return nil, fmt.Errorf("get blob %q: %w: the object name is not a sha256 in hex", ref, blob.ErrInvalidRef)
 	}
 	data, err := s.os.GetBytes(ctx, name)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 from ampybus import envelope, payload
 from ampybus.partition import partition_for
 from ampybus.payload import PoisonError
-from ampybus.route import ContractError, Route
+from ampybus.route import ContractError, Route, fits
 
 #: The record header naming the subtopic (XNAS.AAPL): the Kafka topic stops
 #: at the domain version.
@@ -155,7 +155,7 @@ def read(route: Route, topic: str, key: Optional[bytes], value: Optional[bytes],
     another subtopic sharing the topic (ticks' trade and quote), which a Go
     consumer of route passes over rather than dead-letters."""
     h, sub, errs = parse_headers(key, headers)
-    if sub is not None and not _fits(route.pattern, sub):
+    if sub is not None and not fits(route.pattern, sub):
         return None
     if errs:
         raise PoisonError("contract_violation: " + "\n".join(str(e) for e in errs))
@@ -191,14 +191,6 @@ def read(route: Route, topic: str, key: Optional[bytes], value: Optional[bytes],
             why = f"dedupe_key {envelope.go_quote(h.dedupe_key)}, but the contract derives {envelope.go_quote(keys.dedupe)} from the payload"
         raise PoisonError("contract_violation: " + why)
     return Message(topic=full, subtopic=st, payload=msg, headers=h)
-
-
-def _fits(pattern: str, subtopic: str) -> bool:
-    """Whether subtopic has pattern's shape: its token count and literals."""
-    tokens, parts = pattern.split("."), subtopic.split(".")
-    return len(tokens) == len(parts) and all(
-        (t.startswith("{") and t.endswith("}")) or t == p for t, p in zip(tokens, parts)
-    )
 
 
 def _semver_major(v: str) -> Optional[str]:

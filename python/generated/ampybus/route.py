@@ -79,14 +79,22 @@ def prefix(namespace: str, env: str, domain: str, version: str, envs: Sequence[s
 def split_subtopic(subtopic: str, pattern: str) -> dict[str, str]:
     """The parameters of subtopic against pattern ({mic}.{symbol}): each
     literal token must match and each parameter be a valid token."""
-    tokens, parts = pattern.split("."), subtopic.split(".")
     # The shape first (count and literals), as Go's ParseSubtopic does, then
     # each parameter's token.
-    if len(tokens) != len(parts) or any(
-        not (t.startswith("{") and t.endswith("}")) and t != p for t, p in zip(tokens, parts)
-    ):
+    if not fits(pattern, subtopic):
         raise ContractError(f"subtopic {go_quote(subtopic)} does not match {pattern}")
-    return {t[1:-1]: check_token(t[1:-1], p) for t, p in zip(tokens, parts) if t.startswith("{") and t.endswith("}")}
+    return {t[1:-1]: check_token(t[1:-1], p) for t, p in zip(pattern.split("."), subtopic.split(".")) if _is_param(t)}
+
+
+def _is_param(token: str) -> bool:
+    return token.startswith("{") and token.endswith("}")
+
+
+def fits(pattern: str, subtopic: str) -> bool:
+    """Whether subtopic has pattern's shape: its token count and literals
+    (the parameters' tokens are not checked)."""
+    tokens, parts = pattern.split("."), subtopic.split(".")
+    return len(tokens) == len(parts) and all(_is_param(t) or t == p for t, p in zip(tokens, parts))
 
 
 def pattern_of(pattern: str, given: dict[str, str]) -> str:
@@ -94,7 +102,7 @@ def pattern_of(pattern: str, given: dict[str, str]) -> str:
     in place, * for every other one ({mic}.* for {mic}.{symbol})."""
     out = []
     for tok in pattern.split("."):
-        if tok.startswith("{") and tok.endswith("}"):
+        if _is_param(tok):
             name = tok[1:-1]
             out.append(check_token(name, given[name]) if name in given else "*")
         else:

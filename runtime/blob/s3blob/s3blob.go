@@ -6,6 +6,7 @@
 package s3blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,14 +67,14 @@ func New(cfg Config) (*Store, error) {
 
 // Put implements blob.Store; the reference is s3://<bucket>/<prefix><sha256>.
 func (s *Store) Put(ctx context.Context, data []byte) (string, error) {
-	key := s.prefix + strings.TrimPrefix(blob.Hash(data), "sha256:")
+	key := s.prefix + blob.Name(data)
 	ref := "s3://" + s.bucket + "/" + key
 	if _, err := s.cl.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{}); err == nil {
 		return ref, nil
 	} else if minio.ToErrorResponse(err).Code != minio.NoSuchKey {
 		return "", fmt.Errorf("put blob %s: %w", ref, err)
 	}
-	if _, err := s.cl.PutObject(ctx, s.bucket, key, strings.NewReader(string(data)), int64(len(data)),
+	if _, err := s.cl.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)),
 		minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
 		return "", fmt.Errorf("put blob %s: %w", ref, err)
 	}
