@@ -11,8 +11,8 @@ import (
 type pathUse int
 
 const (
-	pathKey    pathUse = iota // a key part: a singular scalar or enum
-	pathString                // a subtopic binding: a singular string
+	pathKey    pathUse = iota // a key part: a scalar, enum or Timestamp, through repeated messages too
+	pathString                // a subtopic binding: a string, through repeated messages too
 	pathOrder                 // an ordering field: a Timestamp or an integer sequence, through repeated messages too
 )
 
@@ -40,8 +40,8 @@ func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (F
 		}
 		fp.Fields = append(fp.Fields, fd)
 		last := i == len(names)-1
-		if fd.IsMap() || (fd.IsList() && use != pathOrder) {
-			return fp, &pathError{fmt.Sprintf("field %s is a list or map", fd.FullName()), "name a singular field"}
+		if fd.IsMap() {
+			return fp, &pathError{fmt.Sprintf("field %s is a map", fd.FullName()), "name a singular or repeated field"}
 		}
 		if !last {
 			if fd.Kind() != protoreflect.MessageKind {
@@ -66,6 +66,27 @@ func resolvePath(md protoreflect.MessageDescriptor, path string, use pathUse) (F
 		}
 	}
 	return fp, nil
+}
+
+// Each reports whether the path reads a value per element of a repeated
+// field, or only when a oneof member on the way is set: such a path is
+// checked in every element that has it (bind: every bar's symbol) and, in a
+// key, must give one value however many elements there are.
+func (fp FieldPath) Each() bool {
+	for i, fd := range fp.Fields {
+		if fd.IsList() || Conditional(fd, i == len(fp.Fields)-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// Conditional reports a field the path reads only when it is set: a message
+// member of a real oneof, before the path's end. A path through a split of a
+// corporate action says nothing about a dividend.
+func Conditional(fd protoreflect.FieldDescriptor, last bool) bool {
+	o := fd.ContainingOneof()
+	return !last && o != nil && !o.IsSynthetic() && fd.Kind() == protoreflect.MessageKind
 }
 
 // KeyKind reports whether a field of kind k may be part of a key.

@@ -850,32 +850,45 @@ func (p *parser) payload(n *yaml.Node, s *Subtopic, d *Domain) {
 	}
 }
 
-func (p *parser) bind(n *yaml.Node, s *Subtopic, what string) map[string]FieldPath {
+func (p *parser) bind(n *yaml.Node, s *Subtopic, what string) map[string][]FieldPath {
 	m := p.mapping(n, what+" bind", nil, nil)
 	if m == nil {
 		return nil
 	}
 	params := s.Pattern.Params()
-	out := map[string]FieldPath{}
+	out := map[string][]FieldPath{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(params, k.Value) {
 			p.errorf(k, "bind one of the pattern's parameters: "+strings.Join(params, ", "), "bind names %q, which is not a parameter of pattern %q", k.Value, s.Pattern.Text)
 			continue
 		}
-		path, ok := p.scalar(v, "bind "+k.Value)
-		if !ok || s.Payload == nil {
-			if s.Raw() {
-				p.errorf(v, "remove bind: from raw subtopics", "a raw payload has no fields to bind")
+		paths := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			paths = v.Content
+			if len(paths) == 0 {
+				p.errorf(v, "list the payload fields the parameter must equal, or remove it", "bind %s lists no field", k.Value)
 			}
-			continue
 		}
-		fp, err := resolvePath(s.Payload, path, pathString)
-		if err != nil {
-			p.errorf(v, err.fix, "bind %s: %s", k.Value, err.problem)
-			continue
+		for _, pn := range paths {
+			path, ok := p.scalar(pn, "bind "+k.Value)
+			if !ok || s.Payload == nil {
+				if s.Raw() {
+					p.errorf(pn, "remove bind: from raw subtopics", "a raw payload has no fields to bind")
+				}
+				continue
+			}
+			fp, err := resolvePath(s.Payload, path, pathString)
+			if err != nil {
+				p.errorf(pn, err.fix, "bind %s: %s", k.Value, err.problem)
+				continue
+			}
+			if slices.ContainsFunc(out[k.Value], func(o FieldPath) bool { return o.Text == fp.Text }) {
+				p.errorf(pn, "list each field once", "bind %s lists %s twice", k.Value, path)
+				continue
+			}
+			out[k.Value] = append(out[k.Value], fp)
 		}
-		out[k.Value] = fp
 	}
 	return out
 }
@@ -913,7 +926,14 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 		}
 		name := txt[start+1 : start+end]
 		i = start + end + 1
+		optional := strings.HasSuffix(name, "?")
+		if optional {
+			name = name[:len(name)-1]
+		}
 		switch {
+		case optional && slices.Contains(params, name):
+			p.errAt(within(n, start+end-1), "remove the ?: a subtopic parameter always has a value", "%s: {%s?} marks a subtopic parameter optional", what, name)
+			return nil
 		case name == "":
 			p.errAt(within(n, start), "name a subtopic parameter or payload field inside {}", "%s %q has an empty placeholder {}", what, txt)
 			return nil
@@ -935,7 +955,12 @@ func (p *parser) template(n *yaml.Node, s *Subtopic, what string) *Template {
 				p.errAt(within(n, start+1), fix, "%s: {%s} is neither a parameter of %q nor a field of %s: %s", what, name, s.Pattern.Text, s.Payload.FullName(), err.problem)
 				continue
 			}
-			t.Parts = append(t.Parts, Part{Field: fp})
+			if leaf := fp.Fields[len(fp.Fields)-1]; optional && leaf.Kind() != protoreflect.StringKind && !IsTimestamp(leaf) {
+				failed = true
+				p.errAt(within(n, start+end-1), "remove the ?: only a string or Timestamp field may be left out of a key", "%s: {%s?} is optional, but %s fields always have a value", what, name, kindLabel(leaf))
+				continue
+			}
+			t.Parts = append(t.Parts, Part{Field: fp, Optional: optional})
 		}
 	}
 	if failed {

@@ -93,7 +93,7 @@ func TestParseValid(t *testing.T) {
 	assert.Equal(t, ".", st.PartitionKey.Parts[1].Literal)
 	assert.Equal(t, "security.mic", st.PartitionKey.Parts[2].Field.Text)
 	assert.Equal(t, "event_time", st.OrderBy.Text)
-	assert.Equal(t, "security.symbol", st.Bind["symbol"].Text)
+	assert.Equal(t, "security.symbol", st.Bind["symbol"][0].Text)
 }
 
 func TestParseReportsAllErrors(t *testing.T) {

@@ -183,8 +183,9 @@ type Subtopic struct {
 	// PayloadPos is where the payload is named.
 	PayloadPos    Pos
 	SchemaVersion string
-	// Bind ties a subtopic parameter to a payload field that must agree with it.
-	Bind         map[string]FieldPath
+	// Bind ties a subtopic parameter to the payload fields that must agree
+	// with it; a path through a repeated field binds every element.
+	Bind         map[string][]FieldPath
 	PartitionKey *Template
 	DedupeKey    *Template
 	// OrderBy is the domain's ordering field resolved in this payload; empty
@@ -232,6 +233,10 @@ type Part struct {
 	Literal string
 	Param   string
 	Field   FieldPath
+	// Optional ({horizon?}) lets a string field be empty, a Timestamp be
+	// unset, and a path through a repeated field find no element: the part
+	// then adds nothing to the key instead of failing the publish.
+	Optional bool
 }
 
 // FieldPath is a resolved dotted path into a payload message.

@@ -109,7 +109,7 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 		{"constant partition key", `partition_key: "{client_order_id}"`, `partition_key: "orders"`},
 		{"unclosed placeholder", `partition_key: "{client_order_id}"`, `partition_key: "{client_order_id"`},
 		{"empty placeholder", `dedupe_key: "{request_id}"`, `dedupe_key: "{}"`},
-		{"typed subtopic without partition key", "        partition_key: \"{model_id}|{security.symbol}.{security.mic}\"\n", ""},
+		{"typed subtopic without partition key", "        partition_key: \"{model_id}|{security.symbol}.{security.mic}|{horizon?}\"\n", ""},
 		{"several subtopics without names", "      - name: quote\n", "      - \n"},
 		{"bind not a mapping", "bind: {symbol: security.symbol}", "bind: security.symbol"},
 		{"bind on raw payload", "        payload: raw\n", "        payload: raw\n        bind: {domain: domain}\n"},

@@ -81,9 +81,11 @@ func route(d *ampybus.DomainSpec, s *contract.Subtopic) *ampybus.AnyRoute {
 		spec.DedupeKey = s.DedupeKey.Text
 	}
 	if len(s.Bind) > 0 {
-		spec.Bind = map[string]string{}
-		for p, fp := range s.Bind {
-			spec.Bind[p] = fp.Text
+		spec.Bind = map[string][]string{}
+		for p, fps := range s.Bind {
+			for _, fp := range fps {
+				spec.Bind[p] = append(spec.Bind[p], fp.Text)
+			}
 		}
 	}
 	md := s.Payload
@@ -145,9 +147,16 @@ func deriveKeys(s *contract.Subtopic, sub string, p proto.Message) (ampybus.Keys
 	}
 	m := p.ProtoReflect()
 	for _, param := range slices.Sorted(maps.Keys(s.Bind)) { // the generated order
-		fp := s.Bind[param]
-		if got := leaf(m, fp.Fields).String(); got != ps[param] {
-			return ampybus.Keys{}, fmt.Errorf("%w: payload %s %q does not match subtopic {%s} %q", ampybus.ErrContract, fp.Text, got, param, ps[param])
+		for _, fp := range s.Bind[param] {
+			err := each(m, fp.Fields, func(v protoreflect.Value, where string) error {
+				if got := v.String(); got != ps[param] {
+					return fmt.Errorf("%w: payload %s %q does not match subtopic {%s} %q", ampybus.ErrContract, where, got, param, ps[param])
+				}
+				return nil
+			})
+			if err != nil {
+				return ampybus.Keys{}, err
+			}
 		}
 	}
 	var k ampybus.Keys
@@ -171,31 +180,99 @@ func render(t *contract.Template, what string, ps map[string]string, m protorefl
 		case part.Param != "":
 			b.WriteString(ps[part.Param])
 		default:
-			fd := part.Field.Fields[len(part.Field.Fields)-1]
-			v := leaf(m, part.Field.Fields)
-			switch {
-			case contract.IsTimestamp(fd):
-				if !v.IsValid() || !v.Message().IsValid() {
-					return "", fmt.Errorf("%w: %s %s needs payload field %s, which is unset", ampybus.ErrContract, what, t.Text, part.Field.Text)
-				}
-				b.WriteString(timeOf(v.Message()).Format(time.RFC3339Nano))
-			case fd.Kind() == protoreflect.StringKind:
-				if v.String() == "" {
-					return "", fmt.Errorf("%w: %s %s needs payload field %s, which is empty", ampybus.ErrContract, what, t.Text, part.Field.Text)
-				}
-				b.WriteString(v.String())
-			case fd.Kind() == protoreflect.EnumKind:
-				b.WriteString(enumName(fd, v.Enum()))
-			case fd.Kind() == protoreflect.BoolKind:
-				b.WriteString(strconv.FormatBool(v.Bool()))
-			case fd.Kind() == protoreflect.Uint32Kind, fd.Kind() == protoreflect.Fixed32Kind, fd.Kind() == protoreflect.Uint64Kind, fd.Kind() == protoreflect.Fixed64Kind:
-				b.WriteString(strconv.FormatUint(v.Uint(), 10))
-			default:
-				b.WriteString(strconv.FormatInt(v.Int(), 10))
+			text, err := fieldText(t, what, part, m)
+			if err != nil {
+				return "", err
 			}
+			b.WriteString(text)
 		}
 	}
 	return b.String(), nil
+}
+
+// fieldText is a key field's text. Through repeated fields every element
+// must give the same text, and one at least must have the field.
+func fieldText(t *contract.Template, what string, part contract.Part, m protoreflect.Message) (string, error) {
+	fd := part.Field.Fields[len(part.Field.Fields)-1]
+	var text string
+	seen := false
+	err := each(m, part.Field.Fields, func(v protoreflect.Value, where string) error {
+		var s string
+		switch {
+		case contract.IsTimestamp(fd):
+			if (!v.IsValid() || !v.Message().IsValid()) && part.Optional {
+				return nil // an element without the time says nothing about the key
+			}
+			if !v.IsValid() || !v.Message().IsValid() {
+				return fmt.Errorf("%w: %s %s needs payload field %s, which is unset", ampybus.ErrContract, what, t.Text, where)
+			}
+			s = timeOf(v.Message()).Format(time.RFC3339Nano)
+		case fd.Kind() == protoreflect.StringKind:
+			if s = v.String(); s == "" && !part.Optional {
+				return fmt.Errorf("%w: %s %s needs payload field %s, which is empty", ampybus.ErrContract, what, t.Text, where)
+			}
+		case fd.Kind() == protoreflect.EnumKind:
+			s = enumName(fd, v.Enum())
+		case fd.Kind() == protoreflect.BoolKind:
+			s = strconv.FormatBool(v.Bool())
+		case fd.Kind() == protoreflect.Uint32Kind, fd.Kind() == protoreflect.Fixed32Kind, fd.Kind() == protoreflect.Uint64Kind, fd.Kind() == protoreflect.Fixed64Kind:
+			s = strconv.FormatUint(v.Uint(), 10)
+		default:
+			s = strconv.FormatInt(v.Int(), 10)
+		}
+		if seen && s != text {
+			return fmt.Errorf("%w: %s %s needs one %s for the whole message, but %s is %q and an earlier one %q", ampybus.ErrContract, what, t.Text, part.Field.Text, where, s, text)
+		}
+		text, seen = s, true
+		return nil
+	})
+	if err == nil && !seen && !part.Optional {
+		err = fmt.Errorf("%w: %s %s needs payload field %s, which no element has", ampybus.ErrContract, what, t.Text, part.Field.Text)
+	}
+	return text, err
+}
+
+// each calls visit with every value a field path reads and where it is
+// (bars[2].security.symbol): every element of a repeated field, nothing
+// under a oneof member that is not set, and the zero value of the leaf
+// under an unset message, as generated getters give. It stops at the first
+// error.
+func each(m protoreflect.Message, path []protoreflect.FieldDescriptor, visit func(v protoreflect.Value, where string) error) error {
+	var walk func(m protoreflect.Message, i int, where string) error
+	walk = func(m protoreflect.Message, i int, where string) error {
+		fd := path[i]
+		if where != "" {
+			where += "."
+		}
+		where += string(fd.Name())
+		last := i == len(path)-1
+		switch {
+		case fd.IsList():
+			l := m.Get(fd).List()
+			for j := range l.Len() {
+				w := fmt.Sprintf("%s[%d]", where, j)
+				var err error
+				if last {
+					err = visit(l.Get(j), w)
+				} else {
+					err = walk(l.Get(j).Message(), i+1, w)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		case contract.Conditional(fd, last) && !m.Has(fd):
+			return nil
+		case last:
+			if fd.Kind() == protoreflect.MessageKind && !m.Has(fd) {
+				return visit(protoreflect.Value{}, where)
+			}
+			return visit(m.Get(fd), where)
+		}
+		return walk(m.Get(fd).Message(), i+1, where)
+	}
+	return walk(m, 0, "")
 }
 
 // enumName is an enum value's name, or its number when the schema has none
@@ -205,25 +282,6 @@ func enumName(fd protoreflect.FieldDescriptor, n protoreflect.EnumNumber) string
 		return string(ev.Name())
 	}
 	return strconv.Itoa(int(n))
-}
-
-// leaf reads a singular field path; the zero value of the leaf's kind when
-// a message on the way is unset, as generated getters give.
-func leaf(m protoreflect.Message, path []protoreflect.FieldDescriptor) protoreflect.Value {
-	last := path[len(path)-1]
-	for _, fd := range path[:len(path)-1] {
-		if !m.Has(fd) {
-			if last.Kind() == protoreflect.MessageKind {
-				return protoreflect.Value{}
-			}
-			return last.Default()
-		}
-		m = m.Get(fd).Message()
-	}
-	if last.Kind() == protoreflect.MessageKind && !m.Has(last) {
-		return protoreflect.Value{}
-	}
-	return m.Get(last)
 }
 
 // newest is the latest point on the ordering axis along a path that may pass

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -411,9 +410,13 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 		}
 		if len(s.Bind) > 0 {
 			params := slices.Sorted(maps.Keys(s.Bind))
-			kv = append(kv, "Bind", jen.Map(jen.String()).String().Values(jen.DictFunc(func(d jen.Dict) {
+			kv = append(kv, "Bind", jen.Map(jen.String()).Index().String().Values(jen.DictFunc(func(d jen.Dict) {
 				for _, p := range params {
-					d[jen.Lit(p)] = jen.Lit(s.Bind[p].Text)
+					d[jen.Lit(p)] = jen.Index().String().ValuesFunc(func(g *jen.Group) {
+						for _, fp := range s.Bind[p] {
+							g.Lit(fp.Text)
+						}
+					})
 				}
 			})))
 		}
@@ -639,115 +642,6 @@ func (e *emitter) patterns(s *contract.Subtopic, n names, params []string) {
 			})), jen.Nil())
 		})
 	}
-}
-
-// keyFunc emits the function deriving partition and dedupe keys, with the
-// contract's bind checks first.
-func (e *emitter) keyFunc(s *contract.Subtopic, n names, payload jen.Code) {
-	f := e.f
-	f.Line()
-	f.Commentf("%s derives the keys of a %s message as the contract says:", n.Keys, n.Payload)
-	f.Commentf("partition_key %s", s.PartitionKey.Text)
-	if s.DedupeKey != nil {
-		f.Commentf("dedupe_key %s", s.DedupeKey.Text)
-	}
-	f.Func().Id(n.Keys).Params(jen.Id("s").Id(n.Subtopic), jen.Id("m").Add(payload)).Params(jen.Qual(runtimePkg, "Keys"), jen.Error()).BlockFunc(func(g *jen.Group) {
-		bound := make([]string, 0, len(s.Bind))
-		for p := range s.Bind {
-			bound = append(bound, p)
-		}
-		sort.Strings(bound)
-		for _, p := range bound {
-			fp := s.Bind[p]
-			g.If(jen.Id("got").Op(":=").Add(e.fieldExpr("m", s.Payload, fp)), jen.Id("got").Op("!=").Id("s").Dot(naming.Unexported(p))).Block(
-				jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
-					jen.Lit(fmt.Sprintf("%%w: payload %s %%q does not match subtopic {%s} %%q", fp.Text, p)),
-					jen.Qual(runtimePkg, "ErrContract"), jen.Id("got"), jen.Id("s").Dot(naming.Unexported(p)))))
-		}
-		checked := map[string]bool{}
-		kv := []any{"Partition", e.template(g, s, s.PartitionKey, "partition_key", checked)}
-		if s.DedupeKey != nil {
-			kv = append(kv, "Dedupe", e.template(g, s, s.DedupeKey, "dedupe_key", checked))
-		}
-		lit := jen.Qual(runtimePkg, "Keys").Add(fields(kv...))
-		if len(kv) == 2 {
-			lit = jen.Qual(runtimePkg, "Keys").Values(jen.Id("Partition").Op(":").Add(kv[1].(jen.Code)))
-		}
-		g.Return(lit, jen.Nil())
-	})
-}
-
-// template emits checks that each string field part is non-empty (once per
-// field across a subtopic's keys) and returns the expression that
-// concatenates the key.
-func (e *emitter) template(g *jen.Group, s *contract.Subtopic, t *contract.Template, what string, checked map[string]bool) jen.Code {
-	var parts []jen.Code
-	for _, p := range t.Parts {
-		switch {
-		case p.Literal != "":
-			parts = append(parts, jen.Lit(p.Literal))
-		case p.Param != "":
-			parts = append(parts, jen.Id("s").Dot(naming.Unexported(p.Param)))
-		default:
-			leaf := p.Field.Fields[len(p.Field.Fields)-1]
-			v := e.fieldExpr("m", s.Payload, p.Field)
-			switch leaf.Kind() {
-			case protoreflect.StringKind:
-				parts = append(parts, v)
-				if checked[p.Field.Text] {
-					continue
-				}
-				checked[p.Field.Text] = true
-				g.If(v.Clone().Op("==").Lit("")).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
-					jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is empty", what, t.Text, p.Field.Text)),
-					jen.Qual(runtimePkg, "ErrContract"))))
-			case protoreflect.MessageKind: // a Timestamp
-				parts = append(parts, v.Clone().Dot("AsTime").Call().Dot("Format").Call(jen.Qual("time", "RFC3339Nano")))
-				if checked[p.Field.Text] {
-					continue
-				}
-				checked[p.Field.Text] = true
-				g.If(v.Clone().Op("==").Nil()).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
-					jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is unset", what, t.Text, p.Field.Text)),
-					jen.Qual(runtimePkg, "ErrContract"))))
-			case protoreflect.EnumKind:
-				parts = append(parts, v.Dot("String").Call())
-			case protoreflect.BoolKind:
-				parts = append(parts, jen.Qual("strconv", "FormatBool").Call(v))
-			case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-				parts = append(parts, jen.Qual("strconv", "FormatUint").Call(jen.Uint64().Call(v), jen.Lit(10)))
-			default:
-				parts = append(parts, jen.Qual("strconv", "FormatInt").Call(jen.Int64().Call(v), jen.Lit(10)))
-			}
-		}
-	}
-	expr := jen.Add(parts[0])
-	for _, p := range parts[1:] {
-		expr = expr.Op("+").Add(p)
-	}
-	return expr
-}
-
-// fieldExpr is the getter chain for a field path: m.GetSecurity().GetMic().
-func (e *emitter) fieldExpr(recv string, md protoreflect.MessageDescriptor, fp contract.FieldPath) *jen.Statement {
-	expr := jen.Id(recv)
-	cur := md
-	for _, fd := range fp.Fields {
-		gt := e.goType(cur)
-		if gt == nil {
-			return expr
-		}
-		getter, err := gt.getter(fd)
-		if err != nil {
-			if e.err == nil {
-				e.err = err
-			}
-			return expr
-		}
-		expr = expr.Dot(getter).Call()
-		cur = fd.Message()
-	}
-	return expr
 }
 
 // replayControl finds the contract's control subtopic carrying

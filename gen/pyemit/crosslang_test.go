@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ampyfin/ampy-bus/gen/dynamic"
 	"github.com/ampyfin/ampy-bus/generated"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
@@ -49,6 +50,14 @@ type (
 		Timestamps [][2]int64      `json:"timestamps"`
 		Unmarshal  []unmarshalCase `json:"unmarshal"`
 		Inflate    [][]byte        `json:"inflate"`
+		// Keys are payloads on topics whose keys (or refusal) Python must
+		// derive as Go does: binds over repeated fields and oneof members,
+		// keys read through repeated fields, optional key fields.
+		Keys []keyCase `json:"keys"`
+	}
+	keyCase struct {
+		Topic   string `json:"topic"`
+		Payload []byte `json:"payload"`
 	}
 	unmarshalCase struct {
 		FQDN string `json:"fqdn"`
@@ -85,6 +94,7 @@ type (
 		Unmarshal    []bool      `json:"unmarshal"`
 		Inflate      []string    `json:"inflate"`
 		HeaderErrors [][]string  `json:"header_errors"`
+		Keys         []string    `json:"keys"`
 	}
 )
 
@@ -182,6 +192,12 @@ func TestPythonAgreesWithGo(t *testing.T) {
 		cases.Gzip = append(cases.Gzip, data)
 	}
 
+	for _, c := range keyCases() {
+		data, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.payload)
+		require.NoError(t, err)
+		cases.Keys = append(cases.Keys, keyCase{Topic: c.topic, Payload: data})
+	}
+
 	dir := t.TempDir()
 	cases.Verdicts = append(cases.Verdicts, paths...)
 	cases.Verdicts = append(cases.Verdicts, brokenFixtures(t, dir)...)
@@ -226,6 +242,15 @@ func TestPythonAgreesWithGo(t *testing.T) {
 			continue
 		}
 		assert.Equal(t, [2]string{keys.Partition, keys.Dedupe}, a.Keys, "%s: keys", f.Path)
+	}
+
+	require.Len(t, ans.Keys, len(cases.Keys))
+	dyn := dynamic.Catalog(shippedContract(t))
+	for i, c := range keyCases() {
+		want := keysText(generated.Catalog, c.topic, c.payload)
+		assert.Equal(t, c.want, want, "%s: the generated Go keys", c.name)
+		assert.Equal(t, want, keysText(dyn, c.topic, c.payload), "%s: the contract read at run time (gen/dynamic)", c.name)
+		assert.Equal(t, want, ans.Keys[i], "%s: Python", c.name)
 	}
 
 	require.Len(t, ans.Verdicts, len(cases.Verdicts))

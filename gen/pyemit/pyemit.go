@@ -406,14 +406,19 @@ func (e Emitter) keys(b *bytes.Buffer, s *contract.Subtopic) {
 		}
 	})
 	for _, param := range binds {
-		fp := s.Bind[param]
-		fmt.Fprintf(b, "    _route.check_bind(%s, s.%s, %s, %s)\n", pyStr(param), ident(param), fieldExpr("m", fp), pyStr(fp.Text))
+		for _, fp := range s.Bind[param] {
+			if fp.Each() {
+				fmt.Fprintf(b, "    _route.check_bind_each(%s, s.%s, m, %s)\n", pyStr(param), ident(param), pyPath(fp))
+				continue
+			}
+			fmt.Fprintf(b, "    _route.check_bind(%s, s.%s, %s, %s)\n", pyStr(param), ident(param), fieldExpr("m", fp), pyStr(fp.Text))
+		}
 	}
-	checked := map[string]bool{}
-	partition := e.template(b, s.PartitionKey, "partition_key", checked)
+	checked, gathered := map[string]bool{}, map[string]string{}
+	partition := e.template(b, s.PartitionKey, "partition_key", checked, gathered)
 	dedupe := `""`
 	if s.DedupeKey != nil {
-		dedupe = e.template(b, s.DedupeKey, "dedupe_key", checked)
+		dedupe = e.template(b, s.DedupeKey, "dedupe_key", checked, gathered)
 	}
 	fmt.Fprintf(b, "    return Keys(\n        partition=%s,\n        dedupe=%s,\n    )\n", partition, dedupe)
 }
@@ -421,7 +426,7 @@ func (e Emitter) keys(b *bytes.Buffer, s *contract.Subtopic) {
 // template emits the checks a key's fields need (each field once across a
 // subtopic's keys, as Go does) and returns the Python expression that
 // concatenates the key.
-func (e Emitter) template(b *bytes.Buffer, t *contract.Template, what string, checked map[string]bool) string {
+func (e Emitter) template(b *bytes.Buffer, t *contract.Template, what string, checked map[string]bool, gathered map[string]string) string {
 	if t == nil {
 		return `""`
 	}
@@ -439,13 +444,27 @@ func (e Emitter) template(b *bytes.Buffer, t *contract.Template, what string, ch
 			parts = append(parts, pyStr(p.Literal))
 		case p.Param != "":
 			parts = append(parts, "s."+ident(p.Param))
+		case p.Field.Each() || (p.Optional && contract.IsTimestamp(p.Field.Fields[len(p.Field.Fields)-1])):
+			v, ok := gathered[p.Field.Text]
+			if !ok {
+				v = "_" + strings.ReplaceAll(p.Field.Text, ".", "_")
+				gathered[p.Field.Text] = v
+				optional := ""
+				if p.Optional {
+					optional = ", optional=True"
+				}
+				fmt.Fprintf(b, "    %s = _route.key_field(m, %s, %s, %s%s)\n", v, pyPath(p.Field), pyStr(what), pyStr(t.Text), optional)
+			}
+			parts = append(parts, v)
 		default:
 			leaf := p.Field.Fields[len(p.Field.Fields)-1]
 			v := fieldExpr("m", p.Field)
 			parent := fieldExpr("m", contract.FieldPath{Fields: p.Field.Fields[:len(p.Field.Fields)-1]})
 			switch leaf.Kind() {
 			case protoreflect.StringKind:
-				check(p.Field.Text, v+` == ""`, "empty")
+				if !p.Optional {
+					check(p.Field.Text, v+` == ""`, "empty")
+				}
 				parts = append(parts, v)
 			case protoreflect.MessageKind: // a Timestamp
 				check(p.Field.Text, fmt.Sprintf("not %s.HasField(%s)", parent, pyStr(string(leaf.Name()))), "unset")
@@ -475,6 +494,18 @@ func fieldExpr(recv string, fp contract.FieldPath) string {
 		}
 	}
 	return expr
+}
+
+// pyPath is a field path as a tuple of names: ("bars", "security", "symbol").
+func pyPath(fp contract.FieldPath) string {
+	names := make([]string, len(fp.Fields))
+	for i, fd := range fp.Fields {
+		names[i] = pyStr(string(fd.Name()))
+	}
+	if len(names) == 1 {
+		return "(" + names[0] + ",)"
+	}
+	return "(" + strings.Join(names, ", ") + ")"
 }
 
 func subtopicExpr(p contract.Pattern) string {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ampyfin/ampy-bus/gen/contract"
@@ -49,20 +51,39 @@ func sample(r *ampybus.AnyRoute) (string, func() (proto.Message, error)) {
 		return v
 	})
 	n := 0
+	md := r.NewPayload().ProtoReflect().Descriptor()
 	pk := templateVar.ReplaceAllStringFunc(r.Spec.PartitionKey, func(m string) string {
-		name := m[1 : len(m)-1]
+		name := strings.TrimSuffix(m[1:len(m)-1], "?")
 		if v, ok := params[name]; ok {
 			return v
 		}
-		for p, path := range r.Spec.Bind {
-			if path == name {
+		for p, paths := range r.Spec.Bind {
+			if slices.Contains(paths, name) {
 				return params[p]
 			}
+		}
+		if timeField(md, name) {
+			return "2025-06-30T00:00:00Z"
 		}
 		n++
 		return "K" + strconv.Itoa(n)
 	})
 	return sub, func() (proto.Message, error) { return r.Skeleton(sub, pk) }
+}
+
+// timeField reports a dotted path that ends at a google.protobuf.Timestamp.
+func timeField(md protoreflect.MessageDescriptor, path string) bool {
+	var fd protoreflect.FieldDescriptor
+	for _, name := range strings.Split(path, ".") {
+		if md == nil {
+			return false
+		}
+		if fd = md.Fields().ByName(protoreflect.Name(name)); fd == nil {
+			return false
+		}
+		md = fd.Message()
+	}
+	return md != nil && md.FullName() == "google.protobuf.Timestamp"
 }
 
 func shapeOf(pattern string) string { return templateVar.ReplaceAllString(pattern, "*") }

@@ -83,6 +83,10 @@ var Spec = &ampybus.SubtopicSpec{
 		Hash:    SchemaHash,
 	},
 	PartitionKey: "{mic}.{symbol}",
+	Bind: map[string][]string{
+		"mic":    []string{"actions.split.security.mic", "actions.dividend.security.mic"},
+		"symbol": []string{"actions.split.security.symbol", "actions.dividend.security.symbol"},
+	},
 }
 
 // Subtopic is a validated {mic}.{symbol} subtopic. Build it with NewSubtopic; the zero value
@@ -183,6 +187,34 @@ func ByMIC(mic string) (Pattern, error) {
 // keys derives the keys of a CorporateActionBatch message as the contract says:
 // partition_key {mic}.{symbol}
 func keys(s Subtopic, m *corporateactionsv1.CorporateActionBatch) (ampybus.Keys, error) {
+	for i, x := range m.GetActions() {
+		if split := x.GetSplit(); split != nil {
+			if got := split.GetSecurity().GetMic(); got != s.mic {
+				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].split.security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, i, got, s.mic)
+			}
+		}
+	}
+	for i, x := range m.GetActions() {
+		if dividend := x.GetDividend(); dividend != nil {
+			if got := dividend.GetSecurity().GetMic(); got != s.mic {
+				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].dividend.security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, i, got, s.mic)
+			}
+		}
+	}
+	for i, x := range m.GetActions() {
+		if split := x.GetSplit(); split != nil {
+			if got := split.GetSecurity().GetSymbol(); got != s.symbol {
+				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].split.security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, i, got, s.symbol)
+			}
+		}
+	}
+	for i, x := range m.GetActions() {
+		if dividend := x.GetDividend(); dividend != nil {
+			if got := dividend.GetSecurity().GetSymbol(); got != s.symbol {
+				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].dividend.security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, i, got, s.symbol)
+			}
+		}
+	}
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 

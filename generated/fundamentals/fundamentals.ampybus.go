@@ -5,7 +5,7 @@
 //
 // Topics:
 //
-//   - ampy.{env}.fundamentals.v1.{mic}.{symbol} carries ampy.fundamentals.v1.FundamentalsSnapshot, keyed by {symbol}.{mic}|{source}
+//   - ampy.{env}.fundamentals.v1.{mic}.{symbol} carries ampy.fundamentals.v1.FundamentalsSnapshot, keyed by {symbol}.{mic}|{lines.period_end?}|{source}
 //
 // QoS standard (p99 500ms). Ordering: snapshots per partition key, monotonic in as_of.
 package fundamentals
@@ -83,10 +83,10 @@ var Spec = &ampybus.SubtopicSpec{
 		Version: SchemaVersion,
 		Hash:    SchemaHash,
 	},
-	PartitionKey: "{symbol}.{mic}|{source}",
-	Bind: map[string]string{
-		"mic":    "security.mic",
-		"symbol": "security.symbol",
+	PartitionKey: "{symbol}.{mic}|{lines.period_end?}|{source}",
+	Bind: map[string][]string{
+		"mic":    []string{"security.mic"},
+		"symbol": []string{"security.symbol"},
 	},
 }
 
@@ -186,7 +186,7 @@ func ByMIC(mic string) (Pattern, error) {
 }
 
 // keys derives the keys of a FundamentalsSnapshot message as the contract says:
-// partition_key {symbol}.{mic}|{source}
+// partition_key {symbol}.{mic}|{lines.period_end?}|{source}
 func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, error) {
 	if got := m.GetSecurity().GetMic(); got != s.mic {
 		return ampybus.Keys{}, fmt.Errorf("%w: payload security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, got, s.mic)
@@ -194,10 +194,23 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 	if got := m.GetSecurity().GetSymbol(); got != s.symbol {
 		return ampybus.Keys{}, fmt.Errorf("%w: payload security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, got, s.symbol)
 	}
-	if m.GetSource() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{source} needs payload field source, which is empty", ampybus.ErrContract)
+	var (
+		linesPeriodEnd     string
+		linesPeriodEndSeen bool
+	)
+	for i, x := range m.GetLines() {
+		if ts := x.GetPeriodEnd(); ts != nil {
+			text := ts.AsTime().Format(time.RFC3339Nano)
+			if linesPeriodEndSeen && text != linesPeriodEnd {
+				return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs one lines.period_end for the whole message, but lines[%d].period_end is %q and an earlier one %q", ampybus.ErrContract, i, text, linesPeriodEnd)
+			}
+			linesPeriodEnd, linesPeriodEndSeen = text, true
+		}
 	}
-	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + m.GetSource()}, nil
+	if m.GetSource() == "" {
+		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs payload field source, which is empty", ampybus.ErrContract)
+	}
+	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + linesPeriodEnd + "|" + m.GetSource()}, nil
 }
 
 // orderTime is the as_of the contract orders FundamentalsSnapshot messages by (the newest, across
@@ -230,7 +243,7 @@ func NewPublisher(b *ampybus.Bus) *Publisher {
 	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
-// Publish sends msg with partition_key {symbol}.{mic}|{source} and waits until the broker
+// Publish sends msg with partition_key {symbol}.{mic}|{lines.period_end?}|{source} and waits until the broker
 // has stored it. A payload that breaks the contract fails with ampybus.ErrContract
 // and nothing is published.
 func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *fundamentalsv1.FundamentalsSnapshot, opts ...ampybus.PublishOption) (ampybus.PublishResult, error) {

@@ -262,9 +262,9 @@ var PairSpec = &ampybus.SubtopicSpec{
 		Hash:    PairSchemaHash,
 	},
 	PartitionKey: "{base}.{quote}",
-	Bind: map[string]string{
-		"base":  "pair.base",
-		"quote": "pair.quote",
+	Bind: map[string][]string{
+		"base":  []string{"pair.base"},
+		"quote": []string{"pair.quote"},
 	},
 }
 

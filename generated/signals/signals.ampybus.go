@@ -5,7 +5,7 @@
 //
 // Topics:
 //
-//   - ampy.{env}.signals.v1.{model_id} carries ampy.signals.v1.Signal, keyed by {model_id}|{security.symbol}.{security.mic}
+//   - ampy.{env}.signals.v1.{model_id} carries ampy.signals.v1.Signal, keyed by {model_id}|{security.symbol}.{security.mic}|{horizon?}
 //
 // QoS critical (p99 50ms). Ordering: the latest generated_at per partition key wins.
 package signals
@@ -83,8 +83,8 @@ var Spec = &ampybus.SubtopicSpec{
 		Version: SchemaVersion,
 		Hash:    SchemaHash,
 	},
-	PartitionKey: "{model_id}|{security.symbol}.{security.mic}",
-	Bind:         map[string]string{"model_id": "model_id"},
+	PartitionKey: "{model_id}|{security.symbol}.{security.mic}|{horizon?}",
+	Bind:         map[string][]string{"model_id": []string{"model_id"}},
 }
 
 // Subtopic is a validated {model_id} subtopic. Build it with NewSubtopic; the zero value
@@ -160,18 +160,18 @@ func All() Pattern {
 }
 
 // keys derives the keys of a Signal message as the contract says:
-// partition_key {model_id}|{security.symbol}.{security.mic}
+// partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?}
 func keys(s Subtopic, m *signalsv1.Signal) (ampybus.Keys, error) {
 	if got := m.GetModelId(); got != s.modelID {
 		return ampybus.Keys{}, fmt.Errorf("%w: payload model_id %q does not match subtopic {model_id} %q", ampybus.ErrContract, got, s.modelID)
 	}
 	if m.GetSecurity().GetSymbol() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {model_id}|{security.symbol}.{security.mic} needs payload field security.symbol, which is empty", ampybus.ErrContract)
+		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?} needs payload field security.symbol, which is empty", ampybus.ErrContract)
 	}
 	if m.GetSecurity().GetMic() == "" {
-		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {model_id}|{security.symbol}.{security.mic} needs payload field security.mic, which is empty", ampybus.ErrContract)
+		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?} needs payload field security.mic, which is empty", ampybus.ErrContract)
 	}
-	return ampybus.Keys{Partition: s.modelID + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic()}, nil
+	return ampybus.Keys{Partition: s.modelID + "|" + m.GetSecurity().GetSymbol() + "." + m.GetSecurity().GetMic() + "|" + m.GetHorizon()}, nil
 }
 
 // orderTime is the generated_at the contract orders Signal messages by (the newest, across
@@ -204,7 +204,7 @@ func NewPublisher(b *ampybus.Bus) *Publisher {
 	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
-// Publish sends msg with partition_key {model_id}|{security.symbol}.{security.mic} and waits until the broker
+// Publish sends msg with partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?} and waits until the broker
 // has stored it. A payload that breaks the contract fails with ampybus.ErrContract
 // and nothing is published.
 func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *signalsv1.Signal, opts ...ampybus.PublishOption) (ampybus.PublishResult, error) {

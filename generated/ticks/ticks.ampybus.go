@@ -85,7 +85,7 @@ var TradeSpec = &ampybus.SubtopicSpec{
 		Hash:    TradeSchemaHash,
 	},
 	PartitionKey: "{symbol}.{security.mic}",
-	Bind:         map[string]string{"symbol": "security.symbol"},
+	Bind:         map[string][]string{"symbol": []string{"security.symbol"}},
 }
 
 // TradeSubtopic is a validated trade.{symbol} subtopic. Build it with NewTradeSubtopic; the zero value
@@ -273,7 +273,7 @@ var QuoteSpec = &ampybus.SubtopicSpec{
 		Hash:    QuoteSchemaHash,
 	},
 	PartitionKey: "{symbol}.{security.mic}",
-	Bind:         map[string]string{"symbol": "security.symbol"},
+	Bind:         map[string][]string{"symbol": []string{"security.symbol"}},
 }
 
 // QuoteSubtopic is a validated quote.{symbol} subtopic. Build it with NewQuoteSubtopic; the zero value

@@ -84,7 +84,7 @@ var Spec = &ampybus.SubtopicSpec{
 		Hash:    SchemaHash,
 	},
 	PartitionKey: "{universe_id}",
-	Bind:         map[string]string{"universe_id": "universe_id"},
+	Bind:         map[string][]string{"universe_id": []string{"universe_id"}},
 }
 
 // Subtopic is a validated {universe_id} subtopic. Build it with NewSubtopic; the zero value

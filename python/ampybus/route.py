@@ -9,7 +9,7 @@ refuses is refused here, a key Go derives is derived here byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ampybus.envelope import go_quote
 
@@ -143,6 +143,88 @@ def check_bind(param: str, want: str, got: str, field: str) -> None:
     """A payload field bound to a subtopic parameter must equal it."""
     if got != want:
         raise ContractError(f"payload {field} {go_quote(got)} does not match subtopic {{{param}}} {go_quote(want)}")
+
+
+def each(m: Any, path: Sequence[str]) -> Iterator[tuple[Any, str, Any]]:
+    """Every value a field path reads, with where it is (bars[2].security.symbol)
+    and the leaf's field descriptor, as Go's generated walks read them: every
+    element of a repeated field, nothing under a oneof member that is not
+    set, None for an unset message at the end of the path."""
+
+    def walk(msg: Any, i: int, where: str) -> Iterator[tuple[Any, str, Any]]:
+        name = path[i]
+        fd = msg.DESCRIPTOR.fields_by_name[name]
+        where = f"{where}.{name}" if where else name
+        last = i == len(path) - 1
+        if _repeated(fd):
+            for j, el in enumerate(getattr(msg, name)):
+                if last:
+                    yield el, f"{where}[{j}]", fd
+                else:
+                    yield from walk(el, i + 1, f"{where}[{j}]")
+            return
+        is_message = fd.message_type is not None
+        oneof = fd.containing_oneof
+        if not last and is_message and oneof is not None and not _synthetic(oneof) and not msg.HasField(name):
+            return
+        if last:
+            yield (None if is_message and not msg.HasField(name) else getattr(msg, name)), where, fd
+            return
+        yield from walk(getattr(msg, name), i + 1, where)
+
+    return walk(m, 0, "")
+
+
+def _repeated(fd: Any) -> bool:
+    """Whether a field is repeated (is_repeated on protobuf 5.28+, label before)."""
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
+
+
+def _synthetic(oneof: Any) -> bool:
+    """A proto3 optional field's oneof, which is not a real choice."""
+    return len(oneof.fields) == 1 and oneof.name == "_" + oneof.fields[0].name
+
+
+def check_bind_each(param: str, want: str, m: Any, path: Sequence[str]) -> None:
+    """Every value a bound path reads (every bar's security.symbol) must
+    equal the subtopic parameter."""
+    for got, where, _ in each(m, path):
+        check_bind(param, want, got, where)
+
+
+def key_field(m: Any, path: Sequence[str], what: str, template: str, optional: bool = False) -> str:
+    """The key text of a field read through repeated fields (or an optional
+    Timestamp): every element must give the same text, and at least one must
+    have the field unless it is optional."""
+    text, seen = "", False
+    for value, where, fd in each(m, path):
+        if fd.message_type is not None:  # a Timestamp
+            if value is None and optional:
+                continue  # an element without the time says nothing about the key
+            if value is None:
+                raise ContractError(f"{what} {template} needs payload field {where}, which is unset")
+            got = timestamp_text(value)
+        elif fd.type == fd.TYPE_STRING:
+            if value == "" and not optional:
+                raise ContractError(f"{what} {template} needs payload field {where}, which is empty")
+            got = value
+        elif fd.enum_type is not None:
+            ev = fd.enum_type.values_by_number.get(value)
+            got = ev.name if ev is not None else str(value)
+        elif fd.type == fd.TYPE_BOOL:
+            got = bool_text(value)
+        else:
+            got = str(value)
+        if seen and got != text:
+            raise ContractError(
+                f"{what} {template} needs one {'.'.join(path)} for the whole message, "
+                f"but {where} is {go_quote(got)} and an earlier one {go_quote(text)}"
+            )
+        text, seen = got, True
+    if not seen and not optional:
+        raise ContractError(f"{what} {template} needs payload field {'.'.join(path)}, which no element has")
+    return text
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,7 @@ func TestPoisonGoesToDeadLetterQueue(t *testing.T) {
 	}, ampybus.Durable("permanent"))
 	require.NoError(t, err)
 	defer s2.Stop()
-	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "MSFT"), barBatch())
+	res, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		info, err := dl.Info(ctx)
@@ -287,7 +287,9 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_, err := pub.Publish(pctx, bars.MustSubtopic("XNAS", "MSFT"), barBatch())
+		msft := barBatch()
+		msft.Bars[0].Security.Symbol = "MSFT"
+		_, err := pub.Publish(pctx, bars.MustSubtopic("XNAS", "MSFT"), msft)
 		return err == nil
 	}, 15*time.Second, 100*time.Millisecond, "publish did not recover after reconnect")
 	select {

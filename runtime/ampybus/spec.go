@@ -204,8 +204,8 @@ type SubtopicSpec struct {
 	// generated key functions enforce them.
 	PartitionKey, DedupeKey string
 	// Bind ties subtopic parameters to the payload fields that must equal
-	// them: symbol → security.symbol.
-	Bind map[string]string
+	// them: symbol → security.symbol, or every bar's bars.security.symbol.
+	Bind map[string][]string
 }
 
 // Subtopic is implemented by the generated, validated subtopic types.

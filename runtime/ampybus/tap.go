@@ -188,7 +188,7 @@ func (t *Tap) inspect(ctx context.Context, d transport.Delivery) (*Inspected, er
 	}
 	tp, err := t.cat.Resolve(in.Original)
 	if err != nil {
-		in.Problem = "contract_violation: " + err.Error()
+		in.Problem = violation(err)
 		return in, nil
 	}
 	if in.Route = tp.Route; in.Route == nil {

@@ -39,7 +39,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	}
 	st, err := r.Parse(m.Topic[len(prefix):])
 	if err != nil {
-		return nil, "contract_violation: " + err.Error(), nil
+		return nil, violation(err), nil
 	}
 	payload, reason, err := b.openPayload(ctx, &m.Headers, m.Payload, r.Spec.Domain.InflateLimit())
 	if reason != "" || err != nil {
@@ -51,7 +51,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 	}
 	keys, err := r.Keys(st, p)
 	if err != nil {
-		return nil, "contract_violation: " + err.Error(), nil
+		return nil, violation(err), nil
 	}
 	if keys.Partition != m.Headers.PartitionKey {
 		return nil, fmt.Sprintf("contract_violation: partition_key %q, but the contract derives %q from the payload", m.Headers.PartitionKey, keys.Partition), nil
@@ -69,6 +69,16 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 		return nil, fmt.Sprintf("contract_violation: dedupe_key %q, but the contract derives %q from the payload", got, keys.Dedupe), nil
 	}
 	return &Message[S, P]{Topic: m.Topic, Subtopic: st, Payload: p, Headers: m.Headers}, "", nil
+}
+
+// violation is the dlq_reason of a contract error: contract_violation:
+// and what was wrong, without the error's own "contract violation: ".
+func violation(err error) string {
+	text := err.Error()
+	if errors.Is(err, ErrContract) {
+		text = strings.TrimPrefix(text, ErrContract.Error()+": ")
+	}
+	return "contract_violation: " + text
 }
 
 // checkSchema holds the headers that describe the payload to what the

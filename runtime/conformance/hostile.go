@@ -115,6 +115,9 @@ func hostileCases() []hostileCase {
 	}
 	good, _ := proto.Marshal(bar("AAPL", 1))
 	wrongType, _ := proto.Marshal(order("co_1", 1))
+	mixed := bar("AAPL", 1)
+	mixed.Bars = append(mixed.Bars, bar("MSFT", 2).Bars...)
+	mixedBatch, _ := proto.Marshal(mixed)
 	return []hostileCase{
 		missing(envelope.HeaderMessageID),
 		missing(envelope.HeaderSchemaFQDN),
@@ -156,6 +159,8 @@ func hostileCases() []hostileCase {
 		value("dedupe_key where the contract has none", envelope.HeaderDedupeKey, "fill-1", "contract_violation: dedupe_key \"fill-1\", but the contract derives none"),
 		{name: "partition_key twice", corrupt: func(r *hostileRecord, _ *blobFixture) { r.add(envelope.HeaderPartitionKey, "XNAS.MSFT") },
 			reason: "header partition_key: appears 2 times"},
+		payload("a bar of the batch for another security", mixedBatch,
+			"contract_violation: payload bars[1].security.symbol \"MSFT\" does not match subtopic {symbol} \"AAPL\""),
 		payload("payload garbage", []byte("\xff\xfe\xfd not protobuf \x00\x01"), "decode_error: "),
 		payload("payload truncated", good[:len(good)-3], "decode_error: "),
 		payload("payload of another message type", wrongType, "decode_error: "),

@@ -79,6 +79,17 @@ def fixture_verdict(path: str) -> list[str]:
     return sorted({p.field for p in fixture.validate(ampybus_contract.resolve, f)})
 
 
+def keys_answer(c: dict) -> str:
+    """The keys of a payload on a topic as "partition|dedupe", or the error."""
+    r, st = ampybus_contract.resolve(c["topic"])
+    msg = payload.unmarshal(r.payload, base64.b64decode(c["payload"] or ""))
+    try:
+        k = r.keys(st, msg)
+    except route.ContractError as e:
+        return "error: " + str(e)
+    return f"partition={k.partition} dedupe={k.dedupe}"
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         cases = json.load(f)
@@ -95,6 +106,7 @@ def main() -> None:
         "unmarshal": [unmarshal_ok(c["fqdn"], base64.b64decode(c["data"])) for c in cases["unmarshal"]],
         "inflate": [inflate_answer(base64.b64decode(d or "")) for d in cases["inflate"]],
         "header_errors": [header_errors(c) for c in cases["headers"]],
+        "keys": [keys_answer(c) for c in cases["keys"]],
     }
     for s in cases["parse_times"]:
         try:

@@ -89,6 +89,8 @@ def by_mic(mic: str) -> str:
 def keys(s: Subtopic, m: Any) -> Keys:
     """The keys the contract derives from a payload on subtopic s; ContractError
     when a field they need is unset or a bound field disagrees with s."""
+    _route.check_bind_each("mic", s.mic, m, ("bars", "security", "mic"))
+    _route.check_bind_each("symbol", s.symbol, m, ("bars", "security", "symbol"))
     return Keys(
         partition=s.mic + "." + s.symbol,
         dedupe="",

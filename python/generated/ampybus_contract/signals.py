@@ -85,11 +85,11 @@ def keys(s: Subtopic, m: Any) -> Keys:
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("model_id", s.model_id, m.model_id, "model_id")
     if m.security.symbol == "":
-        raise ContractError("partition_key {model_id}|{security.symbol}.{security.mic} needs payload field security.symbol, which is empty")
+        raise ContractError("partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?} needs payload field security.symbol, which is empty")
     if m.security.mic == "":
-        raise ContractError("partition_key {model_id}|{security.symbol}.{security.mic} needs payload field security.mic, which is empty")
+        raise ContractError("partition_key {model_id}|{security.symbol}.{security.mic}|{horizon?} needs payload field security.mic, which is empty")
     return Keys(
-        partition=s.model_id + "|" + m.security.symbol + "." + m.security.mic,
+        partition=s.model_id + "|" + m.security.symbol + "." + m.security.mic + "|" + m.horizon,
         dedupe="",
     )
 

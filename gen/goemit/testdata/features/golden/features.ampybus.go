@@ -8,8 +8,10 @@ package features
 import (
 	bars "example.com/goldens/features/bars"
 	control "example.com/goldens/features/control"
+	corporateactions "example.com/goldens/features/corporateactions"
 	dlq "example.com/goldens/features/dlq"
 	fills "example.com/goldens/features/fills"
+	fundamentals "example.com/goldens/features/fundamentals"
 	fx "example.com/goldens/features/fx"
 	metrics "example.com/goldens/features/metrics"
 	orders "example.com/goldens/features/orders"
@@ -31,6 +33,8 @@ var Envs = []string{"dev", "prod"}
 // Domains lists every domain in contract order.
 var Domains = []*ampybus.DomainSpec{
 	bars.Domain,
+	corporateactions.Domain,
+	fundamentals.Domain,
 	fx.Domain,
 	orders.Domain,
 	fills.Domain,
@@ -45,6 +49,8 @@ var Domains = []*ampybus.DomainSpec{
 var Catalog = ampybus.NewCatalog(
 	Domains,
 	bars.Routes,
+	corporateactions.Routes,
+	fundamentals.Routes,
 	fx.Routes,
 	orders.Routes,
 	fills.Routes,

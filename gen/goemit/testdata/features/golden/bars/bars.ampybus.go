@@ -84,6 +84,10 @@ var Spec = &ampybus.SubtopicSpec{
 		Hash:    SchemaHash,
 	},
 	PartitionKey: "{mic}.{symbol}",
+	Bind: map[string][]string{
+		"mic":    []string{"bars.security.mic"},
+		"symbol": []string{"bars.security.symbol"},
+	},
 }
 
 // Subtopic is a validated {mic}.{symbol} subtopic. Build it with NewSubtopic; the zero value
@@ -184,6 +188,16 @@ func ByMIC(mic string) (Pattern, error) {
 // keys derives the keys of a BarBatch message as the contract says:
 // partition_key {mic}.{symbol}
 func keys(s Subtopic, m *barsv1.BarBatch) (ampybus.Keys, error) {
+	for i, x := range m.GetBars() {
+		if got := x.GetSecurity().GetMic(); got != s.mic {
+			return ampybus.Keys{}, fmt.Errorf("%w: payload bars[%d].security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, i, got, s.mic)
+		}
+	}
+	for i, x := range m.GetBars() {
+		if got := x.GetSecurity().GetSymbol(); got != s.symbol {
+			return ampybus.Keys{}, fmt.Errorf("%w: payload bars[%d].security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, i, got, s.symbol)
+		}
+	}
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 

@@ -81,7 +81,7 @@ var Spec = &ampybus.SubtopicSpec{
 	},
 	PartitionKey: "{desk}.{book}",
 	DedupeKey:    "{breach_id}|{at}",
-	Bind:         map[string]string{"desk": "desk"},
+	Bind:         map[string][]string{"desk": []string{"desk"}},
 }
 
 // Subtopic is a validated {desk} subtopic. Build it with NewSubtopic; the zero value

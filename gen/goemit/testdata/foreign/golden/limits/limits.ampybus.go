@@ -84,9 +84,9 @@ var Spec = &ampybus.SubtopicSpec{
 	},
 	PartitionKey: "{desk}.{book}",
 	DedupeKey:    "{desk}.{book}|{seq}",
-	Bind: map[string]string{
-		"book": "book",
-		"desk": "desk",
+	Bind: map[string][]string{
+		"book": []string{"book"},
+		"desk": []string{"desk"},
 	},
 }
 

@@ -81,9 +81,9 @@ var Spec = &ampybus.SubtopicSpec{
 		Hash:    SchemaHash,
 	},
 	PartitionKey: "{venue}.{symbol}",
-	Bind: map[string]string{
-		"symbol": "symbol",
-		"venue":  "venue",
+	Bind: map[string][]string{
+		"symbol": []string{"symbol"},
+		"venue":  []string{"venue"},
 	},
 }
 

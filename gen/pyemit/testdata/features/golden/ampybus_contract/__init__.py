@@ -17,7 +17,7 @@ from ampybus.route import ContractError, Raw, Route
 
 NAMESPACE = "ampy"
 ENVS = ("dev", "prod")
-DOMAINS = ("bars", "fx", "orders", "fills", "universe", "metrics", "dlq", "control")
+DOMAINS = ("bars", "corporateactions", "fundamentals", "fx", "orders", "fills", "universe", "metrics", "dlq", "control")
 
 
 def routes() -> list[Route | Raw]:
