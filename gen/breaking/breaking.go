@@ -9,6 +9,7 @@ package breaking
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -41,6 +42,7 @@ const (
 	PartitionKeyChanged    = "SEM_PARTITION_KEY_CHANGED"
 	DedupeKeyChanged       = "SEM_DEDUPE_KEY_CHANGED"
 	DedupeKeyRemoved       = "SEM_DEDUPE_KEY_REMOVED"
+	BindAdded              = "SEM_BIND_ADDED"
 	OrderingChanged        = "SEM_ORDERING_CHANGED"
 	RetentionShortened     = "SEM_RETENTION_SHORTENED"
 	PartitionsChanged      = "SEM_PARTITIONS_CHANGED"
@@ -164,7 +166,7 @@ func (c *checker) domain(p, d *contract.Domain) {
 	if p.QoS != nil && d.QoS != nil && d.QoS.LatencyP99 > p.QoS.LatencyP99 {
 		c.breakAt(d.Pos, QoSDowngraded, Semantic, "%s QoS downgraded from %s (p99 %s) to %s (p99 %s)", what, p.QoS.Name, p.QoS.LatencyP99, d.QoS.Name, d.QoS.LatencyP99)
 	}
-	if p.Ordering.Rule != d.Ordering.Rule || p.Ordering.By != d.Ordering.By {
+	if ordering(p.Ordering) != ordering(d.Ordering) {
 		c.breakAt(d.Pos, OrderingChanged, Semantic, "%s ordering changed from %s to %s: consumers' stale and regression checks change meaning", what, ordering(p.Ordering), ordering(d.Ordering))
 	}
 	for _, ps := range p.Subtopics {
@@ -178,10 +180,14 @@ func (c *checker) domain(p, d *contract.Domain) {
 }
 
 func ordering(o contract.Ordering) string {
-	if o.By == "" {
-		return string(o.Rule)
+	s := string(o.Rule)
+	if o.By != "" {
+		s += " by " + o.By
 	}
-	return string(o.Rule) + " by " + o.By
+	if o.Expires != "" {
+		s += ", expiring at " + o.Expires + " (" + string(o.Expired) + ")"
+	}
+	return s
 }
 
 func subtopic(d *contract.Domain, name string) *contract.Subtopic {
@@ -223,6 +229,13 @@ func (c *checker) subtopic(what string, p, s *contract.Subtopic) {
 	}
 	if templateText(p.PartitionKey) != templateText(s.PartitionKey) {
 		c.breakAt(pos, PartitionKeyChanged, Semantic, "%s partition_key changed from %q to %q: keys move, and per-key order and dedupe break across the change", what, templateText(p.PartitionKey), templateText(s.PartitionKey))
+	}
+	for _, param := range slices.Sorted(maps.Keys(s.Bind)) {
+		for _, fp := range s.Bind[param] {
+			if !slices.ContainsFunc(p.Bind[param], func(o contract.FieldPath) bool { return o.Text == fp.Text }) {
+				c.breakAt(s.Pos, BindAdded, Semantic, "%s binds {%s} to %s: a message that disagrees was accepted before and is now refused at publish and dead-lettered by consumers", what, param, fp.Text)
+			}
+		}
 	}
 	switch pd, cd := templateText(p.DedupeKey), templateText(s.DedupeKey); {
 	case pd != "" && cd == "":

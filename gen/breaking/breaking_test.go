@@ -132,7 +132,10 @@ func TestBreakingChanges(t *testing.T) {
 		name     string
 		contract []edit
 		proto    []edit
-		want     []string
+		// prev edits the previous contract, for changes that start from a
+		// feature the base contract does not use.
+		prev []edit
+		want []string
 	}{
 		{name: "nothing changed"},
 		{name: "retention shortened", contract: []edit{{"  retention: 7d\n", "  retention: 3d\n"}}, want: []string{breaking.RetentionShortened}},
@@ -145,6 +148,11 @@ func TestBreakingChanges(t *testing.T) {
 		{name: "qos downgraded", contract: []edit{{"    qos: fast\n", "    qos: slow\n"}}, want: []string{breaking.QoSDowngraded}},
 		{name: "qos upgraded", contract: []edit{{"    qos: slow\n", "    qos: fast\n"}}},
 		{name: "ordering rule changed", contract: []edit{{"{rule: monotonic, by: at}", "{rule: latest_wins, by: at}"}}, want: []string{breaking.OrderingChanged}},
+		{name: "expiry added", contract: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at}"}}, want: []string{breaking.OrderingChanged}},
+		{name: "expired messages flagged instead of skipped", prev: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at}"}},
+			contract: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at, expired: flag}"}}, want: []string{breaking.OrderingChanged}},
+		{name: "bind added", contract: []edit{{"        pattern: \"quote.{symbol}\"\n", "        pattern: \"quote.{symbol}\"\n        bind: {symbol: symbol}\n"}}, want: []string{breaking.BindAdded}},
+		{name: "bind removed", prev: []edit{{"        pattern: \"quote.{symbol}\"\n", "        pattern: \"quote.{symbol}\"\n        bind: {symbol: symbol}\n"}}},
 		{name: "partition key changed", contract: []edit{{`partition_key: "{symbol}"` + "\n        dedupe_key", `partition_key: "{trade_id}"` + "\n        dedupe_key"}}, want: []string{breaking.PartitionKeyChanged}},
 		{name: "dedupe key changed", contract: []edit{{`dedupe_key: "{trade_id}"`, `dedupe_key: "{symbol}|{trade_id}"`}}, want: []string{breaking.DedupeKeyChanged}},
 		{name: "dedupe key removed", contract: []edit{{"\n        dedupe_key: \"{trade_id}\"", ""}}, want: []string{breaking.DedupeKeyRemoved}},
@@ -172,9 +180,13 @@ func TestBreakingChanges(t *testing.T) {
 		{name: "enum value added", proto: []edit{{"SIDE_SELL = 2;", "SIDE_SELL = 2; SIDE_SHORT = 3;"}}},
 	}
 	require.GreaterOrEqual(t, len(cases), 25)
-	prev := load(t, baseProto, baseContract)
+	base := load(t, baseProto, baseContract)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			prev := base
+			if tc.prev != nil {
+				prev = load(t, baseProto, apply(t, baseContract, tc.prev))
+			}
 			cur := load(t, apply(t, baseProto, tc.proto), apply(t, baseContract, tc.contract))
 			findings := breaking.Check(prev, cur)
 			var rules []string

@@ -200,7 +200,7 @@ var (
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "versions", "description", "qos", "ordering", "subtopics"}, limitKeys...)
 	versionKeys   = append([]string{"description", "qos", "ordering", "subtopics"}, limitKeys...)
-	orderingKeys  = []string{"rule", "by"}
+	orderingKeys  = []string{"rule", "by", "expires", "expired"}
 	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
 	builtinLimits = limits{
 		SchemaVersion: "1.0.0",
@@ -717,7 +717,54 @@ func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
 			s.OrderBy = fp
 		}
 	}
+	p.expiry(m, &o, d, what)
 	return o
+}
+
+// expiry reads ordering's expires: (a Timestamp after which a message is
+// no longer current) and expired: (skip or flag).
+func (p *parser) expiry(m map[string]entry, o *Ordering, d *Domain, what string) {
+	ex, hasExpires := m["expires"]
+	act, hasExpired := m["expired"]
+	if hasExpired && !hasExpires {
+		p.errorf(act.key, "add expires: with the payload Timestamp after which a message is stale, or remove expired:", "%s expired: needs expires:", what)
+		return
+	}
+	if !hasExpires {
+		return
+	}
+	o.Expires, _ = p.scalar(ex.val, what+" expires")
+	o.Expired = ExpiredSkip
+	if hasExpired {
+		v, _ := p.scalar(act.val, what+" expired")
+		switch ExpiredAction(v) {
+		case ExpiredSkip, ExpiredFlag:
+			o.Expired = ExpiredAction(v)
+		default:
+			p.errorf(act.val, `write skip (acknowledge it without the handler, counted in Stats.Expired) or flag (hand it over with Expired set)`, "%s expired: %q is not skip or flag", what, v)
+		}
+	}
+	for _, s := range d.Subtopics {
+		if s.Raw() {
+			p.errorf(ex.val, "remove expires: from domains with raw payloads", "%s expires: needs a typed payload, but subtopic %q carries raw bytes", what, s.Pattern.Text)
+			continue
+		}
+		if s.Payload == nil {
+			continue // unresolved payload, reported already
+		}
+		fp, err := resolvePath(s.Payload, o.Expires, pathKey)
+		if err == nil && (fp.Each() || !IsTimestamp(fp.Fields[len(fp.Fields)-1])) {
+			err = &pathError{fmt.Sprintf("field %s is a %s, not a singular %s", fp.Fields[len(fp.Fields)-1].FullName(), kindLabel(fp.Fields[len(fp.Fields)-1]), timestampName), ""}
+		}
+		if err != nil && !strings.Contains(err.problem, " has no field ") {
+			err.fix = "name the Timestamp after which a message is no longer current, such as expires_at"
+		}
+		if err != nil {
+			p.errAt(pos(ex.val), err.fix, "%s expires: %q in %s: %s", what, o.Expires, s.Payload.FullName(), err.problem)
+			continue
+		}
+		s.ExpiresAt = fp
+	}
 }
 
 func orderKind(seq bool) string {

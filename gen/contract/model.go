@@ -165,8 +165,24 @@ type Ordering struct {
 	By string
 	// Sequence says By is an integer sequence rather than a time.
 	Sequence bool
-	Pos      Pos
+	// Expires is the dotted path of the Timestamp after which a message is
+	// no longer current (signals' expires_at); empty when messages do not
+	// expire.
+	Expires string
+	// Expired is what a consumer does with a message past its expiry.
+	Expired ExpiredAction
+	Pos     Pos
 }
+
+// ExpiredAction is what a consumer does with an expired message.
+type ExpiredAction string
+
+const (
+	// ExpiredSkip acknowledges it without the handler and counts it.
+	ExpiredSkip ExpiredAction = "skip"
+	// ExpiredFlag hands it to the handler with Expired set.
+	ExpiredFlag ExpiredAction = "flag"
+)
 
 // Subtopic is one concrete topic shape of a domain and the payload it carries.
 type Subtopic struct {
@@ -191,7 +207,10 @@ type Subtopic struct {
 	// OrderBy is the domain's ordering field resolved in this payload; empty
 	// when the rule orders by no field.
 	OrderBy FieldPath
-	Pos     Pos
+	// ExpiresAt is the domain's expiry field resolved in this payload; empty
+	// when its messages do not expire.
+	ExpiresAt FieldPath
+	Pos       Pos
 }
 
 // Raw reports whether the subtopic carries opaque bytes rather than a typed payload.

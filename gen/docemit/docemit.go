@@ -146,10 +146,17 @@ func tmpl(t *contract.Template) string {
 }
 
 func ordering(o contract.Ordering) string {
-	if o.By == "" {
-		return string(o.Rule)
+	s := string(o.Rule)
+	if o.By != "" {
+		s += " by `" + o.By + "`"
 	}
-	return string(o.Rule) + " by `" + o.By + "`"
+	switch o.Expired {
+	case contract.ExpiredSkip:
+		s += ", skipped after `" + o.Expires + "`"
+	case contract.ExpiredFlag:
+		s += ", flagged after `" + o.Expires + "`"
+	}
+	return s
 }
 
 func domainPage(c *contract.Contract, d *contract.Domain, source string) string {

@@ -55,6 +55,7 @@ func domainSpec(c *contract.Contract, d *contract.Domain) *ampybus.DomainSpec {
 	s := &ampybus.DomainSpec{
 		Namespace: c.Namespace, Envs: c.Envs, Name: d.Name, Version: d.Version,
 		Ordering: ampybus.OrderingRule(d.Ordering.Rule), OrderBy: d.Ordering.By, OrderBySequence: d.Ordering.Sequence,
+		ExpiresBy: d.Ordering.Expires, FlagExpired: d.Ordering.Expired == contract.ExpiredFlag,
 		Retention: d.Retention, MaxPayload: d.MaxPayload, MaxInflated: d.MaxInflated, CompressAbove: d.CompressAbove,
 		Partitions: d.Partitions, Replicas: d.Replicas, DedupeWindow: d.DedupeWindow,
 		Retry: ampybus.RetryPolicy{MaxAttempts: d.Retry.MaxAttempts, Backoff: d.Retry.Backoff, MaxBackoff: d.Retry.MaxBackoff},
@@ -92,11 +93,14 @@ func route(d *ampybus.DomainSpec, s *contract.Subtopic) *ampybus.AnyRoute {
 	newPayload := func() proto.Message { return dynamicpb.NewMessage(md) }
 	parse := func(sub string) error { _, err := params(s, sub); return err }
 	keys := func(sub string, p proto.Message) (ampybus.Keys, error) { return deriveKeys(s, sub, p) }
-	var orderTime func(proto.Message) time.Time
+	f := ampybus.RouteFuncs{Parse: parse, Keys: keys}
 	if len(s.OrderBy.Fields) > 0 {
-		orderTime = func(p proto.Message) time.Time { return newest(p.ProtoReflect(), s.OrderBy.Fields) }
+		f.OrderTime = func(p proto.Message) time.Time { return newest(p.ProtoReflect(), s.OrderBy.Fields) }
 	}
-	return ampybus.NewAnyRoute(spec, newPayload, parse, keys, orderTime)
+	if len(s.ExpiresAt.Fields) > 0 {
+		f.ExpiresAt = func(p proto.Message) time.Time { return newest(p.ProtoReflect(), s.ExpiresAt.Fields) }
+	}
+	return ampybus.NewAnyRoute(spec, newPayload, f)
 }
 
 // params reads a subtopic's parameters as the generated Parse…Subtopic does:

@@ -94,6 +94,7 @@ func matchGenerated(t *testing.T, schemas *protoregistry.Files) {
 				assert.Equal(t, werr.Error(), derr.Error(), "%s %s", f.Path, what)
 			}
 			assert.Equal(t, gt.Route.OrderTime(typed), dt.Route.OrderTime(dynamic), "%s %s", f.Path, what)
+			assert.Equal(t, gt.Route.ExpiresAt(typed), dt.Route.ExpiresAt(dynamic), "%s %s", f.Path, what)
 			n++
 		}
 		same("as written")

@@ -217,6 +217,9 @@ func orderingDoc(o contract.Ordering) string {
 	case contract.OrderCausal:
 		return "strict causal order per partition key"
 	case contract.OrderLatestWins:
+		if o.Expires != "" {
+			return "the latest " + o.By + " per partition key wins until its " + o.Expires
+		}
 		return "the latest " + o.By + " per partition key wins"
 	case contract.OrderAccumulate:
 		return "may arrive out of order; every message accumulates"
@@ -271,6 +274,12 @@ func (e *emitter) domainSpec() {
 	}
 	if d.Ordering.Sequence {
 		kv = append(kv, "OrderBySequence", jen.True())
+	}
+	if d.Ordering.Expires != "" {
+		kv = append(kv, "ExpiresBy", jen.Lit(d.Ordering.Expires))
+	}
+	if d.Ordering.Expired == contract.ExpiredFlag {
+		kv = append(kv, "FlagExpired", jen.True())
 	}
 	kv = append(kv,
 		"Retention", duration(d.Retention),
@@ -349,9 +358,9 @@ func size(n int64) jen.Code {
 
 // names are the identifiers generated for one subtopic.
 type names struct {
-	V, Spec, Subtopic, New, Must, Parse, Pattern, All                                    string
-	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime, Replay string
-	SchemaFQDN, SchemaVersion, SchemaHash, Payload                                       string
+	V, Spec, Subtopic, New, Must, Parse, Pattern, All                                               string
+	Publisher, NewPublisher, Message, Handler, Subscribe, Keys, Route, OrderTime, ExpiresAt, Replay string
+	SchemaFQDN, SchemaVersion, SchemaHash, Payload                                                  string
 }
 
 func subtopicNames(s *contract.Subtopic) names {
@@ -361,11 +370,11 @@ func subtopicNames(s *contract.Subtopic) names {
 		Parse: "Parse" + v + "Subtopic", Pattern: v + "Pattern", All: "All" + v,
 		Publisher: v + "Publisher", NewPublisher: "New" + v + "Publisher", Message: v + "Message",
 		Handler: v + "Handler", Subscribe: "Subscribe" + v, Replay: "Replay" + v + "Window", Keys: naming.Unexported(s.Name) + "Keys", Route: naming.Unexported(s.Name) + "Route",
-		OrderTime:  naming.Unexported(s.Name) + "OrderTime",
+		OrderTime: naming.Unexported(s.Name) + "OrderTime", ExpiresAt: naming.Unexported(s.Name) + "ExpiresAt",
 		SchemaFQDN: v + "SchemaFQDN", SchemaVersion: v + "SchemaVersion", SchemaHash: v + "SchemaHash",
 	}
 	if v == "" {
-		n.Keys, n.Route, n.OrderTime, n.Replay = "keys", "route", "orderTime", "Replay"
+		n.Keys, n.Route, n.OrderTime, n.ExpiresAt, n.Replay = "keys", "route", "orderTime", "expiresAt", "Replay"
 	}
 	if s.Payload != nil {
 		n.Payload = string(s.Payload.Name())
@@ -436,6 +445,7 @@ func (e *emitter) subtopic(s *contract.Subtopic) {
 	payload := jen.Op("*").Qual(gt.ImportPath, gt.Name)
 	e.keyFunc(s, n, payload)
 	e.orderTimeFunc(s, n, payload)
+	e.expiresAtFunc(s, n, payload)
 	e.route(s, n, payload)
 	e.publisher(s, n, where, payload)
 	e.consumer(s, n, where, payload)
@@ -720,6 +730,9 @@ func (e *emitter) route(s *contract.Subtopic, n names, payload jen.Code) {
 	if len(s.OrderBy.Fields) > 0 {
 		kv = append(kv, "OrderTime", jen.Id(n.OrderTime))
 	}
+	if len(s.ExpiresAt.Fields) > 0 {
+		kv = append(kv, "ExpiresAt", jen.Id(n.ExpiresAt))
+	}
 	e.f.Line()
 	e.f.Commentf("%s ties the %s types to the runtime for publishers and consumers.", n.Route, n.Payload)
 	e.f.Var().Id(n.Route).Op("=").Op("&").Qual(runtimePkg, "Route").Types(jen.Id(n.Subtopic), payload).Add(fields(kv...))
@@ -745,6 +758,22 @@ func (e *emitter) orderTimeFunc(s *contract.Subtopic, n names, payload jen.Code)
 		e.walkTimes(g, s.Payload, jen.Id("m"), fp.Fields, 0)
 		g.Return(jen.Id("newest"))
 	})
+}
+
+// expiresAtFunc emits the function reading the time after which a message
+// is no longer current.
+func (e *emitter) expiresAtFunc(s *contract.Subtopic, n names, payload jen.Code) {
+	fp := s.ExpiresAt
+	if len(fp.Fields) == 0 {
+		return
+	}
+	e.f.Line()
+	e.f.Commentf("%s is the %s after which a %s is no longer current; zero when it has", n.ExpiresAt, fp.Text, n.Payload)
+	e.f.Comment("none, and then it does not expire.")
+	e.f.Func().Id(n.ExpiresAt).Params(jen.Id("m").Add(payload)).Qual("time", "Time").Block(
+		jen.If(jen.Id("ts").Op(":=").Add(e.fieldExpr("m", s.Payload, fp)), jen.Id("ts").Op("!=").Nil()).Block(
+			jen.Return(jen.Id("ts").Dot("AsTime").Call())),
+		jen.Return(jen.Qual("time", "Time").Values()))
 }
 
 // walkTimes emits nested loops over repeated fields down to the timestamps.

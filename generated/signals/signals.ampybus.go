@@ -7,7 +7,7 @@
 //
 //   - ampy.{env}.signals.v1.{model_id} carries ampy.signals.v1.Signal, keyed by {model_id}|{security.symbol}.{security.mic}|{horizon?}
 //
-// QoS critical (p99 50ms). Ordering: the latest generated_at per partition key wins.
+// QoS critical (p99 50ms). Ordering: the latest generated_at per partition key wins until its expires_at.
 package signals
 
 import (
@@ -49,6 +49,7 @@ var Domain = &ampybus.DomainSpec{
 	},
 	Ordering:      ampybus.OrderLatestWins,
 	OrderBy:       "generated_at",
+	ExpiresBy:     "expires_at",
 	Retention:     7 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
 	MaxInflated:   4 << 20,
@@ -184,12 +185,22 @@ func orderTime(m *signalsv1.Signal) time.Time {
 	return newest
 }
 
+// expiresAt is the expires_at after which a Signal is no longer current; zero when it has
+// none, and then it does not expire.
+func expiresAt(m *signalsv1.Signal) time.Time {
+	if ts := m.GetExpiresAt(); ts != nil {
+		return ts.AsTime()
+	}
+	return time.Time{}
+}
+
 // route ties the Signal types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *signalsv1.Signal]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	ExpiresAt: expiresAt,
 }
 
 // Publisher publishes Signal messages to ampy.{env}.signals.v1.{model_id}.

@@ -206,7 +206,7 @@ func (x *metrics) onDelivery(ctx context.Context, e *ampybus.DeliveryEvent) {
 func (x *metrics) onResult(ctx context.Context, e *ampybus.DeliveryEvent, r ampybus.Result) {
 	topic := x.pattern(e.Spec, e.Env, e.Topic, e.Pattern)
 	switch r.Outcome {
-	case ampybus.OutcomeOK, ampybus.OutcomeDuplicate, ampybus.OutcomeStale, ampybus.OutcomeDeadLetter, ampybus.OutcomeObserved:
+	case ampybus.OutcomeOK, ampybus.OutcomeDuplicate, ampybus.OutcomeStale, ampybus.OutcomeExpired, ampybus.OutcomeDeadLetter, ampybus.OutcomeObserved:
 		x.consumed.Add(ctx, 1, metric.WithAttributeSet(x.set(setKey{kind: setConsumer, topic: topic, who: e.Consumer}, func() attribute.Set {
 			return attribute.NewSet(attribute.String(LabelTopic, topic), attribute.String(LabelConsumer, e.Consumer))
 		})))

@@ -65,35 +65,54 @@ func Erase[S Subtopic, P proto.Message](r *Route[S, P]) *AnyRoute {
 			return r.Keys(st, p)
 		},
 	}
-	if r.OrderTime != nil {
-		ar.route.OrderTime = func(m proto.Message) time.Time {
-			if p, err := typed(m); err == nil {
-				return r.OrderTime(p)
-			}
-			return time.Time{}
-		}
-	}
+	ar.route.OrderTime = erasedTime(r.OrderTime, typed)
+	ar.route.ExpiresAt = erasedTime(r.ExpiresAt, typed)
 	return ar
+}
+
+// erasedTime is a payload time reader over erased payloads; nil for nil.
+func erasedTime[P proto.Message](read func(P) time.Time, typed func(proto.Message) (P, error)) func(proto.Message) time.Time {
+	if read == nil {
+		return nil
+	}
+	return func(m proto.Message) time.Time {
+		if p, err := typed(m); err == nil {
+			return read(p)
+		}
+		return time.Time{}
+	}
+}
+
+// RouteFuncs are a subtopic's contract rules as functions over dynamic
+// messages, for NewAnyRoute.
+type RouteFuncs struct {
+	// Parse checks a subtopic against the pattern.
+	Parse func(subtopic string) error
+	// Keys derives the contract's keys, bind checks first.
+	Keys func(subtopic string, p proto.Message) (Keys, error)
+	// OrderTime reads the field the domain orders by; nil when it orders by none.
+	OrderTime func(proto.Message) time.Time
+	// ExpiresAt reads the time after which a message is no longer current;
+	// nil when the domain's messages do not expire.
+	ExpiresAt func(proto.Message) time.Time
 }
 
 // NewAnyRoute builds a route from functions rather than generated types:
 // tools that read a contract at run time (ampybusctl --contract) interpret
-// its rules over dynamic messages. parse checks a subtopic against the
-// pattern; keys derives the contract's keys; orderTime, when the domain
-// orders by a field, reads it (nil otherwise).
-func NewAnyRoute(spec *SubtopicSpec, newPayload func() proto.Message, parse func(subtopic string) error,
-	keys func(subtopic string, p proto.Message) (Keys, error), orderTime func(proto.Message) time.Time) *AnyRoute {
+// its rules over dynamic messages.
+func NewAnyRoute(spec *SubtopicSpec, newPayload func() proto.Message, f RouteFuncs) *AnyRoute {
 	return &AnyRoute{Spec: spec, newPayload: newPayload, route: &Route[RawSubtopic, proto.Message]{
 		Spec:       spec,
 		newPayload: newPayload,
 		Parse: func(s string) (RawSubtopic, error) {
-			if err := parse(s); err != nil {
+			if err := f.Parse(s); err != nil {
 				return "", err
 			}
 			return RawSubtopic(s), nil
 		},
-		Keys:      func(s RawSubtopic, p proto.Message) (Keys, error) { return keys(string(s), p) },
-		OrderTime: orderTime,
+		Keys:      func(s RawSubtopic, p proto.Message) (Keys, error) { return f.Keys(string(s), p) },
+		OrderTime: f.OrderTime,
+		ExpiresAt: f.ExpiresAt,
 	}}
 }
 
@@ -104,6 +123,16 @@ func (r *AnyRoute) OrderTime(p proto.Message) time.Time {
 		return time.Time{}
 	}
 	return r.route.OrderTime(p)
+}
+
+// ExpiresAt is the time after which p is no longer current, as the
+// contract's ordering expires: reads it; zero when the domain's messages do
+// not expire or p carries none.
+func (r *AnyRoute) ExpiresAt(p proto.Message) time.Time {
+	if r.route.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return r.route.ExpiresAt(p)
 }
 
 // Subscribe consumes the route's messages as a generated Subscribe does

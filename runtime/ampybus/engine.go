@@ -28,8 +28,11 @@ type engine[S Subtopic, P proto.Message] struct {
 	// dedupeScope starts every dedupe key: the group and the domain, so
 	// another group still sees the message.
 	dedupeScope string
-	// replay is the request id a replay serves; empty for live consumption.
+	// replay is the request id a replay serves; empty for live consumption
+	// (and for a replay that names no request).
 	replay string
+	// replaying is set for a replay of a window, which re-lives the stream.
+	replaying bool
 	// replaySubject narrows a replay to topics it matches.
 	replaySubject string
 	// subEvent is the subscription as SubscriptionHooks saw it start; nil

@@ -191,6 +191,9 @@ const (
 	// dlq-inspect), which neither handles nor dead-letters; Rejected and
 	// Reason say whether a consumer would dead-letter it.
 	OutcomeObserved
+	// OutcomeExpired: past the contract's expiry (signals' expires_at);
+	// acknowledged without the handler.
+	OutcomeExpired
 )
 
 func (o Outcome) String() string {
@@ -209,6 +212,8 @@ func (o Outcome) String() string {
 		return "handed_back"
 	case OutcomeObserved:
 		return "observed"
+	case OutcomeExpired:
+		return "expired"
 	}
 	return "unknown"
 }

@@ -72,6 +72,24 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		// Earlier deliveries died with their consumer before settling.
 		return e.deadLetter(ctx, stopping, ev, d, Result{Reason: fmt.Sprintf("max_attempts: delivered %d times, over the limit of %d, without being settled", attempt, maxAttempts), Attempt: attempt})
 	}
+	if e.expired(msg, received) {
+		e.stats.expired.Add(1)
+		if !e.route.Spec.Domain.FlagExpired {
+			if !e.isAborted() {
+				_ = d.Ack(ctx)
+			}
+			// Per message and expected when a consumer lags: Debug, as stale
+			// (Stats.Expired counts them).
+			if e.bus.log.Enabled(ctx, slog.LevelDebug) {
+				e.bus.log.Debug("expired: past its expiry, not current; skipped", "topic", m.Topic,
+					"partition_key", m.Headers.PartitionKey, "message_id", m.Headers.MessageID, "consumer", e.opts.group,
+					"result", "expired", "expires_by", e.route.Spec.Domain.ExpiresBy)
+			}
+			e.report(ctx, ev, Result{Outcome: OutcomeExpired, Attempt: attempt})
+			return false
+		}
+		msg.Expired = true
+	}
 	var at time.Time
 	if e.route.OrderTime != nil {
 		at = e.route.OrderTime(msg.Payload)
@@ -152,6 +170,25 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		}
 		attempt++
 	}
+}
+
+// expired reports a payload past the contract's expiry. A live consumer
+// judges by its clock when the message arrived; a replay re-lives the
+// stream, so by when the message was produced: a signal that was current
+// when published is replayed as current.
+func (e *engine[S, P]) expired(msg *Message[S, P], received time.Time) bool {
+	if e.route.ExpiresAt == nil {
+		return false
+	}
+	exp := e.route.ExpiresAt(msg.Payload)
+	if exp.IsZero() {
+		return false
+	}
+	now := received
+	if e.replaying && !msg.Headers.ProducedAt.IsZero() {
+		now = msg.Headers.ProducedAt
+	}
+	return !exp.After(now)
 }
 
 // delivered runs the OnDelivery hooks; the event is nil when none is attached.

@@ -33,9 +33,32 @@ type Route[S Subtopic, P proto.Message] struct {
 	// OrderTime reads the payload time the domain's ordering rule compares;
 	// nil when the rule orders by no field.
 	OrderTime func(P) time.Time
+	// ExpiresAt reads the time after which a payload is no longer current
+	// (zero: it does not expire); nil when the domain's messages never do.
+	ExpiresAt func(P) time.Time
 	// newPayload makes an empty payload when P names no concrete type (an
 	// erased route); nil for generated routes.
 	newPayload func() P
+}
+
+// checkExpiry refuses a payload that expires no later than its own order
+// time (a signal whose expires_at is not after its generated_at): it would
+// never be current, and every consumer would skip it. Whether it has
+// expired by now is the consumers' call, on their clocks.
+func (r *Route[S, P]) checkExpiry(msg P) error {
+	if r.ExpiresAt == nil || r.OrderTime == nil || r.Spec.Domain.OrderBySequence {
+		return nil
+	}
+	exp := r.ExpiresAt(msg)
+	if exp.IsZero() {
+		return nil
+	}
+	d := r.Spec.Domain
+	if at := r.OrderTime(msg); !at.IsZero() && !exp.After(at) {
+		return fmt.Errorf("%w: %s %s is not after %s %s: the message would never be current", ErrContract,
+			d.ExpiresBy, exp.UTC().Format(time.RFC3339Nano), d.OrderBy, at.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // payloads returns the constructor of r's payloads.
@@ -194,6 +217,9 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	}
 	if keys.Partition == "" {
 		return fail(fmt.Errorf("%w: the key function returned an empty partition key", ErrContract))
+	}
+	if err := p.route.checkExpiry(msg); err != nil {
+		return fail(err)
 	}
 	o := noOptions
 	if len(opts) > 0 {

@@ -100,5 +100,17 @@ func readLatest[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Rou
 		}
 		latest[k], at[k] = msg, t
 	}
+	// The state of the world is what is current now: a key whose latest
+	// value has expired has none (or, under expired: flag, it is marked).
+	now := time.Now()
+	for k, m := range latest {
+		if e.expired(m, now) {
+			if d.FlagExpired {
+				m.Expired = true
+			} else {
+				delete(latest, k)
+			}
+		}
+	}
 	return latest, cons.Watermark(), nil
 }

@@ -50,8 +50,14 @@ type DomainSpec struct {
 	// OrderBySequence says OrderBy is an integer sequence, not a time; the
 	// engine compares it on the same axis (SequenceTime) and logs the number.
 	OrderBySequence bool
-	Retention       time.Duration
-	MaxPayload      int64
+	// ExpiresBy is the payload Timestamp after which a message is no longer
+	// current ("expires_at"); empty when messages do not expire. Consumers
+	// skip an expired message, counting it in Stats.Expired, or with
+	// FlagExpired hand it over with Message.Expired set.
+	ExpiresBy   string
+	FlagExpired bool
+	Retention   time.Duration
+	MaxPayload  int64
 	// MaxInflated bounds a payload after decompression (0: 4 × MaxPayload).
 	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.

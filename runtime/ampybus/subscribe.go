@@ -38,6 +38,10 @@ type Message[S Subtopic, P proto.Message] struct {
 	// Monotonic and snapshot domains deliver such a message flagged, and count
 	// it in Stats.Regressions; latest_wins domains skip it (Stats.Stale).
 	OutOfOrder bool
+	// Expired reports a payload past the contract's expiry (ordering
+	// expires:), handed over because the contract says expired: flag; it is
+	// not current. Under expired: skip it never reaches a handler.
+	Expired bool
 	// Sequence and Partition locate the message in its stream.
 	Sequence  uint64
 	Partition int32
@@ -179,10 +183,14 @@ type Stats struct {
 	// Regressions went back in time for their key in a monotonic or snapshot
 	// domain; they reach the handler with OutOfOrder set.
 	Regressions uint64
+	// Expired messages were past the contract's expiry when delivered: acknowledged
+	// without the handler (expired: skip) or handed over with Expired set
+	// (expired: flag).
+	Expired uint64
 }
 
 type counters struct {
-	handled, retried, deadLettered, duplicates, stale, regressions atomic.Uint64
+	handled, retried, deadLettered, duplicates, stale, regressions, expired atomic.Uint64
 }
 
 // Stats returns the subscription's counters so far.
@@ -191,6 +199,7 @@ func (s *Subscription) Stats() Stats {
 		Handled: s.stats.handled.Load(), Retried: s.stats.retried.Load(),
 		DeadLettered: s.stats.deadLettered.Load(), Duplicates: s.stats.duplicates.Load(),
 		Stale: s.stats.stale.Load(), Regressions: s.stats.regressions.Load(),
+		Expired: s.stats.expired.Load(),
 	}
 }
 
@@ -353,7 +362,7 @@ func start[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S,
 	}
 	if w != nil {
 		// A nak'd message would come back after the window is read: retry in place.
-		e.inPlace, e.replay, e.replaySubject = true, w.RequestID, w.Subject
+		e.inPlace, e.replay, e.replaySubject, e.replaying = true, w.RequestID, w.Subject, true
 	}
 	if len(b.hooks.subs) > 0 {
 		e.subEvent = &SubscriptionEvent{Domain: d, Spec: spec, Transport: b.t.Name(), Env: b.env, Filter: filter, Consumer: o.group, Replay: e.replay, sub: sub}

@@ -135,6 +135,7 @@ func Run(t *testing.T, b Binding) {
 		{"DuplicatesAreNoOps", testDuplicates},
 		{"FanOutSubscriptionsEachDedupeTheirOwn", testFanOutDedupe},
 		{"OrderSubmitAmendCancelTravelInOrder", testOrderChain},
+		{"SignalsKeyByHorizonAndExpire", testSignals},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
 		{"LargePayloadsAreCompressedDeterministically", testCompression},
