@@ -187,6 +187,9 @@ func ordering(o contract.Ordering) string {
 	if o.Expires != "" {
 		s += ", expiring at " + o.Expires + " (" + string(o.Expired) + ")"
 	}
+	if o.Restatements {
+		s += ", with restatements"
+	}
 	return s
 }
 

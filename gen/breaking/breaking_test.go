@@ -151,6 +151,8 @@ func TestBreakingChanges(t *testing.T) {
 		{name: "expiry added", contract: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at}"}}, want: []string{breaking.OrderingChanged}},
 		{name: "expired messages flagged instead of skipped", prev: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at}"}},
 			contract: []edit{{"{rule: monotonic, by: at}", "{rule: monotonic, by: at, expires: at, expired: flag}"}}, want: []string{breaking.OrderingChanged}},
+		{name: "restatements flagged", prev: []edit{{"{rule: monotonic, by: at}", "{rule: snapshot, by: at}"}},
+			contract: []edit{{"{rule: monotonic, by: at}", "{rule: snapshot, by: at, restatements: true}"}}, want: []string{breaking.OrderingChanged}},
 		{name: "bind added", contract: []edit{{"        pattern: \"quote.{symbol}\"\n", "        pattern: \"quote.{symbol}\"\n        bind: {symbol: symbol}\n"}}, want: []string{breaking.BindAdded}},
 		{name: "bind removed", prev: []edit{{"        pattern: \"quote.{symbol}\"\n", "        pattern: \"quote.{symbol}\"\n        bind: {symbol: symbol}\n"}}},
 		{name: "partition key changed", contract: []edit{{`partition_key: "{symbol}"` + "\n        dedupe_key", `partition_key: "{trade_id}"` + "\n        dedupe_key"}}, want: []string{breaking.PartitionKeyChanged}},

@@ -200,7 +200,7 @@ var (
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "versions", "description", "qos", "ordering", "subtopics"}, limitKeys...)
 	versionKeys   = append([]string{"description", "qos", "ordering", "subtopics"}, limitKeys...)
-	orderingKeys  = []string{"rule", "by", "expires", "expired"}
+	orderingKeys  = []string{"rule", "by", "expires", "expired", "restatements"}
 	subtopicKeys  = []string{"name", "description", "pattern", "payload", "schema_version", "bind", "partition_key", "dedupe_key"}
 	builtinLimits = limits{
 		SchemaVersion: "1.0.0",
@@ -474,6 +474,23 @@ func (p *parser) publishRetry(n *yaml.Node, what string, r *PublishRetry) {
 	}
 }
 
+// boolean reads true or false (YAML's other spellings, yes and on, are
+// refused: a contract reads the same to every tool).
+func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
+	s, ok := p.scalar(n, what)
+	if !ok {
+		return false, false
+	}
+	switch s {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	p.errorf(n, "write true or false", "%s %q is not true or false", what, s)
+	return false, false
+}
+
 func (p *parser) semver(n *yaml.Node, what string) (string, bool) {
 	s, ok := p.scalar(n, what)
 	if !ok {
@@ -718,6 +735,12 @@ func (p *parser) ordering(n *yaml.Node, d *Domain) Ordering {
 		}
 	}
 	p.expiry(m, &o, d, what)
+	if e, ok := m["restatements"]; ok {
+		o.Restatements, _ = p.boolean(e.val, what+" restatements")
+		if o.Rule != OrderSnapshot {
+			p.errorf(e.key, "remove restatements:, or use rule snapshot", "%s restatements: applies to snapshots, not to rule %q", what, o.Rule)
+		}
+	}
 	return o
 }
 

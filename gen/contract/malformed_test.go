@@ -146,6 +146,8 @@ var malformed = []malformedCase{
 	{name: "expires through nothing", want: `c.yaml:21:58: domain "ticks" ordering expires: "expiry" in ampy.ticks.v1.TradeTick: ampy.ticks.v1.TradeTick has no field "expiry"; fields of ampy.ticks.v1.TradeTick: security, price, size, venue, event_time, ingest_time, meta`, from: "by: event_time", to: "by: event_time, expires: expiry"},
 	{name: "expired without expires", want: `c.yaml:21:49: domain "ticks" ordering expired: needs expires:; add expires: with the payload Timestamp after which a message is stale, or remove expired:`, from: "by: event_time", to: "by: event_time, expired: flag"},
 	{name: "expired of another kind", want: `c.yaml:21:79: domain "ticks" ordering expired: "drop" is not skip or flag; write skip (acknowledge it without the handler, counted in Stats.Expired) or flag (hand it over with Expired set)`, from: "by: event_time", to: "by: event_time, expires: event_time, expired: drop"},
+	{name: "restatements on a monotonic domain", want: `c.yaml:21:49: domain "ticks" ordering restatements: applies to snapshots, not to rule "monotonic"; remove restatements:, or use rule snapshot`, from: "by: event_time", to: "by: event_time, restatements: true"},
+	{name: "restatements often", want: `c.yaml:11:62: domain "orders" ordering restatements "often" is not true or false; write true or false`, from: "{rule: causal}", to: "{rule: snapshot, by: created_at, restatements: often}"},
 	{name: "retry backoff not a duration", want: `c.yaml:7:37: defaults retry backoff "soon" is not a duration; write a positive duration such as 50ms, 2m, 36h or 7d`, from: "retention: 7d", to: "retention: 7d\n  retry: {max_attempts: 3, backoff: soon}"},
 }
 

@@ -171,7 +171,10 @@ type Ordering struct {
 	Expires string
 	// Expired is what a consumer does with a message past its expiry.
 	Expired ExpiredAction
-	Pos     Pos
+	// Restatements (snapshot rule): a newer snapshot of a key already
+	// handled restates it (fundamentals), and handlers are told so.
+	Restatements bool
+	Pos          Pos
 }
 
 // ExpiredAction is what a consumer does with an expired message.

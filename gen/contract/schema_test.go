@@ -88,6 +88,8 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 		{"snapshot without by", "{rule: snapshot, by: as_of}", "{rule: snapshot}"},
 		{"causal with by", "{rule: causal}", "{rule: causal, by: created_at}"},
 		{"accumulate with by", "{rule: accumulate}", "{rule: accumulate, by: as_of}"},
+		{"restatements on another rule", "{rule: snapshot, by: as_of, restatements: true}", "{rule: monotonic, by: as_of, restatements: true}"},
+		{"restatements not a boolean", "restatements: true}", "restatements: often}"},
 		{"expired without expires", "{rule: latest_wins, by: generated_at, expires: expires_at, expired: skip}", "{rule: latest_wins, by: generated_at, expired: skip}"},
 		{"expired neither skip nor flag", "expires: expires_at, expired: skip}", "expires: expires_at, expired: drop}"},
 		{"ordering by on raw payload", "    ordering: {rule: accumulate}\n    retention: 30d\n    subtopics:\n      - pattern: \"{domain}\"",

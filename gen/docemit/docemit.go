@@ -156,6 +156,9 @@ func ordering(o contract.Ordering) string {
 	case contract.ExpiredFlag:
 		s += ", flagged after `" + o.Expires + "`"
 	}
+	if o.Restatements {
+		s += ", newer snapshots restate"
+	}
 	return s
 }
 

@@ -224,6 +224,9 @@ func orderingDoc(o contract.Ordering) string {
 	case contract.OrderAccumulate:
 		return "may arrive out of order; every message accumulates"
 	case contract.OrderSnapshot:
+		if o.Restatements {
+			return "snapshots per partition key, monotonic in " + o.By + "; a newer one restates the key"
+		}
 		return "snapshots per partition key, monotonic in " + o.By
 	case contract.OrderCounterGauge:
 		return "counter and gauge samples"
@@ -280,6 +283,9 @@ func (e *emitter) domainSpec() {
 	}
 	if d.Ordering.Expired == contract.ExpiredFlag {
 		kv = append(kv, "FlagExpired", jen.True())
+	}
+	if d.Ordering.Restatements {
+		kv = append(kv, "Restatements", jen.True())
 	}
 	kv = append(kv,
 		"Retention", duration(d.Retention),

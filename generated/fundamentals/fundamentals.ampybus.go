@@ -7,7 +7,7 @@
 //
 //   - ampy.{env}.fundamentals.v1.{mic}.{symbol} carries ampy.fundamentals.v1.FundamentalsSnapshot, keyed by {symbol}.{mic}|{lines.period_end?}|{source}
 //
-// QoS standard (p99 500ms). Ordering: snapshots per partition key, monotonic in as_of.
+// QoS standard (p99 500ms). Ordering: snapshots per partition key, monotonic in as_of; a newer one restates the key.
 package fundamentals
 
 import (
@@ -49,6 +49,7 @@ var Domain = &ampybus.DomainSpec{
 	},
 	Ordering:      ampybus.OrderSnapshot,
 	OrderBy:       "as_of",
+	Restatements:  true,
 	Retention:     30 * 24 * time.Hour,
 	MaxPayload:    1 << 20,
 	MaxInflated:   4 << 20,

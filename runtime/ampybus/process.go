@@ -95,7 +95,12 @@ func (e *engine[S, P]) process(ctx context.Context, stopping <-chan struct{}, d 
 		at = e.route.OrderTime(msg.Payload)
 	}
 	if !at.IsZero() {
-		if newest, behind := e.order.behind(m.Headers.PartitionKey, at); behind {
+		newest, behind := e.order.behind(m.Headers.PartitionKey, at)
+		if !behind && !newest.IsZero() && at.After(newest) && e.route.Spec.Domain.Restatements {
+			e.stats.restatements.Add(1)
+			msg.Restatement = true
+		}
+		if behind {
 			dom := e.route.Spec.Domain
 			switch dom.Ordering {
 			case OrderLatestWins:

@@ -56,8 +56,11 @@ type DomainSpec struct {
 	// FlagExpired hand it over with Message.Expired set.
 	ExpiresBy   string
 	FlagExpired bool
-	Retention   time.Duration
-	MaxPayload  int64
+	// Restatements (snapshot domains): a newer snapshot of a key already
+	// handled restates it; the handler sees Message.Restatement.
+	Restatements bool
+	Retention    time.Duration
+	MaxPayload   int64
 	// MaxInflated bounds a payload after decompression (0: 4 × MaxPayload).
 	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.

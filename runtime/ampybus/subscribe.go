@@ -42,6 +42,10 @@ type Message[S Subtopic, P proto.Message] struct {
 	// expires:), handed over because the contract says expired: flag; it is
 	// not current. Under expired: skip it never reaches a handler.
 	Expired bool
+	// Restatement reports a snapshot newer than one already handled for its
+	// key, in a domain whose contract says restatements: true (fundamentals:
+	// a period's figures revised). Counted in Stats.Restatements.
+	Restatement bool
 	// Sequence and Partition locate the message in its stream.
 	Sequence  uint64
 	Partition int32
@@ -187,10 +191,12 @@ type Stats struct {
 	// without the handler (expired: skip) or handed over with Expired set
 	// (expired: flag).
 	Expired uint64
+	// Restatements reached the handler with Restatement set.
+	Restatements uint64
 }
 
 type counters struct {
-	handled, retried, deadLettered, duplicates, stale, regressions, expired atomic.Uint64
+	handled, retried, deadLettered, duplicates, stale, regressions, expired, restatements atomic.Uint64
 }
 
 // Stats returns the subscription's counters so far.
@@ -199,7 +205,7 @@ func (s *Subscription) Stats() Stats {
 		Handled: s.stats.handled.Load(), Retried: s.stats.retried.Load(),
 		DeadLettered: s.stats.deadLettered.Load(), Duplicates: s.stats.duplicates.Load(),
 		Stale: s.stats.stale.Load(), Regressions: s.stats.regressions.Load(),
-		Expired: s.stats.expired.Load(),
+		Expired: s.stats.expired.Load(), Restatements: s.stats.restatements.Load(),
 	}
 }
 

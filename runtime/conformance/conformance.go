@@ -136,6 +136,7 @@ func Run(t *testing.T, b Binding) {
 		{"FanOutSubscriptionsEachDedupeTheirOwn", testFanOutDedupe},
 		{"OrderSubmitAmendCancelTravelInOrder", testOrderChain},
 		{"SignalsKeyByHorizonAndExpire", testSignals},
+		{"FundamentalsRestatementsAreNotRegressions", testRestatements},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
 		{"LargePayloadsAreCompressedDeterministically", testCompression},
