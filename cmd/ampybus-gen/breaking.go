@@ -63,7 +63,8 @@ func breakingCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer cleanup()
-	prev, err := loadContract(ctx, prevPath, prevProtos)
+	// The previous contract may predate rules the current one meets.
+	prev, err := loadContract(ctx, prevPath, prevProtos, contract.WithoutPolicy())
 	if err != nil {
 		fmt.Fprintf(stderr, "ampybus-gen breaking: the previous contract (%s): %v\n", *against, err)
 		return 1
@@ -106,12 +107,12 @@ func breakingCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func loadContract(ctx context.Context, path string, protoPaths []string) (*contract.Contract, error) {
+func loadContract(ctx context.Context, path string, protoPaths []string, opts ...contract.Option) (*contract.Contract, error) {
 	schemas, err := protoset.Load(ctx, protoset.Options{ProtoPaths: protoPaths})
 	if err != nil {
 		return nil, fmt.Errorf("ampybus-gen: %w", err)
 	}
-	return contract.Load(path, schemas)
+	return contract.Load(path, schemas, opts...)
 }
 
 // previous finds the previous contract and its proto roots: a file (its

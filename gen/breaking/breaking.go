@@ -151,9 +151,7 @@ func check(prev, cur *contract.Contract) []Finding {
 
 func (c *checker) domain(p, d *contract.Domain) {
 	what := d.Name + " " + d.Version
-	if d.Retention < p.Retention {
-		c.breakAt(d.Pos, RetentionShortened, Semantic, "%s retention shortened from %s to %s: replays and late consumers lose messages", what, p.Retention, d.Retention)
-	}
+	c.retention(what, p, d)
 	if d.Partitions != p.Partitions {
 		c.breakAt(d.Pos, PartitionsChanged, Semantic, "%s partitions changed from %d to %d: keys move to other partitions, and per-key order breaks across the change", what, p.Partitions, d.Partitions)
 	}
@@ -176,6 +174,26 @@ func (c *checker) domain(p, d *contract.Domain) {
 			continue
 		}
 		c.subtopic(what, ps, cs)
+	}
+}
+
+// retention reports each env whose retention shortened; one finding when
+// every env shortened alike.
+func (c *checker) retention(what string, p, d *contract.Domain) {
+	var shorter []string
+	uniform := true
+	for _, env := range c.cur.Envs {
+		if d.RetentionIn(env) < p.RetentionIn(env) {
+			shorter = append(shorter, env)
+			uniform = uniform && d.RetentionIn(env) == d.Retention && p.RetentionIn(env) == p.Retention
+		}
+	}
+	if len(shorter) == len(c.cur.Envs) && uniform {
+		c.breakAt(d.Pos, RetentionShortened, Semantic, "%s retention shortened from %s to %s: replays and late consumers lose messages", what, p.Retention, d.Retention)
+		return
+	}
+	for _, env := range shorter {
+		c.breakAt(d.Pos, RetentionShortened, Semantic, "%s retention in %s shortened from %s to %s: replays and late consumers lose messages", what, env, p.RetentionIn(env), d.RetentionIn(env))
 	}
 }
 

@@ -138,8 +138,10 @@ func TestBreakingChanges(t *testing.T) {
 		want []string
 	}{
 		{name: "nothing changed"},
-		{name: "retention shortened", contract: []edit{{"  retention: 7d\n", "  retention: 3d\n"}}, want: []string{breaking.RetentionShortened}},
+		{name: "retention shortened", contract: []edit{{"  retention: 7d\n", "  retention: 3d\n  short_retention: test\n"}}, want: []string{breaking.RetentionShortened}},
 		{name: "retention lengthened", contract: []edit{{"  retention: 7d\n", "  retention: 14d\n"}}},
+		{name: "retention shortened in one env", contract: []edit{{"  retention: 7d\n", "  retention: {default: 7d, dev: 3d}\n  short_retention: test\n"}}, want: []string{breaking.RetentionShortened}},
+		{name: "retention lengthened in prod only", contract: []edit{{"  retention: 7d\n", "  retention: {default: 7d, prod: 30d}\n"}}},
 		{name: "partitions changed", contract: []edit{{"partitions: 6", "partitions: 12"}}, want: []string{breaking.PartitionsChanged}},
 		{name: "max_payload lowered", contract: []edit{{"max_payload: 1MiB", "max_payload: 512KiB"}}, want: []string{breaking.MaxPayloadLowered}},
 		{name: "max_payload raised", contract: []edit{{"max_payload: 1MiB", "max_payload: 2MiB"}}},

@@ -25,19 +25,31 @@ type Resolver interface {
 // dead-letter queue carries each message's original payload unchanged).
 const RawPayload = "raw"
 
+// Option adjusts how a contract is loaded.
+type Option func(*parser)
+
+// WithoutPolicy loads a contract without the rules a contract must meet
+// today but that are policy rather than meaning (prod retention of at least
+// a week), so one written before them still reads: the previous side of a
+// breaking-change review.
+func WithoutPolicy() Option { return func(p *parser) { p.noPolicy = true } }
+
 // Load reads and validates the contract at path.
-func Load(path string, r Resolver) (*Contract, error) {
+func Load(path string, r Resolver, opts ...Option) (*Contract, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read contract: %w", err)
 	}
-	return Parse(path, data, r)
+	return Parse(path, data, r, opts...)
 }
 
 // Parse validates a contract held in memory; file names it in errors. It
 // reports every problem at once as Errors.
-func Parse(file string, data []byte, r Resolver) (*Contract, error) {
+func Parse(file string, data []byte, r Resolver, opts ...Option) (*Contract, error) {
 	p := &parser{file: file, resolver: r}
+	for _, o := range opts {
+		o(p)
+	}
 	if e := precheck(file, data); e != nil {
 		return nil, Errors{e}
 	}
@@ -64,6 +76,8 @@ func Parse(file string, data []byte, r Resolver) (*Contract, error) {
 type parser struct {
 	file      string
 	namespace string // for hints: e.g. cx.trades.v1.<Message>
+	envNames  []string
+	noPolicy  bool // WithoutPolicy
 	resolver  Resolver
 	errs      Errors
 	// typos records, per mapping, the keys an unknown key was taken to be a
@@ -196,7 +210,7 @@ var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains", "services", "pii", "breaking"}
 	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
-	limitKeys     = []string{"schema_version", "retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
+	limitKeys     = []string{"schema_version", "retention", "short_retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
 	domainKeys    = append([]string{"version", "versions", "description", "qos", "ordering", "subtopics"}, limitKeys...)
 	versionKeys   = append([]string{"description", "qos", "ordering", "subtopics"}, limitKeys...)
@@ -218,13 +232,19 @@ var (
 type limits struct {
 	SchemaVersion string
 	Retention     time.Duration
-	MaxPayload    int64
-	MaxInflated   int64 // 0: 4 × MaxPayload
-	CompressAbove int64
-	Partitions    int
-	Replicas      int
-	DedupeWindow  time.Duration
-	Retry         RetryPolicy
+	// RetentionByEnv overrides Retention per env; RetentionPos is where the
+	// retention in force was written, for errors.
+	RetentionByEnv map[string]time.Duration
+	RetentionPos   Pos
+	// ShortRetention is why a prod retention under a week is deliberate.
+	ShortRetention string
+	MaxPayload     int64
+	MaxInflated    int64 // 0: 4 × MaxPayload
+	CompressAbove  int64
+	Partitions     int
+	Replicas       int
+	DedupeWindow   time.Duration
+	Retry          RetryPolicy
 }
 
 func (p *parser) contract(n *yaml.Node) *Contract {
@@ -239,6 +259,7 @@ func (p *parser) contract(n *yaml.Node) *Contract {
 	}
 	if e, ok := m["envs"]; ok {
 		c.Envs = p.envs(e.val)
+		p.envNames = c.Envs
 	}
 	if e, ok := m["qos"]; ok {
 		c.QoS = p.qosClasses(e.val)
@@ -357,8 +378,13 @@ func (p *parser) limits(n *yaml.Node, what string, l *limits, allowed []string) 
 		}
 	}
 	if e, ok := m["retention"]; ok {
-		if d, ok := p.duration(e.val, what+" retention"); ok {
-			l.Retention = d
+		p.retention(e.val, what, l)
+	}
+	if e, ok := m["short_retention"]; ok {
+		if s, ok := p.scalar(e.val, what+" short_retention"); ok && strings.TrimSpace(s) != "" {
+			l.ShortRetention = s
+		} else if ok {
+			p.errorf(e.val, "say why a shorter retention is enough", "%s short_retention gives no reason", what)
 		}
 	}
 	if e, ok := m["dedupe_window"]; ok {
@@ -620,7 +646,9 @@ func (p *parser) domain(k, v *yaml.Node, name string, c *Contract, defaults limi
 
 // fillDomain sets d from its entries m and inherited limits l.
 func (p *parser) fillDomain(d *Domain, m map[string]entry, l limits, what string, c *Contract) {
-	d.Retention, d.MaxPayload, d.CompressAbove = l.Retention, l.MaxPayload, l.CompressAbove
+	d.Retention, d.RetentionByEnv, d.ShortRetention = l.Retention, maps.Clone(l.RetentionByEnv), l.ShortRetention
+	d.MaxPayload, d.CompressAbove = l.MaxPayload, l.CompressAbove
+	defer p.checkProdRetention(d, l, what)
 	d.MaxInflated = cmp.Or(l.MaxInflated, 4*l.MaxPayload)
 	d.Partitions, d.Replicas, d.DedupeWindow, d.Retry = l.Partitions, l.Replicas, l.DedupeWindow, l.Retry
 	if e, ok := m["version"]; ok {

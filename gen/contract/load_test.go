@@ -62,6 +62,60 @@ func TestReplicasInheritAndOverride(t *testing.T) {
 	assert.Contains(t, err.Error(), `replicas "6" is not a replica count; write 1, 3 or 5`)
 }
 
+// Retention is one duration or per env; an env a mapping does not name
+// keeps what it inherits unless the mapping gives a default; prod keeps at
+// least a week unless the contract says why.
+func TestRetentionPerEnv(t *testing.T) {
+	day := 24 * time.Hour
+	tests := []struct {
+		name            string
+		defaults, order string // the defaults' and the orders domain's retention lines
+		dev, prod       time.Duration
+		err             string
+	}{
+		{name: "one for all", defaults: "  retention: 7d\n", dev: 7 * day, prod: 7 * day},
+		{name: "per env in defaults", defaults: "  retention: {default: 3d, prod: 30d}\n", dev: 3 * day, prod: 30 * day},
+		{name: "domain names only prod", defaults: "  retention: 3d\n  short_retention: dev only\n", order: "    retention: {prod: 400d}\n", dev: 3 * day, prod: 400 * day},
+		{name: "domain default over inherited per env", defaults: "  retention: {default: 3d, prod: 30d}\n", order: "    retention: {default: 10d}\n", dev: 10 * day, prod: 10 * day},
+		{name: "domain scalar over inherited per env", defaults: "  retention: {default: 3d, prod: 30d}\n", order: "    retention: 8d\n", dev: 8 * day, prod: 8 * day},
+		{name: "short prod with a reason", defaults: "  retention: 3d\n  short_retention: rebuilt from the vendor archive\n", dev: 3 * day, prod: 3 * day},
+		{name: "short prod without a reason", defaults: "  retention: {default: 7d, prod: 3d}\n",
+			err: `c.yaml:6:14: domain "orders" keeps 3d in prod, under the seed's week of live messages; keep at least 7d in prod (retention: {prod: 7d}), or say why less is enough with short_retention: <reason>`},
+		{name: "short prod in a domain", order: "    retention: 2d\n",
+			err: `c.yaml:12:16: domain "orders" keeps 2d in prod, under the seed's week of live messages`},
+		{name: "unknown env", defaults: "  retention: {default: 7d, production: 30d}\n",
+			err: `c.yaml:6:28: defaults retention names "production", which is not an env; name one of the contract's envs (dev, prod) or default`},
+		{name: "empty reason", defaults: "  retention: 3d\n  short_retention: \"\"\n",
+			err: `c.yaml:7:20: defaults short_retention gives no reason; say why a shorter retention is enough`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := base
+			if tt.defaults != "" {
+				src = strings.Replace(src, "  retention: 7d\n", tt.defaults, 1)
+			}
+			if tt.order != "" {
+				src = strings.Replace(src, "    ordering: {rule: causal}\n", "    ordering: {rule: causal}\n"+tt.order, 1)
+			}
+			c, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				if strings.Contains(tt.err, "under the seed's week") {
+					// A contract written before the rule still reads for review.
+					_, err := contract.Parse("c.yaml", []byte(src), protoregistry.GlobalFiles, contract.WithoutPolicy())
+					assert.NoError(t, err)
+				}
+				return
+			}
+			require.NoError(t, err)
+			d := c.Domain("orders")
+			assert.Equal(t, tt.dev, d.RetentionIn("dev"), "dev")
+			assert.Equal(t, tt.prod, d.RetentionIn("prod"), "prod")
+		})
+	}
+}
+
 func TestMaxInflated(t *testing.T) {
 	c, err := contract.Parse("c.yaml", []byte(base), protoregistry.GlobalFiles)
 	require.NoError(t, err)

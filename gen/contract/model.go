@@ -96,8 +96,13 @@ type Domain struct {
 	Description string
 	QoS         *QoSClass
 	Ordering    Ordering
-	// Retention is how long the broker keeps messages of this domain.
-	Retention time.Duration
+	// Retention is how long the broker keeps messages of this domain, in
+	// every env RetentionByEnv does not name (RetentionIn).
+	Retention      time.Duration
+	RetentionByEnv map[string]time.Duration
+	// ShortRetention is why the domain keeps less than a week in prod
+	// (short_retention:); empty when it keeps at least that.
+	ShortRetention string
 	// MaxPayload is the largest payload the bus carries inline.
 	MaxPayload int64
 	// MaxInflated bounds a payload after decompression: a publish over it is

@@ -26,6 +26,15 @@ func ParseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
+// FormatDuration writes a whole number of days as such (7d), anything else
+// as Go does (36h0m0s): the form retention is written in.
+func FormatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
 var sizeUnits = []struct {
 	suffix string
 	mult   int64

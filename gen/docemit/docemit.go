@@ -60,7 +60,7 @@ func index(c *contract.Contract, source string) string {
 		for _, s := range d.Subtopics {
 			subs = append(subs, "`"+s.Pattern.Text+"`")
 		}
-		fmt.Fprintf(&b, "| [%s %s](%s) | %s | %s | %s | %d | %s |\n", d.Name, d.Version, page(d), qos, ordering(d.Ordering), days(d.Retention), d.Replicas, strings.Join(subs, ", "))
+		fmt.Fprintf(&b, "| [%s %s](%s) | %s | %s | %s | %d | %s |\n", d.Name, d.Version, page(d), qos, ordering(d.Ordering), retention(c, d), d.Replicas, strings.Join(subs, ", "))
 	}
 	if len(c.Services) > 0 {
 		b.WriteString("\n## Who talks to whom\n\n```mermaid\nflowchart LR\n")
@@ -174,7 +174,7 @@ func domainPage(c *contract.Contract, d *contract.Domain, source string) string 
 		qos, slo = d.QoS.Name, "p99 publish to first delivery ≤ "+d.QoS.LatencyP99.String()
 	}
 	fmt.Fprintf(&b, "| | |\n|---|---|\n| QoS | %s (%s) |\n| ordering | %s |\n| retention | %s |\n| replicas | %d |\n| partitions | %d |\n| max payload | %d bytes (gzip above %d) |\n| retry | %d attempts, backoff %s to %s |\n\n",
-		qos, slo, ordering(d.Ordering), days(d.Retention), d.Replicas, d.Partitions, d.MaxPayload, d.CompressAbove, d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff)
+		qos, slo, ordering(d.Ordering), retention(c, d), d.Replicas, d.Partitions, d.MaxPayload, d.CompressAbove, d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff)
 	for _, s := range d.Subtopics {
 		fmt.Fprintf(&b, "## `%s`\n\n", topic(c, d, s))
 		if s.Description != "" {
@@ -208,6 +208,21 @@ func domainPage(c *contract.Contract, d *contract.Domain, source string) string 
 		}
 	}
 	return b.String()
+}
+
+// retention is a domain's retention, with the envs that differ:
+// 3d (prod 7d).
+func retention(c *contract.Contract, d *contract.Domain) string {
+	var other []string
+	for _, env := range c.Envs {
+		if r, ok := d.RetentionByEnv[env]; ok && r != d.Retention {
+			other = append(other, env+" "+days(r))
+		}
+	}
+	if len(other) == 0 {
+		return days(d.Retention)
+	}
+	return days(d.Retention) + " (" + strings.Join(other, ", ") + ")"
 }
 
 // days writes a whole number of days as such (7d), anything else as Go does.

@@ -56,7 +56,7 @@ func domainSpec(c *contract.Contract, d *contract.Domain) *ampybus.DomainSpec {
 		Namespace: c.Namespace, Envs: c.Envs, Name: d.Name, Version: d.Version,
 		Ordering: ampybus.OrderingRule(d.Ordering.Rule), OrderBy: d.Ordering.By, OrderBySequence: d.Ordering.Sequence,
 		ExpiresBy: d.Ordering.Expires, FlagExpired: d.Ordering.Expired == contract.ExpiredFlag, Restatements: d.Ordering.Restatements,
-		Retention: d.Retention, MaxPayload: d.MaxPayload, MaxInflated: d.MaxInflated, CompressAbove: d.CompressAbove,
+		Retention: d.Retention, RetentionByEnv: d.RetentionByEnv, MaxPayload: d.MaxPayload, MaxInflated: d.MaxInflated, CompressAbove: d.CompressAbove,
 		Partitions: d.Partitions, Replicas: d.Replicas, DedupeWindow: d.DedupeWindow,
 		Retry: ampybus.RetryPolicy{MaxAttempts: d.Retry.MaxAttempts, Backoff: d.Retry.Backoff, MaxBackoff: d.Retry.MaxBackoff},
 	}

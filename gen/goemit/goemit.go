@@ -287,8 +287,15 @@ func (e *emitter) domainSpec() {
 	if d.Ordering.Restatements {
 		kv = append(kv, "Restatements", jen.True())
 	}
+	kv = append(kv, "Retention", duration(d.Retention))
+	if len(d.RetentionByEnv) > 0 {
+		kv = append(kv, "RetentionByEnv", jen.Map(jen.String()).Qual("time", "Duration").Values(jen.DictFunc(func(dict jen.Dict) {
+			for env, r := range d.RetentionByEnv {
+				dict[jen.Lit(env)] = duration(r)
+			}
+		})))
+	}
 	kv = append(kv,
-		"Retention", duration(d.Retention),
 		"MaxPayload", size(d.MaxPayload),
 		"MaxInflated", size(d.MaxInflated),
 		"CompressAbove", size(d.CompressAbove),

@@ -197,7 +197,7 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "ensured %s on %s: %d partition(s), retention %s, max payload %d bytes, dedupe window %s\n",
-			d.Prefix(envN), b.Transport().Name(), d.Partitions, d.Retention, d.MaxPayload, d.DedupeWindow)
+			d.Prefix(envN), b.Transport().Name(), d.Partitions, d.RetentionIn(envN), d.MaxPayload, d.DedupeWindow)
 	}
 	return nil
 }
@@ -285,9 +285,12 @@ func describeTopic(ctx context.Context, e *env, args []string) error {
 	if d.OrderBy != "" {
 		order += " by " + d.OrderBy
 	}
+	if d.ExpiresBy != "" {
+		order += ", expiring at " + d.ExpiresBy
+	}
 	fmt.Fprintf(w, "  ordering       per partition key, %s\n", order)
 	fmt.Fprintf(w, "  retry          %d attempts, backoff %s up to %s, then %s\n", d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff, ampybus.DeadLetterDomain(d).Prefix(envN)+"."+d.Name)
-	fmt.Fprintf(w, "  limits         %d partitions, %d replica(s), retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, max(d.Replicas, 1), d.Retention, d.MaxPayload, d.CompressAbove, d.DedupeWindow)
+	fmt.Fprintf(w, "  limits         %d partitions, %d replica(s), retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, max(d.Replicas, 1), d.RetentionIn(envN), d.MaxPayload, d.CompressAbove, d.DedupeWindow)
 	pr := d.PublishRetry
 	fmt.Fprintf(w, "  publish retry  backoff %s up to %s, give up after %s (same message id)\n", pr.Backoff, pr.MaxBackoff, pr.GiveUpAfter)
 	for _, r := range catalog.Routes(d) {

@@ -320,7 +320,7 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{
 			Prefix:       d.Prefix(b.env),
-			Retention:    d.Retention,
+			Retention:    d.RetentionIn(b.env),
 			MaxPayload:   d.MaxPayload,
 			Partitions:   d.Partitions,
 			Replicas:     d.Replicas,

@@ -59,8 +59,11 @@ type DomainSpec struct {
 	// Restatements (snapshot domains): a newer snapshot of a key already
 	// handled restates it; the handler sees Message.Restatement.
 	Restatements bool
-	Retention    time.Duration
-	MaxPayload   int64
+	// Retention is how long the broker keeps the domain's messages in every
+	// env RetentionByEnv does not name; RetentionIn says for one env.
+	Retention      time.Duration
+	RetentionByEnv map[string]time.Duration
+	MaxPayload     int64
 	// MaxInflated bounds a payload after decompression (0: 4 × MaxPayload).
 	MaxInflated int64
 	// CompressAbove is the payload size above which payloads are gzipped.
@@ -108,6 +111,14 @@ func shapeOf(pattern string) string {
 // Prefix is the topic prefix of the domain in env: ampy.prod.bars.v1.
 func (d *DomainSpec) Prefix(env string) string {
 	return d.Namespace + "." + env + "." + d.Name + "." + d.Version
+}
+
+// RetentionIn is how long the broker keeps the domain's messages in env.
+func (d *DomainSpec) RetentionIn(env string) time.Duration {
+	if r, ok := d.RetentionByEnv[env]; ok {
+		return r
+	}
+	return d.Retention
 }
 
 func (d *DomainSpec) allowsEnv(env string) bool { return slices.Contains(d.Envs, env) }

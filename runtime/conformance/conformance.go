@@ -30,6 +30,7 @@ import (
 	"github.com/ampyfin/ampy-bus/generated/fx"
 	"github.com/ampyfin/ampy-bus/generated/orders"
 	"github.com/ampyfin/ampy-bus/generated/positions"
+	"github.com/ampyfin/ampy-bus/generated/ticks"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	controlv1 "github.com/ampyfin/ampy-bus/proto/ampy/control/v1"
@@ -1939,4 +1940,13 @@ func testDescribe(t *testing.T, s *suite) {
 	assert.Contains(t, prefixes, bars.Domain.Prefix("dev"))
 	_, err = desc.DescribeStream(ctx, "ampy.dev.nosuch.v1")
 	assert.ErrorIs(t, err, transport.ErrNotFound)
+
+	// Retention per env: ticks keep three days in dev and the seed's week in prod.
+	for env, want := range map[string]time.Duration{"dev": 3 * 24 * time.Hour, "prod": 7 * 24 * time.Hour} {
+		eb := s.bus(t, ampybus.WithEnv(env))
+		require.NoError(t, eb.Ensure(ctx, ticks.Domain))
+		info, err := desc.DescribeStream(ctx, ticks.Domain.Prefix(env))
+		require.NoError(t, err)
+		assert.Equal(t, want, info.Retention, "ticks in %s", env)
+	}
 }
