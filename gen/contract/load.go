@@ -208,7 +208,7 @@ func (p *parser) ident(n *yaml.Node, what string) (string, bool) {
 
 var (
 	contractKeys  = []string{"namespace", "envs", "qos", "defaults", "domains", "services", "pii", "breaking"}
-	qosKeys       = []string{"latency_p99", "description", "publish_retry"}
+	qosKeys       = []string{"latency_p99", "description", "publish_retry", "priority", "max_lag"}
 	pubRetryKeys  = []string{"backoff", "max_backoff", "give_up_after"}
 	limitKeys     = []string{"schema_version", "retention", "short_retention", "max_payload", "max_inflated", "compress_above", "partitions", "replicas", "dedupe_window", "retry"}
 	retryKeys     = []string{"max_attempts", "backoff", "max_backoff"}
@@ -359,6 +359,20 @@ func (p *parser) qosClasses(n *yaml.Node) []*QoSClass {
 		}
 		if e, ok := cm["description"]; ok {
 			q.Description, _ = p.scalar(e.val, what+" description")
+		}
+		q.Priority = PriorityNormal
+		if e, ok := cm["priority"]; ok {
+			p.priority(e.val, what, q)
+		}
+		if e, ok := cm["max_lag"]; ok {
+			if v, ok := p.scalar(e.val, what+" max_lag"); ok {
+				n, err := strconv.ParseUint(v, 10, 63)
+				if err != nil || n == 0 {
+					p.errorf(e.val, "write how many messages a consumer group may fall behind, e.g. 10000", "%s max_lag %q is not a message count", what, v)
+				} else {
+					q.MaxLag = n
+				}
+			}
 		}
 		q.PublishRetry = DefaultPublishRetry
 		if e, ok := cm["publish_retry"]; ok {

@@ -74,8 +74,31 @@ type QoSClass struct {
 	// PublishRetry is how long a producer keeps retrying a publish the
 	// broker did not acknowledge before it reports the failure.
 	PublishRetry PublishRetry
-	Pos          Pos
+	// Priority is what a producer of the class does when a consumer group
+	// falls more than MaxLag messages behind (0: it does not watch).
+	Priority Priority
+	MaxLag   uint64
+	Pos      Pos
 }
+
+// Priority ranks QoS classes for producer backpressure (seed §8: producers
+// reduce batch size or pause low-priority topics).
+type Priority string
+
+// The priorities, from never held back to first paused.
+const (
+	// PriorityCritical never slows or pauses; lag is only reported.
+	PriorityCritical Priority = "critical"
+	// PriorityHigh is never delayed; batching producers shrink their batches.
+	PriorityHigh Priority = "high"
+	// PriorityNormal is slowed, and batches shrink.
+	PriorityNormal Priority = "normal"
+	// PriorityLow is paused until the consumers catch up.
+	PriorityLow Priority = "low"
+)
+
+// Priorities lists every priority in order.
+var Priorities = []Priority{PriorityCritical, PriorityHigh, PriorityNormal, PriorityLow}
 
 // PublishRetry retries an unacknowledged publish with the same message id
 // (so broker dedupe makes the retry safe): exponential backoff from Backoff,

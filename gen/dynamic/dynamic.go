@@ -62,6 +62,9 @@ func domainSpec(c *contract.Contract, d *contract.Domain) *ampybus.DomainSpec {
 	}
 	if d.QoS != nil {
 		s.QoS, s.LatencyP99 = d.QoS.Name, d.QoS.LatencyP99
+		if d.QoS.MaxLag > 0 {
+			s.Priority, s.MaxLag, s.ConsumerGroups = ampybus.Priority(d.QoS.Priority), d.QoS.MaxLag, c.ConsumerGroups(d)
+		}
 		s.PublishRetry = ampybus.PublishRetry{Backoff: d.QoS.PublishRetry.Backoff, MaxBackoff: d.QoS.PublishRetry.MaxBackoff, GiveUpAfter: d.QoS.PublishRetry.GiveUpAfter}
 	}
 	for _, st := range d.Subtopics {

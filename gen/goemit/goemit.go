@@ -270,8 +270,20 @@ func (e *emitter) domainSpec() {
 			"Backoff", duration(d.QoS.PublishRetry.Backoff),
 			"MaxBackoff", duration(d.QoS.PublishRetry.MaxBackoff),
 			"GiveUpAfter", duration(d.QoS.PublishRetry.GiveUpAfter))),
-		"Ordering", jen.Qual(runtimePkg, orderingConst(d.Ordering.Rule)),
 	}
+	if d.QoS.MaxLag > 0 {
+		kv = append(kv,
+			"Priority", jen.Qual(runtimePkg, priorityConst(d.QoS.Priority)),
+			"MaxLag", jen.Lit(int(d.QoS.MaxLag)))
+		if groups := e.c.ConsumerGroups(d); len(groups) > 0 {
+			kv = append(kv, "ConsumerGroups", jen.Index().String().ValuesFunc(func(g *jen.Group) {
+				for _, name := range groups {
+					g.Lit(name)
+				}
+			}))
+		}
+	}
+	kv = append(kv, "Ordering", jen.Qual(runtimePkg, orderingConst(d.Ordering.Rule)))
 	if d.Ordering.By != "" {
 		kv = append(kv, "OrderBy", jen.Lit(d.Ordering.By))
 	}
@@ -318,6 +330,13 @@ func (e *emitter) domainSpec() {
 		kv = append(kv, "DeadLetter", jen.Qual(path, "Domain"))
 	}
 	f.Var().Id("Domain").Op("=").Op("&").Qual(runtimePkg, "DomainSpec").Add(fields(kv...))
+}
+
+func priorityConst(p contract.Priority) string {
+	return map[contract.Priority]string{
+		contract.PriorityCritical: "PriorityCritical", contract.PriorityHigh: "PriorityHigh",
+		contract.PriorityNormal: "PriorityNormal", contract.PriorityLow: "PriorityLow",
+	}[p]
 }
 
 func orderingConst(r contract.OrderingRule) string {
@@ -861,6 +880,13 @@ func (e *emitter) publisher(s *contract.Subtopic, n names, where string, payload
 	f.Comment("async window is full, bounded by ctx.")
 	f.Func().Params(jen.Id("p").Op("*").Id(n.Publisher)).Id("PublishAsync").Params(params...).Params(jen.Op("*").Qual(runtimePkg, "PublishFuture"), jen.Error()).Block(
 		jen.Return(jen.Id("p").Dot("pub").Dot("PublishAsync").Call(jen.Id("ctx"), jen.Id("subtopic"), jen.Id("msg"), jen.Id("opts").Op("..."))))
+	if q := e.d.QoS; q.MaxLag > 0 && q.Priority != contract.PriorityCritical {
+		f.Line()
+		f.Comment("BatchSize is how many items to put in the next message when batching: limit, or")
+		f.Commentf("a quarter of it while a consumer group of %s is over %d messages behind.", e.d.Name, q.MaxLag)
+		f.Func().Params(jen.Id("p").Op("*").Id(n.Publisher)).Id("BatchSize").Params(jen.Id("limit").Int()).Int().Block(
+			jen.Return(jen.Id("p").Dot("pub").Dot("BatchSize").Call(jen.Id("limit"))))
+	}
 }
 
 func (e *emitter) consumer(s *contract.Subtopic, n names, where string, payload jen.Code) {

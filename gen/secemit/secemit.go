@@ -80,6 +80,14 @@ func grant(c *contract.Contract, s *contract.Service, env string) Grant {
 	}
 	for _, r := range s.Publishes {
 		publish(r.Domain, []string{shape(r.Subtopic)})
+		// Its producers watch the lag of the groups that consume the domain.
+		if r.Domain.QoS != nil && r.Domain.QoS.MaxLag > 0 {
+			p := prefix(c, r.Domain, env)
+			for _, group := range c.ConsumerGroups(r.Domain) {
+				g.NATS.Add(natsbinding.LagRights(p, r.Domain.Partitions, group))
+				kafka = append(kafka, kafkabinding.LagACLs(principal, p, group)...)
+			}
+		}
 	}
 	dlq := deadLetters(c)
 	for _, r := range s.Consumes {

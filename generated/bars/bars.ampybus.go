@@ -47,15 +47,18 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  250 * time.Millisecond,
 		GiveUpAfter: 5 * time.Second,
 	},
-	Ordering:      ampybus.OrderMonotonic,
-	OrderBy:       "bars.event_time",
-	Retention:     7 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    12,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityHigh,
+	MaxLag:         100000,
+	ConsumerGroups: []string{"ampy-features", "ampy-model-server"},
+	Ordering:       ampybus.OrderMonotonic,
+	OrderBy:        "bars.event_time",
+	Retention:      7 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     12,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -245,6 +248,12 @@ func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *barsv1.
 // async window is full, bounded by ctx.
 func (p *Publisher) PublishAsync(ctx context.Context, subtopic Subtopic, msg *barsv1.BarBatch, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of bars is over 100000 messages behind.
+func (p *Publisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // Message is a delivered BarBatch with its subtopic and headers.

@@ -47,14 +47,17 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  1 * time.Second,
 		GiveUpAfter: 10 * time.Second,
 	},
-	Ordering:      ampybus.OrderAccumulate,
-	Retention:     30 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    3,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityNormal,
+	MaxLag:         5000,
+	ConsumerGroups: []string{"ampy-model-server"},
+	Ordering:       ampybus.OrderAccumulate,
+	Retention:      30 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     3,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -249,6 +252,12 @@ func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *corpora
 // async window is full, bounded by ctx.
 func (p *Publisher) PublishAsync(ctx context.Context, subtopic Subtopic, msg *corporateactionsv1.CorporateActionBatch, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of corporate_actions is over 5000 messages behind.
+func (p *Publisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // Message is a delivered CorporateActionBatch with its subtopic and headers.

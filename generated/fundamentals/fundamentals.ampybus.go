@@ -47,16 +47,19 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  1 * time.Second,
 		GiveUpAfter: 10 * time.Second,
 	},
-	Ordering:      ampybus.OrderSnapshot,
-	OrderBy:       "as_of",
-	Restatements:  true,
-	Retention:     30 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    3,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityNormal,
+	MaxLag:         5000,
+	ConsumerGroups: []string{"ampy-features", "ampy-model-server"},
+	Ordering:       ampybus.OrderSnapshot,
+	OrderBy:        "as_of",
+	Restatements:   true,
+	Retention:      30 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     3,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -256,6 +259,12 @@ func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *fundame
 // async window is full, bounded by ctx.
 func (p *Publisher) PublishAsync(ctx context.Context, subtopic Subtopic, msg *fundamentalsv1.FundamentalsSnapshot, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of fundamentals is over 5000 messages behind.
+func (p *Publisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // Message is a delivered FundamentalsSnapshot with its subtopic and headers.

@@ -48,15 +48,18 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  250 * time.Millisecond,
 		GiveUpAfter: 5 * time.Second,
 	},
-	Ordering:      ampybus.OrderLatestWins,
-	OrderBy:       "as_of",
-	Retention:     7 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    3,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityHigh,
+	MaxLag:         100000,
+	ConsumerGroups: []string{"ampy-model-server.pair", "ampy-model-server.rates"},
+	Ordering:       ampybus.OrderLatestWins,
+	OrderBy:        "as_of",
+	Retention:      7 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     3,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -190,6 +193,12 @@ func (p *RatesPublisher) Publish(ctx context.Context, subtopic RatesSubtopic, ms
 // async window is full, bounded by ctx.
 func (p *RatesPublisher) PublishAsync(ctx context.Context, subtopic RatesSubtopic, msg *fxv1.FxRate, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of fx is over 100000 messages behind.
+func (p *RatesPublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // RatesMessage is a delivered FxRate with its subtopic and headers.
@@ -417,6 +426,12 @@ func (p *PairPublisher) Publish(ctx context.Context, subtopic PairSubtopic, msg 
 // async window is full, bounded by ctx.
 func (p *PairPublisher) PublishAsync(ctx context.Context, subtopic PairSubtopic, msg *fxv1.FxRate, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of fx is over 100000 messages behind.
+func (p *PairPublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // PairMessage is a delivered FxRate with its subtopic and headers.

@@ -47,6 +47,9 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  1 * time.Second,
 		GiveUpAfter: 3 * time.Second,
 	},
+	Priority:       ampybus.PriorityLow,
+	MaxLag:         5000,
+	ConsumerGroups: []string{"dashboard"},
 	Ordering:       ampybus.OrderCounterGauge,
 	Retention:      3 * 24 * time.Hour,
 	RetentionByEnv: map[string]time.Duration{"prod": 7 * 24 * time.Hour},
@@ -198,6 +201,12 @@ func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *metrics
 // async window is full, bounded by ctx.
 func (p *Publisher) PublishAsync(ctx context.Context, subtopic Subtopic, msg *metricsv1.Metric, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of metrics is over 5000 messages behind.
+func (p *Publisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // Message is a delivered Metric with its subtopic and headers.

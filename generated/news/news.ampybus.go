@@ -48,14 +48,17 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  1 * time.Second,
 		GiveUpAfter: 10 * time.Second,
 	},
-	Ordering:      ampybus.OrderAccumulate,
-	Retention:     30 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    3,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityNormal,
+	MaxLag:         5000,
+	ConsumerGroups: []string{"ampy-features", "ampy-model-server"},
+	Ordering:       ampybus.OrderAccumulate,
+	Retention:      30 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     3,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -180,6 +183,12 @@ func (p *RawPublisher) Publish(ctx context.Context, subtopic RawSubtopic, msg *n
 // async window is full, bounded by ctx.
 func (p *RawPublisher) PublishAsync(ctx context.Context, subtopic RawSubtopic, msg *newsv1.NewsItem, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of news is over 5000 messages behind.
+func (p *RawPublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // RawMessage is a delivered NewsItem with its subtopic and headers.
@@ -335,6 +344,12 @@ func (p *NlpPublisher) Publish(ctx context.Context, subtopic NlpSubtopic, msg *n
 // async window is full, bounded by ctx.
 func (p *NlpPublisher) PublishAsync(ctx context.Context, subtopic NlpSubtopic, msg *newsv1.NewsItem, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of news is over 5000 messages behind.
+func (p *NlpPublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // NlpMessage is a delivered NewsItem with its subtopic and headers.

@@ -48,6 +48,9 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  250 * time.Millisecond,
 		GiveUpAfter: 5 * time.Second,
 	},
+	Priority:       ampybus.PriorityHigh,
+	MaxLag:         100000,
+	ConsumerGroups: []string{"ampy-features.quote", "ampy-features.trade"},
 	Ordering:       ampybus.OrderMonotonic,
 	OrderBy:        "event_time",
 	Retention:      3 * 24 * time.Hour,
@@ -215,6 +218,12 @@ func (p *TradePublisher) Publish(ctx context.Context, subtopic TradeSubtopic, ms
 // async window is full, bounded by ctx.
 func (p *TradePublisher) PublishAsync(ctx context.Context, subtopic TradeSubtopic, msg *ticksv1.TradeTick, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of ticks is over 100000 messages behind.
+func (p *TradePublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // TradeMessage is a delivered TradeTick with its subtopic and headers.
@@ -403,6 +412,12 @@ func (p *QuotePublisher) Publish(ctx context.Context, subtopic QuoteSubtopic, ms
 // async window is full, bounded by ctx.
 func (p *QuotePublisher) PublishAsync(ctx context.Context, subtopic QuoteSubtopic, msg *ticksv1.QuoteTick, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of ticks is over 100000 messages behind.
+func (p *QuotePublisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // QuoteMessage is a delivered QuoteTick with its subtopic and headers.

@@ -47,15 +47,18 @@ var Domain = &ampybus.DomainSpec{
 		MaxBackoff:  1 * time.Second,
 		GiveUpAfter: 10 * time.Second,
 	},
-	Ordering:      ampybus.OrderSnapshot,
-	OrderBy:       "as_of",
-	Retention:     30 * 24 * time.Hour,
-	MaxPayload:    1 << 20,
-	MaxInflated:   4 << 20,
-	CompressAbove: 128 << 10,
-	Partitions:    3,
-	Replicas:      1,
-	DedupeWindow:  2 * time.Minute,
+	Priority:       ampybus.PriorityNormal,
+	MaxLag:         5000,
+	ConsumerGroups: []string{"ampy-features", "ampy-model-server"},
+	Ordering:       ampybus.OrderSnapshot,
+	OrderBy:        "as_of",
+	Retention:      30 * 24 * time.Hour,
+	MaxPayload:     1 << 20,
+	MaxInflated:    4 << 20,
+	CompressAbove:  128 << 10,
+	Partitions:     3,
+	Replicas:       1,
+	DedupeWindow:   2 * time.Minute,
 	Retry: ampybus.RetryPolicy{
 		MaxAttempts: 5,
 		Backoff:     100 * time.Millisecond,
@@ -210,6 +213,12 @@ func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *univers
 // async window is full, bounded by ctx.
 func (p *Publisher) PublishAsync(ctx context.Context, subtopic Subtopic, msg *universev1.UniverseSnapshot, opts ...ampybus.PublishOption) (*ampybus.PublishFuture, error) {
 	return p.pub.PublishAsync(ctx, subtopic, msg, opts...)
+}
+
+// BatchSize is how many items to put in the next message when batching: limit, or
+// a quarter of it while a consumer group of universe is over 5000 messages behind.
+func (p *Publisher) BatchSize(limit int) int {
+	return p.pub.BatchSize(limit)
 }
 
 // Message is a delivered UniverseSnapshot with its subtopic and headers.

@@ -150,6 +150,14 @@ func (h *Hook) OnResult(ctx context.Context, e *ampybus.DeliveryEvent, r ampybus
 	}
 }
 
+// OnPressure moves the backpressure gauge of a domain whose producers start
+// or stop backing off.
+func (h *Hook) OnPressure(e ampybus.PressureStats) {
+	if h.metrics != nil {
+		h.metrics.pressure(e)
+	}
+}
+
 // OnSubscribe registers the subscription's lag gauge.
 func (h *Hook) OnSubscribe(_ context.Context, e *ampybus.SubscriptionEvent) {
 	if h.metrics != nil {

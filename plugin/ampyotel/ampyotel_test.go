@@ -232,3 +232,24 @@ func sums(rm metricdata.ResourceMetrics) map[string]int64 {
 	}
 	return out
 }
+
+// The backpressure gauge is 1 for a domain while its producers back off and
+// 0 once the consumer groups caught up.
+func TestBackpressureGauge(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	h, err := ampyotel.New(ampyotel.WithMeterProvider(mp))
+	require.NoError(t, err)
+	read := func() int64 {
+		var rm metricdata.ResourceMetrics
+		require.NoError(t, reader.Collect(context.Background(), &rm))
+		return sums(rm)[ampyotel.MetricBackpressure+" topic=ampy.prod.metrics.v1"]
+	}
+	e := ampybus.PressureStats{Domain: "ampy.prod.metrics.v1", Priority: ampybus.PriorityLow, MaxLag: 5000, Lag: 6000, Group: "dashboard", Lagging: true}
+	h.OnPressure(e)
+	assert.Equal(t, int64(1), read())
+	e.Lagging, e.Lag = false, 100
+	h.OnPressure(e)
+	assert.Equal(t, int64(0), read())
+}

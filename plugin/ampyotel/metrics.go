@@ -26,6 +26,10 @@ const (
 	MetricDLQ             = "bus.dlq_total"
 	MetricRetry           = "bus.retry_total"
 	MetricDecodeFail      = "bus.decode_fail_total"
+	// MetricBackpressure is 1 while a domain's producers back off because a
+	// consumer group the contract names lags past max_lag, by domain prefix
+	// and the group most behind (ampybus.PressureHook).
+	MetricBackpressure = "bus.backpressure_active"
 )
 
 // Label names of the bus.* metrics.
@@ -41,6 +45,7 @@ const lagTimeout = 2 * time.Second
 
 type metrics struct {
 	produced, consumed, dlq, retry, decodeFail metric.Int64Counter
+	backpressure                               metric.Int64UpDownCounter
 	latency                                    metric.Float64Histogram
 	batchSize                                  metric.Int64Histogram
 	sent                                       messagingconv.ClientSentMessages
@@ -108,6 +113,10 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	if _, err = m.Int64ObservableGauge(MetricConsumerLag,
 		metric.WithDescription("Messages of a subscription not yet acknowledged, by topic pattern and consumer group."),
 		metric.WithInt64Callback(x.observeLag)); err != nil {
+		return nil, err
+	}
+	if x.backpressure, err = m.Int64UpDownCounter(MetricBackpressure,
+		metric.WithDescription("1 while a domain's producers back off because a consumer group lags past the contract's max_lag, by domain prefix.")); err != nil {
 		return nil, err
 	}
 	if x.sent, err = messagingconv.NewClientSentMessages(m); err != nil {
@@ -239,6 +248,15 @@ func (x *metrics) onResult(ctx context.Context, e *ampybus.DeliveryEvent, r ampy
 			return attribute.NewSet(kv...)
 		}))
 	}
+}
+
+// pressure moves the domain's backpressure gauge with each episode.
+func (x *metrics) pressure(e ampybus.PressureStats) {
+	n := int64(-1)
+	if e.Lagging {
+		n = 1
+	}
+	x.backpressure.Add(context.Background(), n, metric.WithAttributeSet(x.topicSet(e.Domain)))
 }
 
 func (x *metrics) subscribed(e *ampybus.SubscriptionEvent) {

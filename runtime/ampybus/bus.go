@@ -84,6 +84,15 @@ type Bus struct {
 	// subscriptions without a group, which each need their own scope in it.
 	dedupe *dedupe.Memory
 	subs   atomic.Uint64
+
+	// pressures holds each watched domain's backpressure (*DomainSpec →
+	// *pressure); its watchers run until stopWatch.
+	pressures sync.Map
+	watchers  sync.WaitGroup
+	watchCtx  context.Context
+	stopWatch context.CancelFunc
+	lagPoll   time.Duration
+	slowRate  int
 }
 
 // DefaultDedupeCapacity is how many marks (one per applied message) the
@@ -123,6 +132,8 @@ type options struct {
 	provision   bool
 	blobs       blob.Store
 	failFull    bool
+	lagPoll     time.Duration
+	slowRate    int
 }
 
 // Option configures Open.
@@ -225,7 +236,7 @@ func NewBus(t transport.Transport, opts ...Option) (*Bus, error) {
 }
 
 func newOptions(opts []Option) (options, error) {
-	o := options{env: "dev", log: slog.Default()}
+	o := options{env: "dev", log: slog.Default(), lagPoll: DefaultLagPoll, slowRate: DefaultSlowRate}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -238,6 +249,12 @@ func newOptions(opts []Option) (options, error) {
 	if _, err := newHooks(o.hooks); err != nil {
 		return o, err
 	}
+	if o.lagPoll <= 0 {
+		return o, fmt.Errorf("WithLagPoll(%s): the interval must be positive", o.lagPoll)
+	}
+	if o.slowRate <= 0 {
+		return o, fmt.Errorf("WithSlowRate(%d): the rate must be positive", o.slowRate)
+	}
 	if o.asyncWindow < 0 {
 		return o, fmt.Errorf("WithAsyncWindow(%d): the window must be positive (0 takes the binding's default)", o.asyncWindow)
 	}
@@ -246,8 +263,11 @@ func newOptions(opts []Option) (options, error) {
 
 func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
-	return &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
-		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, dedupe: dedupe.NewMemory(DefaultDedupeCapacity)}
+	b := &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
+		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, dedupe: dedupe.NewMemory(DefaultDedupeCapacity),
+		lagPoll: o.lagPoll, slowRate: o.slowRate}
+	b.watchCtx, b.stopWatch = context.WithCancel(context.Background())
+	return b
 }
 
 // Env is the environment the bus publishes and subscribes in.
@@ -288,6 +308,8 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	b.stopWatch()
+	b.watchers.Wait()
 	err := b.t.Close()
 	if b.stopBinding != nil {
 		b.stopBinding()

@@ -11,8 +11,8 @@ import (
 )
 
 // Hook is the one place cross-cutting concerns attach (metrics, traces,
-// logs): any value implementing one or more of PublishHook, DeliveryHook and
-// SubscriptionHook, passed to WithHooks. Hooks run synchronously on the hot
+// logs): any value implementing one or more of PublishHook, DeliveryHook,
+// SubscriptionHook and PressureHook, passed to WithHooks. Hooks run synchronously on the hot
 // path, in the order given: keep them quick, and safe for concurrent use.
 // With none attached the bus builds no event at all.
 type Hook = any
@@ -59,9 +59,10 @@ func WithHooks(hooks ...Hook) Option {
 
 // hooks are a bus's hooks sorted by what they implement.
 type hooks struct {
-	publish []PublishHook
-	deliver []DeliveryHook
-	subs    []SubscriptionHook
+	publish  []PublishHook
+	deliver  []DeliveryHook
+	subs     []SubscriptionHook
+	pressure []PressureHook
 }
 
 func newHooks(list []Hook) (hooks, error) {
@@ -70,8 +71,12 @@ func newHooks(list []Hook) (hooks, error) {
 		p, isP := x.(PublishHook)
 		d, isD := x.(DeliveryHook)
 		s, isS := x.(SubscriptionHook)
-		if !isP && !isD && !isS {
-			return h, fmt.Errorf("WithHooks: %T implements none of PublishHook, DeliveryHook and SubscriptionHook", x)
+		pr, isPr := x.(PressureHook)
+		if !isP && !isD && !isS && !isPr {
+			return h, fmt.Errorf("WithHooks: %T implements none of PublishHook, DeliveryHook, SubscriptionHook and PressureHook", x)
+		}
+		if isPr {
+			h.pressure = append(h.pressure, pr)
 		}
 		if isP {
 			h.publish = append(h.publish, p)

@@ -81,6 +81,14 @@ func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publishe
 	return &Publisher[S, P]{bus: b, route: r}
 }
 
+// BatchSize is how many items a producer that batches (BarBatch,
+// TickBatch) should put in its next message: limit, or a quarter of it
+// while a consumer group of the domain lags past the contract's max_lag
+// (seed §8: producers reduce batch size). Critical domains always get limit.
+func (p *Publisher[S, P]) BatchSize(limit int) int {
+	return p.bus.batchSize(p.route.Spec.Domain, limit)
+}
+
 // PublishResult is where a published message was stored.
 type PublishResult struct {
 	MessageID string
@@ -127,10 +135,18 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 	if err != nil {
 		return PublishResult{}, err
 	}
-	ack, err := p.bus.send(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m)
+	d := p.route.Spec.Domain
+	watching, err := p.bus.admit(ctx, d)
+	if err != nil {
+		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	ack, err := p.bus.send(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m)
 	if err != nil {
 		// The id lets the caller republish the same message (WithMessageID).
 		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
+	if !watching {
+		p.bus.startWatch(d)
 	}
 	return result(m, ack), nil
 }
@@ -143,8 +159,16 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	if err != nil {
 		return nil, err
 	}
+	d := p.route.Spec.Domain
+	watching, err := p.bus.admit(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
+	}
 	f := &PublishFuture{}
-	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, p.route.Spec.Domain, p.route.Spec}, s, m, f); err != nil {
+	if !watching {
+		f.onSuccess = func() { p.bus.startWatch(d) }
+	}
+	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m, f); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
 	}
 	return f, nil
@@ -168,6 +192,9 @@ type PublishFuture struct {
 	err      error
 	// send is the publish's retry state while it is in flight.
 	send asyncSend
+	// onSuccess runs once the broker stored the message (the first publish
+	// to a watched domain starts the watch).
+	onSuccess func()
 }
 
 // Done is closed when the outcome is known.

@@ -194,7 +194,12 @@ func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
 		close(f.done)
 	}
 	f.send = asyncSend{} // the message and its context are not held past the outcome
+	onSuccess := f.onSuccess
+	f.onSuccess = nil
 	f.mu.Unlock()
+	if err == nil && onSuccess != nil {
+		onSuccess()
+	}
 }
 
 // retries counts async publishes between a failed attempt and the outcome

@@ -33,6 +33,22 @@ const (
 	OrderCounterGauge OrderingRule = "counter_gauge"
 )
 
+// Priority ranks QoS classes for producer backpressure.
+type Priority string
+
+// The priorities, from never held back to first paused.
+const (
+	// PriorityCritical never slows or pauses; lag is only reported.
+	PriorityCritical Priority = "critical"
+	// PriorityHigh is never delayed; Publisher.BatchSize shrinks.
+	PriorityHigh Priority = "high"
+	// PriorityNormal is slowed (WithSlowRate), and batches shrink.
+	PriorityNormal Priority = "normal"
+	// PriorityLow is paused until the consumers catch up, bounded by the
+	// publish's context.
+	PriorityLow Priority = "low"
+)
+
 // DomainSpec is one domain as the contract states it. Generated packages
 // declare one; the runtime derives streams, limits and checks from it.
 type DomainSpec struct {
@@ -45,8 +61,15 @@ type DomainSpec struct {
 	// PublishRetry is the QoS class's rule for retrying an unacknowledged
 	// publish; zero means DefaultPublishRetry.
 	PublishRetry PublishRetry
-	Ordering     OrderingRule
-	OrderBy      string
+	// Priority and MaxLag are the QoS class's backpressure rule: when one of
+	// ConsumerGroups (the groups the contract's services consume the domain
+	// with) is more than MaxLag messages behind, producers back off by
+	// Priority. MaxLag 0: producers do not watch.
+	Priority       Priority
+	MaxLag         uint64
+	ConsumerGroups []string
+	Ordering       OrderingRule
+	OrderBy        string
 	// OrderBySequence says OrderBy is an integer sequence, not a time; the
 	// engine compares it on the same axis (SequenceTime) and logs the number.
 	OrderBySequence bool

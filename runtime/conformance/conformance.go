@@ -138,6 +138,7 @@ func Run(t *testing.T, b Binding) {
 		{"OrderSubmitAmendCancelTravelInOrder", testOrderChain},
 		{"SignalsKeyByHorizonAndExpire", testSignals},
 		{"FundamentalsRestatementsAreNotRegressions", testRestatements},
+		{"ProducersBackOffWhileAConsumerGroupLags", testProducerBackpressure},
 		{"KilledMidBatchAppliesEachMessageOnce", testKilledMidBatch},
 		{"FaultInjection", testFaultInjection},
 		{"LargePayloadsAreCompressedDeterministically", testCompression},

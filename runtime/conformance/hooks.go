@@ -150,7 +150,7 @@ func testHooks(t *testing.T, s *suite) {
 	assert.Equal(t, ampybus.Stats{Handled: 2, Retried: 1, DeadLettered: 2, Duplicates: 1}, rec.stopped[0])
 
 	_, err = ampybus.Open(ctx, s.broker.URL(), ampybus.WithHooks(struct{}{}))
-	assert.ErrorContains(t, err, "WithHooks: struct {} implements none of PublishHook, DeliveryHook and SubscriptionHook")
+	assert.ErrorContains(t, err, "WithHooks: struct {} implements none of PublishHook, DeliveryHook, SubscriptionHook and PressureHook")
 }
 
 func filter(lines []string, prefix string) []string {

@@ -55,6 +55,14 @@ func ConsumeACLs(principal, topic, group string) []ACL {
 		kmsg.ACLOperationRead, kmsg.ACLOperationDescribe)...)
 }
 
+// LagACLs let a principal read the lag of a group it does not belong to
+// (transport.LagReader): describe the group and its committed offsets, and
+// the topic's end offsets.
+func LagACLs(principal, topic, group string) []ACL {
+	out := acls(principal, kmsg.ACLResourceTypeTopic, kmsg.ACLResourcePatternTypeLiteral, topic, kmsg.ACLOperationDescribe)
+	return append(out, acls(principal, kmsg.ACLResourceTypeGroup, kmsg.ACLResourcePatternTypeLiteral, group, kmsg.ACLOperationDescribe)...)
+}
+
 // ReadACLs lets a principal read a topic outside any group (a replay, a
 // snapshot).
 func ReadACLs(principal, topic string) []ACL {

@@ -67,6 +67,19 @@ func PublishRights(prefix string, shapes []string) Rights {
 	return r
 }
 
+// LagRights let a producer read the lag of a consumer group it does not
+// belong to (transport.LagReader): the stream's info and the info of each
+// of the group's partition consumers, nothing that reads or settles.
+func LagRights(prefix string, partitions int, group string) Rights {
+	st := StreamName(prefix)
+	r := Rights{Publish: []string{"$JS.API.STREAM.INFO." + st}}
+	for p := range max(partitions, 1) {
+		r.Publish = append(r.Publish, "$JS.API.CONSUMER.INFO."+st+"."+groupName(group, p))
+	}
+	r.Add(Rights{})
+	return r
+}
+
 // GroupRights lets a member of a consumer group read a stream of the given
 // partition count: its partition consumers (create, info, pull, unpin,
 // ack), the stream's info, and its group's entries in the presence bucket.

@@ -281,6 +281,16 @@ type StreamInfo struct {
 	Created     time.Time
 }
 
+// LagReader is implemented by bindings that can read a consumer group's lag
+// without joining the group: producers watch it to back off.
+type LagReader interface {
+	// GroupLag is how many messages of s the group has not yet acknowledged
+	// (NATS: pending plus unacked over its partition consumers; Kafka: end
+	// offsets minus its commits). ErrNotFound when the group has never
+	// consumed s.
+	GroupLag(ctx context.Context, s Stream, group string) (uint64, error)
+}
+
 // Describer is implemented by bindings that can say what the broker holds;
 // ampybusctl's list-topics and describe-topic use it.
 type Describer interface {
