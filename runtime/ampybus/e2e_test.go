@@ -24,11 +24,13 @@ import (
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	"github.com/ampyfin/ampy-bus/generated/fills"
 	"github.com/ampyfin/ampy-bus/generated/orders"
+	"github.com/ampyfin/ampy-bus/generated/signals"
 	"github.com/ampyfin/ampy-bus/generated/ticks"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	fillsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fills/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
+	signalsv1 "github.com/ampyfin/ampy-bus/proto/ampy/signals/v1"
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/blob"
@@ -337,6 +339,20 @@ func TestBadInputPublishesNothing(t *testing.T) {
 				&ticksv1.TradeTick{Security: &commonv1.SecurityId{Symbol: "MSFT", Mic: "XNAS"}})
 			return err
 		}, ampybus.ErrContract, `publish ampy.dev.ticks.v1.trade.AAPL: contract violation: payload security.symbol "MSFT" does not match subtopic {symbol} "AAPL"`},
+		{"a bar of the batch for another security", func() error {
+			mixed := barBatch()
+			other := barBatch().Bars[0]
+			other.Security = &commonv1.SecurityId{Symbol: "MSFT", Mic: "XNAS"}
+			mixed.Bars = append(mixed.Bars, other)
+			_, err := bars.NewPublisher(b).Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), mixed)
+			return err
+		}, ampybus.ErrContract, `publish ampy.dev.bars.v1.XNAS.AAPL: contract violation: payload bars[1].security.symbol "MSFT" does not match subtopic {symbol} "AAPL"`},
+		{"a signal that expires when it is generated", func() error {
+			at := timestamppb.Now()
+			_, err := signals.NewPublisher(b).Publish(ctx, signals.MustSubtopic("hyper@2025-09-05"), &signalsv1.Signal{
+				ModelId: "hyper@2025-09-05", Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, GeneratedAt: at, ExpiresAt: at})
+			return err
+		}, ampybus.ErrContract, `is not after generated_at`},
 		{"key field empty", func() error {
 			_, err := ticks.NewTradePublisher(b).Publish(ctx, ticks.MustTradeSubtopic("MSFT"),
 				&ticksv1.TradeTick{Security: &commonv1.SecurityId{Symbol: "MSFT"}})
