@@ -61,8 +61,17 @@ type keyParts struct {
 	g *jen.Group
 	// done maps a field path already checked (and, for a path through
 	// repeated fields, gathered into a variable) to its key text, so the
-	// partition and dedupe keys share the work.
+	// partition and dedupe keys share the work. An optional use ("x?") is
+	// cached apart from a required one, which must still check the field.
 	done map[string]jen.Code
+}
+
+// doneKey names a part in keyParts.done.
+func doneKey(p contract.Part) string {
+	if p.Optional {
+		return p.Field.Text + "?"
+	}
+	return p.Field.Text
 }
 
 // template emits checks that each field part has a value and returns the
@@ -94,8 +103,8 @@ func (k *keyParts) template(t *contract.Template, what string) jen.Code {
 func (k *keyParts) single(t *contract.Template, what string, p contract.Part) jen.Code {
 	v := k.e.fieldExpr("m", k.s.Payload, p.Field)
 	text := keyText(p.Field.Fields[len(p.Field.Fields)-1], v)
-	if _, ok := k.done[p.Field.Text]; !ok {
-		k.done[p.Field.Text] = text
+	if _, ok := k.done[doneKey(p)]; !ok {
+		k.done[doneKey(p)] = text
 		if check := unsetCheck(p, v); check != nil {
 			k.g.If(check).Block(jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
 				jen.Lit(fmt.Sprintf("%%w: %s %s needs payload field %s, which is %s", what, t.Text, p.Field.Text, unsetWord(p))),
@@ -107,11 +116,11 @@ func (k *keyParts) single(t *contract.Template, what string, p contract.Part) je
 
 // optionalTime emits the key text of an optional Timestamp: empty when unset.
 func (k *keyParts) optionalTime(p contract.Part) jen.Code {
-	if v, ok := k.done[p.Field.Text]; ok {
+	if v, ok := k.done[doneKey(p)]; ok {
 		return v
 	}
-	name := localName(p.Field)
-	k.done[p.Field.Text] = jen.Id(name)
+	name := localName(p)
+	k.done[doneKey(p)] = jen.Id(name)
 	k.g.Var().Id(name).String()
 	k.g.If(jen.Id("ts").Op(":=").Add(k.e.fieldExpr("m", k.s.Payload, p.Field)), jen.Id("ts").Op("!=").Nil()).Block(
 		jen.Id(name).Op("=").Add(keyText(p.Field.Fields[len(p.Field.Fields)-1], jen.Id("ts"))))
@@ -122,12 +131,12 @@ func (k *keyParts) optionalTime(p contract.Part) jen.Code {
 // one variable: every element must give the same text, and at least one
 // must have the field, for the key to be the key of the whole message.
 func (k *keyParts) gathered(t *contract.Template, what string, p contract.Part) jen.Code {
-	if v, ok := k.done[p.Field.Text]; ok {
+	if v, ok := k.done[doneKey(p)]; ok {
 		return v
 	}
-	name := localName(p.Field)
-	k.done[p.Field.Text] = jen.Id(name)
-	seen := name + "Seen"
+	name := localName(p)
+	k.done[doneKey(p)] = jen.Id(name)
+	seen := strings.TrimSuffix(name, "Text") + "Seen"
 	k.g.Var().Defs(jen.Id(name).String(), jen.Id(seen).Bool())
 	fail := func(format string, args ...jen.Code) jen.Code {
 		return jen.Return(jen.Qual(runtimePkg, "Keys").Values(), jen.Qual("fmt", "Errorf").Call(
@@ -157,23 +166,23 @@ func (k *keyParts) gathered(t *contract.Template, what string, p contract.Part) 
 	return jen.Id(name)
 }
 
-// localName is the variable a gathered field path is read into:
-// lines.period_end → linesPeriodEnd.
-func localName(fp contract.FieldPath) string {
+// localName is the variable a field's key text is read into:
+// lines.period_end → linesPeriodEndText (optional: linesPeriodEndOptText).
+// The suffix keeps it clear of the file's imports (time, fmt, …) and of
+// the function's own names.
+func localName(p contract.Part) string {
 	var b strings.Builder
-	for i, part := range strings.Split(fp.Text, ".") {
+	for i, part := range strings.Split(p.Field.Text, ".") {
 		if i == 0 {
-			b.WriteString(naming.Unexported(part))
+			b.WriteString(strings.TrimSuffix(naming.Unexported(part), "_"))
 		} else {
 			b.WriteString(naming.Exported(part))
 		}
 	}
-	switch n := b.String(); n {
-	case "s", "m", "got", "text", "ts", "i", "x":
-		return n + "Key"
-	default:
-		return n
+	if p.Optional {
+		b.WriteString("Opt")
 	}
+	return b.String() + "Text"
 }
 
 // unsetCheck is the condition under which a key field has no value, nil
@@ -251,10 +260,9 @@ func (e *emitter) each(g *jen.Group, recv *jen.Statement, md protoreflect.Messag
 				walk(g, jen.Id(ev), fd.Message(), i+1, where+"[%d]", append(slices.Clip(idx), jen.Id(iv)))
 			})
 		case contract.Conditional(fd, i == len(path)-1):
-			v := naming.Unexported(string(fd.Name()))
-			if v == "s" || v == "m" || v == "got" || v == "text" {
-				v += "Msg"
-			}
+			// The oneof member, named for itself with a suffix that keeps
+			// it clear of imports and the function's names: splitMsg.
+			v := strings.TrimSuffix(naming.Unexported(string(fd.Name())), "_") + "Msg"
 			g.If(jen.Id(v).Op(":=").Add(get), jen.Id(v).Op("!=").Nil()).BlockFunc(func(g *jen.Group) {
 				walk(g, jen.Id(v), fd.Message(), i+1, where, idx)
 			})

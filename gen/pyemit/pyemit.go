@@ -445,10 +445,17 @@ func (e Emitter) template(b *bytes.Buffer, t *contract.Template, what string, ch
 		case p.Param != "":
 			parts = append(parts, "s."+ident(p.Param))
 		case p.Field.Each() || (p.Optional && contract.IsTimestamp(p.Field.Fields[len(p.Field.Fields)-1])):
-			v, ok := gathered[p.Field.Text]
+			key := p.Field.Text
+			if p.Optional {
+				key += "?"
+			}
+			v, ok := gathered[key]
 			if !ok {
-				v = "_" + strings.ReplaceAll(p.Field.Text, ".", "_")
-				gathered[p.Field.Text] = v
+				v = "_key_" + strings.ReplaceAll(p.Field.Text, ".", "_")
+				if p.Optional {
+					v += "_opt"
+				}
+				gathered[key] = v
 				optional := ""
 				if p.Optional {
 					optional = ", optional=True"

@@ -199,22 +199,22 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 		return ampybus.Keys{}, fmt.Errorf("%w: payload security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, got, s.symbol)
 	}
 	var (
-		linesPeriodEnd     string
-		linesPeriodEndSeen bool
+		linesPeriodEndOptText string
+		linesPeriodEndOptSeen bool
 	)
 	for i, x := range m.GetLines() {
 		if ts := x.GetPeriodEnd(); ts != nil {
 			text := ts.AsTime().Format(time.RFC3339Nano)
-			if linesPeriodEndSeen && text != linesPeriodEnd {
-				return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs one lines.period_end for the whole message, but lines[%d].period_end is %q and an earlier one %q", ampybus.ErrContract, i, text, linesPeriodEnd)
+			if linesPeriodEndOptSeen && text != linesPeriodEndOptText {
+				return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs one lines.period_end for the whole message, but lines[%d].period_end is %q and an earlier one %q", ampybus.ErrContract, i, text, linesPeriodEndOptText)
 			}
-			linesPeriodEnd, linesPeriodEndSeen = text, true
+			linesPeriodEndOptText, linesPeriodEndOptSeen = text, true
 		}
 	}
 	if m.GetSource() == "" {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs payload field source, which is empty", ampybus.ErrContract)
 	}
-	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + linesPeriodEnd + "|" + m.GetSource()}, nil
+	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + linesPeriodEndOptText + "|" + m.GetSource()}, nil
 }
 
 // orderTime is the as_of the contract orders FundamentalsSnapshot messages by (the newest, across

@@ -28,7 +28,7 @@ const (
 	MetricDecodeFail      = "bus.decode_fail_total"
 	// MetricBackpressure is 1 while a domain's producers back off because a
 	// consumer group the contract names lags past max_lag, by domain prefix
-	// and the group most behind (ampybus.PressureHook).
+	// (ampybus.PressureHook; the bus logs which group).
 	MetricBackpressure = "bus.backpressure_active"
 )
 

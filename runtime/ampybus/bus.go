@@ -87,12 +87,13 @@ type Bus struct {
 
 	// pressures holds each watched domain's backpressure (*DomainSpec →
 	// *pressure); its watchers run until stopWatch.
-	pressures sync.Map
-	watchers  sync.WaitGroup
-	watchCtx  context.Context
-	stopWatch context.CancelFunc
-	lagPoll   time.Duration
-	slowRate  int
+	pressures  sync.Map
+	watchers   sync.WaitGroup
+	watchCtx   context.Context
+	stopWatch  context.CancelFunc
+	lagPoll    time.Duration
+	slowRate   int
+	noLagWatch bool
 }
 
 // DefaultDedupeCapacity is how many marks (one per applied message) the
@@ -134,6 +135,7 @@ type options struct {
 	failFull    bool
 	lagPoll     time.Duration
 	slowRate    int
+	noLagWatch  bool
 }
 
 // Option configures Open.
@@ -265,7 +267,7 @@ func newBus(t transport.Transport, o options) *Bus {
 	h, _ := newHooks(o.hooks) // checked in newOptions
 	b := &Bus{t: t, env: o.env, producer: o.producer, source: o.source, runID: o.runID, log: o.log, blobs: o.blobs,
 		hooks: h, provision: o.provision, ensured: map[streamKey]*ensureOnce{}, dedupe: dedupe.NewMemory(DefaultDedupeCapacity),
-		lagPoll: o.lagPoll, slowRate: o.slowRate}
+		lagPoll: o.lagPoll, slowRate: o.slowRate, noLagWatch: o.noLagWatch}
 	b.watchCtx, b.stopWatch = context.WithCancel(context.Background())
 	return b
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/ampyfin/ampy-bus/runtime/transport"
 )
 
@@ -37,6 +39,17 @@ func WithLagPoll(d time.Duration) Option { return func(o *options) { o.lagPoll =
 // WithSlowRate sets the publishes per second a normal-priority domain is
 // paced to while a consumer group lags (DefaultSlowRate).
 func WithSlowRate(perSecond int) Option { return func(o *options) { o.slowRate = perSecond } }
+
+// WithoutLagWatch turns producer backpressure off for this bus: it never
+// reads consumer lag and never holds a publish back. For tools whose writes
+// must go through whatever the consumers do (a backfill an operator
+// watches, a load generator).
+func WithoutLagWatch() Option { return func(o *options) { o.noLagWatch = true } }
+
+// maxLagFailures is how many polls in a row may fail to read the lag before
+// a lagging domain is let go: producers must not stay held back on a
+// reading nobody can refresh.
+const maxLagFailures = 5
 
 // PressureHook sees a domain's producers start and stop backing off.
 type PressureHook interface {
@@ -85,8 +98,11 @@ type pressure struct {
 	group                    atomic.Pointer[string]
 	checked                  atomic.Int64
 	paused, slowed, episodes atomic.Uint64
-	// next is the next free publish slot of a slowed domain, unix nanos.
-	next atomic.Int64
+	// limiter paces a slowed domain's publishes.
+	limiter *rate.Limiter
+	// failures counts polls in a row that could not read the lag; only
+	// the watcher touches it.
+	failures int
 
 	mu      sync.Mutex
 	lagging atomic.Bool // written under mu, with clear
@@ -103,7 +119,7 @@ func watched(d *DomainSpec) bool { return d.MaxLag > 0 && len(d.ConsumerGroups) 
 // the watch (startWatch), so an identity that may not publish there never
 // reads its groups' lag either.
 func (b *Bus) admit(ctx context.Context, d *DomainSpec) (watching bool, err error) {
-	if !watched(d) {
+	if !watched(d) || b.noLagWatch {
 		return true, nil
 	}
 	v, ok := b.pressures.Load(d)
@@ -126,7 +142,7 @@ func (b *Bus) admit(ctx context.Context, d *DomainSpec) (watching bool, err erro
 // batchSize is limit, or a quarter of it while a watched group lags and
 // the domain's priority lets producers shrink their batches.
 func (b *Bus) batchSize(d *DomainSpec, limit int) int {
-	if d.MaxLag == 0 || len(d.ConsumerGroups) == 0 || d.Priority == PriorityCritical {
+	if !watched(d) || d.Priority == PriorityCritical {
 		return limit
 	}
 	if v, ok := b.pressures.Load(d); ok && v.(*pressure).lagging.Load() {
@@ -145,7 +161,7 @@ func (b *Bus) startWatch(d *DomainSpec) {
 	if !ok {
 		return
 	}
-	p := &pressure{b: b, d: d, lr: lr, clear: make(chan struct{})}
+	p := &pressure{b: b, d: d, lr: lr, clear: make(chan struct{}), limiter: rate.NewLimiter(rate.Limit(b.slowRate), 1)}
 	if _, loaded := b.pressures.LoadOrStore(d, p); loaded {
 		return
 	}
@@ -162,6 +178,9 @@ func (b *Bus) startWatch(d *DomainSpec) {
 
 func (p *pressure) watch() {
 	defer p.b.watchers.Done()
+	// A bus that closes, or a watch that ends, holds nothing back: waiting
+	// publishes wake, and hooks see the episode end.
+	defer p.set(false)
 	t := time.NewTicker(p.b.lagPoll)
 	defer t.Stop()
 	for {
@@ -197,10 +216,15 @@ func (p *pressure) poll() bool {
 		case errors.Is(err, transport.ErrForbidden):
 			p.b.log.Warn("backpressure off: this identity may not read the lag of the groups that consume the domain; grant it from the contract (ampybus-gen -security)",
 				"topic", s.Prefix, "group", g, "err", err)
-			p.set(false)
 			return false
 		case err != nil:
-			if ctx.Err() == nil {
+			if ctx.Err() != nil {
+				return true // closing
+			}
+			if p.failures++; p.failures == maxLagFailures && p.lagging.Load() {
+				p.b.log.Warn("backpressure: group lag unreadable; no longer holding producers back on the last reading", "topic", s.Prefix, "group", g, "polls", p.failures, "err", err)
+				p.set(false)
+			} else {
 				p.b.log.Debug("backpressure: group lag unreadable; keeping the last state", "topic", s.Prefix, "group", g, "err", err)
 			}
 			return true
@@ -209,6 +233,7 @@ func (p *pressure) poll() bool {
 			most, who = n, g
 		}
 	}
+	p.failures = 0
 	p.lag.Store(most)
 	p.group.Store(&who)
 	p.checked.Store(time.Now().UnixNano())
@@ -239,7 +264,7 @@ func (p *pressure) set(lagging bool) {
 		st.Episodes++
 		p.b.log.Warn("backpressure: a consumer group is behind; producers back off", "topic", st.Domain, "group", st.Group,
 			"lag", st.Lag, "max_lag", st.MaxLag, "priority", string(st.Priority), "action", action(st.Priority))
-	} else {
+	} else if p.b.watchCtx.Err() == nil {
 		p.b.log.Info("backpressure: the consumer groups caught up; producers resume", "topic", st.Domain, "lag", st.Lag, "max_lag", st.MaxLag)
 	}
 	for _, h := range p.b.hooks.pressure {
@@ -280,32 +305,46 @@ func (p *pressure) pause(ctx context.Context) error {
 	}
 }
 
-// slow paces the domain's publishes to the bus's slow rate: each takes the
-// next free slot and waits for it.
+// slow paces the domain's publishes to the bus's slow rate. A publish whose
+// slot lies past its ctx's deadline is refused at once and gives the slot
+// back; one waiting goes ahead when the groups catch up, and ends when the
+// bus closes.
 func (p *pressure) slow(ctx context.Context) error {
 	p.slowed.Add(1)
-	interval := int64(time.Second) / int64(p.b.slowRate)
-	now := time.Now().UnixNano()
-	for {
-		next := p.next.Load()
-		slot := max(now, next)
-		if !p.next.CompareAndSwap(next, slot+interval) {
-			continue
-		}
-		if slot <= now {
-			return nil
-		}
-		t := time.NewTimer(time.Duration(slot - now))
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s is slowed (priority normal) while consumer group %s is %d messages behind (max_lag %d): %w",
-				ErrBackpressure, p.d.Prefix(p.b.env), p.groupName(), p.lag.Load(), p.d.MaxLag, context.Cause(ctx))
-		}
+	p.mu.Lock()
+	lagging, clear := p.lagging.Load(), p.clear
+	p.mu.Unlock()
+	if !lagging {
+		return nil
 	}
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-clear:
+			cancel(errCaughtUp)
+		case <-p.b.watchCtx.Done():
+			cancel(ErrClosed)
+		case <-wctx.Done():
+		}
+	}()
+	err := p.limiter.Wait(wctx)
+	switch cause := context.Cause(wctx); {
+	case err == nil, errors.Is(cause, errCaughtUp):
+		return nil
+	case errors.Is(cause, ErrClosed):
+		return ErrClosed
+	}
+	why := context.Cause(ctx)
+	if why == nil {
+		why = err // the slot lies past ctx's deadline
+	}
+	return fmt.Errorf("%w: %s is slowed (priority normal) while consumer group %s is %d messages behind (max_lag %d): %w",
+		ErrBackpressure, p.d.Prefix(p.b.env), p.groupName(), p.lag.Load(), p.d.MaxLag, why)
 }
+
+// errCaughtUp ends a slowed publish's wait when the groups catch up.
+var errCaughtUp = errors.New("the consumer groups caught up")
 
 func (p *pressure) groupName() string {
 	if g := p.group.Load(); g != nil {

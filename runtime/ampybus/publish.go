@@ -131,14 +131,16 @@ func WithHeader(key, value string) PublishOption {
 
 // Publish sends msg to subtopic and waits until the broker has stored it.
 func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts ...PublishOption) (PublishResult, error) {
-	s, m, err := p.prepare(ctx, subtopic, msg, opts)
-	if err != nil {
-		return PublishResult{}, err
-	}
+	// Held back first, so produced_at is when it goes out, and a publish
+	// that gives up while held leaves no blob behind.
 	d := p.route.Spec.Domain
 	watching, err := p.bus.admit(ctx, d)
 	if err != nil {
-		return PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, fmt.Errorf("publish %s: %w", m.Topic, err)
+		return PublishResult{}, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
+	}
+	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	if err != nil {
+		return PublishResult{}, err
 	}
 	ack, err := p.bus.send(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m)
 	if err != nil {
@@ -152,17 +154,19 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 }
 
 // PublishAsync hands msg to the broker without waiting for its ack; the
-// future completes when the broker answers. It waits only while the async
-// window is full, bounded by ctx. Bus.Flush waits for every pending publish.
+// future completes when the broker answers. It waits, bounded by ctx, while
+// the async window is full and while the domain's producers back off for a
+// lagging consumer group (paused or paced by priority). Bus.Flush waits for
+// every pending publish.
 func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, opts ...PublishOption) (*PublishFuture, error) {
-	s, m, err := p.prepare(ctx, subtopic, msg, opts)
-	if err != nil {
-		return nil, err
-	}
 	d := p.route.Spec.Domain
 	watching, err := p.bus.admit(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
+		return nil, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
+	}
+	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	if err != nil {
+		return nil, err
 	}
 	f := &PublishFuture{}
 	if !watching {

@@ -189,7 +189,8 @@ type Stats struct {
 	Regressions uint64
 	// Expired messages were past the contract's expiry when delivered: acknowledged
 	// without the handler (expired: skip) or handed over with Expired set
-	// (expired: flag).
+	// (expired: flag). Like Regressions and Restatements, a flagged message
+	// redelivered (after a crash) is counted again: these count deliveries.
 	Expired uint64
 	// Restatements reached the handler with Restatement set.
 	Restatements uint64

@@ -93,9 +93,8 @@ func testProducerBackpressure(t *testing.T, s *suite) {
 	const slowRate = 50
 	hook := &pressureLog{}
 	b := s.bus(t, ampybus.WithLagPoll(50*time.Millisecond), ampybus.WithSlowRate(slowRate), ampybus.WithHooks(hook))
-	// The backlog comes from another producer, which reads the lag once
-	// (before there is any) and so is never held back itself.
-	flooder := s.bus(t, ampybus.WithLagPoll(time.Hour))
+	// The backlog comes from another producer, which does not watch.
+	flooder := s.bus(t, ampybus.WithoutLagWatch())
 	flood := func(n int, publish func(i int) (*ampybus.PublishFuture, error)) {
 		for i := range n {
 			_, err := publish(i)
@@ -182,8 +181,16 @@ func testProducerBackpressure(t *testing.T, s *suite) {
 		require.NoError(t, err, "a slowed publish is delayed, not refused")
 	}
 	took := time.Since(began)
+	// A slot past the publish's deadline is refused at once, not waited for.
+	_, err = npub.Publish(ctx, news.NewRawSubtopic(), item(100_100))
+	require.NoError(t, err)
+	tiny, cancel := context.WithTimeout(ctx, time.Millisecond)
+	_, err = npub.Publish(tiny, news.NewRawSubtopic(), item(100_101))
+	cancel()
+	require.ErrorIs(t, err, ampybus.ErrBackpressure)
+	assert.ErrorContains(t, err, "is slowed (priority normal)")
 	st, _ = pressureOf(b, news.Domain.Prefix("dev"))
-	assert.Equal(t, uint64(paced), st.Slowed)
+	assert.Equal(t, uint64(paced+2), st.Slowed)
 	assert.Zero(t, st.Paused)
 	// Paced to one slot per 1/slowRate: at least (paced-1) slots apart.
 	assert.GreaterOrEqual(t, took, time.Duration(paced-1)*time.Second/slowRate, "slowed to %d/s", slowRate)

@@ -20,7 +20,7 @@ import (
 // signalLife is how long the signal that expires during the test is
 // current: long enough for a live consumer on a loaded machine to handle
 // it, short enough to wait out.
-const signalLife = 4 * time.Second
+const signalLife = 8 * time.Second
 
 // testSignals: the seed keys signals by (model_id, symbol, mic, horizon) and
 // the latest before expires_at wins. A 1d and a 5d signal of one model and

@@ -91,11 +91,11 @@ def keys(s: Subtopic, m: Any) -> Keys:
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("mic", s.mic, m.security.mic, "security.mic")
     _route.check_bind("symbol", s.symbol, m.security.symbol, "security.symbol")
-    _lines_period_end = _route.key_field(m, ("lines", "period_end"), "partition_key", "{symbol}.{mic}|{lines.period_end?}|{source}", optional=True)
+    _key_lines_period_end_opt = _route.key_field(m, ("lines", "period_end"), "partition_key", "{symbol}.{mic}|{lines.period_end?}|{source}", optional=True)
     if m.source == "":
         raise ContractError("partition_key {symbol}.{mic}|{lines.period_end?}|{source} needs payload field source, which is empty")
     return Keys(
-        partition=s.symbol + "." + s.mic + "|" + _lines_period_end + "|" + m.source,
+        partition=s.symbol + "." + s.mic + "|" + _key_lines_period_end_opt + "|" + m.source,
         dedupe="",
     )
 

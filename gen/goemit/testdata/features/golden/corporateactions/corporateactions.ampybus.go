@@ -188,29 +188,29 @@ func ByMIC(mic string) (Pattern, error) {
 // partition_key {mic}.{symbol}
 func keys(s Subtopic, m *corporateactionsv1.CorporateActionBatch) (ampybus.Keys, error) {
 	for i, x := range m.GetActions() {
-		if split := x.GetSplit(); split != nil {
-			if got := split.GetSecurity().GetMic(); got != s.mic {
+		if splitMsg := x.GetSplit(); splitMsg != nil {
+			if got := splitMsg.GetSecurity().GetMic(); got != s.mic {
 				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].split.security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, i, got, s.mic)
 			}
 		}
 	}
 	for i, x := range m.GetActions() {
-		if dividend := x.GetDividend(); dividend != nil {
-			if got := dividend.GetSecurity().GetMic(); got != s.mic {
+		if dividendMsg := x.GetDividend(); dividendMsg != nil {
+			if got := dividendMsg.GetSecurity().GetMic(); got != s.mic {
 				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].dividend.security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, i, got, s.mic)
 			}
 		}
 	}
 	for i, x := range m.GetActions() {
-		if split := x.GetSplit(); split != nil {
-			if got := split.GetSecurity().GetSymbol(); got != s.symbol {
+		if splitMsg := x.GetSplit(); splitMsg != nil {
+			if got := splitMsg.GetSecurity().GetSymbol(); got != s.symbol {
 				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].split.security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, i, got, s.symbol)
 			}
 		}
 	}
 	for i, x := range m.GetActions() {
-		if dividend := x.GetDividend(); dividend != nil {
-			if got := dividend.GetSecurity().GetSymbol(); got != s.symbol {
+		if dividendMsg := x.GetDividend(); dividendMsg != nil {
+			if got := dividendMsg.GetSecurity().GetSymbol(); got != s.symbol {
 				return ampybus.Keys{}, fmt.Errorf("%w: payload actions[%d].dividend.security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, i, got, s.symbol)
 			}
 		}

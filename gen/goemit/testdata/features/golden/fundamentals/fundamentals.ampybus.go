@@ -84,6 +84,7 @@ var Spec = &ampybus.SubtopicSpec{
 		Hash:    SchemaHash,
 	},
 	PartitionKey: "{symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}",
+	DedupeKey:    "{source}|{lines.currency_code}",
 	Bind: map[string][]string{
 		"mic":    []string{"security.mic"},
 		"symbol": []string{"security.symbol"},
@@ -187,6 +188,7 @@ func ByMIC(mic string) (Pattern, error) {
 
 // keys derives the keys of a FundamentalsSnapshot message as the contract says:
 // partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}
+// dedupe_key {source}|{lines.currency_code}
 func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, error) {
 	if got := m.GetSecurity().GetMic(); got != s.mic {
 		return ampybus.Keys{}, fmt.Errorf("%w: payload security.mic %q does not match subtopic {mic} %q", ampybus.ErrContract, got, s.mic)
@@ -195,7 +197,7 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 		return ampybus.Keys{}, fmt.Errorf("%w: payload security.symbol %q does not match subtopic {symbol} %q", ampybus.ErrContract, got, s.symbol)
 	}
 	var (
-		linesPeriodEnd     string
+		linesPeriodEndText string
 		linesPeriodEndSeen bool
 	)
 	for i, x := range m.GetLines() {
@@ -203,10 +205,10 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 			return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs payload field lines[%d].period_end, which is unset", ampybus.ErrContract, i)
 		}
 		text := x.GetPeriodEnd().AsTime().Format(time.RFC3339Nano)
-		if linesPeriodEndSeen && text != linesPeriodEnd {
-			return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs one lines.period_end for the whole message, but lines[%d].period_end is %q and an earlier one %q", ampybus.ErrContract, i, text, linesPeriodEnd)
+		if linesPeriodEndSeen && text != linesPeriodEndText {
+			return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs one lines.period_end for the whole message, but lines[%d].period_end is %q and an earlier one %q", ampybus.ErrContract, i, text, linesPeriodEndText)
 		}
-		linesPeriodEnd, linesPeriodEndSeen = text, true
+		linesPeriodEndText, linesPeriodEndSeen = text, true
 	}
 	if !linesPeriodEndSeen {
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs payload field lines.period_end, which no element has", ampybus.ErrContract)
@@ -215,17 +217,37 @@ func keys(s Subtopic, m *fundamentalsv1.FundamentalsSnapshot) (ampybus.Keys, err
 		return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs payload field source, which is empty", ampybus.ErrContract)
 	}
 	var (
-		linesCurrencyCode     string
-		linesCurrencyCodeSeen bool
+		linesCurrencyCodeOptText string
+		linesCurrencyCodeOptSeen bool
 	)
 	for i, x := range m.GetLines() {
 		text := x.GetCurrencyCode()
-		if linesCurrencyCodeSeen && text != linesCurrencyCode {
-			return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs one lines.currency_code for the whole message, but lines[%d].currency_code is %q and an earlier one %q", ampybus.ErrContract, i, text, linesCurrencyCode)
+		if linesCurrencyCodeOptSeen && text != linesCurrencyCodeOptText {
+			return ampybus.Keys{}, fmt.Errorf("%w: partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs one lines.currency_code for the whole message, but lines[%d].currency_code is %q and an earlier one %q", ampybus.ErrContract, i, text, linesCurrencyCodeOptText)
 		}
-		linesCurrencyCode, linesCurrencyCodeSeen = text, true
+		linesCurrencyCodeOptText, linesCurrencyCodeOptSeen = text, true
 	}
-	return ampybus.Keys{Partition: s.symbol + "." + s.mic + "|" + linesPeriodEnd + "|" + m.GetSource() + "|" + linesCurrencyCode}, nil
+	var (
+		linesCurrencyCodeText string
+		linesCurrencyCodeSeen bool
+	)
+	for i, x := range m.GetLines() {
+		if x.GetCurrencyCode() == "" {
+			return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {source}|{lines.currency_code} needs payload field lines[%d].currency_code, which is empty", ampybus.ErrContract, i)
+		}
+		text := x.GetCurrencyCode()
+		if linesCurrencyCodeSeen && text != linesCurrencyCodeText {
+			return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {source}|{lines.currency_code} needs one lines.currency_code for the whole message, but lines[%d].currency_code is %q and an earlier one %q", ampybus.ErrContract, i, text, linesCurrencyCodeText)
+		}
+		linesCurrencyCodeText, linesCurrencyCodeSeen = text, true
+	}
+	if !linesCurrencyCodeSeen {
+		return ampybus.Keys{}, fmt.Errorf("%w: dedupe_key {source}|{lines.currency_code} needs payload field lines.currency_code, which no element has", ampybus.ErrContract)
+	}
+	return ampybus.Keys{
+		Partition: s.symbol + "." + s.mic + "|" + linesPeriodEndText + "|" + m.GetSource() + "|" + linesCurrencyCodeOptText,
+		Dedupe:    m.GetSource() + "|" + linesCurrencyCodeText,
+	}, nil
 }
 
 // orderTime is the as_of the contract orders FundamentalsSnapshot messages by (the newest, across
@@ -258,7 +280,7 @@ func NewPublisher(b *ampybus.Bus) *Publisher {
 	return &Publisher{pub: ampybus.NewPublisher(b, route)}
 }
 
-// Publish sends msg with partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} and waits until the broker
+// Publish sends msg with partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} and dedupe_key {source}|{lines.currency_code} and waits until the broker
 // has stored it. A payload that breaks the contract fails with ampybus.ErrContract
 // and nothing is published.
 func (p *Publisher) Publish(ctx context.Context, subtopic Subtopic, msg *fundamentalsv1.FundamentalsSnapshot, opts ...ampybus.PublishOption) (ampybus.PublishResult, error) {

@@ -91,13 +91,14 @@ def keys(s: Subtopic, m: Any) -> Keys:
     when a field they need is unset or a bound field disagrees with s."""
     _route.check_bind("mic", s.mic, m.security.mic, "security.mic")
     _route.check_bind("symbol", s.symbol, m.security.symbol, "security.symbol")
-    _lines_period_end = _route.key_field(m, ("lines", "period_end"), "partition_key", "{symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}")
+    _key_lines_period_end = _route.key_field(m, ("lines", "period_end"), "partition_key", "{symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}")
     if m.source == "":
         raise ContractError("partition_key {symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?} needs payload field source, which is empty")
-    _lines_currency_code = _route.key_field(m, ("lines", "currency_code"), "partition_key", "{symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}", optional=True)
+    _key_lines_currency_code_opt = _route.key_field(m, ("lines", "currency_code"), "partition_key", "{symbol}.{mic}|{lines.period_end}|{source}|{lines.currency_code?}", optional=True)
+    _key_lines_currency_code = _route.key_field(m, ("lines", "currency_code"), "dedupe_key", "{source}|{lines.currency_code}")
     return Keys(
-        partition=s.symbol + "." + s.mic + "|" + _lines_period_end + "|" + m.source + "|" + _lines_currency_code,
-        dedupe="",
+        partition=s.symbol + "." + s.mic + "|" + _key_lines_period_end + "|" + m.source + "|" + _key_lines_currency_code_opt,
+        dedupe=m.source + "|" + _key_lines_currency_code,
     )
 
 
