@@ -56,7 +56,7 @@ func init() {
 		{"pub-empty", "--topic T --producer P --source S [--pk K]", "publish the smallest payload the contract accepts on a topic", pubEmpty},
 		{"pub", "--topic T --producer P --source S (--payload JSON | --payload-file F) | --fixture F", "publish a protojson payload, or a golden fixture verbatim", pub},
 		{"sub", "--subject S [--durable NAME] [--max N] [--from new|first|TIME]", "follow messages matching a subject, decoded", sub},
-		{"consume", "--topic T|--subject S [--max N] [--decode] [--group G]", "read what a topic holds, from the start, and exit", consume},
+		{"consume", "--topic T|--subject S [--max N] [--decode] [--group G [--settle [--idle D]]]", "read what a topic holds, from the start, and exit; with --settle, consume as a member of the group (ack, retry, dead-letter)", consume},
 		{"dlq-inspect", "--subject S [--max N] [--decode] [--outdir DIR] [--since TIME]", "show dead letters with their reasons, without removing them", dlqInspect},
 		{"dlq-redrive", "--subject S [--max N] [--durable NAME] [--dry-run]", "put dead letters back on their original topics after a fix", dlqRedrive},
 		{"poison", "--topic T --producer P --source S [--pk K]", "publish an undecodable message, to watch it reach the DLQ", poison},

@@ -128,12 +128,23 @@ func consume(ctx context.Context, e *env, args []string) error {
 	decode := fs.Bool("decode", false, "print the decoded payload")
 	group := fs.String("group", "", "consumer group: commit what was read, so the next run continues")
 	asJSON := fs.Bool("json", false, "one JSON object per message")
+	settleFlag := fs.Bool("settle", false, "consume as a member of --group through the consumer engine, as a service does: acknowledge, retry, and dead-letter poison with its reason")
+	idle := fs.Duration("idle", 5*time.Second, "with --settle, stop after this long with nothing to settle")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	s := cmp.Or(*subject, *topic)
 	if s == "" {
 		return usagef("--topic or --subject is required")
+	}
+	if *settleFlag {
+		if *group == "" {
+			return usagef("--settle needs --group: the consumer group it joins")
+		}
+		if *maxN <= 0 || *idle <= 0 {
+			return usagef("--max and --idle must be positive")
+		}
+		return settle(ctx, e, c, s, *group, *maxN, *idle, *decode)
 	}
 	if !strings.ContainsAny(s, "*>") {
 		if _, err := catalog.Resolve(s); err != nil {
