@@ -258,8 +258,14 @@ func TestSeedCommandsOnEveryTransport(t *testing.T) {
 
 			ok(t, env, "ensure-topic", "--topic", "ampy.prod.fills.v1.events")
 			out = ok(t, env, "list-topics", "--env", "prod")
-			assert.Regexp(t, `(?m)^ampy\.prod\.fills\.v1\s+yes`, out)
-			assert.Regexp(t, `(?m)^ampy\.prod\.positions\.v1\s+yes`, out, "provisioned with the broker, as ampybusctl dev does")
+			assert.Regexp(t, `(?m)^prod\s+ampy\.prod\.fills\.v1\s+yes`, out)
+			assert.Regexp(t, `(?m)^prod\s+ampy\.prod\.positions\.v1\s+yes`, out, "provisioned with the broker, as ampybusctl dev does")
+			assert.NotContains(t, out, "ampy.dev.", "--env narrows to one env")
+			// Without --env, every env of the contract, each on the broker.
+			out = ok(t, env, "list-topics")
+			for _, e := range []string{"dev", "paper", "prod"} {
+				assert.Regexp(t, `(?m)^`+e+`\s+ampy\.`+e+`\.fills\.v1\s+yes\s`, out)
+			}
 			out = ok(t, env, "describe-topic", "--topic", "ampy.prod.bars.v1.XNAS.AAPL")
 			assert.Contains(t, out, "partition_key {mic}.{symbol}")
 			assert.Regexp(t, `on `+name+`\s+\S+: 202 message\(s\)`, out)
@@ -590,8 +596,8 @@ func TestForeignContract(t *testing.T) {
 			who := []string{"--producer", "cx-feed@host-1", "--source", "cx-feed"}
 
 			out := ok(t, env, "list-topics", "--env", "dev")
-			assert.Regexp(t, `(?m)^cx\.dev\.trades\.v1\s+no`, out)
-			assert.Regexp(t, `(?m)^cx\.dev\.trades\.v2\s+no`, out)
+			assert.Regexp(t, `(?m)^dev\s+cx\.dev\.trades\.v1\s+no`, out)
+			assert.Regexp(t, `(?m)^dev\s+cx\.dev\.trades\.v2\s+no`, out)
 			ok(t, env, "ensure-topic", "--topic", "cx.dev.trades.v2")
 			out = ok(t, env, "describe-topic", "--topic", "cx.dev.trades.v2")
 			assert.Contains(t, out, "carries cx.market.v2.Trade 2.0.0")

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/internal/demo"
@@ -205,12 +208,19 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 func listTopics(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("list-topics")
 	c := e.connFlags(fs, false)
-	envName := fs.String("env", "dev", "environment")
-	asJSON := fs.Bool("json", false, "one JSON object per domain")
+	envName := fs.String("env", "", "only this environment (default: every env of the contract)")
+	asJSON := fs.Bool("json", false, "one JSON object per domain and env")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	b, err := c.open(ctx, *envName)
+	envs := catalog.Domains()[0].Envs
+	if *envName != "" {
+		if !slices.Contains(envs, *envName) {
+			return usagef("--env %s is not one of the contract's envs (%s)", *envName, strings.Join(envs, ", "))
+		}
+		envs = []string{*envName}
+	}
+	b, err := c.open(ctx, envs[0])
 	if err != nil {
 		return err
 	}
@@ -227,44 +237,45 @@ func listTopics(ctx context.Context, e *env, args []string) error {
 	for _, s := range streams {
 		byPrefix[s.Prefix] = s
 	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	if !*asJSON {
-		fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10s %5s  %s\n", "TOPIC PREFIX", "ON BROKER", "NAME", "MESSAGES", "PARTS", "SUBTOPICS")
+		fmt.Fprintln(tw, "ENV\tTOPIC PREFIX\tON BROKER\tNAME\tMESSAGES\tPARTS\tSUBTOPICS")
 	}
-	for _, d := range catalog.Domains() {
-		prefix := d.Prefix(*envName)
-		s, ok := byPrefix[prefix]
-		delete(byPrefix, prefix)
-		var pats []string
-		for _, r := range catalog.Routes(d) {
-			pats = append(pats, r.Spec.Pattern+" "+r.Spec.Schema.FQDN)
-		}
-		if len(pats) == 0 {
-			pats = []string{"{domain} raw"}
-		}
-		if *asJSON {
-			js, _ := json.Marshal(map[string]any{"prefix": prefix, "exists": ok, "name": s.Name, "messages": s.Messages, "partitions": s.Partitions, "subtopics": pats})
-			fmt.Fprintln(e.stdout, string(js))
-			continue
-		}
-		exists, name := "no", "-"
-		if ok {
-			exists, name = "yes", s.Name
-		}
-		fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10d %5d  %s\n", prefix, exists, trunc(name, 10), s.Messages, s.Partitions, strings.Join(pats, "; "))
-	}
-	for prefix, s := range byPrefix {
-		if strings.Contains(prefix, "."+*envName+".") && !*asJSON {
-			fmt.Fprintf(e.stdout, "%-28s %-9s %-10s %10d %5d  (not in the contract)\n", prefix, "yes", trunc(s.Name, 10), s.Messages, s.Partitions)
+	for _, envN := range envs {
+		for _, d := range catalog.Domains() {
+			prefix := d.Prefix(envN)
+			s, ok := byPrefix[prefix]
+			delete(byPrefix, prefix)
+			var pats []string
+			for _, r := range catalog.Routes(d) {
+				pats = append(pats, r.Spec.Pattern+" "+r.Spec.Schema.FQDN)
+			}
+			if len(pats) == 0 {
+				pats = []string{"{domain} raw"}
+			}
+			if *asJSON {
+				js, _ := json.Marshal(map[string]any{"env": envN, "prefix": prefix, "exists": ok, "name": s.Name, "messages": s.Messages, "partitions": s.Partitions, "subtopics": pats})
+				fmt.Fprintln(e.stdout, string(js))
+				continue
+			}
+			exists, name := "no", "-"
+			if ok {
+				exists, name = "yes", s.Name
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", envN, prefix, exists, name, s.Messages, s.Partitions, strings.Join(pats, "; "))
 		}
 	}
-	return nil
-}
-
-func trunc(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if !*asJSON {
+		for _, prefix := range slices.Sorted(maps.Keys(byPrefix)) {
+			s := byPrefix[prefix]
+			for _, envN := range envs {
+				if strings.Contains(prefix, "."+envN+".") {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t(not in the contract)\n", envN, prefix, "yes", s.Name, s.Messages, s.Partitions)
+				}
+			}
+		}
 	}
-	return s[:n-1] + "…"
+	return tw.Flush()
 }
 
 func describeTopic(ctx context.Context, e *env, args []string) error {
