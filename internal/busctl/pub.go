@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ampyfin/ampy-bus/internal/latency"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/fixture"
@@ -246,7 +245,7 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 		res  samples
 		wg   sync.WaitGroup // publishers, and async publishes awaiting their ack
 	)
-	res.lat = make([]time.Duration, 0, *count)
+	res.lat = latency.New()
 	var tick <-chan time.Time
 	if *rate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
@@ -290,28 +289,24 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	prog.done()
-	latencies := res.lat
-	if len(latencies) == 0 {
+	lat := res.lat
+	n := int(lat.Count())
+	if n == 0 {
 		return fmt.Errorf("no publish succeeded: %v", res.first)
 	}
-	slices.Sort(latencies)
-	// The nearest-rank percentile: the smallest value with q of the samples at or below it.
-	pct := func(q float64) time.Duration {
-		return latencies[max(0, min(len(latencies)-1, int(math.Ceil(q*float64(len(latencies))))-1))]
-	}
-	n := len(latencies)
+	pct := func(q float64) time.Duration { return lat.Percentile(q * 100) }
 	if *asJSON {
 		js, _ := json.Marshal(map[string]any{
 			"topic": tp.Name, "transport": b.Transport().Name(), "published": n, "failed": res.failed, "seconds": elapsed.Seconds(),
 			"msgs_per_sec": float64(n) / elapsed.Seconds(), "payload_bytes": proto.Size(p), "concurrency": *concurrency, "async": *async,
 			"p50_us": pct(0.50).Microseconds(), "p95_us": pct(0.95).Microseconds(), "p99_us": pct(0.99).Microseconds(),
-			"p999_us": pct(0.999).Microseconds(), "max_us": latencies[n-1].Microseconds(),
+			"p999_us": pct(0.999).Microseconds(), "max_us": lat.Max().Microseconds(),
 		})
 		fmt.Fprintln(e.stdout, string(js))
 	} else {
 		fmt.Fprintf(e.stdout, "Published %d messages in %s (%.1f msg/s) to %s on %s, %d-byte payloads, concurrency %d%s\n",
 			n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tp.Name, b.Transport().Name(), proto.Size(p), *concurrency, map[bool]string{true: ", async"}[*async])
-		fmt.Fprintf(e.stdout, "latency p50 %s  p95 %s  p99 %s  p99.9 %s  max %s\n", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(0.999)), ms(latencies[n-1]))
+		fmt.Fprintf(e.stdout, "latency p50 %s  p95 %s  p99 %s  p99.9 %s  max %s\n", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(0.999)), ms(lat.Max()))
 	}
 	if res.failed > 0 {
 		return fmt.Errorf("%d of %d publishes failed; first error: %w", res.failed, *count, res.first)
@@ -321,23 +316,27 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 
 // samples collects bench-pub's outcomes from concurrent publishers.
 type samples struct {
+	lat    *latency.Histogram
 	mu     sync.Mutex
-	lat    []time.Duration
+	ok     int
 	failed int
 	first  error
 }
 
 // add records one publish and returns how many have completed.
 func (s *samples) add(d time.Duration, err error) int {
+	if err == nil {
+		s.lat.Record(d)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.failed++
 		s.first = cmp.Or(s.first, err)
 	} else {
-		s.lat = append(s.lat, d)
+		s.ok++
 	}
-	return len(s.lat) + s.failed
+	return s.ok + s.failed
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/ampyfin/ampy-bus/internal/latency"
 )
 
 // usage is this process's CPU time and allocation count at one instant;
@@ -67,42 +67,22 @@ func (s *sampler) finish() (goroutines int, heap uint64) {
 	return s.goroutines, s.heap
 }
 
-// latencies is one consumer's publish→handler latency histogram, in µs.
-// HdrHistogram keeps every percentile within 0.1% at a fixed cost per
-// record, where a hand-written bucket scheme trades one for the other.
-type latencies struct {
-	mu sync.Mutex
-	h  *hdrhistogram.Histogram
-}
+// latencies is one consumer's publish→handler latency histogram.
+type latencies = latency.Histogram
 
-// maxLatency is the highest latency recorded as itself; longer ones are
-// recorded as this.
-const maxLatency = 10 * time.Minute
+func newLatencies() *latencies { return latency.New() }
 
-func newLatencies() *latencies {
-	return &latencies{h: hdrhistogram.New(1, maxLatency.Microseconds(), 3)}
-}
-
-func (l *latencies) record(d time.Duration) {
-	us := min(max(d.Microseconds(), 1), maxLatency.Microseconds())
-	l.mu.Lock()
-	_ = l.h.RecordValue(us)
-	l.mu.Unlock()
-}
-
-// mergeLatencies sums the consumers' histograms into the run's figures.
+// mergeLatencies sums the consumers' histograms into the run's figures, in µs.
 func mergeLatencies(ls []*latencies) *Latency {
-	all := hdrhistogram.New(1, maxLatency.Microseconds(), 3)
+	all := latency.New()
 	for _, l := range ls {
-		l.mu.Lock()
-		all.Merge(l.h)
-		l.mu.Unlock()
+		all.Merge(l)
 	}
-	if all.TotalCount() == 0 {
+	if all.Count() == 0 {
 		return nil
 	}
-	q := func(p float64) float64 { return float64(all.ValueAtQuantile(p)) }
-	return &Latency{Count: all.TotalCount(), P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: float64(all.Max())}
+	q := func(p float64) float64 { return float64(all.Percentile(p).Microseconds()) }
+	return &Latency{Count: all.Count(), P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: float64(all.Max().Microseconds())}
 }
 
 // tally counts what the consumers of one run handled: each sequence number

@@ -130,7 +130,7 @@ type run struct {
 // when it is the group's first of one of this run's messages.
 func (r *run) handled(lat *latencies, way int, runID string, seq uint64, ok bool, messageID string, producedAt time.Time) {
 	if r.tally.take(way, runID, seq, ok, messageID) && lat != nil {
-		lat.record(time.Since(producedAt))
+		lat.Record(time.Since(producedAt))
 	}
 }
 
