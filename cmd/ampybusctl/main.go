@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(busctl.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv, isTerminal(os.Stderr)))
+	os.Exit(busctl.Main(ctx, busctl.Args(os.Args), os.Stdout, os.Stderr, os.Getenv, isTerminal(os.Stderr)))
 }
 
 // isTerminal reports whether f is a character device, where progress lines

@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -122,7 +124,6 @@ func TestErrorsSayTheFix(t *testing.T) {
 		{"dlq-redrive across domains", []string{"dlq-redrive", "--subject", "ampy.prod.>"}, 1, "is not a dead-letter subject"},
 		{"subject without version", []string{"replay", "--subject", "ampy.prod.bars", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 1, "add the version and .>"},
 		{"replay with both forms", []string{"replay", "--subject", "ampy.prod.bars.v1.>", "--version", "v2", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--reason", "x"}, 2, "give one form"},
-		{"partitions the contract does not give", []string{"ensure-topic", "--topic", "ampy.dev.bars.v1", "--partitions", "3"}, 1, "contract.yaml gives bars 12 partitions"},
 		{"validate without a file", []string{"validate-fixture"}, 2, "give --file or --dir"},
 		{"version with an argument", []string{"version", "x"}, 2, `unexpected argument "x"`},
 		{"subject one token too long", []string{"sub", "--subject", "ampy.prod.bars.v1.XNAS.AAPL.extra"}, 1, "matches no topic the contract allows: the bars domain's subtopics are {mic}.{symbol}: did you mean ampy.prod.bars.v1.XNAS.AAPL?"},
@@ -276,9 +277,27 @@ func TestSeedCommandsOnEveryTransport(t *testing.T) {
 // proc is a command running in the background.
 type proc struct {
 	cmd      *exec.Cmd
-	out      bytes.Buffer
+	out      syncBuffer
 	errLines chan string
 	done     chan error
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func start(t *testing.T, env []string, args ...string) *proc {
@@ -844,3 +863,53 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 		})
 	}
 }
+
+// The upstream README's Kafka commands run as written: kafkabusctl,
+// kafkainspect and kafkapoison as first arguments, and as the program's
+// name (a symlink), against a Kafka broker given by --brokers.
+func TestUpstreamCommandsRunAsWritten(t *testing.T) {
+	u, err := url.Parse(brokers(t)["kafka"])
+	require.NoError(t, err)
+	hostport := u.Host
+	run := func(args ...string) result {
+		t.Helper()
+		r := ctl(t, nil, args...)
+		require.Equal(t, 0, r.code, "%s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.stdout, r.stderr)
+		return r
+	}
+	r := run("kafkabusctl", "ensure-topic", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--partitions", "3")
+	assert.Contains(t, r.stderr, "--partitions 3 ignored: contract.yaml gives bars 12 partitions")
+
+	sub := start(t, nil, "kafkabusctl", "sub", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--group", "cli-consumer")
+	sub.waitStderr(t, "listening on ampy.prod.bars.v1.XNAS.AAPL")
+	r = run("kafkabusctl", "pub-empty", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL",
+		"--producer", "yfinance-go@ingest-1", "--source", "yfinance-go", "--pk", "XNAS.AAPL")
+	assert.Contains(t, r.stdout, "published ampy.prod.bars.v1.XNAS.AAPL")
+	require.Eventually(t, func() bool { return strings.Contains(sub.stdout(), "── ampy.prod.bars.v1.XNAS.AAPL") }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, sub.cmd.Process.Signal(os.Interrupt))
+	sub.wait(t)
+
+	r = run("kafkainspect", "list-topics", "--brokers", hostport)
+	assert.Regexp(t, `(?m)^prod\s+ampy\.prod\.bars\.v1\s+yes`, r.stdout)
+	r = run("kafkainspect", "describe-topic", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL")
+	assert.Contains(t, r.stdout, "partition_key {mic}.{symbol}")
+	r = run("kafkainspect", "consume", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--max", "10", "--decode")
+	assert.Contains(t, r.stderr, "read 1 message(s) from ampy.prod.bars.v1.XNAS.AAPL")
+
+	// kafkapoison as the program's own name.
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink(bin, filepath.Join(dir, "kafkapoison")))
+	cmd := exec.Command(filepath.Join(dir, "kafkapoison"), "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL",
+		"--producer", "poison@cli", "--source", "poison-test", "--pk", "XNAS.AAPL")
+	cmd.Env = append(os.Environ(), "AMPYBUS_URL=")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "will dead-letter it to ampy.prod.dlq.v1.bars")
+
+	// kafkainspect without a command consumes.
+	r = run("kafkainspect", "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL", "--group", "inspector", "--max", "5")
+	assert.Contains(t, r.stderr, "read 2 message(s) from ampy.prod.bars.v1.XNAS.AAPL, 1 breaking the contract")
+}
+
+// stdout is what the command printed so far.
+func (p *proc) stdout() string { return p.out.String() }

@@ -164,7 +164,7 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 	topic := fs.String("topic", "", "a topic of the domain, or its prefix (ampy.dev.bars.v1)")
 	envName := fs.String("env", "", "environment, with --domain")
 	domain := fs.String("domain", "", "domain name, with --env")
-	partitions := fs.Int("partitions", 0, "must match the contract's partitions if given: the contract owns them")
+	partitions := fs.Int("partitions", 0, "accepted for the upstream tool's sake; the contract owns partitions, and a different number is noted and ignored")
 	all := fs.Bool("all", false, "every domain of the contract in --env")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -186,7 +186,9 @@ func ensureTopic(ctx context.Context, e *env, args []string) error {
 		}
 		ds, envN = []*ampybus.DomainSpec{d}, en
 		if *partitions != 0 && *partitions != d.Partitions {
-			return fmt.Errorf("%w: --partitions %d, but contract.yaml gives %s %d partitions: change the contract (partitions can only grow), not the topic", ampybus.ErrContract, *partitions, d.Name, d.Partitions)
+			// The upstream tool took partitions on the command line; here the
+			// contract owns them, and says so rather than refuse the command.
+			fmt.Fprintf(e.stderr, "note: --partitions %d ignored: contract.yaml gives %s %d partitions (change the contract to change them; they can only grow)\n", *partitions, d.Name, d.Partitions)
 		}
 	}
 	b, err := c.open(ctx, envN)

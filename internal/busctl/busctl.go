@@ -141,9 +141,44 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nThe bus is --bus URL or $AMPYBUS_URL: nats://host:4222, kafka://host1:9092,host2:9092,")
 	fmt.Fprintln(w, "embedded://nats (the default: an in-process server that lives as long as the command) or")
 	fmt.Fprintln(w, "embedded://kafka. `ampybusctl dev` runs embedded brokers for other commands to share.")
+	fmt.Fprintln(w, "\nThe upstream tools' names work too: kafkabusctl CMD …, kafkainspect [list-topics|describe-topic|consume] …")
+	fmt.Fprintln(w, "and kafkapoison …, as first arguments or as the program's name (a symlink).")
 	fmt.Fprintln(w, "\nThe contract is the one ampybusctl was built with, or any team's: every command takes")
 	fmt.Fprintln(w, "--contract FILE ($AMPYBUS_CONTRACT) with its payload schemas, --proto_path DIR (repeatable;")
 	fmt.Fprintln(w, "$AMPYBUS_PROTO_PATH) or --descriptor_set_in FILE ($AMPYBUS_DESCRIPTOR_SET_IN).")
+}
+
+// upstreamTools are the upstream project's command names: kafkabusctl is
+// this tool's command set, kafkainspect its inspection commands (consume
+// when none is named), kafkapoison its poison command.
+var upstreamTools = map[string]bool{"kafkabusctl": true, "kafkainspect": true, "kafkapoison": true}
+
+// Args turns a process's argv into ampybusctl's arguments: invoked under an
+// upstream tool's name (a symlink kafkapoison → ampybusctl), or given one as
+// its first argument, the upstream command line runs as written.
+func Args(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	args := argv[1:]
+	if name := strings.TrimSuffix(filepath.Base(argv[0]), ".exe"); upstreamTools[name] {
+		args = append([]string{name}, args...)
+	}
+	if len(args) == 0 {
+		return args
+	}
+	switch args[0] {
+	case "kafkabusctl":
+		return args[1:]
+	case "kafkainspect":
+		if len(args) > 1 && (args[1] == "list-topics" || args[1] == "describe-topic" || args[1] == "consume") {
+			return args[1:]
+		}
+		return append([]string{"consume"}, args[1:]...)
+	case "kafkapoison":
+		return append([]string{"poison"}, args[1:]...)
+	}
+	return args
 }
 
 // suggest names the command a mistyped one probably meant.
