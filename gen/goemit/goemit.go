@@ -787,7 +787,17 @@ func (e *emitter) orderTimeFunc(s *contract.Subtopic, n names, payload jen.Code)
 	}
 	e.f.Func().Id(n.OrderTime).Params(jen.Id("m").Add(payload)).Qual("time", "Time").BlockFunc(func(g *jen.Group) {
 		g.Var().Id("newest").Qual("time", "Time")
-		e.walkTimes(g, s.Payload, jen.Id("m"), fp.Fields, 0)
+		seq := contract.IsSequence(fp.Fields[len(fp.Fields)-1])
+		e.each(g, jen.Id("m"), s.Payload, fp.Fields, false, func(g *jen.Group, v *jen.Statement, _ string, _ []jen.Code) {
+			if seq {
+				// A sequence number on the ordering axis; 0 is none.
+				g.If(jen.Id("seq").Op(":=").Add(v), jen.Id("seq").Op("!=").Lit(0).Op("&&").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))).Dot("After").Call(jen.Id("newest"))).Block(
+					jen.Id("newest").Op("=").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))))
+				return
+			}
+			g.If(jen.Id("ts").Op(":=").Add(v), jen.Id("ts").Op("!=").Nil().Op("&&").Id("ts").Dot("AsTime").Call().Dot("After").Call(jen.Id("newest"))).Block(
+				jen.Id("newest").Op("=").Id("ts").Dot("AsTime").Call())
+		})
 		g.Return(jen.Id("newest"))
 	})
 }
@@ -806,46 +816,6 @@ func (e *emitter) expiresAtFunc(s *contract.Subtopic, n names, payload jen.Code)
 		jen.If(jen.Id("ts").Op(":=").Add(e.fieldExpr("m", s.Payload, fp)), jen.Id("ts").Op("!=").Nil()).Block(
 			jen.Return(jen.Id("ts").Dot("AsTime").Call())),
 		jen.Return(jen.Qual("time", "Time").Values()))
-}
-
-// walkTimes emits nested loops over repeated fields down to the timestamps.
-func (e *emitter) walkTimes(g *jen.Group, md protoreflect.MessageDescriptor, expr *jen.Statement, path []protoreflect.FieldDescriptor, depth int) {
-	fd := path[0]
-	gt := e.goType(md)
-	if gt == nil {
-		return
-	}
-	getter, err := gt.getter(fd)
-	if err != nil {
-		if e.err == nil {
-			e.err = err
-		}
-		return
-	}
-	get := expr.Clone().Dot(getter).Call()
-	last := len(path) == 1
-	visit := func(g *jen.Group, v *jen.Statement) {
-		if last && contract.IsSequence(fd) {
-			// A sequence number on the ordering axis; 0 is none.
-			g.If(jen.Id("seq").Op(":=").Add(v), jen.Id("seq").Op("!=").Lit(0).Op("&&").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))).Dot("After").Call(jen.Id("newest"))).Block(
-				jen.Id("newest").Op("=").Qual(runtimePkg, "SequenceTime").Call(jen.Int64().Call(jen.Id("seq"))))
-			return
-		}
-		if last {
-			g.If(jen.Id("ts").Op(":=").Add(v), jen.Id("ts").Op("!=").Nil().Op("&&").Id("ts").Dot("AsTime").Call().Dot("After").Call(jen.Id("newest"))).Block(
-				jen.Id("newest").Op("=").Id("ts").Dot("AsTime").Call())
-			return
-		}
-		e.walkTimes(g, fd.Message(), v, path[1:], depth+1)
-	}
-	if fd.IsList() {
-		item := fmt.Sprintf("x%d", depth)
-		g.For(jen.List(jen.Id("_"), jen.Id(item)).Op(":=").Range().Add(get)).BlockFunc(func(g *jen.Group) {
-			visit(g, jen.Id(item))
-		})
-		return
-	}
-	visit(g, get)
 }
 
 func (e *emitter) publisher(s *contract.Subtopic, n names, where string, payload jen.Code) {

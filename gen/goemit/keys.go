@@ -32,7 +32,7 @@ func (e *emitter) keyFunc(s *contract.Subtopic, n names, payload jen.Code) {
 		}) {
 			want := jen.Id("s").Dot(naming.Unexported(p))
 			for _, fp := range s.Bind[p] {
-				e.each(g, jen.Id("m"), s.Payload, fp.Fields, func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code) {
+				e.each(g, jen.Id("m"), s.Payload, fp.Fields, true, func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code) {
 					args := append([]jen.Code{jen.Qual(runtimePkg, "ErrContract")}, idx...)
 					args = append(args, jen.Id("got"), want.Clone())
 					g.If(jen.Id("got").Op(":=").Add(v), jen.Id("got").Op("!=").Add(want.Clone())).Block(
@@ -143,7 +143,7 @@ func (k *keyParts) gathered(t *contract.Template, what string, p contract.Part) 
 			append([]jen.Code{jen.Lit("%w: " + what + " " + t.Text + " " + format), jen.Qual(runtimePkg, "ErrContract")}, args...)...))
 	}
 	leaf := p.Field.Fields[len(p.Field.Fields)-1]
-	k.e.each(k.g, jen.Id("m"), k.s.Payload, p.Field.Fields, func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code) {
+	k.e.each(k.g, jen.Id("m"), k.s.Payload, p.Field.Fields, true, func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code) {
 		body := func(g *jen.Group, v *jen.Statement) {
 			g.Id("text").Op(":=").Add(keyText(leaf, v))
 			g.If(jen.Id(seen).Op("&&").Id("text").Op("!=").Id(name)).Block(
@@ -225,8 +225,9 @@ func keyText(leaf protoreflect.FieldDescriptor, v *jen.Statement) jen.Code {
 // each emits a visit of every value a field path reads: a loop per repeated
 // field, a nil check per oneof member on the way. at runs once, inside them,
 // with the value's expression, the path as a format with %d per index, and
-// the index variables.
-func (e *emitter) each(g *jen.Group, recv *jen.Statement, md protoreflect.MessageDescriptor, path []protoreflect.FieldDescriptor, at func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code)) {
+// the index variables (declared only when indexed, for messages that name
+// the element).
+func (e *emitter) each(g *jen.Group, recv *jen.Statement, md protoreflect.MessageDescriptor, path []protoreflect.FieldDescriptor, indexed bool, at func(g *jen.Group, v *jen.Statement, where string, idx []jen.Code)) {
 	var walk func(g *jen.Group, recv *jen.Statement, md protoreflect.MessageDescriptor, i int, where string, idx []jen.Code)
 	walk = func(g *jen.Group, recv *jen.Statement, md protoreflect.MessageDescriptor, i int, where string, idx []jen.Code) {
 		if i == len(path) {
@@ -255,6 +256,9 @@ func (e *emitter) each(g *jen.Group, recv *jen.Statement, md protoreflect.Messag
 			iv, ev := "i", "x"
 			if d := len(idx); d > 0 {
 				iv, ev = fmt.Sprintf("i%d", d+1), fmt.Sprintf("x%d", d+1)
+			}
+			if !indexed {
+				iv = "_"
 			}
 			g.For(jen.List(jen.Id(iv), jen.Id(ev)).Op(":=").Range().Add(get)).BlockFunc(func(g *jen.Group) {
 				walk(g, jen.Id(ev), fd.Message(), i+1, where+"[%d]", append(slices.Clip(idx), jen.Id(iv)))

@@ -208,8 +208,8 @@ func keys(s Subtopic, m *barsv1.BarBatch) (ampybus.Keys, error) {
 // repeated fields); zero when the payload has none.
 func orderTime(m *barsv1.BarBatch) time.Time {
 	var newest time.Time
-	for _, x0 := range m.GetBars() {
-		if ts := x0.GetEventTime(); ts != nil && ts.AsTime().After(newest) {
+	for _, x := range m.GetBars() {
+		if ts := x.GetEventTime(); ts != nil && ts.AsTime().After(newest) {
 			newest = ts.AsTime()
 		}
 	}

@@ -48,20 +48,9 @@ func settleRuns(subject, group string) ([]settleRun, string, error) {
 		if len(routes) > 1 {
 			g = group + "." + r.Spec.Name
 		}
-		runs = append(runs, settleRun{r, shape(r.Spec.Pattern), g})
+		runs = append(runs, settleRun{r, r.Spec.Shape(), g})
 	}
 	return runs, sub.Env, nil
-}
-
-// shape is a subtopic pattern with each {parameter} a wildcard.
-func shape(pattern string) string {
-	toks := strings.Split(pattern, ".")
-	for i, t := range toks {
-		if strings.HasPrefix(t, "{") {
-			toks[i] = "*"
-		}
-	}
-	return strings.Join(toks, ".")
 }
 
 // settle consumes as a member of a group through the consumer engine, as a

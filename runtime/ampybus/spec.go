@@ -251,6 +251,10 @@ type SubtopicSpec struct {
 	Bind map[string][]string
 }
 
+// Shape is the subtopic's pattern with each {parameter} a wildcard
+// ("trade.*"): the subscription pattern of every topic of the subtopic.
+func (s *SubtopicSpec) Shape() string { return shapeOf(s.Pattern) }
+
 // Subtopic is implemented by the generated, validated subtopic types.
 type Subtopic interface {
 	// String is the subtopic as it appears in the topic: XNAS.AAPL.

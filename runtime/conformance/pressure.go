@@ -154,6 +154,8 @@ func testProducerBackpressure(t *testing.T, s *suite) {
 	assert.Equal(t, uint64(1), st.Episodes)
 	assert.Equal(t, uint64(2), st.Paused, "the two publishes made while lagging")
 	assert.Equal(t, 100, mpub.BatchSize(100), "full batches again")
+	// Hooks run just after the state changes: wait for the end's.
+	require.Eventually(t, func() bool { return len(hook.seen()) >= 2 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, []string{"ampy.dev.metrics.v1 lagging=true group=dashboard", "ampy.dev.metrics.v1 lagging=false group=dashboard"}, hook.seen(),
 		"a PressureHook sees the episode begin and end")
 
