@@ -42,6 +42,8 @@ tools:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@/usr/bin/python3 -c 'import google.protobuf, confluent_kafka' >/dev/null 2>&1 || { echo "installing python3-protobuf and python3-confluent-kafka (Debian packages) for the Python tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-protobuf python3-confluent-kafka >/dev/null; }
+	@{ test -f /usr/share/bash-completion/bash_completion && command -v fish >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1; } || { echo "installing bash-completion, fish and zsh (Debian packages) for the shell completion tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bash-completion fish zsh >/dev/null; }
 
 ## check: fail with a diff when generated/, python/generated/, templates/observability/ or templates/security/ is stale for contract.yaml
 check:

@@ -42,12 +42,17 @@ import (
 // bin is the ampybusctl binary the tests run, as a user would.
 var bin string
 
+// config is the config directory the runs see, so a developer's own
+// contexts never reach a test; a test of contexts passes its own.
+var config string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ampybusctl-test")
 	if err != nil {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "ampybusctl")
+	config = filepath.Join(dir, "config")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		panic(fmt.Sprintf("build ampybusctl: %v\n%s", err, out))
 	}
@@ -68,7 +73,7 @@ func ctl(t *testing.T, env []string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = "../.." // the repository root, where the README's commands run
-	cmd.Env = append(append(os.Environ(), "AMPYBUS_URL="), env...)
+	cmd.Env = append(append(os.Environ(), isolated()...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -79,6 +84,12 @@ func ctl(t *testing.T, env []string, args ...string) result {
 		t.Fatalf("run %v: %v", args, err)
 	}
 	return result{code, out.String(), errb.String()}
+}
+
+// isolated clears the environment variables a user's shell may set for
+// ampybusctl, and points its config directory away from the user's.
+func isolated() []string {
+	return []string{"AMPYBUS_URL=", "AMPYBUS_CONTEXT=", "AMPYBUS_TRANSPORT=", "XDG_CONFIG_HOME=" + config}
 }
 
 // ok runs a command that must succeed and returns its stdout.
@@ -104,10 +115,10 @@ func TestErrorsSayTheFix(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no command", nil, 2, "usage: ampybusctl <command>"},
+		{"no command", nil, 2, "Usage:"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"upstream command name", []string{"publish"}, 2, "did you mean pub?"},
-		{"unknown flag", []string{"sub", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{"unknown flag", []string{"sub", "--bogus"}, 2, "unknown flag: --bogus"},
 		{"stray argument", []string{"sub", "ampy.dev.bars.v1.>"}, 2, "unexpected argument"},
 		{"underscores", []string{"pub-empty", "--topic", "ampy.dev_bars_v1_XNAS_AAPL"}, 1, `uses underscores where dots belong: use "ampy.dev.bars.v1.XNAS.AAPL"`},
 		{"topic outside the contract", []string{"pub-empty", "--topic", "test.message", "--producer", "test@cli", "--source", "test", "--pk", "test"}, 1, "is outside the contract: topics are ampy.{env}.{domain}.{version}.{subtopic}"},
@@ -304,7 +315,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), errLines: make(chan string, 100), done: make(chan error, 1)}
 	p.cmd.Dir = "../.."
-	p.cmd.Env = append(append(os.Environ(), "AMPYBUS_URL="), env...)
+	p.cmd.Env = append(append(os.Environ(), isolated()...), env...)
 	p.cmd.Stdout = &p.out
 	stderr, err := p.cmd.StderrPipe()
 	require.NoError(t, err)
@@ -505,7 +516,7 @@ func TestReadmeCommands(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				cmd := exec.CommandContext(ctx, bin, args...)
 				cmd.Dir = work
-				cmd.Env = append(os.Environ(), "AMPYBUS_URL="+url)
+				cmd.Env = append(append(os.Environ(), isolated()...), "AMPYBUS_URL="+url)
 				out, err := cmd.CombinedOutput()
 				cancel()
 				require.NoError(t, err, "ampybusctl %s\n%s", strings.Join(args, " "), out)
@@ -901,7 +912,7 @@ func TestUpstreamCommandsRunAsWritten(t *testing.T) {
 	require.NoError(t, os.Symlink(bin, filepath.Join(dir, "kafkapoison")))
 	cmd := exec.Command(filepath.Join(dir, "kafkapoison"), "--brokers", hostport, "--topic", "ampy.prod.bars.v1.XNAS.AAPL",
 		"--producer", "poison@cli", "--source", "poison-test", "--pk", "XNAS.AAPL")
-	cmd.Env = append(os.Environ(), "AMPYBUS_URL=")
+	cmd.Env = append(os.Environ(), isolated()...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "will dead-letter it to ampy.prod.dlq.v1.bars")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -13,62 +14,62 @@ import (
 	"github.com/ampyfin/ampy-bus/gen/secemit"
 	"github.com/ampyfin/ampy-bus/runtime/kafkabinding"
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
+	"github.com/spf13/pflag"
 )
 
 // aclCmd prints the broker permissions the contract's services: section
 // grants, or (apply) creates the Kafka ACLs through the admin API.
-func aclCmd(ctx context.Context, e *env, args []string) error {
-	apply := len(args) > 0 && args[0] == "apply"
-	if apply {
-		args = args[1:]
-	}
-	fs := e.newFlags("acl")
-	var c *conn
-	if apply {
-		c = e.connFlags(fs, false)
-	}
-	envName := fs.String("env", "prod", "the environment whose permissions to print or apply")
+func aclCmd(e *env, fs *pflag.FlagSet) runFunc {
+	c := e.connFlags(fs, false)
+	envName := e.envFlag(fs, "prod", "the environment whose permissions to print or apply")
 	service := fs.String("service", "", "only this service")
 	broker := fs.String("broker", "", "nats or kafka: print only one broker's (default both)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	con, err := servicesContract()
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(con.Envs, *envName) {
-		return usagef("--env %q: the contract's envs are %v", *envName, con.Envs)
-	}
-	grants := secemit.Grants(con, *envName)
-	if *service != "" {
-		grants = slices.DeleteFunc(grants, func(g secemit.Grant) bool { return g.Service != *service })
-		if len(grants) == 0 {
-			return usagef("--service %q is not in the contract's services:", *service)
+	return func(ctx context.Context, args []string) error {
+		apply := len(args) > 0
+		if apply && args[0] != "apply" {
+			return usagef("unexpected argument %q: acl takes apply, or nothing", args[0])
 		}
-	}
-	if apply {
-		return applyACLs(ctx, c, *envName, grants)
-	}
-	if *broker == "" || *broker == "nats" {
-		var users []natsbinding.User
-		for _, g := range grants {
-			users = append(users, natsbinding.User{Name: g.Service, Password: "$" + secemit.PasswordVar(con, *envName, g.Service), Rights: g.NATS})
+		con, err := servicesContract()
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(e.stdout, "# NATS users, env %s (templates/security/nats/%s.conf has the full file)\n%s", *envName, *envName, natsbinding.AuthorizationConf(users))
-	}
-	if *broker == "" || *broker == "kafka" {
-		fmt.Fprintf(e.stdout, "# Kafka ACLs, env %s\n", *envName)
-		for _, g := range grants {
-			for _, a := range g.Kafka {
-				fmt.Fprintln(e.stdout, a)
+		if !slices.Contains(con.Envs, *envName) {
+			return usagef("--env %q: the contract's envs are %v", *envName, con.Envs)
+		}
+		grants := secemit.Grants(con, *envName)
+		if *service != "" {
+			grants = slices.DeleteFunc(grants, func(g secemit.Grant) bool { return g.Service != *service })
+			if len(grants) == 0 {
+				var names []string
+				for _, s := range con.Services {
+					names = append(names, s.Name)
+				}
+				return usagef("--service %q is not in the contract's services: %s", *service, strings.Join(names, ", "))
 			}
 		}
+		if apply {
+			return applyACLs(ctx, c, *envName, grants)
+		}
+		if *broker == "" || *broker == "nats" {
+			var users []natsbinding.User
+			for _, g := range grants {
+				users = append(users, natsbinding.User{Name: g.Service, Password: "$" + secemit.PasswordVar(con, *envName, g.Service), Rights: g.NATS})
+			}
+			fmt.Fprintf(e.stdout, "# NATS users, env %s (templates/security/nats/%s.conf has the full file)\n%s", *envName, *envName, natsbinding.AuthorizationConf(users))
+		}
+		if *broker == "" || *broker == "kafka" {
+			fmt.Fprintf(e.stdout, "# Kafka ACLs, env %s\n", *envName)
+			for _, g := range grants {
+				for _, a := range g.Kafka {
+					fmt.Fprintln(e.stdout, a)
+				}
+			}
+		}
+		if *broker != "" && *broker != "nats" && *broker != "kafka" {
+			return usagef("--broker %q: want nats or kafka", *broker)
+		}
+		return nil
 	}
-	if *broker != "" && *broker != "nats" && *broker != "kafka" {
-		return usagef("--broker %q: want nats or kafka", *broker)
-	}
-	return nil
 }
 
 func applyACLs(ctx context.Context, c *conn, envName string, grants []secemit.Grant) error {

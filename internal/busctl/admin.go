@@ -23,110 +23,107 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/embedded"
 	"github.com/ampyfin/ampy-bus/runtime/fixture"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
+	"github.com/spf13/pflag"
 )
 
-func validateFixture(_ context.Context, e *env, args []string) error {
-	fs := e.newFlags("validate-fixture")
+func validateFixture(e *env, fs *pflag.FlagSet) runFunc {
 	file := fs.String("file", "", "one fixture file")
 	dir := fs.String("dir", "", "a directory of fixtures (*.json, recursively)")
 	asJSON := fs.Bool("json", false, "print problems as JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if (*file == "") == (*dir == "") {
-		return usagef("give --file or --dir")
-	}
-	var fxs []*fixture.Fixture
-	var loadErr error
-	if *file != "" {
-		f, err := fixture.Load(*file)
-		if err != nil {
-			return err
+	return func(_ context.Context, args []string) error {
+		if (*file == "") == (*dir == "") {
+			return usagef("give --file or --dir")
 		}
-		fxs = []*fixture.Fixture{f}
-	} else {
-		fxs, loadErr = fixture.LoadDir(*dir)
-		if fxs == nil && loadErr != nil {
-			return loadErr
+		var fxs []*fixture.Fixture
+		var loadErr error
+		if *file != "" {
+			f, err := fixture.Load(*file)
+			if err != nil {
+				return err
+			}
+			fxs = []*fixture.Fixture{f}
+		} else {
+			fxs, loadErr = fixture.LoadDir(*dir)
+			if fxs == nil && loadErr != nil {
+				return loadErr
+			}
 		}
-	}
-	bad := 0
-	for _, f := range fxs {
-		problems := fixture.Validate(catalog, f)
-		if len(problems) > 0 {
+		bad := 0
+		for _, f := range fxs {
+			problems := fixture.Validate(catalog, f)
+			if len(problems) > 0 {
+				bad++
+			}
+			for _, p := range problems {
+				if *asJSON {
+					js, _ := json.Marshal(map[string]string{"file": p.Path, "field": p.Field, "problem": p.Message})
+					fmt.Fprintln(e.stdout, string(js))
+				} else {
+					fmt.Fprintf(e.stdout, "FAIL %s: %s: %s\n", p.Path, p.Field, p.Message)
+				}
+			}
+			if len(problems) == 0 && !*asJSON {
+				format := ""
+				if f.Upstream {
+					format = " (upstream format)"
+				}
+				fmt.Fprintf(e.stdout, "ok   %s  %s%s\n", f.Path, f.Topic, format)
+			}
+		}
+		if loadErr != nil {
+			fmt.Fprintln(e.stderr, loadErr)
 			bad++
 		}
-		for _, p := range problems {
-			if *asJSON {
-				js, _ := json.Marshal(map[string]string{"file": p.Path, "field": p.Field, "problem": p.Message})
-				fmt.Fprintln(e.stdout, string(js))
-			} else {
-				fmt.Fprintf(e.stdout, "FAIL %s: %s: %s\n", p.Path, p.Field, p.Message)
-			}
+		if bad > 0 {
+			return fmt.Errorf("%d of %d fixture(s) break the contract", bad, len(fxs))
 		}
-		if len(problems) == 0 && !*asJSON {
-			format := ""
-			if f.Upstream {
-				format = " (upstream format)"
-			}
-			fmt.Fprintf(e.stdout, "ok   %s  %s%s\n", f.Path, f.Topic, format)
+		if !*asJSON {
+			fmt.Fprintf(e.stderr, "%d fixture(s) valid\n", len(fxs))
 		}
+		return nil
 	}
-	if loadErr != nil {
-		fmt.Fprintln(e.stderr, loadErr)
-		bad++
-	}
-	if bad > 0 {
-		return fmt.Errorf("%d of %d fixture(s) break the contract", bad, len(fxs))
-	}
-	if !*asJSON {
-		fmt.Fprintf(e.stderr, "%d fixture(s) valid\n", len(fxs))
-	}
-	return nil
 }
 
-func fixturesCmd(_ context.Context, e *env, args []string) error {
-	fs := e.newFlags("fixtures")
+func fixturesCmd(e *env, fs *pflag.FlagSet) runFunc {
 	out := fs.String("out", "fixtures", "directory to write the golden fixtures to")
 	check := fs.Bool("check", false, "fail when the fixtures in --out differ from a fresh build")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if foreign {
-		// Another team's contract: one skeleton fixture per typed subtopic.
-		payloads, err := fixtures.Skeletons(catalog)
-		if err != nil {
-			return err
-		}
-		files, err := fixtures.FilesFor(catalog, payloads)
-		if err != nil {
-			return err
+	return func(_ context.Context, args []string) error {
+		if foreign {
+			// Another team's contract: one skeleton fixture per typed subtopic.
+			payloads, err := fixtures.Skeletons(catalog)
+			if err != nil {
+				return err
+			}
+			files, err := fixtures.FilesFor(catalog, payloads)
+			if err != nil {
+				return err
+			}
+			if *check {
+				if err := fixtures.CheckFiles(*out, files); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "fixtures in %s are current\n", *out)
+				return nil
+			}
+			if err := fixtures.WriteFiles(*out, files); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %d skeleton fixtures to %s\n", len(payloads), *out)
+			return nil
 		}
 		if *check {
-			if err := fixtures.CheckFiles(*out, files); err != nil {
+			if err := fixtures.Check(*out); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "fixtures in %s are current\n", *out)
 			return nil
 		}
-		if err := fixtures.WriteFiles(*out, files); err != nil {
+		if err := fixtures.Write(*out); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "wrote %d skeleton fixtures to %s\n", len(payloads), *out)
+		fmt.Fprintf(e.stdout, "wrote %d golden fixtures to %s\n", len(fixtures.Payloads()), *out)
 		return nil
 	}
-	if *check {
-		if err := fixtures.Check(*out); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "fixtures in %s are current\n", *out)
-		return nil
-	}
-	if err := fixtures.Write(*out); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "wrote %d golden fixtures to %s\n", len(fixtures.Payloads()), *out)
-	return nil
 }
 
 // domainFlag resolves --topic, or --env with --domain, to a domain and env.
@@ -158,187 +155,185 @@ func domainFlag(topic, envName, domain string) (*ampybus.DomainSpec, string, err
 	return nil, "", usagef("give --topic (e.g. ampy.dev.bars.v1.XNAS.AAPL or ampy.dev.bars.v1), or --env and --domain")
 }
 
-func ensureTopic(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("ensure-topic")
+func ensureTopic(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	topic := fs.String("topic", "", "a topic of the domain, or its prefix (ampy.dev.bars.v1)")
-	envName := fs.String("env", "", "environment, with --domain")
+	envName := fs.String("env", "", "environment, with --domain or --all (default: the context's env)")
 	domain := fs.String("domain", "", "domain name, with --env")
 	partitions := fs.Int("partitions", 0, "accepted for the upstream tool's sake; the contract owns partitions, and a different number is noted and ignored")
 	all := fs.Bool("all", false, "every domain of the contract in --env")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *all && (*topic != "" || *domain != "" || *partitions != 0) {
-		return usagef("--all takes only --env")
-	}
-	if *topic != "" && (*envName != "" || *domain != "") {
-		return usagef("--topic names the env and domain; give --topic, or --env and --domain")
-	}
-	var ds []*ampybus.DomainSpec
-	envN := cmp.Or(*envName, "dev")
-	if *all {
-		ds = catalog.Domains()
-	} else {
-		d, en, err := domainFlag(*topic, *envName, *domain)
+	return func(ctx context.Context, args []string) error {
+		if *all && (*topic != "" || *domain != "" || *partitions != 0) {
+			return usagef("--all takes only --env")
+		}
+		if *topic != "" && (*envName != "" || *domain != "") {
+			return usagef("--topic names the env and domain; give --topic, or --env and --domain")
+		}
+		if *topic == "" {
+			*envName = cmp.Or(*envName, e.contextEnv())
+		}
+		var ds []*ampybus.DomainSpec
+		envN := cmp.Or(*envName, "dev")
+		if *all {
+			ds = catalog.Domains()
+		} else {
+			d, en, err := domainFlag(*topic, *envName, *domain)
+			if err != nil {
+				return err
+			}
+			ds, envN = []*ampybus.DomainSpec{d}, en
+			if *partitions != 0 && *partitions != d.Partitions {
+				// The upstream tool took partitions on the command line; here the
+				// contract owns them, and says so rather than refuse the command.
+				fmt.Fprintf(e.stderr, "note: --partitions %d ignored: contract.yaml gives %s %d partitions (change the contract to change them; they can only grow)\n", *partitions, d.Name, d.Partitions)
+			}
+		}
+		b, err := c.open(ctx, envN)
 		if err != nil {
 			return err
 		}
-		ds, envN = []*ampybus.DomainSpec{d}, en
-		if *partitions != 0 && *partitions != d.Partitions {
-			// The upstream tool took partitions on the command line; here the
-			// contract owns them, and says so rather than refuse the command.
-			fmt.Fprintf(e.stderr, "note: --partitions %d ignored: contract.yaml gives %s %d partitions (change the contract to change them; they can only grow)\n", *partitions, d.Name, d.Partitions)
+		defer b.Close()
+		c.note(b)
+		for _, d := range ds {
+			if err := b.Ensure(ctx, d); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "ensured %s on %s: %d partition(s), retention %s, max payload %d bytes, dedupe window %s\n",
+				d.Prefix(envN), b.Transport().Name(), d.Partitions, d.RetentionIn(envN), d.MaxPayload, d.DedupeWindow)
 		}
+		return nil
 	}
-	b, err := c.open(ctx, envN)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	c.note(b)
-	for _, d := range ds {
-		if err := b.Ensure(ctx, d); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "ensured %s on %s: %d partition(s), retention %s, max payload %d bytes, dedupe window %s\n",
-			d.Prefix(envN), b.Transport().Name(), d.Partitions, d.RetentionIn(envN), d.MaxPayload, d.DedupeWindow)
-	}
-	return nil
 }
 
-func listTopics(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("list-topics")
+func listTopics(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
-	envName := fs.String("env", "", "only this environment (default: every env of the contract)")
+	envName := e.envFlag(fs, "", "only this environment (default: the context's env, else every env of the contract)")
 	asJSON := fs.Bool("json", false, "one JSON object per domain and env")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	envs := catalog.Domains()[0].Envs
-	if *envName != "" {
-		if !slices.Contains(envs, *envName) {
-			return usagef("--env %s is not one of the contract's envs (%s)", *envName, strings.Join(envs, ", "))
+	return func(ctx context.Context, args []string) error {
+		envs := catalog.Domains()[0].Envs
+		if *envName != "" {
+			if !slices.Contains(envs, *envName) {
+				return usagef("--env %s is not one of the contract's envs (%s)", *envName, strings.Join(envs, ", "))
+			}
+			envs = []string{*envName}
 		}
-		envs = []string{*envName}
-	}
-	b, err := c.open(ctx, envs[0])
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	desc, err := describer(b)
-	if err != nil {
-		return err
-	}
-	streams, err := desc.Streams(ctx, catalog.Domains()[0].Namespace)
-	if err != nil {
-		return err
-	}
-	byPrefix := map[string]transport.StreamInfo{}
-	for _, s := range streams {
-		byPrefix[s.Prefix] = s
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	if !*asJSON {
-		fmt.Fprintln(tw, "ENV\tTOPIC PREFIX\tON BROKER\tNAME\tMESSAGES\tPARTS\tSUBTOPICS")
-	}
-	for _, envN := range envs {
-		for _, d := range catalog.Domains() {
-			prefix := d.Prefix(envN)
-			s, ok := byPrefix[prefix]
-			delete(byPrefix, prefix)
-			var pats []string
-			for _, r := range catalog.Routes(d) {
-				pats = append(pats, r.Spec.Pattern+" "+r.Spec.Schema.FQDN)
-			}
-			if len(pats) == 0 {
-				pats = []string{"{domain} raw"}
-			}
-			if *asJSON {
-				js, _ := json.Marshal(map[string]any{"env": envN, "prefix": prefix, "exists": ok, "name": s.Name, "messages": s.Messages, "partitions": s.Partitions, "subtopics": pats})
-				fmt.Fprintln(e.stdout, string(js))
-				continue
-			}
-			exists, name := "no", "-"
-			if ok {
-				exists, name = "yes", s.Name
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", envN, prefix, exists, name, s.Messages, s.Partitions, strings.Join(pats, "; "))
+		b, err := c.open(ctx, envs[0])
+		if err != nil {
+			return err
 		}
-	}
-	if !*asJSON {
-		for _, prefix := range slices.Sorted(maps.Keys(byPrefix)) {
-			s := byPrefix[prefix]
-			for _, envN := range envs {
-				if strings.Contains(prefix, "."+envN+".") {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t(not in the contract)\n", envN, prefix, "yes", s.Name, s.Messages, s.Partitions)
+		defer b.Close()
+		desc, err := describer(b)
+		if err != nil {
+			return err
+		}
+		streams, err := desc.Streams(ctx, catalog.Domains()[0].Namespace)
+		if err != nil {
+			return err
+		}
+		byPrefix := map[string]transport.StreamInfo{}
+		for _, s := range streams {
+			byPrefix[s.Prefix] = s
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		if !*asJSON {
+			fmt.Fprintln(tw, "ENV\tTOPIC PREFIX\tON BROKER\tNAME\tMESSAGES\tPARTS\tSUBTOPICS")
+		}
+		for _, envN := range envs {
+			for _, d := range catalog.Domains() {
+				prefix := d.Prefix(envN)
+				s, ok := byPrefix[prefix]
+				delete(byPrefix, prefix)
+				var pats []string
+				for _, r := range catalog.Routes(d) {
+					pats = append(pats, r.Spec.Pattern+" "+r.Spec.Schema.FQDN)
+				}
+				if len(pats) == 0 {
+					pats = []string{"{domain} raw"}
+				}
+				if *asJSON {
+					js, _ := json.Marshal(map[string]any{"env": envN, "prefix": prefix, "exists": ok, "name": s.Name, "messages": s.Messages, "partitions": s.Partitions, "subtopics": pats})
+					fmt.Fprintln(e.stdout, string(js))
+					continue
+				}
+				exists, name := "no", "-"
+				if ok {
+					exists, name = "yes", s.Name
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", envN, prefix, exists, name, s.Messages, s.Partitions, strings.Join(pats, "; "))
+			}
+		}
+		if !*asJSON {
+			for _, prefix := range slices.Sorted(maps.Keys(byPrefix)) {
+				s := byPrefix[prefix]
+				for _, envN := range envs {
+					if strings.Contains(prefix, "."+envN+".") {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t(not in the contract)\n", envN, prefix, "yes", s.Name, s.Messages, s.Partitions)
+					}
 				}
 			}
 		}
+		return tw.Flush()
 	}
-	return tw.Flush()
 }
 
-func describeTopic(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("describe-topic")
+func describeTopic(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	topic := fs.String("topic", "", "a topic of the domain, or its prefix (ampy.dev.bars.v1)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	d, envN, err := domainFlag(*topic, "", "")
-	if err != nil {
-		return err
-	}
-	w := e.stdout
-	fmt.Fprintf(w, "%s (domain %s %s, env %s)\n", d.Prefix(envN), d.Name, d.Version, envN)
-	fmt.Fprintf(w, "  qos            %s, p99 %s\n", d.QoS, d.LatencyP99)
-	order := string(d.Ordering)
-	if d.OrderBy != "" {
-		order += " by " + d.OrderBy
-	}
-	if d.ExpiresBy != "" {
-		order += ", expiring at " + d.ExpiresBy
-	}
-	fmt.Fprintf(w, "  ordering       per partition key, %s\n", order)
-	fmt.Fprintf(w, "  retry          %d attempts, backoff %s up to %s, then %s\n", d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff, ampybus.DeadLetterDomain(d).Prefix(envN)+"."+d.Name)
-	fmt.Fprintf(w, "  limits         %d partitions, %d replica(s), retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, max(d.Replicas, 1), d.RetentionIn(envN), d.MaxPayload, d.CompressAbove, d.DedupeWindow)
-	pr := d.PublishRetry
-	fmt.Fprintf(w, "  publish retry  backoff %s up to %s, give up after %s (same message id)\n", pr.Backoff, pr.MaxBackoff, pr.GiveUpAfter)
-	for _, r := range catalog.Routes(d) {
-		s := r.Spec
-		fmt.Fprintf(w, "  subtopic       %s.%s carries %s %s\n", d.Prefix(envN), s.Pattern, s.Schema.FQDN, s.Schema.Version)
-		fmt.Fprintf(w, "                 partition_key %s", s.PartitionKey)
-		if s.DedupeKey != "" {
-			fmt.Fprintf(w, ", dedupe_key %s", s.DedupeKey)
+	return func(ctx context.Context, args []string) error {
+		d, envN, err := domainFlag(*topic, "", "")
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(w, "\n                 schema_hash %s\n", s.Schema.Hash)
-	}
-	b, err := c.open(ctx, envN)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	desc, err := describer(b)
-	if err != nil {
-		return err
-	}
-	info, err := desc.DescribeStream(ctx, d.Prefix(envN))
-	if errors.Is(err, transport.ErrNotFound) {
-		fmt.Fprintf(w, "  on %-11s not created yet (ampybusctl ensure-topic --topic %s, or publish to it)\n", b.Transport().Name(), d.Prefix(envN))
+		fmt.Fprintf(e.stdout, "%s (domain %s %s, env %s)\n", d.Prefix(envN), d.Name, d.Version, envN)
+		// Labels in one column, the broker's line last: it may fail.
+		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		defer w.Flush()
+		fmt.Fprintf(w, "  qos\t%s, p99 %s\n", d.QoS, d.LatencyP99)
+		order := string(d.Ordering)
+		if d.OrderBy != "" {
+			order += " by " + d.OrderBy
+		}
+		if d.ExpiresBy != "" {
+			order += ", expiring at " + d.ExpiresBy
+		}
+		fmt.Fprintf(w, "  ordering\tper partition key, %s\n", order)
+		fmt.Fprintf(w, "  retry\t%d attempts, backoff %s up to %s, then %s\n", d.Retry.MaxAttempts, d.Retry.Backoff, d.Retry.MaxBackoff, ampybus.DeadLetterDomain(d).Prefix(envN)+"."+d.Name)
+		fmt.Fprintf(w, "  limits\t%d partitions, %d replica(s), retention %s, max payload %d, gzip above %d, dedupe window %s\n", d.Partitions, max(d.Replicas, 1), d.RetentionIn(envN), d.MaxPayload, d.CompressAbove, d.DedupeWindow)
+		pr := d.PublishRetry
+		fmt.Fprintf(w, "  publish retry\tbackoff %s up to %s, give up after %s (same message id)\n", pr.Backoff, pr.MaxBackoff, pr.GiveUpAfter)
+		for _, r := range catalog.Routes(d) {
+			s := r.Spec
+			fmt.Fprintf(w, "  subtopic\t%s.%s carries %s %s\n", d.Prefix(envN), s.Pattern, s.Schema.FQDN, s.Schema.Version)
+			fmt.Fprintf(w, "\tpartition_key %s", s.PartitionKey)
+			if s.DedupeKey != "" {
+				fmt.Fprintf(w, ", dedupe_key %s", s.DedupeKey)
+			}
+			fmt.Fprintf(w, "\n\tschema_hash %s\n", s.Schema.Hash)
+		}
+		b, err := c.open(ctx, envN)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		desc, err := describer(b)
+		if err != nil {
+			return err
+		}
+		info, err := desc.DescribeStream(ctx, d.Prefix(envN))
+		if errors.Is(err, transport.ErrNotFound) {
+			fmt.Fprintf(w, "  on %s\tnot created yet (ampybusctl ensure-topic --topic %s, or publish to it)\n", b.Transport().Name(), d.Prefix(envN))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  on %s\t%s: %d message(s), %d partition(s), %d replica(s), range %d..%d, retention %s, max message %d bytes\n",
+			b.Transport().Name(), info.Name, info.Messages, info.Partitions, info.Replicas, info.First, info.Last, info.Retention, info.MaxMessageBytes)
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "  on %-11s %s: %d message(s), %d partition(s), %d replica(s), range %d..%d, retention %s, max message %d bytes\n",
-		b.Transport().Name(), info.Name, info.Messages, info.Partitions, info.Replicas, info.First, info.Last, info.Retention, info.MaxMessageBytes)
-	return nil
 }
 
-func dev(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("dev")
+func dev(e *env, fs *pflag.FlagSet) runFunc {
 	withNATS := fs.Bool("nats", false, "run an embedded NATS JetStream server")
 	withKafka := fs.Bool("kafka", false, "run an embedded Kafka cluster (kfake)")
 	natsPort := fs.Int("nats-port", 4222, "NATS port on 127.0.0.1 (0: any free port)")
@@ -347,131 +342,128 @@ func dev(ctx context.Context, e *env, args []string) error {
 	nodes := fs.Int("cluster", 1, "NATS nodes: 3 runs a JetStream cluster (ports nats-port, +1, +2), so streams get the contract's replicas")
 	metrics := e.metricsFlag(fs)
 	supervised := fs.Bool("supervised", false, hidden+"print one line, "+strings.TrimSpace(loadbench.ReadyLine)+" URL…, when ready, and stop when stdin closes (for bench's broker child)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *supervised {
-		// The parent holds stdin open while it needs the brokers; it closes
-		// when the parent ends, however it ends.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			cancel()
-		}()
-	}
-	// The brokers' process: Go runtime and process metrics.
-	if err := metrics.start(); err != nil {
-		return err
-	}
-	defer metrics.close()
-	if *nodes < 1 || *nodes > 5 {
-		return usagef("--cluster %d: give 1 to 5 nodes", *nodes)
-	}
-	if !*withNATS && !*withKafka {
-		*withNATS, *withKafka = true, true
-	}
-	var (
-		stops []func()
-		urls  []string
-	)
-	defer func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
+	return func(ctx context.Context, args []string) error {
+		if *supervised {
+			// The parent holds stdin open while it needs the brokers; it closes
+			// when the parent ends, however it ends.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				_, _ = io.Copy(io.Discard, os.Stdin)
+				cancel()
+			}()
 		}
-	}()
-	if *withNATS && *nodes > 1 {
-		o := embedded.NATSClusterOptions{Nodes: *nodes}
-		if *natsPort != 0 {
-			for i := range *nodes {
-				o.Ports = append(o.Ports, *natsPort+i)
+		// The brokers' process: Go runtime and process metrics.
+		if err := metrics.start(); err != nil {
+			return err
+		}
+		defer metrics.close()
+		if *nodes < 1 || *nodes > 5 {
+			return usagef("--cluster %d: give 1 to 5 nodes", *nodes)
+		}
+		if !*withNATS && !*withKafka {
+			*withNATS, *withKafka = true, true
+		}
+		var (
+			stops []func()
+			urls  []string
+		)
+		defer func() {
+			for i := len(stops) - 1; i >= 0; i-- {
+				stops[i]()
 			}
+		}()
+		if *withNATS && *nodes > 1 {
+			o := embedded.NATSClusterOptions{Nodes: *nodes}
+			if *natsPort != 0 {
+				for i := range *nodes {
+					o.Ports = append(o.Ports, *natsPort+i)
+				}
+			}
+			if *store != "" {
+				o.StoreDir = filepath.Join(*store, "nats")
+			}
+			c, err := embedded.StartNATSCluster(o)
+			if err != nil {
+				return fmt.Errorf("start a %d-node NATS cluster from 127.0.0.1:%d: %w (ports in use? try --nats-port 0)", *nodes, *natsPort, err)
+			}
+			stops = append(stops, c.Shutdown)
+			urls = append(urls, c.URL())
+			fmt.Fprintf(e.stdout, "NATS JetStream cluster of %d nodes\n  export AMPYBUS_URL=%s\n", *nodes, c.URL())
+		} else if *withNATS {
+			o := embedded.NATSOptions{Port: *natsPort}
+			if *store != "" {
+				o.StoreDir = filepath.Join(*store, "nats")
+			}
+			n, err := embedded.StartNATS(o)
+			if err != nil {
+				return fmt.Errorf("start NATS on 127.0.0.1:%d: %w (another server on the port? try --nats-port 0)", *natsPort, err)
+			}
+			stops = append(stops, n.Shutdown)
+			urls = append(urls, n.URL())
+			fmt.Fprintf(e.stdout, "NATS JetStream  %s\n  export AMPYBUS_URL=%s\n", n.URL(), n.URL())
 		}
-		if *store != "" {
-			o.StoreDir = filepath.Join(*store, "nats")
+		if *withKafka {
+			o := embedded.KafkaOptions{Port: *kafkaPort}
+			if *store != "" {
+				o.DataDir = filepath.Join(*store, "kafka")
+			}
+			k, err := embedded.StartKafka(o)
+			if err != nil {
+				return fmt.Errorf("start Kafka on 127.0.0.1:%d: %w (another broker on the port? try --kafka-port 0)", *kafkaPort, err)
+			}
+			stops = append(stops, k.Shutdown)
+			urls = append(urls, k.URL())
+			fmt.Fprintf(e.stdout, "Kafka (kfake)   %s\n  export AMPYBUS_URL=%s\n", k.URL(), k.URL())
 		}
-		c, err := embedded.StartNATSCluster(o)
-		if err != nil {
-			return fmt.Errorf("start a %d-node NATS cluster from 127.0.0.1:%d: %w (ports in use? try --nats-port 0)", *nodes, *natsPort, err)
+		// The brokers are this process's: it provisions every stream of the
+		// contract in every env, so services and commands with only their own
+		// rights work against them at once.
+		for _, u := range urls {
+			n, err := provisionAll(ctx, u)
+			if err != nil {
+				return fmt.Errorf("provision %s: %w", u, err)
+			}
+			fmt.Fprintf(e.stdout, "  %d streams provisioned on %s\n", n, u)
 		}
-		stops = append(stops, c.Shutdown)
-		urls = append(urls, c.URL())
-		fmt.Fprintf(e.stdout, "NATS JetStream cluster of %d nodes\n  export AMPYBUS_URL=%s\n", *nodes, c.URL())
-	} else if *withNATS {
-		o := embedded.NATSOptions{Port: *natsPort}
-		if *store != "" {
-			o.StoreDir = filepath.Join(*store, "nats")
+		if *supervised {
+			fmt.Fprintln(e.stdout, loadbench.ReadyLine+strings.Join(urls, " "))
 		}
-		n, err := embedded.StartNATS(o)
-		if err != nil {
-			return fmt.Errorf("start NATS on 127.0.0.1:%d: %w (another server on the port? try --nats-port 0)", *natsPort, err)
+		fmt.Fprintln(e.stdout, "ready; Ctrl-C to stop")
+		if f, ok := e.stdout.(*os.File); ok {
+			_ = f.Sync()
 		}
-		stops = append(stops, n.Shutdown)
-		urls = append(urls, n.URL())
-		fmt.Fprintf(e.stdout, "NATS JetStream  %s\n  export AMPYBUS_URL=%s\n", n.URL(), n.URL())
+		<-ctx.Done()
+		fmt.Fprintln(e.stderr, "stopping")
+		return nil
 	}
-	if *withKafka {
-		o := embedded.KafkaOptions{Port: *kafkaPort}
-		if *store != "" {
-			o.DataDir = filepath.Join(*store, "kafka")
-		}
-		k, err := embedded.StartKafka(o)
-		if err != nil {
-			return fmt.Errorf("start Kafka on 127.0.0.1:%d: %w (another broker on the port? try --kafka-port 0)", *kafkaPort, err)
-		}
-		stops = append(stops, k.Shutdown)
-		urls = append(urls, k.URL())
-		fmt.Fprintf(e.stdout, "Kafka (kfake)   %s\n  export AMPYBUS_URL=%s\n", k.URL(), k.URL())
-	}
-	// The brokers are this process's: it provisions every stream of the
-	// contract in every env, so services and commands with only their own
-	// rights work against them at once.
-	for _, u := range urls {
-		n, err := provisionAll(ctx, u)
-		if err != nil {
-			return fmt.Errorf("provision %s: %w", u, err)
-		}
-		fmt.Fprintf(e.stdout, "  %d streams provisioned on %s\n", n, u)
-	}
-	if *supervised {
-		fmt.Fprintln(e.stdout, loadbench.ReadyLine+strings.Join(urls, " "))
-	}
-	fmt.Fprintln(e.stdout, "ready; Ctrl-C to stop")
-	if f, ok := e.stdout.(*os.File); ok {
-		_ = f.Sync()
-	}
-	<-ctx.Done()
-	fmt.Fprintln(e.stderr, "stopping")
-	return nil
 }
 
-func demoCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("demo")
+func demoCmd(e *env, fs *pflag.FlagSet) runFunc {
 	c := &conn{e: e}
 	fs.StringVar(&c.bus, "bus", "", "bus URL: nats://host:4222, kafka://h1:9092, embedded://nats|kafka (default $AMPYBUS_URL, else embedded://nats)")
 	fs.StringVar(&c.kind, "transport", "", "nats or kafka: with no URL, which embedded broker to start")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	metrics := e.metricsFlag(fs)
 	linger := fs.Duration("linger", 0, "with --metrics-addr, keep serving /metrics this long after the summary")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		u, err := c.url()
+		if err != nil {
+			return err
+		}
+		if err := metrics.start(); err != nil {
+			return err
+		}
+		defer metrics.close()
+		rctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		if err := demo.Run(rctx, u, e.stdout, demo.WithMetrics(metrics.exp)); err != nil {
+			return err
+		}
+		metrics.linger(ctx, *linger)
+		return nil
 	}
-	u, err := c.url()
-	if err != nil {
-		return err
-	}
-	if err := metrics.start(); err != nil {
-		return err
-	}
-	defer metrics.close()
-	rctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := demo.Run(rctx, u, e.stdout, demo.WithMetrics(metrics.exp)); err != nil {
-		return err
-	}
-	metrics.linger(ctx, *linger)
-	return nil
 }
 
 // provisionAll creates every stream of the contract the CLI serves that

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/ampyfin/ampy-bus/internal/loadbench"
+	"github.com/spf13/pflag"
 )
 
 // bench runs internal/loadbench: typed publishers and a consumer group
 // against the raw client, with the broker in a child process so the
 // figures are the client's alone.
-func bench(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("bench")
+func bench(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
 	mode := fs.String("mode", "e2e", "e2e (publishers and consumers at once), publish (publishers only) or consume (drain a preloaded stream)")
 	publishers := fs.Int("publishers", 4, "publishing clients, each its own connection")
@@ -33,108 +33,107 @@ func bench(ctx context.Context, e *env, args []string) error {
 	compare := fs.Bool("compare", false, "alternate typed and raw runs on one broker and print both with their ratio")
 	rounds := fs.Int("rounds", 3, "with --compare, runs of each client")
 	inproc := fs.Bool("inproc", false, "run the embedded broker in this process (its work then counts as the client's)")
-	envName := fs.String("env", "dev", "contract env whose bars stream is used")
+	envName := e.envFlag(fs, "dev", "contract env whose bars stream is used")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a run after this long")
 	asJSON := fs.Bool("json", false, "print one JSON document with every run and the summary")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *raw && *compare {
-		return usagef("--raw and --compare: --compare runs both")
-	}
-	if *rounds < 1 {
-		return usagef("--rounds %d: give at least 1", *rounds)
-	}
-	u, err := c.url()
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := c.tlsConfig()
-	if err != nil {
-		return err
-	}
-	natsOpts, err := c.natsOptions(tlsCfg)
-	if err != nil {
-		return err
-	}
-	kafkaOpts, err := c.kafkaOptions(tlsCfg)
-	if err != nil {
-		return err
-	}
-	cfg := loadbench.Config{
-		Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency, Fanout: *fanout, NoGroup: *noGroup,
-		Messages: *messages, Keys: *keys, Size: *size, Rate: *rate, Sync: *sync, Timeout: *timeout,
-		Provision: c.provision, Producer: c.producer, Source: c.source, NATSOptions: natsOpts, KafkaOptions: kafkaOpts,
-		Logger: benchLogger(e, c.verbose),
-	}
-	if err := cfg.Defaults().Check(); err != nil {
-		return usagef("%v", err)
-	}
+	return func(ctx context.Context, args []string) error {
+		if *raw && *compare {
+			return usagef("--raw and --compare: --compare runs both")
+		}
+		if *rounds < 1 {
+			return usagef("--rounds %d: give at least 1", *rounds)
+		}
+		u, err := c.url()
+		if err != nil {
+			return err
+		}
+		tlsCfg, err := c.tlsConfig()
+		if err != nil {
+			return err
+		}
+		natsOpts, err := c.natsOptions(tlsCfg)
+		if err != nil {
+			return err
+		}
+		kafkaOpts, err := c.kafkaOptions(tlsCfg)
+		if err != nil {
+			return err
+		}
+		cfg := loadbench.Config{
+			Env: *envName, Mode: loadbench.Mode(*mode), Publishers: *publishers, Consumers: *consumers, Concurrency: *concurrency, Fanout: *fanout, NoGroup: *noGroup,
+			Messages: *messages, Keys: *keys, Size: *size, Rate: *rate, Sync: *sync, Timeout: *timeout,
+			Provision: c.provision, Producer: c.producer, Source: c.source, NATSOptions: natsOpts, KafkaOptions: kafkaOpts,
+			Logger: benchLogger(e, c.verbose),
+		}
+		if err := cfg.Defaults().Check(); err != nil {
+			return usagef("%v", err)
+		}
 
-	// The broker: the one --bus names, or an embedded one of its own.
-	broker := loadbench.BrokerInfo{URL: u, Where: "given with --bus"}
-	if kind, ok := strings.CutPrefix(u, "embedded://"); ok {
-		if kind != "nats" && kind != "kafka" {
-			return usagef("%s: the benchmark starts embedded://nats or embedded://kafka", u)
+		// The broker: the one --bus names, or an embedded one of its own.
+		broker := loadbench.BrokerInfo{URL: u, Where: "given with --bus"}
+		if kind, ok := strings.CutPrefix(u, "embedded://"); ok {
+			if kind != "nats" && kind != "kafka" {
+				return usagef("%s: the benchmark starts embedded://nats or embedded://kafka", u)
+			}
+			var br *loadbench.Broker
+			if *inproc {
+				br, err = loadbench.StartInProcess(kind)
+			} else {
+				br, err = startBrokerChild(ctx, kind)
+			}
+			if err != nil {
+				return err
+			}
+			defer br.Close()
+			broker = loadbench.BrokerInfo{URL: br.URL, Where: br.Where, PID: br.PID}
+			cfg.OwnBroker = true
+			if br.PID != 0 {
+				cfg.BrokerCPU = br.CPU
+			}
+		} else if *inproc {
+			return usagef("--inproc starts an embedded broker; it does not go with --bus %s", u)
 		}
-		var br *loadbench.Broker
-		if *inproc {
-			br, err = loadbench.StartInProcess(kind)
-		} else {
-			br, err = startBrokerChild(ctx, kind)
+		cfg.URL = broker.URL
+		prog := &progress{w: e.stderr, on: e.tty}
+		cfg.Progress = func(p loadbench.Progress) {
+			prog.update("bench %s %s: published %d/%d, consumed %d", p.Client, p.Phase, p.Published, p.Total, p.Consumed)
 		}
+		b, err := loadbench.New(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		defer br.Close()
-		broker = loadbench.BrokerInfo{URL: br.URL, Where: br.Where, PID: br.PID}
-		cfg.OwnBroker = true
-		if br.PID != 0 {
-			cfg.BrokerCPU = br.CPU
+		defer b.Close()
+		var runs []*loadbench.Result
+		switch {
+		case *compare:
+			runs, err = b.Compare(ctx, *rounds)
+		default:
+			client := loadbench.Typed
+			if *raw {
+				client = loadbench.Raw
+			}
+			var r *loadbench.Result
+			if r, err = b.Run(ctx, client); err == nil {
+				r.Round = 1
+				runs = append(runs, r)
+			}
 		}
-	} else if *inproc {
-		return usagef("--inproc starts an embedded broker; it does not go with --bus %s", u)
-	}
-	cfg.URL = broker.URL
-	prog := &progress{w: e.stderr, on: e.tty}
-	cfg.Progress = func(p loadbench.Progress) {
-		prog.update("bench %s %s: published %d/%d, consumed %d", p.Client, p.Phase, p.Published, p.Total, p.Consumed)
-	}
-	b, err := loadbench.New(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	var runs []*loadbench.Result
-	switch {
-	case *compare:
-		runs, err = b.Compare(ctx, *rounds)
-	default:
-		client := loadbench.Typed
-		if *raw {
-			client = loadbench.Raw
-		}
-		var r *loadbench.Result
-		if r, err = b.Run(ctx, client); err == nil {
-			r.Round = 1
-			runs = append(runs, r)
-		}
-	}
-	prog.done()
-	if err != nil {
-		return err
-	}
-	rep := b.NewReport(broker, runs)
-	if *asJSON {
-		js, err := json.MarshalIndent(rep, "", "  ")
+		prog.done()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(e.stdout, string(js))
+		rep := b.NewReport(broker, runs)
+		if *asJSON {
+			js, err := json.MarshalIndent(rep, "", "  ")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, string(js))
+			return nil
+		}
+		rep.Print(e.stdout)
 		return nil
 	}
-	rep.Print(e.stdout)
-	return nil
 }
 
 // benchLogger logs the runtime's errors (with -v, its warnings and

@@ -2,12 +2,12 @@ package busctl
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/plugin/ampyprom"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
+	"github.com/spf13/pflag"
 )
 
 // serving is a command's --metrics-addr: the bus's metrics on /metrics
@@ -19,7 +19,7 @@ type serving struct {
 	srv  *ampyprom.Server
 }
 
-func (e *env) metricsFlag(fs *flag.FlagSet) *serving {
+func (e *env) metricsFlag(fs *pflag.FlagSet) *serving {
 	s := &serving{e: e}
 	fs.StringVar(&s.addr, "metrics-addr", e.getenv("AMPYBUS_METRICS_ADDR"), "serve Prometheus metrics on HOST:PORT/metrics while running (port 0 picks one; $AMPYBUS_METRICS_ADDR)")
 	return s

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -39,16 +40,21 @@ func (p *printer) message(in *ampybus.Inspected) error {
 		fmt.Fprintf(w, "  attempt %d", in.Attempt())
 	}
 	fmt.Fprintln(w)
+	// Header names in one column, at least as wide as the longest standard one.
+	tw := tabwriter.NewWriter(w, 23, 4, 1, ' ', 0)
 	for _, f := range m.Headers.Fields() {
-		fmt.Fprintf(w, "   %-19s %s\n", f.Key, f.Value)
+		fmt.Fprintf(tw, "   %s\t%s\n", f.Key, f.Value)
 	}
 	size := fmt.Sprintf("%d bytes", len(m.Payload))
 	if m.Headers.BlobRef != "" {
 		size = fmt.Sprintf("blob pointer, %d bytes in %s", m.Headers.BlobSize, m.Headers.BlobRef)
 	}
-	fmt.Fprintf(w, "   %-19s %s, %s\n", "payload", m.Headers.SchemaFQDN, size)
+	fmt.Fprintf(tw, "   payload\t%s, %s\n", m.Headers.SchemaFQDN, size)
 	if in.Problem != "" {
-		fmt.Fprintf(w, "   %-19s %s\n", "PROBLEM", in.Problem)
+		fmt.Fprintf(tw, "   PROBLEM\t%s\n", in.Problem)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
 	}
 	if p.decode && in.Decoded != nil {
 		js, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}.Marshal(in.Decoded.Payload)

@@ -19,6 +19,7 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/fixture"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
+	"github.com/spf13/pflag"
 )
 
 // published prints where a message was stored.
@@ -37,24 +38,22 @@ func (e *env) published(asJSON bool, res ampybus.PublishResult, keys ampybus.Key
 		res.Topic, res.Stream, res.Sequence, res.Partition, keys.Partition, res.MessageID, dup)
 }
 
-func pubEmpty(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("pub-empty")
+func pubEmpty(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
 	topic := fs.String("topic", "", "concrete topic, e.g. ampy.dev.bars.v1.XNAS.AAPL")
 	pk := fs.String("pk", "", "partition key; the payload's key fields are filled from it by the contract's template")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		tp, err := typed(*topic)
+		if err != nil {
+			return err
+		}
+		p, err := tp.Route.Skeleton(tp.Subtopic, *pk)
+		if err != nil {
+			return fmt.Errorf("%w (pub-empty fills only the fields a key names; publish a full payload with ampybusctl pub --payload)", err)
+		}
+		return publish(ctx, e, c, tp, p, *asJSON)
 	}
-	tp, err := typed(*topic)
-	if err != nil {
-		return err
-	}
-	p, err := tp.Route.Skeleton(tp.Subtopic, *pk)
-	if err != nil {
-		return fmt.Errorf("%w (pub-empty fills only the fields a key names; publish a full payload with ampybusctl pub --payload)", err)
-	}
-	return publish(ctx, e, c, tp, p, *asJSON)
 }
 
 func publish(ctx context.Context, e *env, c *conn, tp ampybus.Topic, p proto.Message, asJSON bool) error {
@@ -76,44 +75,42 @@ func publish(ctx context.Context, e *env, c *conn, tp ampybus.Topic, p proto.Mes
 	return nil
 }
 
-func pub(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("pub")
+func pub(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
 	topic := fs.String("topic", "", "concrete topic (the fixture's own when --fixture)")
 	payload := fs.String("payload", "", "payload as protojson, e.g. '{\"client_order_id\":\"co_1\",…}'")
 	payloadFile := fs.String("payload-file", "", "file holding the payload as protojson")
 	fixtureFile := fs.String("fixture", "", "golden fixture to publish verbatim: its headers and bytes exactly")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	given := 0
-	for _, v := range []string{*payload, *payloadFile, *fixtureFile} {
-		if v != "" {
-			given++
+	return func(ctx context.Context, args []string) error {
+		given := 0
+		for _, v := range []string{*payload, *payloadFile, *fixtureFile} {
+			if v != "" {
+				given++
+			}
 		}
-	}
-	if given != 1 {
-		return usagef("give exactly one of --payload, --payload-file and --fixture")
-	}
-	if *fixtureFile != "" {
-		return pubFixture(ctx, e, c, *fixtureFile, *topic, *asJSON)
-	}
-	tp, err := typed(*topic)
-	if err != nil {
-		return err
-	}
-	js := []byte(*payload)
-	if *payloadFile != "" {
-		if js, err = os.ReadFile(*payloadFile); err != nil {
+		if given != 1 {
+			return usagef("give exactly one of --payload, --payload-file and --fixture")
+		}
+		if *fixtureFile != "" {
+			return pubFixture(ctx, e, c, *fixtureFile, *topic, *asJSON)
+		}
+		tp, err := typed(*topic)
+		if err != nil {
 			return err
 		}
+		js := []byte(*payload)
+		if *payloadFile != "" {
+			if js, err = os.ReadFile(*payloadFile); err != nil {
+				return err
+			}
+		}
+		p := tp.Route.NewPayload()
+		if err := protojson.Unmarshal(js, p); err != nil {
+			return fmt.Errorf("payload is not %s in protojson: %v", tp.Route.Spec.Schema.FQDN, err)
+		}
+		return publish(ctx, e, c, tp, p, *asJSON)
 	}
-	p := tp.Route.NewPayload()
-	if err := protojson.Unmarshal(js, p); err != nil {
-		return fmt.Errorf("payload is not %s in protojson: %v", tp.Route.Spec.Schema.FQDN, err)
-	}
-	return publish(ctx, e, c, tp, p, *asJSON)
 }
 
 // pubFixture publishes a fixture verbatim once it validates.
@@ -154,56 +151,53 @@ func pubFixture(ctx context.Context, e *env, c *conn, path, topic string, asJSON
 	return nil
 }
 
-func poison(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("poison")
+func poison(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
 	topic := fs.String("topic", "", "concrete topic, e.g. ampy.dev.bars.v1.XNAS.AAPL")
 	pk := fs.String("pk", "", "partition key (default: what the contract derives for the smallest payload)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		tp, err := typed(*topic)
+		if err != nil {
+			return err
+		}
+		skel, err := tp.Route.Skeleton(tp.Subtopic, *pk)
+		if err != nil {
+			return err
+		}
+		keys, err := tp.Route.Keys(tp.Subtopic, skel)
+		if err != nil {
+			return err
+		}
+		b, err := c.open(ctx, tp.Env)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		c.note(b)
+		producer, source, runID := b.Identity()
+		s := tp.Route.Spec.Schema
+		h := envelope.Headers{
+			MessageID: envelope.NewMessageID(), SchemaFQDN: s.FQDN, SchemaVersion: s.Version, SchemaHash: s.Hash,
+			ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Now().UTC(), Producer: producer, Source: source,
+			RunID: runID, PartitionKey: keys.Partition, DedupeKey: keys.Dedupe, Trace: envelope.NewTrace(),
+		}
+		// A truncated varint: a protobuf parser rejects it, so every consumer
+		// dead-letters the message with decode_error.
+		m := &transport.Message{Topic: tp.Name, Headers: h, Payload: []byte{0x0a, 0xff, 0xff, 0xff}}
+		res, err := ampybus.PublishEnvelope(ctx, b, catalog, m)
+		if err != nil {
+			return err
+		}
+		e.published(*asJSON, res, keys)
+		if !*asJSON {
+			fmt.Fprintf(e.stdout, "consumers of %s will dead-letter it to %s with a decode_error\n", tp.Name, ampybus.DeadLetterDomain(tp.Domain).Prefix(tp.Env)+"."+tp.Domain.Name)
+		}
+		return nil
 	}
-	tp, err := typed(*topic)
-	if err != nil {
-		return err
-	}
-	skel, err := tp.Route.Skeleton(tp.Subtopic, *pk)
-	if err != nil {
-		return err
-	}
-	keys, err := tp.Route.Keys(tp.Subtopic, skel)
-	if err != nil {
-		return err
-	}
-	b, err := c.open(ctx, tp.Env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	c.note(b)
-	producer, source, runID := b.Identity()
-	s := tp.Route.Spec.Schema
-	h := envelope.Headers{
-		MessageID: envelope.NewMessageID(), SchemaFQDN: s.FQDN, SchemaVersion: s.Version, SchemaHash: s.Hash,
-		ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Now().UTC(), Producer: producer, Source: source,
-		RunID: runID, PartitionKey: keys.Partition, DedupeKey: keys.Dedupe, Trace: envelope.NewTrace(),
-	}
-	// A truncated varint: a protobuf parser rejects it, so every consumer
-	// dead-letters the message with decode_error.
-	m := &transport.Message{Topic: tp.Name, Headers: h, Payload: []byte{0x0a, 0xff, 0xff, 0xff}}
-	res, err := ampybus.PublishEnvelope(ctx, b, catalog, m)
-	if err != nil {
-		return err
-	}
-	e.published(*asJSON, res, keys)
-	if !*asJSON {
-		fmt.Fprintf(e.stdout, "consumers of %s will dead-letter it to %s with a decode_error\n", tp.Name, ampybus.DeadLetterDomain(tp.Domain).Prefix(tp.Env)+"."+tp.Domain.Name)
-	}
-	return nil
 }
 
-func benchPub(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("bench-pub")
+func benchPub(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
 	topic := fs.String("topic", "", "concrete topic, e.g. ampy.dev.bars.v1.XNAS.AAPL")
 	pk := fs.String("pk", "", "partition key, as for pub-empty")
@@ -213,105 +207,104 @@ func benchPub(ctx context.Context, e *env, args []string) error {
 	size := fs.Int("size", 0, "payload size in bytes, padded with a field consumers skip; 0 = the smallest payload")
 	async := fs.Bool("async", false, "publish without waiting for each ack (latency is then publish→ack)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *count <= 0 || *concurrency <= 0 || *rate < 0 || *size < 0 {
-		return usagef("--count and --concurrency must be positive, --rate and --size not negative")
-	}
-	tp, err := typed(*topic)
-	if err != nil {
-		return err
-	}
-	p, err := tp.Route.Skeleton(tp.Subtopic, *pk)
-	if err != nil {
-		return err
-	}
-	if *size > 0 {
-		pad(p, *size)
-	}
-	b, err := c.open(ctx, tp.Env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	c.note(b)
-	// The first publish creates the stream; keep it out of the figures.
-	if _, err := tp.Route.Publish(ctx, b, tp.Subtopic, p); err != nil {
-		return err
-	}
-	var (
-		next atomic.Int64
-		res  samples
-		wg   sync.WaitGroup // publishers, and async publishes awaiting their ack
-	)
-	res.lat = latency.New()
-	var tick <-chan time.Time
-	if *rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
-		defer t.Stop()
-		tick = t.C
-	}
-	prog := &progress{w: e.stderr, on: e.tty}
-	start := time.Now()
-	for range *concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(*count) && ctx.Err() == nil {
-				if tick != nil {
-					select {
-					case <-tick:
-					case <-ctx.Done():
-						return
+	return func(ctx context.Context, args []string) error {
+		if *count <= 0 || *concurrency <= 0 || *rate < 0 || *size < 0 {
+			return usagef("--count and --concurrency must be positive, --rate and --size not negative")
+		}
+		tp, err := typed(*topic)
+		if err != nil {
+			return err
+		}
+		p, err := tp.Route.Skeleton(tp.Subtopic, *pk)
+		if err != nil {
+			return err
+		}
+		if *size > 0 {
+			pad(p, *size)
+		}
+		b, err := c.open(ctx, tp.Env)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		c.note(b)
+		// The first publish creates the stream; keep it out of the figures.
+		if _, err := tp.Route.Publish(ctx, b, tp.Subtopic, p); err != nil {
+			return err
+		}
+		var (
+			next atomic.Int64
+			res  samples
+			wg   sync.WaitGroup // publishers, and async publishes awaiting their ack
+		)
+		res.lat = latency.New()
+		var tick <-chan time.Time
+		if *rate > 0 {
+			t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+			defer t.Stop()
+			tick = t.C
+		}
+		prog := &progress{w: e.stderr, on: e.tty}
+		start := time.Now()
+		for range *concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(*count) && ctx.Err() == nil {
+					if tick != nil {
+						select {
+						case <-tick:
+						case <-ctx.Done():
+							return
+						}
 					}
-				}
-				t0 := time.Now()
-				if *async {
-					f, err := tp.Route.PublishAsync(ctx, b, tp.Subtopic, p)
-					if err != nil {
-						res.add(0, err)
+					t0 := time.Now()
+					if *async {
+						f, err := tp.Route.PublishAsync(ctx, b, tp.Subtopic, p)
+						if err != nil {
+							res.add(0, err)
+							continue
+						}
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							_, err := f.Wait(ctx)
+							res.add(time.Since(t0), err)
+						}()
 						continue
 					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						_, err := f.Wait(ctx)
-						res.add(time.Since(t0), err)
-					}()
-					continue
+					_, err := tp.Route.Publish(ctx, b, tp.Subtopic, p)
+					prog.update("bench-pub %s: %d/%d", tp.Name, res.add(time.Since(t0), err), *count)
 				}
-				_, err := tp.Route.Publish(ctx, b, tp.Subtopic, p)
-				prog.update("bench-pub %s: %d/%d", tp.Name, res.add(time.Since(t0), err), *count)
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		prog.done()
+		lat := res.lat
+		n := int(lat.Count())
+		if n == 0 {
+			return fmt.Errorf("no publish succeeded: %v", res.first)
+		}
+		pct := func(q float64) time.Duration { return lat.Percentile(q * 100) }
+		if *asJSON {
+			js, _ := json.Marshal(map[string]any{
+				"topic": tp.Name, "transport": b.Transport().Name(), "published": n, "failed": res.failed, "seconds": elapsed.Seconds(),
+				"msgs_per_sec": float64(n) / elapsed.Seconds(), "payload_bytes": proto.Size(p), "concurrency": *concurrency, "async": *async,
+				"p50_us": pct(0.50).Microseconds(), "p95_us": pct(0.95).Microseconds(), "p99_us": pct(0.99).Microseconds(),
+				"p999_us": pct(0.999).Microseconds(), "max_us": lat.Max().Microseconds(),
+			})
+			fmt.Fprintln(e.stdout, string(js))
+		} else {
+			fmt.Fprintf(e.stdout, "Published %d messages in %s (%.1f msg/s) to %s on %s, %d-byte payloads, concurrency %d%s\n",
+				n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tp.Name, b.Transport().Name(), proto.Size(p), *concurrency, map[bool]string{true: ", async"}[*async])
+			fmt.Fprintf(e.stdout, "latency p50 %s  p95 %s  p99 %s  p99.9 %s  max %s\n", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(0.999)), ms(lat.Max()))
+		}
+		if res.failed > 0 {
+			return fmt.Errorf("%d of %d publishes failed; first error: %w", res.failed, *count, res.first)
+		}
+		return nil
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	prog.done()
-	lat := res.lat
-	n := int(lat.Count())
-	if n == 0 {
-		return fmt.Errorf("no publish succeeded: %v", res.first)
-	}
-	pct := func(q float64) time.Duration { return lat.Percentile(q * 100) }
-	if *asJSON {
-		js, _ := json.Marshal(map[string]any{
-			"topic": tp.Name, "transport": b.Transport().Name(), "published": n, "failed": res.failed, "seconds": elapsed.Seconds(),
-			"msgs_per_sec": float64(n) / elapsed.Seconds(), "payload_bytes": proto.Size(p), "concurrency": *concurrency, "async": *async,
-			"p50_us": pct(0.50).Microseconds(), "p95_us": pct(0.95).Microseconds(), "p99_us": pct(0.99).Microseconds(),
-			"p999_us": pct(0.999).Microseconds(), "max_us": lat.Max().Microseconds(),
-		})
-		fmt.Fprintln(e.stdout, string(js))
-	} else {
-		fmt.Fprintf(e.stdout, "Published %d messages in %s (%.1f msg/s) to %s on %s, %d-byte payloads, concurrency %d%s\n",
-			n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tp.Name, b.Transport().Name(), proto.Size(p), *concurrency, map[bool]string{true: ", async"}[*async])
-		fmt.Fprintf(e.stdout, "latency p50 %s  p95 %s  p99 %s  p99.9 %s  max %s\n", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(0.999)), ms(lat.Max()))
-	}
-	if res.failed > 0 {
-		return fmt.Errorf("%d of %d publishes failed; first error: %w", res.failed, *count, res.first)
-	}
-	return nil
 }
 
 // samples collects bench-pub's outcomes from concurrent publishers.

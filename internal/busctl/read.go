@@ -18,6 +18,7 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/ampyfin/ampy-bus/runtime/envelope"
 	"github.com/ampyfin/ampy-bus/runtime/transport"
+	"github.com/spf13/pflag"
 )
 
 // subjectEnv checks a subject and returns its env.
@@ -47,8 +48,7 @@ func startFlag(v string) (transport.StartPosition, error) {
 	return transport.StartPosition{Kind: transport.StartAtTime, Time: t}, nil
 }
 
-func sub(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("sub")
+func sub(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	subject := fs.String("subject", "", "subject with NATS wildcards, e.g. 'ampy.dev.bars.v1.>'")
 	durable := fs.String("durable", "", "consumer group: shares the work with its other members and resumes where it acked")
@@ -60,56 +60,55 @@ func sub(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "one JSON object per message")
 	raw := fs.Bool("raw", false, "headers only, without the decoded payload")
 	metrics := e.metricsFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := metrics.start(); err != nil {
-		return err
-	}
-	defer metrics.close()
-	if strings.HasSuffix(*subject, ".*") && strings.Count(*subject, ".") < 5 {
-		fmt.Fprintf(e.stderr, "hint: * matches one token; %s> matches everything below\n", strings.TrimSuffix(*subject, "*"))
-	}
-	envName, err := subjectEnv(*subject)
-	if err != nil {
-		return err
-	}
-	start, err := startFlag(*from)
-	if err != nil {
-		return err
-	}
-	b, err := c.open(ctx, envName, metrics.hooks()...)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: *durable, Start: start})
-	if err != nil {
-		return err
-	}
-	defer tap.Close()
-	if !*asJSON {
-		fmt.Fprintf(e.stderr, "listening on %s via %s (%s)%s; Ctrl-C to stop\n", *subject, b.URL(), b.Transport().Name(), groupNote(*durable))
-	}
-	p := &printer{w: e.stdout, json: *asJSON, decode: !*raw}
-	for n := 0; *maxN == 0 || n < *maxN; n++ {
-		in, err := tap.Next(ctx)
+	return func(ctx context.Context, args []string) error {
+		if err := metrics.start(); err != nil {
+			return err
+		}
+		defer metrics.close()
+		if strings.HasSuffix(*subject, ".*") && strings.Count(*subject, ".") < 5 {
+			fmt.Fprintf(e.stderr, "hint: * matches one token; %s> matches everything below\n", strings.TrimSuffix(*subject, "*"))
+		}
+		envName, err := subjectEnv(*subject)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil // Ctrl-C
+			return err
+		}
+		start, err := startFlag(*from)
+		if err != nil {
+			return err
+		}
+		b, err := c.open(ctx, envName, metrics.hooks()...)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: *durable, Start: start})
+		if err != nil {
+			return err
+		}
+		defer tap.Close()
+		if !*asJSON {
+			fmt.Fprintf(e.stderr, "listening on %s via %s (%s)%s; Ctrl-C to stop\n", *subject, redactURL(b.URL()), b.Transport().Name(), groupNote(*durable))
+		}
+		p := &printer{w: e.stdout, json: *asJSON, decode: !*raw}
+		for n := 0; *maxN == 0 || n < *maxN; n++ {
+			in, err := tap.Next(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // Ctrl-C
+				}
+				return err
 			}
-			return err
+			if err := p.message(in); err != nil {
+				return err
+			}
+			// sub observes: it reports a poison message but leaves dead-lettering
+			// to the services that consume it.
+			if err := in.Ack(ctx); err != nil {
+				return err
+			}
 		}
-		if err := p.message(in); err != nil {
-			return err
-		}
-		// sub observes: it reports a poison message but leaves dead-lettering
-		// to the services that consume it.
-		if err := in.Ack(ctx); err != nil {
-			return err
-		}
+		return nil
 	}
-	return nil
 }
 
 func groupNote(g string) string {
@@ -119,8 +118,7 @@ func groupNote(g string) string {
 	return ", group " + g
 }
 
-func consume(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("consume")
+func consume(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	topic := fs.String("topic", "", "topic to read (a concrete topic, or a subject with wildcards)")
 	subject := fs.String("subject", "", "subject with wildcards; same as --topic")
@@ -130,71 +128,69 @@ func consume(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "one JSON object per message")
 	settleFlag := fs.Bool("settle", false, "consume as a member of --group through the consumer engine, as a service does: acknowledge, retry, and dead-letter poison with its reason")
 	idle := fs.Duration("idle", 5*time.Second, "with --settle, stop after this long with nothing to settle")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	s := cmp.Or(*subject, *topic)
-	if s == "" {
-		return usagef("--topic or --subject is required")
-	}
-	if *settleFlag {
-		if *group == "" {
-			return usagef("--settle needs --group: the consumer group it joins")
+	return func(ctx context.Context, args []string) error {
+		s := cmp.Or(*subject, *topic)
+		if s == "" {
+			return usagef("--topic or --subject is required")
 		}
-		if *maxN <= 0 || *idle <= 0 {
-			return usagef("--max and --idle must be positive")
+		if *settleFlag {
+			if *group == "" {
+				return usagef("--settle needs --group: the consumer group it joins")
+			}
+			if *maxN <= 0 || *idle <= 0 {
+				return usagef("--max and --idle must be positive")
+			}
+			return settle(ctx, e, c, s, *group, *maxN, *idle, *decode)
 		}
-		return settle(ctx, e, c, s, *group, *maxN, *idle, *decode)
-	}
-	if !strings.ContainsAny(s, "*>") {
-		if _, err := catalog.Resolve(s); err != nil {
-			return err
-		}
-	}
-	envName, err := subjectEnv(s)
-	if err != nil {
-		return err
-	}
-	b, err := c.open(ctx, envName)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Group: *group, Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
-	if err != nil {
-		return err
-	}
-	defer tap.Close()
-	p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
-	n, problems := 0, 0
-	for ; n < *maxN; n++ {
-		in, err := tap.Next(ctx)
-		if errors.Is(err, transport.ErrEndOfStream) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if in.Problem != "" {
-			problems++
-		}
-		if err := p.message(in); err != nil {
-			return err
-		}
-		if *group != "" {
-			if err := in.Ack(ctx); err != nil {
+		if !strings.ContainsAny(s, "*>") {
+			if _, err := catalog.Resolve(s); err != nil {
 				return err
 			}
 		}
+		envName, err := subjectEnv(s)
+		if err != nil {
+			return err
+		}
+		b, err := c.open(ctx, envName)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Group: *group, Start: transport.StartPosition{Kind: transport.StartFirst}, Bounded: true})
+		if err != nil {
+			return err
+		}
+		defer tap.Close()
+		p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
+		n, problems := 0, 0
+		for ; n < *maxN; n++ {
+			in, err := tap.Next(ctx)
+			if errors.Is(err, transport.ErrEndOfStream) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if in.Problem != "" {
+				problems++
+			}
+			if err := p.message(in); err != nil {
+				return err
+			}
+			if *group != "" {
+				if err := in.Ack(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if !*asJSON {
+			fmt.Fprintf(e.stderr, "read %d message(s) from %s, %d breaking the contract\n", n, s, problems)
+		}
+		return nil
 	}
-	if !*asJSON {
-		fmt.Fprintf(e.stderr, "read %d message(s) from %s, %d breaking the contract\n", n, s, problems)
-	}
-	return nil
 }
 
-func dlqInspect(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("dlq-inspect")
+func dlqInspect(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	subject := fs.String("subject", "", "dead-letter subject, e.g. 'ampy.prod.dlq.v1.>' or ampy.prod.dlq.v1.bars")
 	maxN := fs.Int("max", 50, "show at most this many")
@@ -202,65 +198,64 @@ func dlqInspect(ctx context.Context, e *env, args []string) error {
 	outdir := fs.String("outdir", "", "write each dead letter there as a fixture (.json) and its bytes (.bin)")
 	since := fs.String("since", "", "only dead letters stored at or after this RFC 3339 time")
 	asJSON := fs.Bool("json", false, "one JSON object per dead letter")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	envName, start, err := dlqRead(*subject, *since)
-	if err != nil {
-		return err
-	}
-	if *outdir != "" {
-		if err := os.MkdirAll(*outdir, 0o755); err != nil {
-			return err
-		}
-	}
-	b, err := c.open(ctx, envName)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Start: start, Bounded: true})
-	if err != nil {
-		return err
-	}
-	defer tap.Close()
-	p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
-	reasons := map[string]int{}
-	n := 0
-	for ; n < *maxN; n++ {
-		in, err := tap.Next(ctx)
-		if errors.Is(err, transport.ErrEndOfStream) {
-			break
-		}
+	return func(ctx context.Context, args []string) error {
+		envName, start, err := dlqRead(*subject, *since)
 		if err != nil {
 			return err
 		}
-		if err := p.message(in); err != nil {
+		if *outdir != "" {
+			if err := os.MkdirAll(*outdir, 0o755); err != nil {
+				return err
+			}
+		}
+		b, err := c.open(ctx, envName)
+		if err != nil {
 			return err
 		}
-		reason := in.Message().Headers.DLQReason
-		if i := strings.Index(reason, ":"); i > 0 {
-			reason = reason[:i]
+		defer b.Close()
+		tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Start: start, Bounded: true})
+		if err != nil {
+			return err
 		}
-		reasons[reason]++
-		if *outdir != "" {
-			path, err := dump(*outdir, in)
+		defer tap.Close()
+		p := &printer{w: e.stdout, json: *asJSON, decode: *decode}
+		reasons := map[string]int{}
+		n := 0
+		for ; n < *maxN; n++ {
+			in, err := tap.Next(ctx)
+			if errors.Is(err, transport.ErrEndOfStream) {
+				break
+			}
 			if err != nil {
 				return err
 			}
-			if !*asJSON {
-				fmt.Fprintf(e.stdout, "   wrote %s\n", path)
+			if err := p.message(in); err != nil {
+				return err
+			}
+			reason := in.Message().Headers.DLQReason
+			if i := strings.Index(reason, ":"); i > 0 {
+				reason = reason[:i]
+			}
+			reasons[reason]++
+			if *outdir != "" {
+				path, err := dump(*outdir, in)
+				if err != nil {
+					return err
+				}
+				if !*asJSON {
+					fmt.Fprintf(e.stdout, "   wrote %s\n", path)
+				}
 			}
 		}
-	}
-	if !*asJSON {
-		var parts []string
-		for _, k := range slices.Sorted(maps.Keys(reasons)) {
-			parts = append(parts, fmt.Sprintf("%s %d", k, reasons[k]))
+		if !*asJSON {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(reasons)) {
+				parts = append(parts, fmt.Sprintf("%s %d", k, reasons[k]))
+			}
+			fmt.Fprintf(e.stderr, "%d dead letter(s) on %s; by reason: %s\n", n, *subject, cmp.Or(strings.Join(parts, ", "), "none"))
 		}
-		fmt.Fprintf(e.stderr, "%d dead letter(s) on %s; by reason: %s\n", n, *subject, cmp.Or(strings.Join(parts, ", "), "none"))
+		return nil
 	}
-	return nil
 }
 
 // dlqRead checks that a subject names dead letters and returns its env and
@@ -282,8 +277,7 @@ func dlqRead(subject, since string) (string, transport.StartPosition, error) {
 	return envName, start, err
 }
 
-func dlqRedrive(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("dlq-redrive")
+func dlqRedrive(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, false)
 	subject := fs.String("subject", "", "dead-letter subject, e.g. 'ampy.prod.dlq.v1.>'")
 	maxN := fs.Int("max", 100, "redrive at most this many")
@@ -292,74 +286,72 @@ func dlqRedrive(ctx context.Context, e *env, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "show what would be redriven and change nothing")
 	asJSON := fs.Bool("json", false, "one JSON object per redriven message")
 	metrics := e.metricsFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := metrics.start(); err != nil {
-		return err
-	}
-	defer metrics.close()
-	envName, start, err := dlqRead(*subject, *since)
-	if err != nil {
-		return err
-	}
-	group := *durable
-	if *dryRun {
-		group = ""
-	}
-	b, err := c.open(ctx, envName, metrics.hooks()...)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: group, Start: start, Bounded: true})
-	if err != nil {
-		return err
-	}
-	defer tap.Close()
-	prog := &progress{w: e.stderr, on: e.tty}
-	n := 0
-	for ; n < *maxN; n++ {
-		in, err := tap.Next(ctx)
-		if errors.Is(err, transport.ErrEndOfStream) {
-			break
+	return func(ctx context.Context, args []string) error {
+		if err := metrics.start(); err != nil {
+			return err
 		}
+		defer metrics.close()
+		envName, start, err := dlqRead(*subject, *since)
 		if err != nil {
 			return err
 		}
-		orig := in.Original
+		group := *durable
 		if *dryRun {
-			fmt.Fprintf(e.stdout, "would redrive %s seq %d → %s  message_id %s  reason %s\n", in.Topic, in.Sequence(), orig, in.Message().Headers.MessageID, in.Message().Headers.DLQReason)
-			continue
+			group = ""
 		}
-		res, err := ampybus.Redrive(ctx, b, catalog, in)
+		b, err := c.open(ctx, envName, metrics.hooks()...)
 		if err != nil {
-			return fmt.Errorf("after %d redriven: %w", n, err)
+			return err
 		}
-		if err := in.Ack(ctx); err != nil {
-			return fmt.Errorf("redrove %s seq %d but could not ack it (a rerun redrives it again; consumers drop the copy by message_id): %w", in.Topic, in.Sequence(), err)
+		defer b.Close()
+		tap, err := ampybus.OpenTap(ctx, b, catalog, *subject, ampybus.TapOptions{Group: group, Start: start, Bounded: true})
+		if err != nil {
+			return err
 		}
-		if *asJSON {
-			fmt.Fprintf(e.stdout, `{"dlq_topic":%q,"dlq_sequence":%d,"topic":%q,"sequence":%d,"message_id":%q,"duplicate":%t}`+"\n",
-				in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID, res.Duplicate)
-		} else {
-			fmt.Fprintf(e.stdout, "redriven %s seq %d → %s seq %d  message_id %s\n", in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID)
+		defer tap.Close()
+		prog := &progress{w: e.stderr, on: e.tty}
+		n := 0
+		for ; n < *maxN; n++ {
+			in, err := tap.Next(ctx)
+			if errors.Is(err, transport.ErrEndOfStream) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			orig := in.Original
+			if *dryRun {
+				fmt.Fprintf(e.stdout, "would redrive %s seq %d → %s  message_id %s  reason %s\n", in.Topic, in.Sequence(), orig, in.Message().Headers.MessageID, in.Message().Headers.DLQReason)
+				continue
+			}
+			res, err := ampybus.Redrive(ctx, b, catalog, in)
+			if err != nil {
+				return fmt.Errorf("after %d redriven: %w", n, err)
+			}
+			if err := in.Ack(ctx); err != nil {
+				return fmt.Errorf("redrove %s seq %d but could not ack it (a rerun redrives it again; consumers drop the copy by message_id): %w", in.Topic, in.Sequence(), err)
+			}
+			if *asJSON {
+				fmt.Fprintf(e.stdout, `{"dlq_topic":%q,"dlq_sequence":%d,"topic":%q,"sequence":%d,"message_id":%q,"duplicate":%t}`+"\n",
+					in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID, res.Duplicate)
+			} else {
+				fmt.Fprintf(e.stdout, "redriven %s seq %d → %s seq %d  message_id %s\n", in.Topic, in.Sequence(), res.Topic, res.Sequence, res.MessageID)
+			}
+			prog.update("dlq-redrive: %d redriven", n+1)
 		}
-		prog.update("dlq-redrive: %d redriven", n+1)
+		prog.done()
+		verb := "redriven"
+		if *dryRun {
+			verb = "would be redriven (dry run)"
+		}
+		fmt.Fprintf(e.stderr, "%d dead letter(s) %s from %s\n", n, verb, *subject)
+		return nil
 	}
-	prog.done()
-	verb := "redriven"
-	if *dryRun {
-		verb = "would be redriven (dry run)"
-	}
-	fmt.Fprintf(e.stderr, "%d dead letter(s) %s from %s\n", n, verb, *subject)
-	return nil
 }
 
-func replay(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlags("replay")
+func replay(e *env, fs *pflag.FlagSet) runFunc {
 	c := e.connFlags(fs, true)
-	envName := fs.String("env", "", "environment: dev, paper or prod")
+	envName := fs.String("env", "", "environment, with --domain (default: the context's env)")
 	domain := fs.String("domain", "", "domain, e.g. bars")
 	version := fs.String("version", "", "domain version, e.g. v1 (default: the contract's)")
 	subtopic := fs.String("subtopic", "", "subtopic or subtopic pattern, e.g. XNAS.AAPL or trade.*")
@@ -370,112 +362,112 @@ func replay(ctx context.Context, e *env, args []string) error {
 	key := fs.String("key", "", "replay one partition key only")
 	dryRun := fs.Bool("dry-run", false, "count the window but post no request")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *reason == "" {
-		return usagef("--reason is required: say why, for the audit trail")
-	}
-	s := *subject
-	if s == "" {
-		if *envName == "" || *domain == "" {
-			return usagef("give --subject, or --env and --domain (with --version and --subtopic to narrow)")
+	return func(ctx context.Context, args []string) error {
+		if *reason == "" {
+			return usagef("--reason is required: say why, for the audit trail")
 		}
-		d, err := catalog.Domain(*domain)
-		if *version != "" {
-			d, err = catalog.DomainVersion(*domain, *version)
+		s := *subject
+		if s == "" {
+			*envName = cmp.Or(*envName, e.contextEnv())
+			if *envName == "" || *domain == "" {
+				return usagef("give --subject, or --env and --domain (with --version and --subtopic to narrow)")
+			}
+			d, err := catalog.Domain(*domain)
+			if *version != "" {
+				d, err = catalog.DomainVersion(*domain, *version)
+			}
+			if err != nil {
+				return err
+			}
+			v := d.Version
+			s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmp.Or(*subtopic, ">")}, ".")
+		} else if *envName != "" || *domain != "" || *version != "" || *subtopic != "" {
+			return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")
 		}
+		sj, err := catalog.ResolveSubject(s)
 		if err != nil {
 			return err
 		}
-		v := d.Version
-		s = strings.Join([]string{d.Namespace, *envName, d.Name, v, cmp.Or(*subtopic, ">")}, ".")
-	} else if *envName != "" || *domain != "" || *version != "" || *subtopic != "" {
-		return usagef("--subject replaces --env, --domain, --version and --subtopic; give one form")
-	}
-	sj, err := catalog.ResolveSubject(s)
-	if err != nil {
-		return err
-	}
-	if len(sj.Domains) != 1 {
-		return fmt.Errorf("%w: %s spans %d domains; a replay request names one domain", ampybus.ErrContract, s, len(sj.Domains))
-	}
-	d := sj.Domains[0]
-	if d.Name == "dlq" || d.Name == "control" {
-		return fmt.Errorf("%w: %s is not replayable; use dlq-redrive for dead letters", ampybus.ErrContract, s)
-	}
-	var start, end time.Time
-	if *startS != "" {
-		if start, err = envelope.ParseTime(*startS); err != nil {
-			return usagef("--start %q: %v", *startS, err)
+		if len(sj.Domains) != 1 {
+			return fmt.Errorf("%w: %s spans %d domains; a replay request names one domain", ampybus.ErrContract, s, len(sj.Domains))
 		}
-	}
-	if *endS != "" {
-		if end, err = envelope.ParseTime(*endS); err != nil {
-			return usagef("--end %q: %v", *endS, err)
+		d := sj.Domains[0]
+		if d.Name == "dlq" || d.Name == "control" {
+			return fmt.Errorf("%w: %s is not replayable; use dlq-redrive for dead letters", ampybus.ErrContract, s)
 		}
-	}
-	if start.IsZero() || end.IsZero() {
-		return usagef("--start and --end are required")
-	}
-	if !start.Before(end) {
-		return usagef("--start %s is not before --end %s", *startS, *endS)
-	}
-	b, err := c.open(ctx, sj.Env)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	c.note(b)
-
-	// Count what the window holds, so the operator sees what consumers will reprocess.
-	tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartAtTime, Time: start}, Bounded: true, Until: end, Key: *key})
-	if err != nil {
-		return err
-	}
-	prog := &progress{w: e.stderr, on: e.tty}
-	count, keys := 0, map[string]bool{}
-	for {
-		in, err := tap.Next(ctx)
-		if errors.Is(err, transport.ErrEndOfStream) {
-			break
+		var start, end time.Time
+		if *startS != "" {
+			if start, err = envelope.ParseTime(*startS); err != nil {
+				return usagef("--start %q: %v", *startS, err)
+			}
 		}
+		if *endS != "" {
+			if end, err = envelope.ParseTime(*endS); err != nil {
+				return usagef("--end %q: %v", *endS, err)
+			}
+		}
+		if start.IsZero() || end.IsZero() {
+			return usagef("--start and --end are required")
+		}
+		if !start.Before(end) {
+			return usagef("--start %s is not before --end %s", *startS, *endS)
+		}
+		b, err := c.open(ctx, sj.Env)
 		if err != nil {
-			tap.Close()
 			return err
 		}
-		count++
-		keys[in.Message().Headers.PartitionKey] = true
-		_ = in.Ack(ctx)
-		prog.update("replay: counting the window: %d messages", count)
-	}
-	tap.Close()
-	prog.done()
+		defer b.Close()
+		c.note(b)
 
-	req := &controlv1.ReplayRequest{
-		RequestId: "rr_" + strings.ReplaceAll(envelope.NewMessageID(), "-", "")[:20], Env: sj.Env, Domain: d.Name, Version: d.Version,
-		Subject: s, PartitionKey: *key, Start: timestamppb.New(start), End: timestamppb.New(end), Reason: *reason,
-		RequestedAt: timestamppb.Now(),
-	}
-	req.RequestedBy, _, _ = b.Identity()
-	var res ampybus.PublishResult
-	if !*dryRun {
-		if res, err = postReplay(ctx, b, sj.Env, req); err != nil {
+		// Count what the window holds, so the operator sees what consumers will reprocess.
+		tap, err := ampybus.OpenTap(ctx, b, catalog, s, ampybus.TapOptions{Start: transport.StartPosition{Kind: transport.StartAtTime, Time: start}, Bounded: true, Until: end, Key: *key})
+		if err != nil {
 			return err
 		}
-	}
-	if *asJSON {
-		fmt.Fprintf(e.stdout, `{"request_id":%q,"subject":%q,"start":%q,"end":%q,"messages":%d,"keys":%d,"posted":%t,"control_topic":%q,"sequence":%d}`+"\n",
-			req.RequestId, s, *startS, *endS, count, len(keys), !*dryRun, res.Topic, res.Sequence)
+		prog := &progress{w: e.stderr, on: e.tty}
+		count, keys := 0, map[string]bool{}
+		for {
+			in, err := tap.Next(ctx)
+			if errors.Is(err, transport.ErrEndOfStream) {
+				break
+			}
+			if err != nil {
+				tap.Close()
+				return err
+			}
+			count++
+			keys[in.Message().Headers.PartitionKey] = true
+			_ = in.Ack(ctx)
+			prog.update("replay: counting the window: %d messages", count)
+		}
+		tap.Close()
+		prog.done()
+
+		req := &controlv1.ReplayRequest{
+			RequestId: "rr_" + strings.ReplaceAll(envelope.NewMessageID(), "-", "")[:20], Env: sj.Env, Domain: d.Name, Version: d.Version,
+			Subject: s, PartitionKey: *key, Start: timestamppb.New(start), End: timestamppb.New(end), Reason: *reason,
+			RequestedAt: timestamppb.Now(),
+		}
+		req.RequestedBy, _, _ = b.Identity()
+		var res ampybus.PublishResult
+		if !*dryRun {
+			if res, err = postReplay(ctx, b, sj.Env, req); err != nil {
+				return err
+			}
+		}
+		if *asJSON {
+			fmt.Fprintf(e.stdout, `{"request_id":%q,"subject":%q,"start":%q,"end":%q,"messages":%d,"keys":%d,"posted":%t,"control_topic":%q,"sequence":%d}`+"\n",
+				req.RequestId, s, *startS, *endS, count, len(keys), !*dryRun, res.Topic, res.Sequence)
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "window %s [%s, %s) holds %d message(s) on %d key(s)\n", s, envelope.FormatTime(start), envelope.FormatTime(end), count, len(keys))
+		if *dryRun {
+			fmt.Fprintln(e.stdout, "dry run: no replay request posted")
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "posted replay request %s to %s seq %d; consumers serving replays reprocess the window idempotently\n", req.RequestId, res.Topic, res.Sequence)
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "window %s [%s, %s) holds %d message(s) on %d key(s)\n", s, envelope.FormatTime(start), envelope.FormatTime(end), count, len(keys))
-	if *dryRun {
-		fmt.Fprintln(e.stdout, "dry run: no replay request posted")
-		return nil
-	}
-	fmt.Fprintf(e.stdout, "posted replay request %s to %s seq %d; consumers serving replays reprocess the window idempotently\n", req.RequestId, res.Topic, res.Sequence)
-	return nil
 }
 
 // postReplay publishes a replay request on the contract's control subtopic

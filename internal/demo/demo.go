@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/ampyfin/ampy-bus/plugin/ampyprom"
@@ -93,6 +94,7 @@ type demo struct {
 	w       io.Writer
 	start   time.Time
 	metrics *ampyprom.Exporter
+	latency latencies
 
 	mu             sync.Mutex
 	published      map[string]int
@@ -150,7 +152,7 @@ func (d *demo) service(ctx context.Context, url, producer string) (*ampybus.Bus,
 	// The demo narrates each step itself; the runtime logs only errors.
 	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	return ampybus.Open(ctx, url, ampybus.WithProducer(producer, strings.Split(producer, "@")[0]), ampybus.WithRunID("live_demo"),
-		ampybus.WithLogger(quiet), ampybus.WithHooks(d.metrics.Hook))
+		ampybus.WithLogger(quiet), ampybus.WithHooks(d.metrics.Hook, &d.latency))
 }
 
 func (d *demo) run(ctx context.Context, url string) error {
@@ -524,7 +526,9 @@ func (d *demo) summary(replay ampybus.Stats) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.w, "\n%-10s %9s %9s %8s %14s %12s %9s %9s %9s\n", "domain", "published", "consumed", "retried", "dead-lettered", "decode-fail", "replayed", "p50 ms", "p99 ms")
+	fmt.Fprintln(d.w)
+	tw := tabwriter.NewWriter(d.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "domain\tpublished\tconsumed\tretried\tdead-lettered\tdecode-fail\treplayed\tp50 ms\tp99 ms")
 	var total [6]uint64
 	for _, dom := range []string{"bars", "signals", "orders", "fills", "positions", "metrics", "control", "dlq"} {
 		c := t[dom]
@@ -533,20 +537,26 @@ func (d *demo) summary(replay ampybus.Stats) error {
 			replayed = replay.Handled + replay.Duplicates
 		}
 		p50, p99 := "-", "-"
-		if c.latency.count > 0 {
-			p50, p99 = fmt.Sprintf("%.2f", c.latency.quantile(0.5)), fmt.Sprintf("%.2f", c.latency.quantile(0.99))
+		if h := d.latency.get(dom); h.Count() > 0 {
+			p50, p99 = ms(h.Percentile(50)), ms(h.Percentile(99))
 		}
 		row := []uint64{c.produced, c.consumed, c.retried, c.dlq, c.decodeFail, replayed}
-		fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %12d %9d %9s %9s\n", dom, row[0], row[1], row[2], row[3], row[4], row[5], p50, p99)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", dom, row[0], row[1], row[2], row[3], row[4], row[5], p50, p99)
 		for i, v := range row {
 			total[i] += v
 		}
 	}
-	fmt.Fprintf(d.w, "%-10s %9d %9d %8d %14d %12d %9d\n", "total", total[0], total[1], total[2], total[3], total[4], total[5])
-	fmt.Fprintf(d.w, "(from the bus_* metrics: consumed counts settled deliveries, replays and duplicates included; latency is produced_at to delivery, from histogram buckets)\n")
+	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\n", total[0], total[1], total[2], total[3], total[4], total[5])
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "(counts from the bus_* metrics: consumed counts settled deliveries, replays and duplicates included; latency is produced_at to first delivery, from an HDR histogram)\n")
 	fmt.Fprintf(d.w, "\ndemo complete in %s: position %s|AAPL.XNAS 100 shares; the replay applied nothing twice\n", time.Since(d.start).Round(time.Millisecond), liveAcct)
 	return nil
 }
+
+// ms renders a latency in milliseconds, to the microsecond.
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 
 func dec(scaled int64, scale int32) *commonv1.Decimal {
 	return &commonv1.Decimal{Scaled: scaled, Scale: scale}

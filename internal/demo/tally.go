@@ -1,10 +1,12 @@
 package demo
 
 import (
-	"math"
-	"sort"
+	"context"
 	"strings"
+	"sync"
 
+	"github.com/ampyfin/ampy-bus/internal/latency"
+	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -12,39 +14,38 @@ import (
 // counts is one domain's row of the summary, read from the bus_* metrics.
 type counts struct {
 	produced, consumed, retried, dlq, decodeFail uint64
-	latency                                      histogram
 }
 
-// histogram is bus_delivery_latency_ms summed over a domain's topics.
-type histogram struct {
-	count   uint64
-	buckets map[float64]uint64 // upper bound → cumulative count
+// latencies is each domain's delivery latency (produced_at to a first
+// delivery) in the one HDR histogram implementation the CLI uses, recorded
+// by a delivery hook on every service's bus.
+type latencies struct {
+	mu     sync.Mutex
+	domain map[string]*latency.Histogram
 }
 
-// quantile estimates q as Prometheus's histogram_quantile does: linear
-// within the bucket that holds it.
-func (h histogram) quantile(q float64) float64 {
-	bounds := make([]float64, 0, len(h.buckets))
-	for b := range h.buckets {
-		bounds = append(bounds, b)
+func (l *latencies) OnDelivery(ctx context.Context, e *ampybus.DeliveryEvent) context.Context {
+	if e.Attempt != 1 || e.Headers == nil || e.Headers.ProducedAt.IsZero() || e.Domain == nil {
+		return ctx
 	}
-	sort.Float64s(bounds)
-	rank := q * float64(h.count)
-	lower, below := 0.0, uint64(0)
-	for _, b := range bounds {
-		n := h.buckets[b]
-		if float64(n) >= rank {
-			if math.IsInf(b, 1) {
-				return lower
-			}
-			if n == below {
-				return b
-			}
-			return lower + (b-lower)*(rank-float64(below))/float64(n-below)
-		}
-		lower, below = b, n
+	l.get(e.Domain.Name).Record(e.Received.Sub(e.Headers.ProducedAt))
+	return ctx
+}
+
+func (l *latencies) OnResult(context.Context, *ampybus.DeliveryEvent, ampybus.Result) {}
+
+func (l *latencies) get(domain string) *latency.Histogram {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.domain == nil {
+		l.domain = map[string]*latency.Histogram{}
 	}
-	return lower
+	h := l.domain[domain]
+	if h == nil {
+		h = latency.New()
+		l.domain[domain] = h
+	}
+	return h
 }
 
 // readTally sums the bus_* metrics in g by domain (the third token of the
@@ -69,7 +70,7 @@ func readTally(g prometheus.Gatherer) (map[string]*counts, error) {
 		}
 		c := out[dom]
 		if c == nil {
-			c = &counts{latency: histogram{buckets: map[float64]uint64{}}}
+			c = &counts{}
 			out[dom] = c
 		}
 		return c
@@ -88,19 +89,12 @@ func readTally(g prometheus.Gatherer) (map[string]*counts, error) {
 				row(m).dlq += n
 			case "bus_decode_fail_total":
 				row(m).decodeFail += n
-			case "bus_delivery_latency_ms":
-				h := &row(m).latency
-				h.count += m.GetHistogram().GetSampleCount()
-				for _, b := range m.GetHistogram().GetBucket() {
-					h.buckets[b.GetUpperBound()] += b.GetCumulativeCount()
-				}
-				h.buckets[math.Inf(1)] += m.GetHistogram().GetSampleCount()
 			}
 		}
 	}
 	for _, dom := range []string{"bars", "signals", "orders", "fills", "positions", "metrics", "control", "dlq"} {
 		if out[dom] == nil {
-			out[dom] = &counts{latency: histogram{buckets: map[float64]uint64{}}}
+			out[dom] = &counts{}
 		}
 	}
 	return out, nil

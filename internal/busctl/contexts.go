@@ -1,0 +1,218 @@
+package busctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+)
+
+// Context is a saved bus, selected by name as `nats context` does: where the
+// bus is, how to authenticate, which env and contract commands default to.
+// The file holding contexts is the user's alone (mode 0600): it holds
+// passwords and tokens, which ampybusctl never prints.
+type Context struct {
+	Description    string   `json:"description,omitempty"`
+	Bus            string   `json:"bus"`
+	Env            string   `json:"env,omitempty"`
+	User           string   `json:"user,omitempty"`
+	Password       string   `json:"password,omitempty"`
+	Token          string   `json:"token,omitempty"`
+	Creds          string   `json:"creds,omitempty"`
+	NkeySeed       string   `json:"nkey_seed,omitempty"`
+	TLSCA          string   `json:"tls_ca,omitempty"`
+	TLSCert        string   `json:"tls_cert,omitempty"`
+	TLSKey         string   `json:"tls_key,omitempty"`
+	TLS            bool     `json:"tls,omitempty"`
+	TLSInsecure    bool     `json:"tls_insecure,omitempty"`
+	SASLMechanism  string   `json:"sasl_mechanism,omitempty"`
+	SASLUser       string   `json:"sasl_user,omitempty"`
+	SASLPassword   string   `json:"sasl_password,omitempty"`
+	Contract       string   `json:"contract,omitempty"`
+	ProtoPaths     []string `json:"proto_paths,omitempty"`
+	DescriptorSets []string `json:"descriptor_sets,omitempty"`
+}
+
+// auth says how a context authenticates, naming no secret.
+func (x *Context) auth() string {
+	var parts []string
+	switch {
+	case x.User != "" && x.Password != "":
+		parts = append(parts, "user "+x.User+" + password")
+	case x.User != "":
+		parts = append(parts, "user "+x.User)
+	}
+	if x.Token != "" {
+		parts = append(parts, "token")
+	}
+	if x.Creds != "" {
+		parts = append(parts, "creds "+x.Creds)
+	}
+	if x.NkeySeed != "" {
+		parts = append(parts, "nkey "+x.NkeySeed)
+	}
+	if x.SASLMechanism != "" {
+		parts = append(parts, "sasl "+x.SASLMechanism+" "+x.SASLUser)
+	}
+	if x.TLSCert != "" {
+		parts = append(parts, "mTLS "+x.TLSCert)
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// contextStore is the contexts file.
+type contextStore struct {
+	path     string
+	Current  string              `json:"current,omitempty"`
+	Contexts map[string]*Context `json:"contexts"`
+}
+
+// ErrNoContext is a context name that is not saved.
+var ErrNoContext = errors.New("no such context")
+
+// errNoConfigDir is a machine without a home or config directory: it has
+// no saved contexts, and commands run without one.
+var errNoConfigDir = errors.New("no config directory (set $XDG_CONFIG_HOME or $HOME)")
+
+// configDir is where ampybusctl keeps the user's contexts: the platform's
+// user config directory ($XDG_CONFIG_HOME or ~/.config on Linux).
+func configDir(getenv func(string) string) (string, error) {
+	if d := getenv("XDG_CONFIG_HOME"); d != "" && runtime.GOOS != "windows" && runtime.GOOS != "darwin" {
+		return filepath.Join(d, "ampybus"), nil
+	}
+	if h := getenv("HOME"); h != "" && runtime.GOOS != "windows" && runtime.GOOS != "darwin" {
+		return filepath.Join(h, ".config", "ampybus"), nil
+	}
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("contexts: %w: %w", errNoConfigDir, err)
+	}
+	return filepath.Join(d, "ampybus"), nil
+}
+
+// openContexts reads the contexts file; a missing file is an empty store.
+// A file others can read is used, with a warning on warn.
+func openContexts(getenv func(string) string, warn func(string)) (*contextStore, error) {
+	dir, err := configDir(getenv)
+	if err != nil {
+		return nil, err
+	}
+	s := &contextStore{path: filepath.Join(dir, "contexts.json"), Contexts: map[string]*Context{}}
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("contexts: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+		warn(fmt.Sprintf("warning: %s holds credentials but others can read it (mode %04o): chmod 600 %s", s.path, st.Mode().Perm(), s.path))
+	}
+	if err := json.NewDecoder(f).Decode(s); err != nil {
+		return nil, fmt.Errorf("contexts: %s is not a contexts file: %w (move it away and add the contexts again)", s.path, err)
+	}
+	if s.Contexts == nil {
+		s.Contexts = map[string]*Context{}
+	}
+	return s, nil
+}
+
+// get finds a saved context.
+func (s *contextStore) get(name string) (*Context, error) {
+	x, ok := s.Contexts[name]
+	if !ok {
+		names := s.names()
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%w %q: none is saved; add one with ampybusctl context add %s --bus URL", ErrNoContext, name, name)
+		}
+		return nil, fmt.Errorf("%w %q: saved contexts are %s (ampybusctl context ls)", ErrNoContext, name, strings.Join(names, ", "))
+	}
+	return x, nil
+}
+
+func (s *contextStore) names() []string {
+	var names []string
+	for n := range s.Contexts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// save writes the store readable by its owner only: through a temporary
+// file renamed into place, so a crash never leaves half a file.
+func (s *contextStore) save() error {
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("contexts: %w", err)
+	}
+	js, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".contexts-*.json")
+	if err != nil {
+		return fmt.Errorf("contexts: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("contexts: %w", err)
+	}
+	if _, err := tmp.Write(append(js, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("contexts: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("contexts: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		return fmt.Errorf("contexts: %w", err)
+	}
+	return nil
+}
+
+var contextName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// redactURL hides the password (or token) in each URL's user info of a
+// comma-separated server list; the rest is shown.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		parts[i] = redactOne(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func redactOne(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	at := strings.LastIndex(rest, "@")
+	if slash := strings.Index(rest, "/"); slash >= 0 && at > slash {
+		at = -1
+	}
+	if at < 0 {
+		return u
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		if user == "" {
+			return u
+		}
+		// A lone user info is a token in nats://TOKEN@host.
+		return scheme + "://xxxxx" + rest[at:]
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
