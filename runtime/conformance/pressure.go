@@ -184,15 +184,26 @@ func testProducerBackpressure(t *testing.T, s *suite) {
 	}
 	took := time.Since(began)
 	// A slot past the publish's deadline is refused at once, not waited for.
+	// When the publish before took longer than a slot (a loaded machine),
+	// the limiter has a slot free now and the tiny publish goes to the
+	// broker, where its deadline ends it; the one after it then finds the
+	// next slot a whole interval away.
 	_, err = npub.Publish(ctx, news.NewRawSubtopic(), item(100_100))
 	require.NoError(t, err)
-	tiny, cancel := context.WithTimeout(ctx, time.Millisecond)
-	_, err = npub.Publish(tiny, news.NewRawSubtopic(), item(100_101))
-	cancel()
-	require.ErrorIs(t, err, ampybus.ErrBackpressure)
+	tries := 0
+	for tries < 10 {
+		tries++
+		tiny, cancel := context.WithTimeout(ctx, time.Millisecond)
+		_, err = npub.Publish(tiny, news.NewRawSubtopic(), item(100_100+tries))
+		cancel()
+		if errors.Is(err, ampybus.ErrBackpressure) {
+			break
+		}
+	}
+	require.ErrorIs(t, err, ampybus.ErrBackpressure, "after %d tries", tries)
 	assert.ErrorContains(t, err, "is slowed (priority normal)")
 	st, _ = pressureOf(b, news.Domain.Prefix("dev"))
-	assert.Equal(t, uint64(paced+2), st.Slowed)
+	assert.Equal(t, uint64(paced+1+tries), st.Slowed)
 	assert.Zero(t, st.Paused)
 	// Paced to one slot per 1/slowRate: at least (paced-1) slots apart.
 	assert.GreaterOrEqual(t, took, time.Duration(paced-1)*time.Second/slowRate, "slowed to %d/s", slowRate)
