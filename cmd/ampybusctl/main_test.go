@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -795,7 +796,8 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 	for _, kind := range []string{"nats", "kafka"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			out := ok(t, nil, "bench", "--transport", kind, "--compare", "--rounds", "1", "--messages", "2000", "--json")
+			profiles := t.TempDir()
+			out := ok(t, nil, "bench", "--transport", kind, "--compare", "--rounds", "1", "--messages", "2000", "--json", "--profile", profiles)
 			var rep struct {
 				Settings struct {
 					Mode      string `json:"mode"`
@@ -821,6 +823,7 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 					Goroutines  int                              `json:"peak_goroutines"`
 					PeakHeap    uint64                           `json:"peak_heap_inuse_bytes"`
 					Latency     *struct{ P50, P99, Max float64 } `json:"latency_us"`
+					Profiles    []string                         `json:"profiles"`
 				} `json:"runs"`
 				Summary []struct {
 					Name   string                    `json:"name"`
@@ -857,6 +860,14 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 				assert.Positive(t, r.Latency.P50, r.Client)
 				assert.LessOrEqual(t, r.Latency.P50, r.Latency.P99, r.Client)
 				assert.LessOrEqual(t, r.Latency.P99, r.Latency.Max, r.Client)
+				// --profile: the client's and the broker child's CPU profiles.
+				require.Len(t, r.Profiles, 2, r.Client)
+				for i, suffix := range []string{".client.pprof", ".broker.pprof"} {
+					f := r.Profiles[i]
+					assert.Equal(t, profiles, filepath.Dir(f))
+					assert.True(t, strings.HasPrefix(filepath.Base(f), kind+"-e2e-"+r.Client+"-") && strings.HasSuffix(f, suffix), f)
+					assert.Contains(t, pprofStrings(t, f), "nanoseconds", "%s is a CPU profile", f)
+				}
 			}
 			assert.Equal(t, map[string]bool{"typed": true, "raw": true}, clients)
 			names := map[string]bool{}
@@ -873,6 +884,20 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 			assert.ErrorIs(t, syscall.Kill(rep.Broker.PID, 0), syscall.ESRCH, "broker child %d still running", rep.Broker.PID)
 		})
 	}
+}
+
+// pprofStrings is a CPU profile's decompressed bytes: a gzipped protobuf
+// whose string table names the sample types.
+func pprofStrings(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err, "%s is not gzipped", path)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return string(b)
 }
 
 // The upstream README's Kafka commands run as written: kafkabusctl,

@@ -350,7 +350,7 @@ func dev(e *env, fs *pflag.FlagSet) runFunc {
 			ctx, cancel = context.WithCancel(ctx)
 			defer cancel()
 			go func() {
-				_, _ = io.Copy(io.Discard, os.Stdin)
+				loadbench.Supervise(os.Stdin, e.stdout)
 				cancel()
 			}()
 		}

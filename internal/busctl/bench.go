@@ -36,6 +36,7 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 	envName := e.envFlag(fs, "dev", "contract env whose bars stream is used")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a run after this long")
 	asJSON := fs.Bool("json", false, "print one JSON document with every run and the summary")
+	profile := fs.String("profile", "", "write CPU profiles of each run's measured window to this directory: the client's, and the broker child's (go tool pprof -top FILE)")
 	return func(ctx context.Context, args []string) error {
 		if *raw && *compare {
 			return usagef("--raw and --compare: --compare runs both")
@@ -89,11 +90,18 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 			cfg.OwnBroker = true
 			if br.PID != 0 {
 				cfg.BrokerCPU = br.CPU
+				cfg.BrokerProfile = br.Profile
 			}
 		} else if *inproc {
 			return usagef("--inproc starts an embedded broker; it does not go with --bus %s", u)
 		}
 		cfg.URL = broker.URL
+		if *profile != "" {
+			if err := os.MkdirAll(*profile, 0o755); err != nil {
+				return fmt.Errorf("--profile: %w", err)
+			}
+			cfg.ProfileDir = *profile
+		}
 		prog := &progress{w: e.stderr, on: e.tty}
 		cfg.Progress = func(p loadbench.Progress) {
 			prog.update("bench %s %s: published %d/%d, consumed %d", p.Client, p.Phase, p.Published, p.Total, p.Consumed)
@@ -132,6 +140,11 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 			return nil
 		}
 		rep.Print(e.stdout)
+		for _, r := range runs {
+			for _, f := range r.Profiles {
+				fmt.Fprintf(e.stderr, "profile %s\n", f)
+			}
+		}
 		return nil
 	}
 }

@@ -30,6 +30,9 @@ type Broker struct {
 	PID int
 
 	stop func() error
+	// stdin carries commands to the child (Profile); profiled its answers.
+	stdin    io.Writer
+	profiled chan string
 }
 
 // CPU is the child broker's CPU time so far; an error in process (its work
@@ -86,15 +89,21 @@ func StartChild(ctx context.Context, exe string, args ...string) (*Broker, error
 	}
 	exited := make(chan error, 1)
 	urls := make(chan string, 1)
+	profiled := make(chan string, 1)
 	go func() {
+		// Every line is read, so the child's writes never block.
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if rest, ok := strings.CutPrefix(sc.Text(), ReadyLine); ok {
 				urls <- rest
-				break
+			} else if rest, ok := strings.CutPrefix(sc.Text(), ProfiledLine); ok {
+				select {
+				case profiled <- rest:
+				default: // an answer nobody waits for any more
+				}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stdout) // keep the child's writes from blocking
+		_, _ = io.Copy(io.Discard, stdout)
 		exited <- cmd.Wait()
 	}()
 	var once sync.Once
@@ -127,7 +136,7 @@ func StartChild(ctx context.Context, exe string, args ...string) (*Broker, error
 		if u == "" {
 			return fail(errors.New("the broker child printed no URL"))
 		}
-		return &Broker{URL: u, Where: "child process", PID: cmd.Process.Pid, stop: stop}, nil
+		return &Broker{URL: u, Where: "child process", PID: cmd.Process.Pid, stop: stop, stdin: stdin, profiled: profiled}, nil
 	case err := <-exited:
 		exited <- err // for stop
 		return fail(fmt.Errorf("the broker child exited before it was ready: %v", err))

@@ -95,6 +95,11 @@ type Config struct {
 	// child): runs then report the broker's CPU per message too, since a
 	// client can be cheap for itself and costly for the broker.
 	BrokerCPU func() (time.Duration, error)
+	// ProfileDir, when set, receives a CPU profile of each run's measured
+	// window: the client's, and the broker's through BrokerProfile (Broker.
+	// Profile of a child), named transport-mode-client-rN.{client,broker}.pprof.
+	ProfileDir    string
+	BrokerProfile func(path string) (stop func(context.Context) error, err error)
 	// Logger receives the typed runtime's warnings and the bench's own.
 	Logger *slog.Logger
 	// Progress, when set, is called about four times a second during a run.

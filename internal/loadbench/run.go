@@ -38,6 +38,8 @@ type Result struct {
 	Duplicates int64 `json:"duplicates"`
 	Foreign    int64 `json:"foreign"`
 	Missing    int64 `json:"missing"`
+	// Profiles are the CPU profiles of the measured window (Config.ProfileDir).
+	Profiles []string `json:"profiles,omitempty"`
 
 	PublishSeconds float64 `json:"publish_seconds,omitempty"`
 	PublishRate    float64 `json:"publish_msgs_per_sec,omitempty"`
@@ -256,7 +258,20 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 	var smp *sampler
 	// Memory the setup (the preload, connecting) freed goes back to the OS
 	// before the window: the scavenger must not bill it to the run.
-	begin := func() { debug.FreeOSMemory(); u0, broker0 = readUsage(), readBroker(); smp = startSampler() }
+	var endProfile func(context.Context) ([]string, error)
+	begin := func() {
+		debug.FreeOSMemory()
+		if cfg.ProfileDir != "" {
+			p := &profiler{dir: cfg.ProfileDir, broker: cfg.BrokerProfile}
+			name := fmt.Sprintf("%s-%s-%s-r%d", b.transport, cfg.Mode, c, b.runs)
+			var perr error
+			if endProfile, perr = p.start(name); perr != nil {
+				cfg.Logger.Warn("bench: no profile of this run", "err", perr)
+			}
+		}
+		u0, broker0 = readUsage(), readBroker()
+		smp = startSampler()
+	}
 	switch cfg.Mode {
 	case Publish:
 		if err := openPublishers(); err != nil {
@@ -322,6 +337,11 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		res.StartupSeconds = unixTime(r.tally.first.Load()).Sub(t0).Seconds()
 	}
 	u1, broker1 := readUsage(), readBroker()
+	if endProfile != nil {
+		if res.Profiles, err = endProfile(ctx); err != nil {
+			return nil, err
+		}
+	}
 	res.PeakGoroutines, res.PeakHeapBytes = smp.finish()
 	runtime.GC()
 	res.HeapAfterBytes = heapInUse()
