@@ -283,3 +283,94 @@ func TestContexts(t *testing.T) {
 		})
 	}
 }
+
+// Which bus a command uses, and whose credentials go with it: a context
+// selected with `context use` steps aside when the command line or the
+// environment names a bus, so its credentials and TLS files never reach a
+// bus it does not name; a context named with --context or $AMPYBUS_CONTEXT
+// wins over the environment. The context's bus here is a dead port, so a
+// command that works did not use it.
+func TestContextPrecedence(t *testing.T) {
+	cfg := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + cfg}
+	badCA := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(badCA, []byte("not a certificate"), 0o600))
+	ok(t, env, "context", "add", "dead", "--bus", "nats://127.0.0.1:1", "--tls-ca", badCA, "--env", "dev")
+
+	works := [][]string{
+		{"--bus", "embedded://nats", "list-topics"},
+		{"list-topics", "--transport", "nats"},
+	}
+	for _, args := range works {
+		r := ctl(t, env, args...)
+		assert.Equal(t, 0, r.code, "%v: the selected context steps aside for a bus on the command line: %s", args, r.stderr)
+	}
+	for _, e := range []string{"AMPYBUS_URL=embedded://nats", "AMPYBUS_TRANSPORT=nats"} {
+		r := ctl(t, append(env, e), "list-topics")
+		assert.Equal(t, 0, r.code, "%s: the selected context steps aside for a bus in the environment: %s", e, r.stderr)
+	}
+	// Named, the context wins over the environment, and its TLS file is used.
+	for _, named := range [][]string{{"AMPYBUS_URL=embedded://nats", "AMPYBUS_CONTEXT=dead"}, {"AMPYBUS_URL=embedded://nats"}} {
+		args := []string{"list-topics"}
+		if len(named) == 1 {
+			args = append(args, "--context", "dead")
+		}
+		r := ctl(t, append(env, named...), args...)
+		assert.Equal(t, 1, r.code, "%v %v: %s", named, args, r.stderr)
+		assert.Contains(t, r.stderr, "tls-ca", "the named context's CA file was used")
+	}
+	// The demo and the benchmark follow the environment as every command does.
+	r := ctl(t, []string{"AMPYBUS_URL=nats://127.0.0.1:1"}, "demo", "--timeout", "10s")
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "127.0.0.1:1")
+}
+
+// Secrets stay out of what ampybusctl prints on every path: a context whose
+// URL holds a password, pointed at a dead port, fails with the URL
+// redacted, quiet and verbose; so does a password given as a flag.
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	const secret = "pw-9Xq2-secret"
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	ok(t, env, "context", "add", "leaky", "--bus", "nats://alice:"+secret+"@127.0.0.1:1", "--env", "dev")
+	for _, args := range [][]string{
+		{"list-topics"},
+		{"-v", "pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL", "--pk", "XNAS.AAPL"},
+		{"--bus", "nats://127.0.0.1:1", "--pass", secret, "--user", "bob", "list-topics"},
+		{"--brokers", "127.0.0.1:1", "--sasl-mechanism", "plain", "--sasl-user", "bob", "--sasl-pass", secret, "list-topics"},
+		{"context", "ls"},
+		{"context", "show", "leaky"},
+	} {
+		r := ctl(t, env, args...)
+		assert.NotContains(t, r.stdout+r.stderr, secret, "%v", args)
+	}
+	r := ctl(t, env, "list-topics")
+	assert.Contains(t, r.stderr, "nats://alice:xxxxx@127.0.0.1:1")
+}
+
+// A contexts file that cannot be read stops only what needs a context.
+func TestBrokenContextsFile(t *testing.T) {
+	cfg := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + cfg}
+	file := filepath.Join(cfg, "ampybus", "contexts.json")
+	require.NoError(t, os.MkdirAll(filepath.Dir(file), 0o700))
+	require.NoError(t, os.WriteFile(file, []byte("{not json"), 0o600))
+	for _, args := range [][]string{{"version"}, {"help", "pub"}, {"--bus", "embedded://nats", "list-topics", "--env", "dev"}, {"validate-fixture", "--dir", "fixtures"}} {
+		r := ctl(t, env, args...)
+		assert.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
+	}
+	r := ctl(t, env, "list-topics", "--env", "dev")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "is not a contexts file", "a warning says why no context applies")
+	r = ctl(t, env, "--context", "prod", "list-topics")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "is not a contexts file")
+
+	// A context emptied by hand is refused by name, and removable.
+	require.NoError(t, os.WriteFile(file, []byte(`{"current":"prod","contexts":{"prod":null}}`), 0o600))
+	r = ctl(t, env, "list-topics")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, `context "prod"`)
+	assert.Contains(t, r.stderr, "has no bus")
+	ok(t, env, "context", "rm", "prod")
+	ok(t, env, "list-topics", "--env", "dev")
+}

@@ -93,9 +93,10 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 				cfg.BrokerProfile = br.Profile
 			}
 		} else if *inproc {
-			return usagef("--inproc starts an embedded broker; it does not go with --bus %s", u)
+			return usagef("--inproc starts an embedded broker; it does not go with --bus %s", redactURL(u))
 		}
 		cfg.URL = broker.URL
+		broker.URL = redactURL(broker.URL) // the report's
 		if *profile != "" {
 			if err := os.MkdirAll(*profile, 0o755); err != nil {
 				return fmt.Errorf("--profile: %w", err)

@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -37,6 +37,9 @@ type command struct {
 	// when nil.
 	positional cobra.PositionalArgs
 	validArgs  []string
+	// explicitContext: the command uses a context only when one is named
+	// (--context, $AMPYBUS_CONTEXT), never the selected one by default.
+	explicitContext bool
 }
 
 // env is what a command runs with.
@@ -46,7 +49,7 @@ type env struct {
 	// tty reports whether stderr is a terminal, for progress lines.
 	tty bool
 
-	conn      *conn
+	global    *globals
 	contracts contractFlags
 	// contextName is --context; context the one selected, if any.
 	contextName string
@@ -74,17 +77,17 @@ func init() {
 		{name: "dlq-redrive", group: "recovery", args: "--subject S [--max N] [--durable NAME] [--dry-run]", help: "put dead letters back on their original topics after a fix", setup: dlqRedrive},
 		{name: "poison", group: "data", args: "--topic T [--pk K]", help: "publish an undecodable message, to watch it reach the DLQ", setup: poison},
 		{name: "bench-pub", group: "dev", args: "--topic T [--pk K] --count N [--rate R] [--concurrency C] [--size B]", help: "measure publish throughput and latency", setup: benchPub},
-		{name: "bench", group: "dev", args: "[--mode e2e|publish|consume] [--publishers N] [--consumers M] [--messages N] [--keys K] [--raw | --compare [--rounds R]] [--json]", help: "end-to-end benchmark of the typed API (or the raw client, or both compared) on a broker in a child process", setup: bench},
+		{name: "bench", group: "dev", explicitContext: true, args: "[--mode e2e|publish|consume] [--publishers N] [--consumers M] [--messages N] [--keys K] [--raw | --compare [--rounds R]] [--json]", help: "end-to-end benchmark of the typed API (or the raw client, or both compared) on a broker in a child process", setup: bench},
 		{name: "replay", group: "recovery", args: "(--env E --domain D --version V [--subtopic S] | --subject S) --start T --end T --reason R [--key K] [--dry-run]", help: "post a replay request on the control topic and count its window", setup: replay},
 		{name: "validate-fixture", group: "dev", args: "--file F | --dir D", help: "check golden fixtures against the contract", setup: validateFixture},
 		{name: "fixtures", group: "dev", args: "[--out DIR] [--check]", help: "write (or check) the golden fixtures from their typed sources", setup: fixturesCmd},
 		{name: "ensure-topic", group: "topics", args: "--topic T | --env E --domain D | --env E --all", help: "create or update a domain's stream/topic from the contract", setup: ensureTopic},
 		{name: "list-topics", group: "topics", args: "[--env E]", help: "list the contract's domains and what the broker holds for each", setup: listTopics},
 		{name: "describe-topic", group: "topics", args: "--topic T", help: "show a domain's contract and its stream/topic on the broker", setup: describeTopic},
-		{name: "dev", group: "dev", args: "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", help: "run embedded brokers on loopback until Ctrl-C", setup: dev},
-		{name: "demo", group: "dev", args: "", help: "play the seed's end-to-end trading flow (§19)", setup: demoCmd},
+		{name: "dev", group: "dev", explicitContext: true, args: "[--nats] [--kafka] [--cluster 3] [--nats-port P] [--kafka-port P] [--store DIR]", help: "run embedded brokers on loopback until Ctrl-C", setup: dev},
+		{name: "demo", group: "dev", explicitContext: true, args: "", help: "play the seed's end-to-end trading flow (§19)", setup: demoCmd},
 		{name: "audit", group: "recovery", args: "--env E --start T --end T [--account A] [--json]", help: "reconstruct a trading session from the bus and check positions against fills", setup: auditCmd},
-		{name: "acl", group: "topics", args: "[apply] [--env E] [--service S] [--broker nats|kafka]", help: "print each service's least-privilege NATS users and Kafka ACLs from the contract; apply creates the Kafka ACLs", setup: aclCmd, positional: cobra.MaximumNArgs(1), validArgs: []string{"apply"}},
+		{name: "acl", group: "topics", args: "[apply] [--env E] [--service S] [--broker nats|kafka]", help: "print each service's least-privilege NATS users and Kafka ACLs from the contract; apply creates the Kafka ACLs", setup: aclCmd, positional: atMost(1), validArgs: []string{"apply"}},
 		{name: "version", args: "", help: "print the version of ampybusctl and its runtime", setup: version},
 	}
 }
@@ -113,7 +116,11 @@ var errNoCommand = errors.New("no command")
 // Main runs ampybusctl with args (without the program name) and returns the
 // exit code: 0 success, 1 failure, 2 usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, tty bool) int {
-	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, tty: tty}
+	e := &env{stdout: stdout, getenv: getenv, tty: tty}
+	// Whatever reaches stderr — errors, the runtime's logs — has the
+	// passwords and tokens it was given replaced.
+	e.stderr = &scrubber{w: stderr, secrets: e.secrets}
+	stderr = e.stderr
 	root := e.tree()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
@@ -145,7 +152,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 // tree builds the command tree: the global flags on the root, a command per
 // entry of commands, contexts and shell completion.
 func (e *env) tree() *cobra.Command {
-	e.conn = &conn{e: e}
+	e.global = &globals{e: e}
 	root := &cobra.Command{
 		Use:   "ampybusctl",
 		Short: "ampybusctl operates an ampy-bus on NATS JetStream or Kafka.",
@@ -157,7 +164,9 @@ in-process server that lives as long as the command) or embedded://kafka.
 ` + "`ampybusctl dev`" + ` runs embedded brokers for other commands to share.
 
 Global flags go before or after the command. A flag given on the command line
-wins over its environment variable, which wins over the context.
+wins over its environment variable, which wins over the context; a context
+selected with "context use" steps aside when the bus is named on the command
+line or in the environment.
 
 The contract is the one ampybusctl was built with, or any team's: --contract FILE
 with --proto_path DIR or --descriptor_set_in FILE.
@@ -178,11 +187,17 @@ the program's name (a symlink).`,
 			return usagef("unknown command %q%s; run ampybusctl help for the list", args[0], suggest(args[0]))
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == cobra.ShellCompNoDescRequestCmd {
+			switch cmd.Name() {
+			case cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
 				return nil // completing settles the line's own flags (forCompletion)
+			case "help", "version":
+				return nil // never stopped by a broken context or contract
 			}
 			return e.resolve(cmd)
 		},
+		// An unknown command followed by flags is reported as the unknown
+		// command, not as its first flag.
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
 	}
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
@@ -190,7 +205,7 @@ the program's name (a symlink).`,
 	root.SetUsageTemplate(usageTemplate)
 	root.SetVersionTemplate("ampybusctl {{.Version}}\n")
 	gf := root.PersistentFlags()
-	e.conn.globalFlags(gf)
+	e.global.globalFlags(gf)
 	e.contracts.globalFlags(gf)
 	gf.StringVar(&e.contextName, "context", "", "use this saved context for the bus, credentials, env and contract ($AMPYBUS_CONTEXT; ampybusctl context ls)")
 	e.globalCompletions(root)
@@ -229,6 +244,9 @@ func (e *env) subcommand(c command) *cobra.Command {
 	if cmd.Args == nil {
 		cmd.Args = noArgs
 	}
+	if c.explicitContext {
+		cmd.Annotations = map[string]string{explicitOnly: "yes"}
+	}
 	if len(c.validArgs) > 0 {
 		cmd.ValidArgsFunction = nil
 	}
@@ -240,11 +258,23 @@ func (e *env) subcommand(c command) *cobra.Command {
 		}
 	})
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		e.defaultEnvs()
+		if err := e.defaultEnvs(); err != nil {
+			return err
+		}
 		return run(cmd.Context(), args)
 	}
 	e.flagCompletions(cmd)
 	return cmd
+}
+
+// atMost allows up to n arguments besides flags.
+func atMost(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef("unexpected argument %q (flags take the form --name value)", args[n])
+		}
+		return nil
+	}
 }
 
 // noArgs refuses arguments besides flags, naming the first.
@@ -255,33 +285,51 @@ func noArgs(_ *cobra.Command, args []string) error {
 	return nil
 }
 
-// resolve settles the global flags before a command runs: the context they
-// select, then every flag not given from its environment variable or that
+// resolve settles the global flags before a command runs: the context in
+// use, then every flag not given from its environment variable or that
 // context, then the contract.
 func (e *env) resolve(cmd *cobra.Command) error {
 	fs := cmd.Flags()
-	name := e.contextName
-	if !fs.Changed("context") {
-		name = e.getenv("AMPYBUS_CONTEXT")
-	}
-	x, err := e.selectContext(name)
+	x, err := e.contextInUse(cmd)
 	if err != nil {
 		return err
 	}
 	e.context = x
-	e.conn.settle(fs, x)
+	e.global.settle(fs, x)
 	e.contracts.settle(fs, e.getenv, x)
 	return e.contracts.load(cmd.Context())
 }
 
-// selectContext returns the context named, else the one `context use`
-// selected; nil when there is none.
-func (e *env) selectContext(name string) (*Context, error) {
-	s, err := openContexts(e.getenv, func(w string) { fmt.Fprintln(e.stderr, w) })
-	if errors.Is(err, errNoConfigDir) && name == "" {
+// explicitOnly marks a command that uses a context only when one is named
+// (--context, $AMPYBUS_CONTEXT), not the one context use selected: bench
+// and the demo load whatever bus they reach.
+const explicitOnly = "ampybus-context-explicit-only"
+
+// contextInUse is the context a command runs with, nil for none:
+//   - one named by --context or $AMPYBUS_CONTEXT, whatever else is given;
+//     flags given with it override its values one by one;
+//   - else the one `context use` selected, unless the bus is named on the
+//     command line or in the environment: a context's credentials never go
+//     to a bus it does not name.
+//
+// A contexts file that cannot be read is an error when a context is named,
+// and a warning otherwise, so it never stops a command that needs none.
+func (e *env) contextInUse(cmd *cobra.Command) (*Context, error) {
+	name := e.contextName
+	if !cmd.Flags().Changed("context") {
+		name = e.getenv("AMPYBUS_CONTEXT")
+	}
+	if name == "" && (busGiven(cmd.Flags()) || busInEnv(e.getenv) || cmd.Annotations[explicitOnly] != "") {
 		return nil, nil
 	}
-	if err != nil {
+	s, err := e.store()
+	switch {
+	case err != nil && name == "":
+		if !errors.Is(err, errNoConfigDir) {
+			fmt.Fprintf(e.stderr, "warning: %v; running without a context\n", err)
+		}
+		return nil, nil
+	case err != nil:
 		return nil, err
 	}
 	if name == "" {
@@ -292,7 +340,7 @@ func (e *env) selectContext(name string) (*Context, error) {
 	}
 	x, err := s.get(name)
 	if err != nil {
-		return nil, usagef("--context: %v", err)
+		return nil, usagef("%v", err)
 	}
 	return x, nil
 }
@@ -317,91 +365,31 @@ func (e *env) contextEnv() string {
 	return e.context.Env
 }
 
-func (e *env) defaultEnvs() {
+// defaultEnvs fills the --env flags left empty; a context's env outside
+// the contract is the context's mistake, and said so.
+func (e *env) defaultEnvs() error {
 	for _, d := range e.envDefaults {
 		if *d.dst != "" {
 			continue
 		}
+		if err := e.checkContextEnv(); err != nil {
+			return err
+		}
 		*d.dst = cmp.Or(e.contextEnv(), d.fallback)
 	}
+	return nil
 }
 
-// usageTemplate is cobra's, with the global flags named once, at the root,
-// instead of repeated under every command.
-const usageTemplate = `Usage:{{if .HasParent}}{{if .Runnable}}
-  {{.UseLine}}{{end}}{{if .HasAvailableSubCommands}}
-  {{.CommandPath}} [command]{{end}}{{else}}
-  ampybusctl <command> [flags]{{end}}{{if gt (len .Aliases) 0}}
-
-Aliases:
-  {{.NameAndAliases}}{{end}}{{if .HasExample}}
-
-Examples:
-{{.Example}}{{end}}{{if .HasAvailableSubCommands}}{{$cmds := .Commands}}{{if eq (len .Groups) 0}}
-
-Commands:{{range $cmds}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
-  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{else}}{{range $group := .Groups}}
-
-{{.Title}}{{range $cmds}}{{if (and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help")))}}
-  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if not .AllChildCommandsHaveGroup}}
-
-Configuration and help:{{range $cmds}}{{if (and (eq .GroupID "") (or .IsAvailableCommand (eq .Name "help")))}}
-  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
-
-{{if .HasParent}}Flags{{else}}Global flags, before or after the command{{end}}:
-{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
-
-Global flags (the bus, credentials, TLS, --context, --contract) go before or after
-the command: ampybusctl --help lists them.{{end}}{{if .HasAvailableSubCommands}}
-
-Use "{{.CommandPath}} [command] --help" for more about a command.{{end}}
-`
-
-// upstreamTools are the upstream project's command names: kafkabusctl is
-// this tool's command set, kafkainspect its inspection commands (consume
-// when none is named), kafkapoison its poison command.
-var upstreamTools = map[string]bool{"kafkabusctl": true, "kafkainspect": true, "kafkapoison": true}
-
-// Args turns a process's argv into ampybusctl's arguments: invoked under an
-// upstream tool's name (a symlink kafkapoison → ampybusctl), or given one as
-// its first argument, the upstream command line runs as written.
-func Args(argv []string) []string {
-	if len(argv) == 0 {
+// checkContextEnv refuses a context whose env the contract lacks.
+func (e *env) checkContextEnv() error {
+	env := e.contextEnv()
+	if env == "" {
 		return nil
 	}
-	args := argv[1:]
-	if name := strings.TrimSuffix(filepath.Base(argv[0]), ".exe"); upstreamTools[name] {
-		args = append([]string{name}, args...)
+	if envs := catalog.Domains()[0].Envs; !slices.Contains(envs, env) {
+		return usagef("the context's env %s is not one of the contract's envs (%s): give --env, or save the context with another", env, strings.Join(envs, ", "))
 	}
-	if len(args) == 0 {
-		return args
-	}
-	switch args[0] {
-	case "kafkabusctl":
-		return args[1:]
-	case "kafkainspect":
-		if len(args) > 1 && (args[1] == "list-topics" || args[1] == "describe-topic" || args[1] == "consume") {
-			return args[1:]
-		}
-		return append([]string{"consume"}, args[1:]...)
-	case "kafkapoison":
-		return append([]string{"poison"}, args[1:]...)
-	}
-	return args
-}
-
-// suggest names the command a mistyped one probably meant.
-func suggest(name string) string {
-	aliases := map[string]string{"publish": "pub", "subscribe": "sub", "dlq": "dlq-inspect", "validate": "validate-fixture", "publish-fixture": "pub --fixture", "contexts": "context"}
-	if a, ok := aliases[name]; ok {
-		return fmt.Sprintf(" (did you mean %s?)", a)
-	}
-	for _, c := range commands {
-		if strings.HasPrefix(c.name, name) || strings.HasPrefix(name, c.name) {
-			return fmt.Sprintf(" (did you mean %s?)", c.name)
-		}
-	}
-	return ""
+	return nil
 }
 
 // usageError is a mistake in the command line; the command's usage follows it.

@@ -1,6 +1,7 @@
 package busctl
 
 import (
+	"io"
 	"slices"
 	"strings"
 
@@ -83,6 +84,8 @@ func matching(vals []string, prefix string) []string {
 // --contract, --context) as a run would; a mistake in them completes from
 // the built-in contract.
 func (e *env) forCompletion(cmd *cobra.Command) {
+	e.stderr = io.Discard // a warning would garble the shell's line
+	e.contracts.done = false
 	if err := e.resolve(cmd); err != nil {
 		e.contracts.done = false
 		e.contracts.path = ""
@@ -222,7 +225,7 @@ func (e *env) completeGroups(cmd *cobra.Command, _ []string, prefix string) ([]c
 }
 
 func (e *env) completeContexts(_ *cobra.Command, _ []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
-	s, err := e.store()
+	s, err := openContexts(e.getenv, func(string) {}) // a warning would garble the shell's line
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

@@ -20,18 +20,24 @@ import (
 	"github.com/ampyfin/ampy-bus/runtime/natsbinding"
 )
 
-// conn holds the global flags that say which bus to open and how to
+// globals are the root's persistent flags: which bus to open and how to
 // authenticate. Each comes from its flag, else its environment variable,
-// else the selected context (see settle in resolve).
-type conn struct {
+// else the context in use (settle).
+type globals struct {
 	e                               *env
 	bus, natsURL, brokers, kind     string
 	user, pass, token, creds, nkey  string
 	tlsCA, tlsCert, tlsKey          string
-	tlsInsecure, kafkaTLS           bool
+	tlsInsecure, kafkaTLS, verbose  bool
+	provision                       bool
 	saslMechanism, saslUser, saslPw string
-	producer, source                string
-	verbose, provision              bool
+}
+
+// conn is what one command connects with: the global flags, and for a
+// command that publishes its own --producer and --source.
+type conn struct {
+	*globals
+	producer, source string
 }
 
 // setting is one global flag's sources, in order of precedence after the
@@ -44,7 +50,7 @@ type setting struct {
 
 // globalFlags declares the connection flags on the root's persistent flag
 // set, so they are accepted before or after any command.
-func (c *conn) globalFlags(fs *pflag.FlagSet) {
+func (c *globals) globalFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.bus, "bus", "", "bus URL: nats://host:4222, kafka://h1:9092,h2:9092, embedded://nats|kafka ($AMPYBUS_URL; default embedded://nats)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS URL (nats:// or tls://); same as --bus")
 	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers, host:port,host:port; same as --bus kafka://…")
@@ -63,15 +69,26 @@ func (c *conn) globalFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.saslUser, "sasl-user", "", "Kafka SASL user ($KAFKA_SASL_USER)")
 	fs.StringVar(&c.saslPw, "sasl-pass", "", "Kafka SASL password ($KAFKA_SASL_PASS)")
 	fs.BoolVarP(&c.verbose, "verbose", "v", false, "log the runtime's retries, reconnects and dead letters")
+	// The flag package's spelling, which scripts written for it use.
+	fs.BoolVar(&c.verbose, "v", false, "same as --verbose")
+	_ = fs.MarkHidden("v")
 	fs.BoolVar(&c.provision, "provision", false, "create or update the streams and topics a command uses ($AMPYBUS_PROVISION); needs the admin right. Without it a missing stream is an error naming ensure-topic")
 }
 
-// settings lists the string flags an environment variable or a context
-// can supply.
-func (c *conn) settings() []setting {
+// busGiven reports whether the command line names the bus.
+func busGiven(fs *pflag.FlagSet) bool {
+	return fs.Changed("bus") || fs.Changed("nats") || fs.Changed("brokers") || fs.Changed("transport")
+}
+
+// busInEnv reports whether the environment names the bus.
+func busInEnv(getenv func(string) string) bool {
+	return getenv("AMPYBUS_URL") != "" || getenv("AMPYBUS_TRANSPORT") != ""
+}
+
+// credentials lists the string flags an environment variable or a context
+// can supply besides the bus: what to authenticate with.
+func (c *globals) credentials() []setting {
 	return []setting{
-		{"bus", "AMPYBUS_URL", &c.bus, func(x *Context) string { return x.Bus }},
-		{"transport", "AMPYBUS_TRANSPORT", &c.kind, nil},
 		{"user", "NATS_USER", &c.user, func(x *Context) string { return x.User }},
 		{"pass", "NATS_PASS", &c.pass, func(x *Context) string { return x.Password }},
 		{"token", "NATS_TOKEN", &c.token, func(x *Context) string { return x.Token }},
@@ -86,25 +103,32 @@ func (c *conn) settings() []setting {
 	}
 }
 
-// settle fills every global flag not given on the command line from its
-// environment variable, else from the context. A bus given as --nats or
-// --brokers counts as a given --bus: neither the environment's nor the
-// context's URL replaces it.
-func (c *conn) settle(fs *pflag.FlagSet, x *Context) {
-	given := fs.Changed("bus") || fs.Changed("nats") || fs.Changed("brokers") || fs.Changed("transport")
-	for _, s := range c.settings() {
-		if fs.Changed(s.flag) || ((s.flag == "bus" || s.flag == "transport") && given) {
+// settle fills the global flags not given on the command line. The bus is
+// settled as one: the command line's (--bus, --nats, --brokers,
+// --transport), else the context's when one is in use, else the
+// environment's. Each credential is its flag, else its environment
+// variable, else the context's; x is nil when no context is in use, so a
+// context's credentials never go to a bus it does not name.
+func (c *globals) settle(fs *pflag.FlagSet, x *Context) {
+	getenv := c.e.getenv
+	switch {
+	case busGiven(fs):
+	case x != nil:
+		c.bus = x.Bus
+	default:
+		c.bus, c.kind = getenv("AMPYBUS_URL"), getenv("AMPYBUS_TRANSPORT")
+	}
+	for _, s := range c.credentials() {
+		if fs.Changed(s.flag) {
 			continue
 		}
-		if v := c.e.getenv(s.envVar); v != "" {
+		if v := getenv(s.envVar); v != "" {
 			*s.dst = v
-			continue
-		}
-		if x != nil && s.fromContext != nil {
+		} else if x != nil {
 			*s.dst = s.fromContext(x)
 		}
 	}
-	if !fs.Changed("provision") && c.e.getenv("AMPYBUS_PROVISION") != "" {
+	if !fs.Changed("provision") && getenv("AMPYBUS_PROVISION") != "" {
 		c.provision = true
 	}
 	if x != nil {
@@ -113,10 +137,10 @@ func (c *conn) settle(fs *pflag.FlagSet, x *Context) {
 	}
 }
 
-// connFlags returns the global connection settings for a command; a command
+// connFlags returns the connection a command opens its bus with; a command
 // that publishes also gets --producer and --source.
 func (e *env) connFlags(fs *pflag.FlagSet, publishes bool) *conn {
-	c := e.conn
+	c := &conn{globals: e.global}
 	if publishes {
 		fs.StringVar(&c.producer, "producer", cmp.Or(e.getenv("AMPYBUS_PRODUCER"), "ampybusctl@"+hostname()), "producer header: service@instance ($AMPYBUS_PRODUCER)")
 		fs.StringVar(&c.source, "source", cmp.Or(e.getenv("AMPYBUS_SOURCE"), "ampybusctl"), "source header: the upstream system ($AMPYBUS_SOURCE)")
@@ -125,7 +149,7 @@ func (e *env) connFlags(fs *pflag.FlagSet, publishes bool) *conn {
 }
 
 // url picks the bus URL from the flags and environment.
-func (c *conn) url() (string, error) {
+func (c *globals) url() (string, error) {
 	set := 0
 	for _, v := range []string{c.bus, c.natsURL, c.brokers} {
 		if v != "" {
@@ -190,7 +214,7 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	return b, nil
 }
 
-func (c *conn) tlsConfig() (*tls.Config, error) {
+func (c *globals) tlsConfig() (*tls.Config, error) {
 	if c.tlsCA == "" && c.tlsCert == "" && c.tlsKey == "" && !c.tlsInsecure && !c.kafkaTLS {
 		return nil, nil
 	}
@@ -205,7 +229,7 @@ func (c *conn) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-func (c *conn) natsOptions(tlsCfg *tls.Config) ([]nats.Option, error) {
+func (c *globals) natsOptions(tlsCfg *tls.Config) ([]nats.Option, error) {
 	var opts []nats.Option
 	if c.user != "" || c.pass != "" {
 		opts = append(opts, nats.UserInfo(c.user, c.pass))
@@ -229,7 +253,7 @@ func (c *conn) natsOptions(tlsCfg *tls.Config) ([]nats.Option, error) {
 	return opts, nil
 }
 
-func (c *conn) kafkaOptions(tlsCfg *tls.Config) ([]kgo.Opt, error) {
+func (c *globals) kafkaOptions(tlsCfg *tls.Config) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	if tlsCfg != nil {
 		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
@@ -252,7 +276,7 @@ func (c *conn) kafkaOptions(tlsCfg *tls.Config) ([]kgo.Opt, error) {
 }
 
 // note tells the user about an embedded broker that dies with the command.
-func (c *conn) note(b *ampybus.Bus) {
+func (c *globals) note(b *ampybus.Bus) {
 	if u, _ := c.url(); strings.HasPrefix(u, "embedded://") {
 		fmt.Fprintf(c.e.stderr, "note: %s runs inside this command and stops with it; for a broker other commands share, run `ampybusctl dev` and pass its URL with --bus\n", u)
 	}

@@ -25,9 +25,16 @@ on the command line, then environment variables, win over the context's values.
 
 Contexts live in the user's config directory ($XDG_CONFIG_HOME/ampybus/contexts.json
 on Linux) with mode 0600; passwords and tokens in it are never printed.`,
-		Args: noArgs,
 		// Managing contexts must work while the selected one is broken.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		Args:              cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q: context takes add, ls, use, show or rm", args[0])
+			}
+			_ = cmd.Help()
+			return errNoCommand
+		},
 	}
 	parent.AddCommand(e.contextAdd(), e.contextLs(), e.contextUse(), e.contextShow(), e.contextRm())
 	return parent
@@ -59,8 +66,15 @@ func (e *env) contextAdd() *cobra.Command {
 	use := cmd.Flags().Bool("use", false, "select it for the commands that follow (the first context saved is selected anyway)")
 	force := cmd.Flags().Bool("force", false, "replace a saved context of the same name")
 	cmd.ValidArgsFunction = cobra.NoFileCompletions
+	_ = cmd.RegisterFlagCompletionFunc("env", e.completeEnvs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, fs, c := args[0], cmd.Flags(), e.conn
+		name, fs, c := args[0], cmd.Flags(), e.global
+		// Secrets may come from the environment, to keep them out of argv.
+		for _, s := range c.credentials() {
+			if v := e.getenv(s.envVar); v != "" && !fs.Changed(s.flag) {
+				*s.dst = v
+			}
+		}
 		if !fs.Changed("bus") && !fs.Changed("nats") && !fs.Changed("brokers") {
 			return usagef("give the bus the context saves: --bus nats://host:4222 or --bus kafka://host:9092")
 		}
@@ -173,10 +187,7 @@ func (e *env) contextLs() *cobra.Command {
 			fmt.Fprintf(e.stderr, "no contexts saved in %s; add one with ampybusctl context add NAME --bus URL\n", s.path)
 			return nil
 		}
-		current := e.getenv("AMPYBUS_CONTEXT")
-		if current == "" {
-			current = s.Current
-		}
+		current := firstOf(nil, e.contextName, e.getenv("AMPYBUS_CONTEXT"), s.Current)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\tNAME\tBUS\tENV\tAUTH\tDESCRIPTION")
 		for _, n := range s.names() {
@@ -192,6 +203,7 @@ func (e *env) contextLs() *cobra.Command {
 	return cmd
 }
 
+// dash stands for an empty table cell.
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -203,7 +215,7 @@ func (e *env) contextUse() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "use NAME | --none",
 		Short: "select a context for the commands that follow",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  atMost(1),
 	}
 	none := cmd.Flags().Bool("none", false, "select no context: commands use their flags and environment only")
 	cmd.ValidArgsFunction = e.completeContexts
@@ -244,7 +256,7 @@ func (e *env) contextShow() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show [NAME]",
 		Short: "show a context (the one in use by default); secrets show as (hidden)",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  atMost(1),
 	}
 	cmd.ValidArgsFunction = e.completeContexts
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
@@ -252,7 +264,7 @@ func (e *env) contextShow() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		name := firstOf(args, e.getenv("AMPYBUS_CONTEXT"), s.Current)
+		name := firstOf(args, e.contextName, e.getenv("AMPYBUS_CONTEXT"), s.Current)
 		if name == "" {
 			return usagef("no context is in use: name one, or select one with ampybusctl context use NAME")
 		}
@@ -320,7 +332,8 @@ func (e *env) contextRm() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if _, err := s.get(args[0]); err != nil {
+		if _, ok := s.Contexts[args[0]]; !ok {
+			_, err := s.get(args[0])
 			return usagef("%v", err)
 		}
 		delete(s.Contexts, args[0])

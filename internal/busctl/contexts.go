@@ -124,6 +124,11 @@ func openContexts(getenv func(string) string, warn func(string)) (*contextStore,
 	if s.Contexts == nil {
 		s.Contexts = map[string]*Context{}
 	}
+	for name, x := range s.Contexts {
+		if x == nil { // a hand edit; get refuses it, rm removes it
+			s.Contexts[name] = &Context{}
+		}
+	}
 	return s, nil
 }
 
@@ -136,6 +141,9 @@ func (s *contextStore) get(name string) (*Context, error) {
 			return nil, fmt.Errorf("%w %q: none is saved; add one with ampybusctl context add %s --bus URL", ErrNoContext, name, name)
 		}
 		return nil, fmt.Errorf("%w %q: saved contexts are %s (ampybusctl context ls)", ErrNoContext, name, strings.Join(names, ", "))
+	}
+	if x.Bus == "" {
+		return nil, fmt.Errorf("context %q in %s has no bus: save it again with ampybusctl context add %s --force --bus URL", name, s.path, name)
 	}
 	return x, nil
 }
@@ -152,13 +160,19 @@ func (s *contextStore) names() []string {
 // save writes the store readable by its owner only: through a temporary
 // file renamed into place, so a crash never leaves half a file.
 func (s *contextStore) save() error {
-	dir := filepath.Dir(s.path)
+	// A contexts file that is a symlink (dotfiles kept elsewhere) is
+	// replaced where it points.
+	path := s.path
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("contexts: %w", err)
 	}
 	js, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("contexts: %w", err)
 	}
 	tmp, err := os.CreateTemp(dir, ".contexts-*.json")
 	if err != nil {
@@ -173,10 +187,14 @@ func (s *contextStore) save() error {
 		tmp.Close()
 		return fmt.Errorf("contexts: %w", err)
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("contexts: %w", err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("contexts: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("contexts: %w", err)
 	}
 	return nil
@@ -194,6 +212,7 @@ func redactURL(list string) string {
 	return strings.Join(parts, ",")
 }
 
+// redactOne redacts one URL of a list.
 func redactOne(u string) string {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -38,28 +39,28 @@ func (f *contractFlags) globalFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.descriptorSets, "descriptor_set_in", nil, "a FileDescriptorSet instead of, or besides, .proto files ($AMPYBUS_DESCRIPTOR_SET_IN)")
 }
 
-// settle fills the flags not given from the environment, else the context.
+// settle fills what the command line did not give. The contract and its
+// schemas are one unit: the contract is the flag's, else the environment's,
+// else the context's; its schema paths are those the environment (or, for
+// the context's contract, the context) lists, and then the flags'.
 func (f *contractFlags) settle(fs *pflag.FlagSet, getenv func(string) string, x *Context) {
-	if !fs.Changed("contract") {
-		f.path = getenv("AMPYBUS_CONTRACT")
-		if f.path == "" && x != nil {
-			f.path = x.Contract
+	var protoPaths, descriptorSets []string
+	switch {
+	case fs.Changed("contract"), getenv("AMPYBUS_CONTRACT") != "", x == nil || x.Contract == "":
+		if !fs.Changed("contract") {
+			f.path = getenv("AMPYBUS_CONTRACT")
 		}
-	}
-	if !fs.Changed("proto_path") {
 		if v := getenv("AMPYBUS_PROTO_PATH"); v != "" {
-			f.protoPaths = filepath.SplitList(v)
-		} else if x != nil {
-			f.protoPaths = x.ProtoPaths
+			protoPaths = filepath.SplitList(v)
 		}
-	}
-	if !fs.Changed("descriptor_set_in") {
 		if v := getenv("AMPYBUS_DESCRIPTOR_SET_IN"); v != "" {
-			f.descriptorSets = filepath.SplitList(v)
-		} else if x != nil {
-			f.descriptorSets = x.DescriptorSets
+			descriptorSets = filepath.SplitList(v)
 		}
+	default:
+		f.path, protoPaths, descriptorSets = x.Contract, x.ProtoPaths, x.DescriptorSets
 	}
+	f.protoPaths = append(slices.Clip(protoPaths), f.protoPaths...)
+	f.descriptorSets = append(slices.Clip(descriptorSets), f.descriptorSets...)
 }
 
 // load makes the contract the flags name, with its payload schemas, the
