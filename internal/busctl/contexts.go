@@ -42,6 +42,9 @@ type Context struct {
 // auth says how a context authenticates, naming no secret.
 func (x *Context) auth() string {
 	var parts []string
+	if redactURL(x.Bus) != x.Bus {
+		parts = append(parts, "user info in the URL")
+	}
 	switch {
 	case x.User != "" && x.Password != "":
 		parts = append(parts, "user "+x.User+" + password")
