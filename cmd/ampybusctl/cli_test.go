@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,4 +375,33 @@ func TestBrokenContextsFile(t *testing.T) {
 	assert.Contains(t, r.stderr, "has no bus")
 	ok(t, env, "context", "rm", "prod")
 	ok(t, env, "list-topics", "--env", "dev")
+}
+
+// Contexts added by several ampybusctl at once are all kept: each change
+// is a locked read-modify-write of the file.
+func TestConcurrentContextAdds(t *testing.T) {
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	const n = 8
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { // exec directly: t.Fatal belongs to the test's goroutine
+			defer wg.Done()
+			cmd := exec.Command(bin, "context", "add", "c"+strconv.Itoa(i), "--bus", "nats://10.0.0."+strconv.Itoa(i)+":4222")
+			cmd.Env = append(append(os.Environ(), isolated()...), env...)
+			if err := cmd.Run(); err != nil {
+				codes[i] = -1
+				if ee, ok := err.(*exec.ExitError); ok {
+					codes[i] = ee.ExitCode()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, make([]int, n), codes)
+	ls := ok(t, env, "context", "ls")
+	for i := range n {
+		assert.Contains(t, ls, "nats://10.0.0."+strconv.Itoa(i)+":4222")
+	}
 }

@@ -134,6 +134,11 @@ func (e *env) contextAdd() *cobra.Command {
 				return usagef("--env %s is not one of the contract's envs (%s)", x.Env, strings.Join(envs, ", "))
 			}
 		}
+		unlock, err := lockContexts(e.getenv)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		s, err := e.store()
 		if err != nil {
 			return err
@@ -220,6 +225,11 @@ func (e *env) contextUse() *cobra.Command {
 	none := cmd.Flags().Bool("none", false, "select no context: commands use their flags and environment only")
 	cmd.ValidArgsFunction = e.completeContexts
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		unlock, err := lockContexts(e.getenv)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		s, err := e.store()
 		if err != nil {
 			return err
@@ -328,6 +338,11 @@ func (e *env) contextRm() *cobra.Command {
 	}
 	cmd.ValidArgsFunction = e.completeContexts
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		unlock, err := lockContexts(e.getenv)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		s, err := e.store()
 		if err != nil {
 			return err

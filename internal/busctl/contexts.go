@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Context is a saved bus, selected by name as `nats context` does: where the
@@ -202,6 +203,44 @@ func (s *contextStore) save() error {
 	}
 	return nil
 }
+
+// lockContexts takes the contexts file's lock for a read-modify-write, so
+// two ampybusctl changing contexts at once never lose one: a lock file made
+// exclusively beside it. One older than staleLock was left by a killed run
+// and is taken over.
+func lockContexts(getenv func(string) string) (unlock func(), err error) {
+	dir, err := configDir(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("contexts: %w", err)
+	}
+	path := filepath.Join(dir, "contexts.json.lock")
+	deadline := time.Now().Add(lockWait)
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+			return func() { _ = os.Remove(path) }, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("contexts: %w", err)
+		}
+		if st, err := os.Stat(path); err == nil && time.Since(st.ModTime()) > staleLock {
+			_ = os.Remove(path)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("contexts: %s is held by another ampybusctl changing contexts (remove it if none runs)", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockWait bounds the wait for the contexts lock; staleLock is the age past
+// which a lock is a killed run's.
+const lockWait, staleLock = 5 * time.Second, 30 * time.Second
 
 var contextName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
