@@ -310,6 +310,7 @@ func TestContextPrecedence(t *testing.T) {
 	for _, e := range []string{"AMPYBUS_URL=embedded://nats", "AMPYBUS_TRANSPORT=nats"} {
 		r := ctl(t, append(env, e), "list-topics")
 		assert.Equal(t, 0, r.code, "%s: the selected context steps aside for a bus in the environment: %s", e, r.stderr)
+		assert.Contains(t, r.stderr, "note: the selected context dead is not used", "and says so")
 	}
 	// Named, the context wins over the environment, and its TLS file is used.
 	for _, named := range [][]string{{"AMPYBUS_URL=embedded://nats", "AMPYBUS_CONTEXT=dead"}, {"AMPYBUS_URL=embedded://nats"}} {
@@ -321,10 +322,37 @@ func TestContextPrecedence(t *testing.T) {
 		assert.Equal(t, 1, r.code, "%v %v: %s", named, args, r.stderr)
 		assert.Contains(t, r.stderr, "tls-ca", "the named context's CA file was used")
 	}
-	// The demo and the benchmark follow the environment as every command does.
+	// The demo follows the environment as every command does, and takes a
+	// context only from --context: an exported $AMPYBUS_CONTEXT lingers as a
+	// selection does.
 	r := ctl(t, []string{"AMPYBUS_URL=nats://127.0.0.1:1"}, "demo", "--timeout", "10s")
 	assert.Equal(t, 1, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "127.0.0.1:1")
+	r = ctl(t, append(env, "AMPYBUS_CONTEXT=dead", "AMPYBUS_URL=nats://127.0.0.1:2"), "demo", "--timeout", "10s")
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "127.0.0.1:2", "the demo did not take $AMPYBUS_CONTEXT")
+	r = ctl(t, env, "demo", "--context", "dead", "--timeout", "10s")
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "tls-ca", "--context names the demo's bus")
+}
+
+// The demo carries the global credentials to a broker that requires them,
+// and prints its broker's URL without the password.
+func TestDemoWithCredentials(t *testing.T) {
+	const secret = "demo-S3cret-pw"
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), Username: "alice", Password: secret})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(5*time.Second))
+	t.Cleanup(s.Shutdown)
+	u := strings.Replace(s.ClientURL(), "nats://", "nats://alice:"+secret+"@", 1)
+	r := ctl(t, nil, "demo", "--bus", s.ClientURL(), "--user", "alice", "--pass", secret)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = ctl(t, nil, "demo", "--bus", u)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "nats://alice:xxxxx@")
+	assert.NotContains(t, r.stdout+r.stderr, secret)
 }
 
 // Secrets stay out of what ampybusctl prints on every path: a context whose
@@ -339,6 +367,9 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 		{"-v", "pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL", "--pk", "XNAS.AAPL"},
 		{"--bus", "nats://127.0.0.1:1", "--pass", secret, "--user", "bob", "list-topics"},
 		{"--brokers", "127.0.0.1:1", "--sasl-mechanism", "plain", "--sasl-user", "bob", "--sasl-pass", secret, "list-topics"},
+		{"--bus", "nats:/alice:" + secret + "@127.0.0.1:1", "list-topics"},
+		{"--bus", "nats://alice:a," + secret + "@127.0.0.1:1", "list-topics"},
+		{"--brokers", "bob:" + secret + "@127.0.0.1:1", "list-topics"},
 		{"context", "ls"},
 		{"context", "show", "leaky"},
 	} {

@@ -33,7 +33,8 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 	compare := fs.Bool("compare", false, "alternate typed and raw runs on one broker and print both with their ratio")
 	rounds := fs.Int("rounds", 3, "with --compare, runs of each client")
 	inproc := fs.Bool("inproc", false, "run the embedded broker in this process (its work then counts as the client's)")
-	envName := e.envFlag(fs, "dev", "contract env whose bars stream is used")
+	// Not the context's env: a benchmark loads the stream it is given.
+	envName := fs.String("env", "dev", "contract env whose bars stream is used")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a run after this long")
 	asJSON := fs.Bool("json", false, "print one JSON document with every run and the summary")
 	profile := fs.String("profile", "", "write CPU profiles of each run's measured window to this directory: the client's, and the broker child's (go tool pprof -top FILE)")

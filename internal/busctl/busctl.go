@@ -37,8 +37,8 @@ type command struct {
 	// when nil.
 	positional cobra.PositionalArgs
 	validArgs  []string
-	// explicitContext: the command uses a context only when one is named
-	// (--context, $AMPYBUS_CONTEXT), never the selected one by default.
+	// explicitContext: the command uses a context only when --context names
+	// one on its command line.
 	explicitContext bool
 }
 
@@ -300,9 +300,17 @@ func (e *env) resolve(cmd *cobra.Command) error {
 	return e.contracts.load(cmd.Context())
 }
 
-// explicitOnly marks a command that uses a context only when one is named
-// (--context, $AMPYBUS_CONTEXT), not the one context use selected: bench
-// and the demo load whatever bus they reach.
+// envBusVar names the environment variable that names the bus.
+func envBusVar(getenv func(string) string) string {
+	if getenv("AMPYBUS_URL") != "" {
+		return "$AMPYBUS_URL"
+	}
+	return "$AMPYBUS_TRANSPORT"
+}
+
+// explicitOnly marks a command that uses a context only when --context
+// names one on its command line: bench and the demo load whatever bus they
+// reach, so neither a selection nor an exported $AMPYBUS_CONTEXT picks it.
 const explicitOnly = "ampybus-context-explicit-only"
 
 // contextInUse is the context a command runs with, nil for none:
@@ -316,10 +324,13 @@ const explicitOnly = "ampybus-context-explicit-only"
 // and a warning otherwise, so it never stops a command that needs none.
 func (e *env) contextInUse(cmd *cobra.Command) (*Context, error) {
 	name := e.contextName
-	if !cmd.Flags().Changed("context") {
+	switch {
+	case cmd.Annotations[explicitOnly] != "" && !cmd.Flags().Changed("context"):
+		return nil, nil // not even $AMPYBUS_CONTEXT: an exported variable lingers as a selection does
+	case !cmd.Flags().Changed("context"):
 		name = e.getenv("AMPYBUS_CONTEXT")
 	}
-	if name == "" && (busGiven(cmd.Flags()) || busInEnv(e.getenv) || cmd.Annotations[explicitOnly] != "") {
+	if name == "" && busGiven(cmd.Flags()) {
 		return nil, nil
 	}
 	s, err := e.store()
@@ -331,6 +342,12 @@ func (e *env) contextInUse(cmd *cobra.Command) (*Context, error) {
 		return nil, nil
 	case err != nil:
 		return nil, err
+	}
+	if name == "" && s.Current != "" && busInEnv(e.getenv) {
+		// The surprise this note prevents: `ampybusctl dev` says to export
+		// AMPYBUS_URL, and a later `context use prod` seems not to work.
+		fmt.Fprintf(e.stderr, "note: the selected context %s is not used: %s names the bus (unset it to use the context)\n", s.Current, envBusVar(e.getenv))
+		return nil, nil
 	}
 	if name == "" {
 		name = s.Current
@@ -403,7 +420,7 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 func explain(err error) string {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, ampybus.ErrUnavailable) && !strings.Contains(msg, "nats-server") && !strings.Contains(msg, "-js"):
+	case errors.Is(err, ampybus.ErrUnavailable) && !strings.Contains(msg, "nats-server") && !strings.Contains(msg, "-js") && !strings.Contains(msg, "listening there"):
 		return msg + " (is the broker running and reachable? `ampybusctl dev` starts local ones)"
 	case errors.Is(err, context.DeadlineExceeded):
 		return msg + " (the broker did not answer in time: check the URL, and that NATS runs with -js)"

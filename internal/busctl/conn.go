@@ -159,6 +159,13 @@ func (c *globals) url() (string, error) {
 	if set > 1 {
 		return "", usagef("give one of --bus, --nats and --brokers")
 	}
+	for _, u := range []string{c.bus, c.brokers} {
+		if strings.HasPrefix(u, "kafka://") || u == c.brokers {
+			if strings.Contains(u, "@") {
+				return "", usagef("Kafka URLs take no user info: give --sasl-mechanism, --sasl-user and --sasl-pass (or a context holding them)")
+			}
+		}
+	}
 	switch {
 	case c.bus != "":
 		return c.bus, nil
@@ -194,6 +201,16 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	if c.provision {
 		opts = append(opts, ampybus.WithProvisioning())
 	}
+	dial, err := c.dialOption()
+	if err != nil {
+		return nil, err
+	}
+	return ampybus.Open(ctx, u, append(opts, dial)...)
+}
+
+// dialOption carries the credentials and TLS to whichever binding the URL
+// names.
+func (c *globals) dialOption() (ampybus.Option, error) {
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -206,12 +223,7 @@ func (c *conn) open(ctx context.Context, envName string, opts ...ampybus.Option)
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, ampybus.WithDialOptions(natsbinding.ClientOptions(natsOpts...), kafkabinding.ClientOptions(kafkaOpts...)))
-	b, err := ampybus.Open(ctx, u, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return ampybus.WithDialOptions(natsbinding.ClientOptions(natsOpts...), kafkabinding.ClientOptions(kafkaOpts...)), nil
 }
 
 func (c *globals) tlsConfig() (*tls.Config, error) {

@@ -193,6 +193,9 @@ func (e *env) contextLs() *cobra.Command {
 			return nil
 		}
 		current := firstOf(nil, e.contextName, e.getenv("AMPYBUS_CONTEXT"), s.Current)
+		if current != "" && current == s.Current && e.contextName == "" && e.getenv("AMPYBUS_CONTEXT") == "" && busInEnv(e.getenv) {
+			fmt.Fprintf(e.stderr, "note: %s is selected but not in use while %s names the bus\n", current, envBusVar(e.getenv))
+		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\tNAME\tBUS\tENV\tAUTH\tDESCRIPTION")
 		for _, n := range s.names() {
@@ -257,6 +260,9 @@ func (e *env) contextUse() *cobra.Command {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "using context %s: %s\n", args[0], redactURL(x.Bus))
+		if busInEnv(e.getenv) {
+			fmt.Fprintf(e.stderr, "note: %s names the bus in this shell, and wins over the selected context: unset it to use %s\n", envBusVar(e.getenv), args[0])
+		}
 		return nil
 	}
 	return cmd

@@ -244,36 +244,58 @@ const lockWait, staleLock = 5 * time.Second, 30 * time.Second
 
 var contextName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// redactURL hides the password (or token) in each URL's user info of a
-// comma-separated server list; the rest is shown.
-func redactURL(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		parts[i] = redactOne(p)
+// redactURL hides the password (or token) in the user info of every URL in
+// s: a comma-separated server list, a password holding a comma, a URL with
+// its scheme mistyped. The rest is shown.
+func redactURL(s string) string {
+	var b strings.Builder
+	last := 0
+	for _, u := range userinfos(s) {
+		b.WriteString(s[last:u.start])
+		if u.user != "" || u.hasPassword {
+			b.WriteString(u.user + ":xxxxx")
+		} else {
+			b.WriteString("xxxxx")
+		}
+		last = u.end
 	}
-	return strings.Join(parts, ",")
+	b.WriteString(s[last:])
+	return b.String()
 }
 
-// redactOne redacts one URL of a list.
-func redactOne(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return u
-	}
-	at := strings.LastIndex(rest, "@")
-	if slash := strings.Index(rest, "/"); slash >= 0 && at > slash {
-		at = -1
-	}
-	if at < 0 {
-		return u
-	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		if user == "" {
-			return u
+// userinfo is one URL's user info within a string: s[start:end].
+type userinfo struct {
+	start, end  int
+	user        string
+	hasPassword bool
+	// secret is the password, or the whole user info when it has no
+	// colon: a NATS token (nats://TOKEN@host).
+	secret string
+}
+
+// userinfos finds the user info before each "@" of s, back to the "/"
+// before it or the previous "@", whatever the URL around it looks like.
+func userinfos(s string) []userinfo {
+	var out []userinfo
+	from := 0
+	for {
+		at := strings.IndexByte(s[from:], '@')
+		if at < 0 {
+			return out
 		}
-		// A lone user info is a token in nats://TOKEN@host.
-		return scheme + "://xxxxx" + rest[at:]
+		at += from
+		start := from
+		if slash := strings.LastIndexByte(s[from:at], '/'); slash >= 0 {
+			start = from + slash + 1
+		}
+		if start < at {
+			info := s[start:at]
+			u := userinfo{start: start, end: at, secret: info}
+			if user, pass, ok := strings.Cut(info, ":"); ok {
+				u.user, u.secret, u.hasPassword = user, pass, true
+			}
+			out = append(out, u)
+		}
+		from = at + 1
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }

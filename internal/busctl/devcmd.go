@@ -142,7 +142,13 @@ func demoCmd(e *env, fs *pflag.FlagSet) runFunc {
 		defer metrics.close()
 		rctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		if err := demo.Run(rctx, u, e.stdout, demo.WithMetrics(metrics.exp)); err != nil {
+		dial, err := c.dialOption()
+		if err != nil {
+			return err
+		}
+		// The demo names its broker on stdout: scrubbed as stderr is.
+		out := &scrubber{w: e.stdout, secrets: e.secrets}
+		if err := demo.Run(rctx, u, out, demo.WithMetrics(metrics.exp), demo.WithBusOptions(dial)); err != nil {
 			return err
 		}
 		metrics.linger(ctx, *linger)

@@ -22,7 +22,7 @@ func (s *scrubber) Write(p []byte) (int, error) {
 }
 
 // urlPassword is a password in a URL's user info.
-var urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:,]*):[^\s/@,]+@`)
+var urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:,]*):[^\s/@]+@`)
 
 // scrub replaces each secret, and any password in a URL, with xxxxx.
 // Secrets under three characters are left: replacing them would garble
@@ -37,25 +37,19 @@ func scrub(text string, secrets []string) string {
 }
 
 // secrets are the passwords and tokens the command holds: flags,
-// environment and context alike, and those inside the bus URL.
+// environment and context alike, and those inside the bus URL. A URL's
+// lone user info is a NATS token, and scrubbed only when it is as long as
+// a token is: a user name such as "admin" would blank every "admin".
 func (e *env) secrets() []string {
 	g := e.global
 	if g == nil {
 		return nil
 	}
 	out := []string{g.pass, g.token, g.saslPw}
-	for _, u := range []string{g.bus, g.natsURL} {
-		for _, one := range strings.Split(u, ",") {
-			_, rest, ok := strings.Cut(one, "://")
-			at := strings.LastIndex(rest, "@")
-			if !ok || at < 0 {
-				continue
-			}
-			user, pass, hasPass := strings.Cut(rest[:at], ":")
-			if hasPass {
-				out = append(out, pass)
-			} else {
-				out = append(out, user) // nats://TOKEN@host
+	for _, u := range []string{g.bus, g.natsURL, g.brokers} {
+		for _, info := range userinfos(u) {
+			if info.hasPassword || len(info.secret) >= 8 {
+				out = append(out, info.secret)
 			}
 		}
 	}

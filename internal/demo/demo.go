@@ -62,6 +62,12 @@ type Option func(*demo)
 // them either way.
 func WithMetrics(exp *ampyprom.Exporter) Option { return func(d *demo) { d.metrics = exp } }
 
+// WithBusOptions adds options to every bus the demo opens: the credentials
+// and TLS of a broker that requires them (ampybus.WithDialOptions).
+func WithBusOptions(opts ...ampybus.Option) Option {
+	return func(d *demo) { d.busOpts = append(d.busOpts, opts...) }
+}
+
 // Run opens the bus at url, plays the flow, prints each step to w as it
 // happens and a summary table, read from the bus's metrics, at the end.
 // Without a deadline in ctx it gives up after a minute. Against a shared
@@ -95,6 +101,7 @@ type demo struct {
 	start   time.Time
 	metrics *ampyprom.Exporter
 	latency latencies
+	busOpts []ampybus.Option
 
 	mu             sync.Mutex
 	published      map[string]int
@@ -151,8 +158,8 @@ func (d *demo) keep(domain string) func(*ampybus.Subscription, error) error {
 func (d *demo) service(ctx context.Context, url, producer string) (*ampybus.Bus, error) {
 	// The demo narrates each step itself; the runtime logs only errors.
 	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	return ampybus.Open(ctx, url, ampybus.WithProducer(producer, strings.Split(producer, "@")[0]), ampybus.WithRunID("live_demo"),
-		ampybus.WithLogger(quiet), ampybus.WithHooks(d.metrics.Hook, &d.latency))
+	return ampybus.Open(ctx, url, append([]ampybus.Option{ampybus.WithProducer(producer, strings.Split(producer, "@")[0]), ampybus.WithRunID("live_demo"),
+		ampybus.WithLogger(quiet), ampybus.WithHooks(d.metrics.Hook, &d.latency)}, d.busOpts...)...)
 }
 
 func (d *demo) run(ctx context.Context, url string) error {
@@ -166,7 +173,7 @@ func (d *demo) run(ctx context.Context, url string) error {
 	buses := map[string]*ampybus.Bus{"ingest": ingest}
 	// ops holds the admin right: it provisions the streams the session uses
 	// before any service starts, as a deployment would.
-	if err := provision(ctx, url); err != nil {
+	if err := provision(ctx, url, d.busOpts); err != nil {
 		return err
 	}
 	for name, producer := range map[string]string{"model": "ampy-model-server@mdl-1", "oms": "ampy-oms@oms-1", "broker": "broker-alpaca@alp-1", "pnl": "ampy-position-pnl@pnl-1", "ops": "ampy-ops@ops-1"} {
@@ -620,9 +627,9 @@ func (d *demo) corruptBar(ctx context.Context, ingest *ampybus.Bus) error {
 }
 
 // provision creates the streams of every domain the session uses, as ops.
-func provision(ctx context.Context, url string) error {
+func provision(ctx context.Context, url string, opts []ampybus.Option) error {
 	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	b, err := ampybus.Open(ctx, url, ampybus.WithProducer("ops@provision", "ops"), ampybus.WithProvisioning(), ampybus.WithLogger(quiet))
+	b, err := ampybus.Open(ctx, url, append([]ampybus.Option{ampybus.WithProducer("ops@provision", "ops"), ampybus.WithProvisioning(), ampybus.WithLogger(quiet)}, opts...)...)
 	if err != nil {
 		return err
 	}
