@@ -8,9 +8,9 @@ PKGS ?= ./...
 demo:
 	$(GO) run ./cmd/ampybusctl demo
 
-## test: gofmt'd, generated code is current, vet is clean, every test passes with -race
+## test: gofmt'd, generated code is current, vet is clean, every test passes with -race, and every benchmark runs once (so none rots between make bench runs)
 test: tools fmt check vet
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m -bench . -benchtime 1x $(PKGS)
 
 ## chaos: the fault tests at full counts — brokers and group members as processes, killed with SIGKILL
 chaos:

@@ -254,6 +254,9 @@ func BenchmarkConsume(b *testing.B) {
 	fill := func(b *testing.B, symbol string, n int) {
 		b.Helper()
 		pub := bars.NewPublisher(bus)
+		// Every bar's security is bound to the subtopic's.
+		payload := proto.Clone(payload).(*barsv1.BarBatch)
+		payload.Bars[0].Security.Symbol = symbol
 		for range n {
 			if _, err := pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", symbol), payload); err != nil {
 				b.Fatal(err)
