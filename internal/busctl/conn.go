@@ -159,12 +159,8 @@ func (c *globals) url() (string, error) {
 	if set > 1 {
 		return "", usagef("give one of --bus, --nats and --brokers")
 	}
-	for _, u := range []string{c.bus, c.brokers} {
-		if strings.HasPrefix(u, "kafka://") || u == c.brokers {
-			if strings.Contains(u, "@") {
-				return "", usagef("Kafka URLs take no user info: give --sasl-mechanism, --sasl-user and --sasl-pass (or a context holding them)")
-			}
-		}
+	if strings.Contains(c.brokers, "@") || (strings.HasPrefix(c.bus, "kafka://") && strings.Contains(c.bus, "@")) {
+		return "", usagef("Kafka URLs take no user info: give --sasl-mechanism, --sasl-user and --sasl-pass (or a context holding them)")
 	}
 	switch {
 	case c.bus != "":

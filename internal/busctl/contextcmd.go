@@ -55,6 +55,24 @@ func (e *env) store() (*contextStore, error) {
 	return openContexts(e.getenv, func(w string) { fmt.Fprintln(e.stderr, w) })
 }
 
+// changeContexts applies change to the contexts file under its lock and
+// saves it, unless change refuses; the store as saved is returned.
+func (e *env) changeContexts(change func(*contextStore) error) (*contextStore, error) {
+	unlock, err := lockContexts(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	s, err := e.store()
+	if err != nil {
+		return nil, err
+	}
+	if err := change(s); err != nil {
+		return nil, err
+	}
+	return s, s.save()
+}
+
 func (e *env) contextAdd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add NAME --bus URL [--env E] [--creds F | --user U --pass P | --token T | --sasl-…] [--tls-ca F] [--tls-cert F --tls-key F] [--contract F]",
@@ -134,23 +152,17 @@ func (e *env) contextAdd() *cobra.Command {
 				return usagef("--env %s is not one of the contract's envs (%s)", x.Env, strings.Join(envs, ", "))
 			}
 		}
-		unlock, err := lockContexts(e.getenv)
+		s, err := e.changeContexts(func(s *contextStore) error {
+			if _, ok := s.Contexts[name]; ok && !*force {
+				return usagef("context %q is saved already: pass --force to replace it, or remove it with ampybusctl context rm %s", name, name)
+			}
+			s.Contexts[name] = x
+			if *use || len(s.Contexts) == 1 {
+				s.Current = name
+			}
+			return nil
+		})
 		if err != nil {
-			return err
-		}
-		defer unlock()
-		s, err := e.store()
-		if err != nil {
-			return err
-		}
-		if _, ok := s.Contexts[name]; ok && !*force {
-			return usagef("context %q is saved already: pass --force to replace it, or remove it with ampybusctl context rm %s", name, name)
-		}
-		s.Contexts[name] = x
-		if *use || len(s.Contexts) == 1 {
-			s.Current = name
-		}
-		if err := s.save(); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "saved context %s: %s, auth %s, in %s\n", name, redactURL(x.Bus), x.auth(), s.path)
@@ -228,19 +240,9 @@ func (e *env) contextUse() *cobra.Command {
 	none := cmd.Flags().Bool("none", false, "select no context: commands use their flags and environment only")
 	cmd.ValidArgsFunction = e.completeContexts
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		unlock, err := lockContexts(e.getenv)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		s, err := e.store()
-		if err != nil {
-			return err
-		}
 		switch {
 		case *none && len(args) == 0:
-			s.Current = ""
-			if err := s.save(); err != nil {
+			if _, err := e.changeContexts(func(s *contextStore) error { s.Current = ""; return nil }); err != nil {
 				return err
 			}
 			fmt.Fprintln(e.stdout, "using no context")
@@ -251,12 +253,16 @@ func (e *env) contextUse() *cobra.Command {
 		if err := oneName(cmd, args); err != nil {
 			return err
 		}
-		x, err := s.get(args[0])
+		var x *Context
+		_, err := e.changeContexts(func(s *contextStore) error {
+			var err error
+			if x, err = s.get(args[0]); err != nil {
+				return usagef("%v", err)
+			}
+			s.Current = args[0]
+			return nil
+		})
 		if err != nil {
-			return usagef("%v", err)
-		}
-		s.Current = args[0]
-		if err := s.save(); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "using context %s: %s\n", args[0], redactURL(x.Bus))
@@ -344,24 +350,18 @@ func (e *env) contextRm() *cobra.Command {
 	}
 	cmd.ValidArgsFunction = e.completeContexts
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		unlock, err := lockContexts(e.getenv)
+		_, err := e.changeContexts(func(s *contextStore) error {
+			if _, ok := s.Contexts[args[0]]; !ok {
+				_, err := s.get(args[0])
+				return usagef("%v", err)
+			}
+			delete(s.Contexts, args[0])
+			if s.Current == args[0] {
+				s.Current = ""
+			}
+			return nil
+		})
 		if err != nil {
-			return err
-		}
-		defer unlock()
-		s, err := e.store()
-		if err != nil {
-			return err
-		}
-		if _, ok := s.Contexts[args[0]]; !ok {
-			_, err := s.get(args[0])
-			return usagef("%v", err)
-		}
-		delete(s.Contexts, args[0])
-		if s.Current == args[0] {
-			s.Current = ""
-		}
-		if err := s.save(); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "removed context %s\n", args[0])
