@@ -67,7 +67,7 @@ type Config struct {
 	Fanout int
 	// NoGroup subscribes outside any consumer group, one consumer reading
 	// every partition: the engine without a group's partitioned delivery
-	// (on NATS, a pinned consumer per partition).
+	// (on NATS, a push consumer per partition).
 	NoGroup bool
 	// Messages is the total published per run, over Keys partition keys.
 	Messages, Keys int

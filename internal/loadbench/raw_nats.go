@@ -375,8 +375,9 @@ func (a *natsAdmin) dropGroup(ctx context.Context, group string) error {
 	return err
 }
 
-// ready waits until each of the group's consumers has a pull request
-// waiting: some member is fetching every partition.
+// ready waits until every one of the group's consumers is read: the raw
+// client's pull consumer has a pull request waiting, each of the typed
+// group's push consumers (one per partition) is bound to a member's inbox.
 func (a *natsAdmin) ready(ctx context.Context, group string, _ int) error {
 	return pollUntil(ctx, 10*time.Second, func(ctx context.Context) bool {
 		names, err := a.groupConsumers(ctx, group)
@@ -384,6 +385,12 @@ func (a *natsAdmin) ready(ctx context.Context, group string, _ int) error {
 			return false
 		}
 		for _, n := range names {
+			if c, err := a.js.PushConsumer(ctx, a.stream, n); err == nil {
+				if !c.CachedInfo().PushBound {
+					return false
+				}
+				continue
+			}
 			if c, err := a.js.Consumer(ctx, a.stream, n); err != nil || c.CachedInfo().NumWaiting == 0 {
 				return false
 			}

@@ -37,6 +37,18 @@ type NATSOptions struct {
 	Logf func(format string, args ...any)
 }
 
+// GroupPingInterval and GroupMaxPingsOut are the embedded servers' client
+// pings: a consumer-group member cut off without its connection closing (a
+// network partition, a frozen process) holds its partitions until the
+// server drops the connection, after about interval × (max+1), so this
+// keeps that within a group's default failover of 5 s. nats-server's own
+// default (2 min × 2) would hold them for minutes; templates/nats sets the
+// same for deployments.
+const (
+	GroupPingInterval = time.Second
+	GroupMaxPingsOut  = 2
+)
+
 // StartNATS starts a JetStream server on 127.0.0.1 and waits until it
 // accepts connections.
 func StartNATS(o NATSOptions) (*NATS, error) {
@@ -67,6 +79,9 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 	opts.ServerName, opts.Host, opts.Port = "ampybus-embedded", "127.0.0.1", port
 	opts.JetStream, opts.StoreDir, opts.MaxPayload = true, e.dir, maxPayload
 	opts.NoSigs, opts.NoLog = true, o.Logf == nil
+	if opts.PingInterval == 0 {
+		opts.PingInterval, opts.MaxPingsOut = GroupPingInterval, GroupMaxPingsOut
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.cleanup()

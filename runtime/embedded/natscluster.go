@@ -83,6 +83,9 @@ func StartNATSCluster(o NATSClusterOptions) (*NATSCluster, error) {
 			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 			NoSigs:     true,
 			NoLog:      true,
+			// As StartNATS: a cut-off group member lets go within seconds.
+			PingInterval: GroupPingInterval,
+			MaxPingsOut:  GroupMaxPingsOut,
 		}})
 	}
 	for i := range c.nodes {

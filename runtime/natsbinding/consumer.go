@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ampyfin/ampy-bus/runtime/transport"
@@ -27,8 +28,9 @@ func DurableName(group string) string {
 	}, group)
 }
 
-// Subscribe implements transport.Transport with a pull consumer on the
-// domain's stream: durable when sub.Group is set, ephemeral otherwise.
+// Subscribe implements transport.Transport: a group is a push consumer per
+// partition (group.go); any other subscription an ephemeral pull consumer
+// on the domain's stream.
 func (t *Transport) Subscribe(ctx context.Context, sub transport.Subscription) (transport.Consumer, error) {
 	gctx, w, release := t.denials.guardSetup(ctx, "$JS.API.", "$KV.", "$JS.FC.")
 	defer release()
@@ -179,8 +181,18 @@ func (c *consumer) Watermark() transport.Position { return transport.Position{Se
 // Abort implements transport.Consumer; unacked messages come back after AckWait.
 func (c *consumer) Abort() error { return c.Close() }
 
+// settler settles one delivery with the server: a pulled message is a
+// jetstream.Msg, a pushed one a pushed (push.go).
+type settler interface {
+	Ack() error
+	Nak() error
+	NakWithDelay(time.Duration) error
+	TermWithReason(string) error
+	InProgress() error
+}
+
 type delivery struct {
-	m       jetstream.Msg
+	m       settler
 	msg     transport.Message
 	herr    error
 	attempt int
@@ -189,12 +201,13 @@ type delivery struct {
 	// terminated: a group counts what each partition has outstanding.
 	settled func()
 	once    sync.Once
-	// tenure is the pin it came under, for a group's delivery.
+	// tenure is the holding of a partition it came under, for a group's
+	// delivery.
 	tenure *tenure
 }
 
-// Revoked implements transport.Revocable: the partition's pin was lost, and
-// another member handles this message.
+// Revoked implements transport.Revocable: this member no longer holds the
+// partition, and the message comes again to whoever does.
 func (d *delivery) Revoked() bool { return d.tenure != nil && d.tenure.lost.Load() }
 
 // newDelivery decodes a received message: the topic without its partition
@@ -202,17 +215,25 @@ func (d *delivery) Revoked() bool { return d.tenure != nil && d.tenure.lost.Load
 // reported through HeaderErr, so the engine dead-letters the message. md is
 // m's metadata, read once by the caller (nil when it has none).
 func newDelivery(m jetstream.Msg, md *jetstream.MsgMetadata) *delivery {
-	d := &delivery{m: m}
-	topic, _, terr := topicOf(m.Subject())
-	d.msg.Topic = topic
-	d.msg.Payload = m.Data()
-	d.msg.Headers, d.herr = parseHeaders(m.Headers())
-	if terr != nil {
-		d.herr = errors.Join(terr, d.herr)
-	}
+	d := decode(m.Subject(), m.Data(), m.Headers())
+	d.m = m
 	if md != nil {
 		d.attempt = int(md.NumDelivered)
 		d.seq = md.Sequence.Stream
+	}
+	return d
+}
+
+// decode reads a delivery's topic and envelope; the caller sets how it is
+// settled and its metadata.
+func decode(subject string, data []byte, h nats.Header) *delivery {
+	d := &delivery{}
+	topic, _, terr := topicOf(subject)
+	d.msg.Topic = topic
+	d.msg.Payload = data
+	d.msg.Headers, d.herr = parseHeaders(h)
+	if terr != nil {
+		d.herr = errors.Join(terr, d.herr)
 	}
 	return d
 }

@@ -23,7 +23,7 @@ const PresenceBucket = "ampy_bus_members"
 
 // presence is this member's heartbeat in PresenceBucket and its view of the
 // other members of its group. The view only decides which partitions a
-// member asks for, spreading them evenly; the server's pins decide who gets
+// member asks for, spreading them evenly; the server decides who gets
 // them, so two members that briefly disagree never share a partition.
 type presence struct {
 	kv     jetstream.KeyValue

@@ -81,8 +81,10 @@ func LagRights(prefix string, partitions int, group string) Rights {
 }
 
 // GroupRights lets a member of a consumer group read a stream of the given
-// partition count: its partition consumers (create, info, pull, unpin,
-// ack), the stream's info, and its group's entries in the presence bucket.
+// partition count: its partition consumers (create, update, info, ack,
+// and delete, to replace a pull consumer from before push delivery), the
+// stream's info, and its group's entries in the presence bucket. Pushed
+// messages arrive on the service's inbox.
 func GroupRights(prefix string, partitions int, group string) Rights {
 	st := StreamName(prefix)
 	r := Rights{Publish: []string{"$JS.API.STREAM.INFO." + st}}
@@ -90,8 +92,7 @@ func GroupRights(prefix string, partitions int, group string) Rights {
 		name := groupName(group, p)
 		r.Publish = append(r.Publish,
 			"$JS.API.CONSUMER.CREATE."+st+"."+name, "$JS.API.CONSUMER.CREATE."+st+"."+name+".>",
-			"$JS.API.CONSUMER.INFO."+st+"."+name, "$JS.API.CONSUMER.MSG.NEXT."+st+"."+name,
-			"$JS.API.CONSUMER.UNPIN."+st+"."+name+"."+priorityGroup,
+			"$JS.API.CONSUMER.INFO."+st+"."+name, "$JS.API.CONSUMER.DELETE."+st+"."+name,
 			"$JS.ACK."+st+"."+name+".>")
 	}
 	scope := presenceScope(prefix, group)

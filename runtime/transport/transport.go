@@ -252,9 +252,9 @@ type Delivery interface {
 }
 
 // Revocable is implemented by deliveries of a consumer group that can lose
-// their partition while held (a Kafka revocation, a lost NATS pin). The
-// engine does not start a revoked delivery: the partition's new holder
-// handles it, and two members never work on one key.
+// their partition while held (a Kafka revocation, a NATS partition taken by
+// another member). The engine does not start a revoked delivery: the
+// partition's new holder handles it, and two members never work on one key.
 type Revocable interface {
 	Revoked() bool
 }
