@@ -2,7 +2,10 @@ package natsbinding
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,17 +20,23 @@ import (
 // stream leader dies.
 const asyncAckTimeout = 2 * time.Second
 
-// inflight tracks the async publishes awaiting their ack. nats.go completes
-// each through the ack and error handlers the transport registers, on the
-// goroutine that read the reply: no goroutine, future or channel per
-// message. Publishes stay in a FIFO too, so Flush can wait for everything
-// sent before it, and a refusal by the server (which answers with an error
-// on the connection, never a reply) fails the oldest publish to its subject.
+// inflight tracks the async publishes awaiting their ack. The transport
+// publishes them itself, each with a reply subject under one wildcard
+// subscription, rather than through jetstream.PublishMsgAsync, which per
+// message adds an options struct, a header set into the message's map
+// (growing it), a future, a timer, and a JSON decode of the ack. Here a
+// publish costs one entry in a map and a FIFO, acks are read by a small
+// parser, and one sweeper fails publishes unanswered past asyncAckTimeout.
+// The FIFO also lets Flush wait for everything sent before it, and lets a
+// refusal by the server (which answers with an error on the connection,
+// never a reply) fail the oldest publish to its subject.
 type inflight struct {
 	window *transport.Window
+	// prefix is the reply subject of every publish, before its number.
+	prefix string
 
 	mu    sync.Mutex
-	byMsg map[*nats.Msg]*asyncPublish
+	bySeq map[uint64]*asyncPublish
 	// fifo[head:] are the publishes not yet completed or passed over, in
 	// the order sent; completed ones are passed over from the head.
 	fifo    []*asyncPublish
@@ -38,8 +47,8 @@ type inflight struct {
 
 type asyncPublish struct {
 	seq      uint64
-	msg      *nats.Msg
 	subject  string
+	sentAt   int64 // monotonic nanoseconds since the transport opened
 	done     transport.AsyncResult
 	finished bool
 }
@@ -51,25 +60,28 @@ type flushWaiter struct {
 	done chan struct{}
 }
 
-func newInflight(window *transport.Window) *inflight {
-	return &inflight{window: window, byMsg: map[*nats.Msg]*asyncPublish{}}
+func newInflight(window *transport.Window, prefix string) *inflight {
+	return &inflight{window: window, prefix: prefix, bySeq: map[uint64]*asyncPublish{}}
 }
 
-// add registers m before it is sent, so its ack cannot arrive first.
-func (f *inflight) add(m *nats.Msg, done transport.AsyncResult) {
+// add registers m before it is sent, so its ack cannot arrive first, and
+// sets its reply subject. It returns m's number.
+func (f *inflight) add(m *nats.Msg, now int64, done transport.AsyncResult) uint64 {
 	f.mu.Lock()
 	f.sent++
-	p := &asyncPublish{seq: f.sent, msg: m, subject: m.Subject, done: done}
-	f.byMsg[m] = p
+	p := &asyncPublish{seq: f.sent, subject: m.Subject, sentAt: now, done: done}
+	f.bySeq[p.seq] = p
 	f.fifo = append(f.fifo, p)
 	f.mu.Unlock()
+	m.Reply = f.prefix + strconv.FormatUint(p.seq, 36)
+	return p.seq
 }
 
-// forget unregisters m after nats.go refused to send it. It reports
-// whether m was still registered: a server refusal may have completed it
-// in between, and then its outcome is already delivered.
-func (f *inflight) forget(m *nats.Msg) bool {
-	p := f.take(m)
+// forget unregisters publish seq after nats.go refused to send it. It
+// reports whether it was still registered: a server refusal may have
+// completed it in between, and then its outcome is already delivered.
+func (f *inflight) forget(seq uint64) bool {
+	p := f.take(seq)
 	if p == nil {
 		return false
 	}
@@ -77,33 +89,58 @@ func (f *inflight) forget(m *nats.Msg) bool {
 	return true
 }
 
-// acked is nats.go's ack handler, called after it released its own lock.
-func (f *inflight) acked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	f.complete(m, transport.PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+// reply reads the server's answer to an async publish: an ack, an error,
+// or no responders (no stream leader took it).
+func (f *inflight) reply(m *nats.Msg) {
+	seq, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, f.prefix), 36, 64)
+	if err != nil {
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		f.complete(seq, transport.PublishAck{}, publishErr(jetstream.ErrNoStreamResponse))
+		return
+	}
+	ack, err := parsePubAck(m.Data)
+	f.complete(seq, ack, err)
 }
 
-// failed is nats.go's error handler. nats.go calls it for a timeout while
-// holding its own lock, so the completion (and the bus's hooks and retries
-// behind it) runs on its own goroutine: failures are rare.
-func (f *inflight) failed(_ jetstream.JetStream, m *nats.Msg, err error) {
-	go f.complete(m, transport.PublishAck{}, publishErr(err))
+// sweep fails every publish sent before deadline and still unanswered: an
+// ack lost with a connection, or a stream leader that died with it.
+func (f *inflight) sweep(deadline int64) {
+	var late []*asyncPublish
+	f.mu.Lock()
+	for _, p := range f.fifo[f.head:] {
+		if p.sentAt > deadline {
+			break // the FIFO is in sending order
+		}
+		if f.bySeq[p.seq] == p {
+			delete(f.bySeq, p.seq)
+			late = append(late, p)
+		}
+	}
+	f.mu.Unlock()
+	for _, p := range late {
+		p.done(transport.PublishAck{}, publishErr(jetstream.ErrAsyncPublishTimeout))
+		f.finish(p)
+	}
 }
 
-// complete finishes m's publish once: a publish already failed by a refusal
-// or by Close is not completed again when nats.go gives up on it later.
-func (f *inflight) complete(m *nats.Msg, ack transport.PublishAck, err error) {
-	if p := f.take(m); p != nil {
+// complete finishes publish seq once: one already failed by a refusal, a
+// timeout or Close is not completed again when its answer comes later.
+func (f *inflight) complete(seq uint64, ack transport.PublishAck, err error) {
+	if p := f.take(seq); p != nil {
 		p.done(ack, err)
 		f.finish(p)
 	}
 }
 
-// take unregisters m, so nothing else completes it; nil when something did.
-func (f *inflight) take(m *nats.Msg) *asyncPublish {
+// take unregisters publish seq, so nothing else completes it; nil when
+// something did.
+func (f *inflight) take(seq uint64) *asyncPublish {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p := f.byMsg[m]
-	delete(f.byMsg, m)
+	p := f.bySeq[seq]
+	delete(f.bySeq, seq)
 	return p
 }
 
@@ -171,9 +208,9 @@ func (f *inflight) refused(subject string) {
 	f.mu.Lock()
 	var hit *asyncPublish
 	for _, p := range f.fifo[f.head:] {
-		if f.byMsg[p.msg] == p && p.subject == subject {
+		if f.bySeq[p.seq] == p && p.subject == subject {
 			hit = p
-			delete(f.byMsg, p.msg)
+			delete(f.bySeq, p.seq)
 			break
 		}
 	}
@@ -189,8 +226,8 @@ func (f *inflight) refused(subject string) {
 func (f *inflight) abort(err error) {
 	f.mu.Lock()
 	var left []*asyncPublish
-	for m, p := range f.byMsg {
-		delete(f.byMsg, m)
+	for seq, p := range f.bySeq {
+		delete(f.bySeq, seq)
 		left = append(left, p)
 	}
 	f.mu.Unlock()
@@ -216,15 +253,60 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 		t.window.Release()
 		return transport.ErrClosed
 	}
-	msg := toNats(r.partitions, m)
-	t.inflight.add(msg, done)
-	if _, err := t.js.PublishMsgAsync(msg, r.opts...); err != nil {
-		if !t.inflight.forget(msg) {
+	msg := toNats(r, m)
+	seq := t.inflight.add(msg, t.clock(), done)
+	if err := t.nc.PublishMsg(msg); err != nil {
+		if !t.inflight.forget(seq) {
 			return nil // a refusal already completed it: done has its outcome
 		}
 		return publishErr(err)
 	}
 	return nil
+}
+
+// clock is monotonic nanoseconds since the transport opened, for the
+// sweeper's deadlines.
+func (t *Transport) clock() int64 { return int64(time.Since(t.opened)) }
+
+// sweepAsync fails async publishes unanswered past asyncAckTimeout, until
+// the transport closes.
+func (t *Transport) sweepAsync() {
+	tick := time.NewTicker(asyncAckTimeout / 8)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.inflight.sweep(t.clock() - int64(asyncAckTimeout))
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// parsePubAck reads a publish's ack: {"stream":"S","seq":N} with an
+// optional "duplicate" and "domain", as the server writes it; anything else
+// (an error, escapes, fields it may add) goes through encoding/json, which
+// reads the plain form the same way (FuzzParsePubAck).
+func parsePubAck(b []byte) (transport.PublishAck, error) {
+	if ack, ok := parsePlainPubAck(string(b)); ok {
+		return ack, nil
+	}
+	var resp struct {
+		Stream    string              `json:"stream"`
+		Sequence  uint64              `json:"seq"`
+		Duplicate bool                `json:"duplicate"`
+		Error     *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return transport.PublishAck{}, fmt.Errorf("%w: %v", jetstream.ErrInvalidJSAck, err)
+	}
+	if resp.Error != nil {
+		return transport.PublishAck{}, publishErr(resp.Error)
+	}
+	if resp.Stream == "" {
+		return transport.PublishAck{}, jetstream.ErrInvalidJSAck
+	}
+	return transport.PublishAck{Stream: resp.Stream, Sequence: resp.Sequence, Duplicate: resp.Duplicate}, nil
 }
 
 // Flush implements transport.Transport.
@@ -267,4 +349,52 @@ func (t *Transport) Close() error {
 	t.inflight.abort(fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
 	t.nc.Close()
 	return err
+}
+
+// parsePlainPubAck is parsePubAck's fast path; ok is false for anything but
+// the plain form.
+func parsePlainPubAck(s string) (ack transport.PublishAck, ok bool) {
+	rest, ok := strings.CutPrefix(s, `{"stream":"`)
+	if !ok {
+		return ack, false
+	}
+	stream, rest, ok := strings.Cut(rest, `","seq":`)
+	if !ok || !plainJSON(stream) {
+		return ack, false
+	}
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || (n > 1 && rest[0] == '0') {
+		return ack, false // JSON numbers have no leading zero
+	}
+	seq, err := strconv.ParseUint(rest[:n], 10, 64)
+	if err != nil {
+		return ack, false
+	}
+	ack = transport.PublishAck{Stream: stream, Sequence: seq}
+	rest = rest[n:]
+	if r, ok := strings.CutPrefix(rest, `,"duplicate":true`); ok {
+		ack.Duplicate, rest = true, r
+	}
+	if r, ok := strings.CutPrefix(rest, `,"domain":"`); ok {
+		domain, r, ok := strings.Cut(r, `"`)
+		if !ok || !plainJSON(domain) {
+			return ack, false
+		}
+		rest = r
+	}
+	return ack, rest == "}"
+}
+
+// plainJSON reports a JSON string body that decodes to itself: printable
+// ASCII without quotes or escapes.
+func plainJSON(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }

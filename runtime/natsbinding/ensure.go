@@ -86,7 +86,7 @@ func (t *Transport) ensured(prefix string, st jetstream.Stream) error {
 	t.streams[prefix] = st
 	t.routes[prefix] = &route{
 		partitions: partitionsOf(st.CachedInfo().Config),
-		opts:       []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(prefix))},
+		stream:     StreamName(prefix),
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package natsbinding
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func FuzzParseHeaders(f *testing.F) {
 	good := envelope.Headers{MessageID: envelope.NewMessageID(), SchemaFQDN: "ampy.bars.v1.BarBatch", SchemaVersion: "1.0.0",
 		ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Unix(1, 5).UTC(), Producer: "p@h", Source: "s",
 		Trace: envelope.NewTrace(), PartitionKey: "XNAS.AAPL", Extra: map[string]string{"x": "y"}}
-	f.Add(wire(toNats(4, &transport.Message{Topic: "t", Headers: good}).Header))
+	f.Add(wire(toNats(&route{partitions: 4, stream: "AMPY_DEV_T"}, &transport.Message{Topic: "t", Headers: good}).Header))
 	f.Add([]byte("message_id\x00a\x00message_id\x00b\x00retry_count\x00-1\x00Nats-Msg-Id\x00z\x00"))
 	f.Add([]byte("\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -28,7 +29,7 @@ func FuzzParseHeaders(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := parseHeaders(toNats(4, &transport.Message{Topic: "t", Headers: h}).Header)
+		again, err := parseHeaders(toNats(&route{partitions: 4, stream: "AMPY_DEV_T"}, &transport.Message{Topic: "t", Headers: h}).Header)
 		require.NoError(t, err, "the wire form of parsed headers parses")
 		assert.Equal(t, h, again)
 	})
@@ -53,4 +54,38 @@ func unwire(data []byte) nats.Header {
 		h[k] = append(h[k], string(parts[i+1]))
 	}
 	return h
+}
+
+// FuzzParsePubAck: whatever a server answers to an async publish,
+// parsePubAck never panics, and its fast path reads an ack exactly as
+// encoding/json does.
+func FuzzParsePubAck(f *testing.F) {
+	for _, s := range []string{
+		`{"stream":"AMPY_DEV_BARS_V1","seq":42}`,
+		`{"stream":"AMPY_DEV_BARS_V1","seq":42,"duplicate":true}`,
+		`{"stream":"S","seq":1,"domain":"hub"}`,
+		`{"stream":"S","seq":01}`,
+		`{"stream":"S\u0041","seq":1}`,
+		`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`,
+		`{"stream":"S","seq":18446744073709551616}`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ack, err := parsePubAck(data)
+		fast, ok := parsePlainPubAck(string(data))
+		if !ok {
+			return
+		}
+		require.NoError(t, err)
+		assert.Equal(t, fast, ack)
+		var want struct {
+			Stream    string `json:"stream"`
+			Sequence  uint64 `json:"seq"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		require.NoError(t, json.Unmarshal(data, &want), "the fast path read %q, which is not JSON", data)
+		assert.Equal(t, transport.PublishAck{Stream: want.Stream, Sequence: want.Sequence, Duplicate: want.Duplicate}, ack)
+	})
 }

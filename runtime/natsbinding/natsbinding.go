@@ -48,6 +48,8 @@ type Transport struct {
 	inflight *inflight
 	// done closes when Close begins: no new async publishes are taken.
 	done chan struct{}
+	// opened is the origin of clock, which times async acks.
+	opened time.Time
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
@@ -76,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		window = 4096
 	}
 	wnd := transport.NewWindow(window, cfg.FailWhenFull)
-	pending := newInflight(wnd)
+	pending := newInflight(wnd, "")
 	refusals := &denials{async: pending.refused}
 	opts := append([]nats.Option{
 		nats.Name(cmp.Or(cfg.Name, "ampy-bus")),
@@ -109,13 +111,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, connectErr(cfg.URL, err)
 	}
-	js, err := jetstream.New(nc,
-		// Room above the window for publishes failed early by a refusal,
-		// which nats.go holds until its own timeout.
-		jetstream.WithPublishAsyncMaxPending(2*window),
-		jetstream.WithPublishAsyncTimeout(asyncAckTimeout),
-		jetstream.WithPublishAsyncAckHandler(pending.acked),
-		jetstream.WithPublishAsyncErrHandler(pending.failed))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -133,13 +129,20 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 		}
 		return nil, fmt.Errorf("NATS server at %s did not answer a JetStream request: %w: %v (start it with -js)", cfg.URL, transport.ErrUnavailable, err)
 	}
+	// Async publishes are answered on one wildcard subscription.
+	pending.prefix = nc.NewInbox() + "."
+	if _, err := nc.Subscribe(pending.prefix+"*", pending.reply); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("NATS server at %s: subscribe to publish acks: %w", cfg.URL, mapErr(err))
+	}
 	t := &Transport{
 		nc: nc, js: js, log: log, denials: refusals,
-		window: wnd, inflight: pending,
+		window: wnd, inflight: pending, opened: time.Now(),
 		done:    make(chan struct{}),
 		streams: map[string]jetstream.Stream{},
 		routes:  map[string]*route{},
 	}
+	go t.sweepAsync()
 	return t, nil
 }
 
@@ -158,8 +161,8 @@ func StreamName(prefix string) string {
 // route is what a publish to one stream needs, computed once per stream.
 type route struct {
 	partitions int
-	// opts make the server refuse a message that would land in another stream.
-	opts []jetstream.PublishOpt
+	// stream is the name every publish expects to land in.
+	stream string
 }
 
 // HeaderAllowance is the room kept above a domain's max payload for headers;
@@ -188,8 +191,8 @@ func (t *Transport) stream(ctx context.Context, s transport.Stream) (jetstream.S
 // token, the envelope as headers, and the broker dedupe id. Every header's
 // one-value slice shares one backing array: a message costs a map and one
 // array, not a slice per header.
-func toNats(partitions int, m *transport.Message) *nats.Msg {
-	n := m.Headers.Count() + 1
+func toNats(r *route, m *transport.Message) *nats.Msg {
+	n := m.Headers.Count() + 2
 	h := make(nats.Header, n)
 	vals := make([]string, 0, n)
 	m.Headers.Each(func(k, v string) {
@@ -203,7 +206,10 @@ func toNats(partitions int, m *transport.Message) *nats.Msg {
 	}
 	vals = append(vals, id)
 	h[jetstream.MsgIDHeader] = vals[len(vals)-1 : len(vals) : len(vals)]
-	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, partitions), Header: h, Data: m.Payload}
+	// The server refuses a message that would land in another stream.
+	vals = append(vals, r.stream)
+	h[jetstream.ExpectedStreamHeader] = vals[len(vals)-1 : len(vals) : len(vals)]
+	return &nats.Msg{Subject: Subject(m.Topic, m.Headers.PartitionKey, r.partitions), Header: h, Data: m.Payload}
 }
 
 // Publish implements transport.Transport.
@@ -212,9 +218,9 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	if err != nil {
 		return transport.PublishAck{}, err
 	}
-	msg := toNats(r.partitions, m)
+	msg := toNats(r, m)
 	gctx, w, release := t.denials.guard(ctx, msg.Subject)
-	ack, err := t.js.PublishMsg(gctx, msg, r.opts...)
+	ack, err := t.js.PublishMsg(gctx, msg)
 	release()
 	if ferr := forbidden(w, err); ferr != err {
 		return transport.PublishAck{}, ferr
