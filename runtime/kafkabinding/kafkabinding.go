@@ -235,11 +235,11 @@ func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
 	if !ok || sub == "" {
 		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
 	}
-	// Every value is cut from one buffer (two, if the guess is short): a
-	// record's headers cost a few allocations, not one per header. A value
-	// keeps the array it was cut from, so growing the buffer is safe.
-	n := m.Headers.Count()
-	buf := make([]byte, 0, len(sub)+48*n)
+	// Every value is cut from one buffer, sized from the keys and values (a
+	// little over the values alone): a record's headers cost two
+	// allocations, not one per header.
+	n, size := m.Headers.Size()
+	buf := make([]byte, 0, len(sub)+size)
 	hs := make([]kgo.RecordHeader, 0, n+1)
 	value := func(v string) []byte {
 		buf = append(buf, v...)
