@@ -62,8 +62,8 @@ func TestGrantsFollowTheContract(t *testing.T) {
 	assert.Contains(t, oms.NATS.Publish, "*.ampy.prod.orders.v1.requests")
 	// A group member moves its partition consumers' deliver subjects (an
 	// update is a create request) and acknowledges what they push.
-	assert.Contains(t, oms.NATS.Publish, "$JS.API.CONSUMER.CREATE.AMPY_PROD_FILLS_V1.ampy-oms-p0")
-	assert.Contains(t, oms.NATS.Publish, "$JS.ACK.AMPY_PROD_FILLS_V1.ampy-oms-p0.>")
+	assert.Contains(t, oms.NATS.Publish, "$JS.API.CONSUMER.CREATE.AMPY_PROD_FILLS_V1.ampy-oms-part0")
+	assert.Contains(t, oms.NATS.Publish, "$JS.ACK.AMPY_PROD_FILLS_V1.ampy-oms-part0.>")
 	assert.Contains(t, oms.NATS.Publish, "*.ampy.prod.dlq.v1.fills", "a consumer dead-letters into its domain's queue")
 	assert.NotContains(t, oms.NATS.Publish, "*.ampy.prod.fills.v1.events", "the OMS consumes fills, it does not publish them")
 	assert.NotContains(t, oms.NATS.Publish, "$JS.API.>")

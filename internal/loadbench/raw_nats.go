@@ -349,7 +349,7 @@ func (a *natsAdmin) purge(ctx context.Context) error {
 }
 
 // groupConsumers names the stream's consumers of group: the raw client's
-// durable, or the typed group's one per partition (group-p0, group-p1, …).
+// durable, or the typed group's one per partition (group-part0, group-part1, …).
 func (a *natsAdmin) groupConsumers(ctx context.Context, group string) ([]string, error) {
 	st, err := a.js.Stream(ctx, a.stream)
 	if err != nil {
@@ -358,7 +358,7 @@ func (a *natsAdmin) groupConsumers(ctx context.Context, group string) ([]string,
 	var out []string
 	names := st.ConsumerNames(ctx)
 	for n := range names.Name() {
-		if n == group || strings.HasPrefix(n, group+"-p") {
+		if n == group || strings.HasPrefix(n, group+"-part") {
 			out = append(out, n)
 		}
 	}

@@ -269,7 +269,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 func (t *Transport) clock() int64 { return int64(time.Since(t.opened)) }
 
 // sweepAsync fails async publishes unanswered past asyncAckTimeout, until
-// the transport closes.
+// Close has waited for the last ones.
 func (t *Transport) sweepAsync() {
 	tick := time.NewTicker(asyncAckTimeout / 8)
 	defer tick.Stop()
@@ -277,16 +277,16 @@ func (t *Transport) sweepAsync() {
 		select {
 		case <-tick.C:
 			t.inflight.sweep(t.clock() - int64(asyncAckTimeout))
-		case <-t.done:
+		case <-t.unswept:
 			return
 		}
 	}
 }
 
-// parsePubAck reads a publish's ack: {"stream":"S","seq":N} with an
-// optional "duplicate" and "domain", as the server writes it; anything else
-// (an error, escapes, fields it may add) goes through encoding/json, which
-// reads the plain form the same way (FuzzParsePubAck).
+// parsePubAck reads a publish's ack: the forms nats-server writes by a small
+// parser (parsePlainPubAck), anything else (an error, escapes, fields it may
+// add) through encoding/json, which reads the plain forms the same way
+// (FuzzParsePubAck).
 func parsePubAck(b []byte) (transport.PublishAck, error) {
 	if ack, ok := parsePlainPubAck(string(b)); ok {
 		return ack, nil
@@ -340,26 +340,41 @@ func (t *Transport) Close() error {
 	flushed := t.inflight.flushed()
 	t.closeMu.Unlock()
 
+	// The sweeper goes on meanwhile: a publish whose ack was lost fails
+	// after its timeout, not after this wait.
 	var err error
 	select {
 	case <-flushed:
 	case <-time.After(10 * time.Second):
 		err = fmt.Errorf("close: %d async publishes unacknowledged after 10s", t.window.InFlight())
 	}
-	t.inflight.abort(fmt.Errorf("%w before the broker acknowledged: the message may or may not be stored; republish with the same message id to be sure", transport.ErrClosed))
+	close(t.unswept)
+	t.inflight.abort(fmt.Errorf("%w: %w before the broker acknowledged: republish with the same message id to be sure", transport.ErrClosed, transport.ErrMaybeStored))
 	t.nc.Close()
 	return err
 }
 
-// parsePlainPubAck is parsePubAck's fast path; ok is false for anything but
-// the plain form.
+// parsePlainPubAck is parsePubAck's fast path, for the forms nats-server
+// writes: {"stream":"S","seq":N}, with "domain":"D" before "seq" when the
+// account has a domain, and ,"duplicate": true after it for a message id it
+// already holds. ok is false for anything else.
 func parsePlainPubAck(s string) (ack transport.PublishAck, ok bool) {
 	rest, ok := strings.CutPrefix(s, `{"stream":"`)
 	if !ok {
 		return ack, false
 	}
-	stream, rest, ok := strings.Cut(rest, `","seq":`)
+	stream, rest, ok := strings.Cut(rest, `"`)
 	if !ok || !plainJSON(stream) {
+		return ack, false
+	}
+	if r, ok := strings.CutPrefix(rest, `,"domain":"`); ok {
+		domain, r, ok := strings.Cut(r, `"`)
+		if !ok || !plainJSON(domain) {
+			return ack, false
+		}
+		rest = r
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"seq":`); !ok {
 		return ack, false
 	}
 	n := 0
@@ -375,15 +390,11 @@ func parsePlainPubAck(s string) (ack transport.PublishAck, ok bool) {
 	}
 	ack = transport.PublishAck{Stream: stream, Sequence: seq}
 	rest = rest[n:]
-	if r, ok := strings.CutPrefix(rest, `,"duplicate":true`); ok {
-		ack.Duplicate, rest = true, r
-	}
-	if r, ok := strings.CutPrefix(rest, `,"domain":"`); ok {
-		domain, r, ok := strings.Cut(r, `"`)
-		if !ok || !plainJSON(domain) {
-			return ack, false
+	for _, dup := range []string{`,"duplicate": true`, `,"duplicate":true`} {
+		if r, ok := strings.CutPrefix(rest, dup); ok {
+			ack.Duplicate, rest = true, r
+			break
 		}
-		rest = r
 	}
 	return ack, rest == "}"
 }

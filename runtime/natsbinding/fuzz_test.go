@@ -63,7 +63,8 @@ func FuzzParsePubAck(f *testing.F) {
 	for _, s := range []string{
 		`{"stream":"AMPY_DEV_BARS_V1","seq":42}`,
 		`{"stream":"AMPY_DEV_BARS_V1","seq":42,"duplicate":true}`,
-		`{"stream":"S","seq":1,"domain":"hub"}`,
+		`{"stream":"S","domain":"hub","seq":1}`,
+		`{"stream":"S","seq":7,"duplicate": true}`,
 		`{"stream":"S","seq":01}`,
 		`{"stream":"S\u0041","seq":1}`,
 		`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`,
@@ -88,4 +89,17 @@ func FuzzParsePubAck(f *testing.F) {
 		require.NoError(t, json.Unmarshal(data, &want), "the fast path read %q, which is not JSON", data)
 		assert.Equal(t, transport.PublishAck{Stream: want.Stream, Sequence: want.Sequence, Duplicate: want.Duplicate}, ack)
 	})
+}
+
+// The forms nats-server writes take the fast path.
+func TestServerAckFormsTakeTheFastPath(t *testing.T) {
+	for in, want := range map[string]transport.PublishAck{
+		`{"stream":"AMPY_DEV_BARS_V1","seq":42}`:                   {Stream: "AMPY_DEV_BARS_V1", Sequence: 42},
+		`{"stream":"AMPY_DEV_BARS_V1","seq":42,"duplicate": true}`: {Stream: "AMPY_DEV_BARS_V1", Sequence: 42, Duplicate: true},
+		`{"stream":"S","domain":"hub","seq":1}`:                    {Stream: "S", Sequence: 1},
+	} {
+		got, ok := parsePlainPubAck(in)
+		assert.True(t, ok, in)
+		assert.Equal(t, want, got, in)
+	}
 }

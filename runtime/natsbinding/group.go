@@ -39,13 +39,19 @@ type timing struct {
 	// beat and dead: presence heartbeat and the silence that drops a member.
 	beat, dead time.Duration
 	// release bounds how long a partition given up waits for its
-	// deliveries to settle before letting go anyway; call bounds a request.
+	// deliveries to settle before handing back those not started; call
+	// bounds a request.
 	release, call time.Duration
+	// failover is the group's budget: how long a partition given up still
+	// waits for the deliveries its handlers started.
+	failover time.Duration
 }
 
 // grace is how long a takeover waits for a previous holder that makes no
-// progress before it takes what that holder left unsettled.
-func (t timing) grace() time.Duration { return t.step / 2 }
+// progress before it takes what that holder left unsettled: 0.4 × failover,
+// as long as a member may be cut off (a reconnect, a pause) and keep work
+// it already started, as the pin's TTL allowed before.
+func (t timing) grace() time.Duration { return t.release }
 
 // retry is the pause between tries to take a partition held elsewhere.
 func (t timing) retry() time.Duration { return max(100*time.Millisecond, t.step/10) }
@@ -57,7 +63,7 @@ func timingFor(failover time.Duration) timing {
 	step := max(time.Second, failover/5)
 	beat := max(100*time.Millisecond, failover/5)
 	release := max(2*step, 2*failover/5)
-	return timing{step: step, beat: beat, dead: max(2*beat, 2*failover/5), release: release, call: release}
+	return timing{step: step, beat: beat, dead: max(2*beat, 2*failover/5), release: release, call: release, failover: failover}
 }
 
 // groupConsumer implements transport.Consumer for a group subscription.
@@ -84,7 +90,7 @@ type partition struct {
 	idx  int
 	name string
 	cons jetstream.PushConsumer
-	// cfg is written on every move of the deliver subject.
+	// cfg is the config each move writes, with the mover's deliver subject.
 	cfg jetstream.ConsumerConfig
 	// hold is this member's holding of the partition, nil when it neither
 	// holds nor asks for it.
@@ -96,7 +102,7 @@ type partition struct {
 }
 
 // groupName is the durable consumer of one partition of a group.
-func groupName(group string, p int) string { return DurableName(group) + "-p" + strconv.Itoa(p) }
+func groupName(group string, p int) string { return DurableName(group) + "-part" + strconv.Itoa(p) }
 
 // unheldSubject is a new partition consumer's deliver subject before any
 // member takes it: nobody listens there, so the server sends nothing.
@@ -142,15 +148,26 @@ func (g *groupConsumer) balance() {
 	defer close(g.balanced)
 	tick := time.NewTicker(g.timing.beat / 2)
 	defer tick.Stop()
-	// Holds are checked twice as often as a takeover waits for the previous
-	// holder to settle, so a member that lost one stops in time.
-	watch := time.NewTicker(g.timing.grace() / 2)
+	// Holds are checked four times per grace period, so a member that lost
+	// one stops before the next holder stops waiting for it.
+	watch := time.NewTicker(g.timing.grace() / 4)
 	defer watch.Stop()
 	// While the connection is down the server may move any deliver
-	// subject: what was received through it is revoked, and every
-	// partition is taken again once the connection is back.
+	// subject: what was received through it is revoked at once (not after
+	// a round of watchHolds), and every partition is taken again once the
+	// connection is back.
 	status := g.t.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING)
-	defer g.t.nc.RemoveStatusListener(status)
+	go func() {
+		for {
+			select {
+			case <-status:
+				g.dropTenures()
+			case <-g.closed:
+				g.t.nc.RemoveStatusListener(status)
+				return
+			}
+		}
+	}()
 	for {
 		g.rebalance(g.presence.assigned(len(g.parts)))
 		select {
@@ -160,8 +177,6 @@ func (g *groupConsumer) balance() {
 		case <-tick.C:
 		case <-watch.C:
 			g.watchHolds()
-		case <-status:
-			g.dropTenures()
 		}
 	}
 }
@@ -202,29 +217,52 @@ func (g *groupConsumer) rebalance(mine map[int]bool) {
 
 // watchHolds ends the tenure of partitions whose deliver subject is no
 // longer this member's inbox: its interest lapsed (a reconnect, a route
-// down) and another member took the partition.
+// down) and another member took the partition. A hold that cannot be
+// confirmed for a grace period (the server does not answer) ends too: the
+// next holder stops waiting for this member after as long.
 func (g *groupConsumer) watchHolds() {
 	g.mu.Lock()
-	held := map[*partition]string{}
+	var held []*partition
 	for _, p := range g.parts {
 		if p.hold != nil && p.hold.inbox != "" {
-			held[p] = p.hold.inbox
+			held = append(held, p)
 		}
 	}
 	g.mu.Unlock()
-	for p, inbox := range held {
-		ctx, cancel := context.WithTimeout(g.ctx, g.timing.call)
-		info, err := p.cons.Info(ctx)
-		cancel()
-		if err != nil {
-			continue // cannot tell: a takeover waits for settling anyway
-		}
-		g.mu.Lock()
-		if h := p.hold; h != nil && h.inbox == inbox && info.Config.DeliverSubject != inbox {
-			g.t.log.Warn("nats: another member took a partition; handing back what is not started", "consumer", p.name)
-			g.endTenure(h)
-		}
+	var wg sync.WaitGroup
+	for _, p := range held {
+		wg.Go(func() { g.confirmHold(p) })
+	}
+	wg.Wait()
+}
+
+// confirmHold checks one partition for watchHolds.
+func (g *groupConsumer) confirmHold(p *partition) {
+	g.mu.Lock()
+	h := p.hold
+	if h == nil || h.inbox == "" {
 		g.mu.Unlock()
+		return
+	}
+	inbox := h.inbox
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(g.ctx, g.timing.grace()/4)
+	info, err := p.cons.Info(ctx)
+	cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if h != p.hold || h.inbox != inbox {
+		return // a newer tenure is not judged by older news
+	}
+	switch {
+	case err == nil && info.Config.DeliverSubject == inbox:
+		h.confirmed = time.Now()
+	case err == nil:
+		g.t.log.Warn("nats: another member took a partition; handing back what is not started", "consumer", p.name)
+		g.endTenure(h)
+	case time.Since(h.confirmed) > g.timing.grace():
+		g.t.log.Warn("nats: cannot confirm a partition is still held here; handing back what is not started", "consumer", p.name, "err", err)
+		g.endTenure(h)
 	}
 }
 

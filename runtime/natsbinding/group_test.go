@@ -81,7 +81,7 @@ func TestGroupPartitionIsFencedByItsDeliverSubject(t *testing.T) {
 	drain(ctx, t, c, append(seqs[0], seqs[1]...))
 
 	for p := range 2 {
-		name := "fence-p" + strconv.Itoa(p)
+		name := "fence-part" + strconv.Itoa(p)
 		var held *jetstream.ConsumerInfo
 		require.Eventually(t, func() bool {
 			pc, err := js.PushConsumer(ctx, groupStream, name)
@@ -101,7 +101,7 @@ func TestGroupPartitionIsFencedByItsDeliverSubject(t *testing.T) {
 
 	require.NoError(t, c.Close())
 	cfg := func() jetstream.ConsumerConfig {
-		pc, err := js.PushConsumer(ctx, groupStream, "fence-p0")
+		pc, err := js.PushConsumer(ctx, groupStream, "fence-part0")
 		require.NoError(t, err)
 		return pc.CachedInfo().Config
 	}()
@@ -113,6 +113,7 @@ func TestGroupPartitionIsFencedByItsDeliverSubject(t *testing.T) {
 // A group consumed before push delivery has a pull consumer per partition;
 // subscribing replaces each with a push consumer that resumes after its ack
 // floor: nothing acknowledged comes again, nothing unacknowledged is lost.
+// Two members subscribing at once both get there.
 func TestGroupOfPullConsumersMovesToPush(t *testing.T) {
 	ctx, tr, js := openEmbedded(t)
 	s, seqs := groupStreamWith(ctx, t, tr, js, 6)
@@ -134,14 +135,29 @@ func TestGroupOfPullConsumersMovesToPush(t *testing.T) {
 		unacked = append(unacked, seqs[p][4:]...)
 	}
 
+	// A second member starts at the same moment.
+	tr2, err := natsbinding.Open(ctx, natsbinding.Config{URL: tr.Conn().ConnectedUrl()})
+	require.NoError(t, err)
+	defer tr2.Close()
+	second := make(chan error, 1)
+	go func() {
+		c2, err := tr2.Subscribe(ctx, groupSub(s, "legacy"))
+		if err == nil {
+			err = c2.Close() // what it received unsettled goes to the first
+		}
+		second <- err
+	}()
 	c, err := tr.Subscribe(ctx, groupSub(s, "legacy"))
 	require.NoError(t, err)
 	defer c.Close()
+	require.NoError(t, <-second)
 	drain(ctx, t, c, unacked)
 	for p := range 2 {
-		pc, err := js.PushConsumer(ctx, groupStream, "legacy-p"+strconv.Itoa(p))
+		pc, err := js.PushConsumer(ctx, groupStream, "legacy-part"+strconv.Itoa(p))
 		require.NoError(t, err, "partition %d is a push consumer now", p)
 		assert.NotEmpty(t, pc.CachedInfo().Config.DeliverSubject)
+		_, err = js.Consumer(ctx, groupStream, "legacy-p"+strconv.Itoa(p))
+		assert.ErrorIs(t, err, jetstream.ErrConsumerNotFound, "partition %d's pull consumer is gone", p)
 	}
 	nctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()

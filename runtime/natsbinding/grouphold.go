@@ -25,6 +25,8 @@ type holding struct {
 	inbox  string
 	tenure *tenure
 	lose   context.CancelFunc
+	// confirmed is when the server last said the inbox holds the partition.
+	confirmed time.Time
 }
 
 // tenure is one holding of a partition through one inbox. When it ends (the
@@ -72,6 +74,7 @@ func (g *groupConsumer) holdPartition(p *partition, h *holding) {
 			// already sends them here, but the holder may still be at
 			// work on them: wait while it settles, then take the partition
 			// again, so only what is still unsettled comes, in order.
+			// (Each take counts as a delivery of what it redelivers.)
 			err := g.awaitSettled(p, h, info)
 			in.close()
 			if err != nil {
@@ -86,7 +89,7 @@ func (g *groupConsumer) holdPartition(p *partition, h *holding) {
 		}
 		why := g.receive(p, h, in)
 		if h.ctx.Err() != nil {
-			g.release(p, in)
+			g.release(p, h, in)
 			return
 		}
 		in.close()
@@ -104,9 +107,11 @@ func (g *groupConsumer) holdPartition(p *partition, h *holding) {
 func (g *groupConsumer) take(p *partition, h *holding) (*inbox, *jetstream.ConsumerInfo, error) {
 	var refused, warned time.Time
 	for {
-		// The server sends at most MaxAckPending unsettled deliveries, so
-		// a channel a little deeper never fills; if it did, the dropped
-		// delivery shows as a gap and the partition is taken again.
+		// The server keeps at most MaxAckPending deliveries unsettled, so
+		// a channel a little deeper fills only when it redelivers (after
+		// the ack wait) into an inbox nobody reads, a given-up one; a
+		// dropped delivery shows as a gap, or comes again after the ack
+		// wait, and nothing is lost.
 		in := &inbox{ch: make(chan *nats.Msg, p.cfg.MaxAckPending+64)}
 		var err error
 		in.sub, err = g.t.nc.ChanSubscribe(g.t.nc.NewInbox(), in.ch)
@@ -117,12 +122,17 @@ func (g *groupConsumer) take(p *partition, h *holding) (*inbox, *jetstream.Consu
 			var cons jetstream.PushConsumer
 			cons, err = g.st.UpdatePushConsumer(ctx, cfg)
 			cancel()
+			if err == nil && cons.CachedInfo().Config.DeliverSubject != in.sub.Subject {
+				// A replica that refused the move may answer with its
+				// config unchanged: not taken.
+				err = &jetstream.APIError{ErrorCode: jetstream.JSErrCodeConsumerNameExists, Description: "deliver subject not moved"}
+			}
 			if err == nil {
 				info := cons.CachedInfo()
 				g.mu.Lock()
 				if h.ctx.Err() == nil {
 					g.endTenure(h)
-					h.inbox, h.tenure = in.sub.Subject, &tenure{}
+					h.inbox, h.tenure, h.confirmed = in.sub.Subject, &tenure{}, time.Now()
 				}
 				g.mu.Unlock()
 				g.t.log.Debug("nats: took partition", "consumer", p.name, "delivered", info.Delivered.Consumer, "ack_floor", info.AckFloor.Consumer)
@@ -166,6 +176,7 @@ func (g *groupConsumer) awaitSettled(p *partition, h *holding, at *jetstream.Con
 	grace := g.timing.grace()
 	quiet := time.Now().Add(grace)
 	floor, pending := at.AckFloor.Consumer, at.NumAckPending
+	var warned time.Time
 	for {
 		if !g.sleep(h, 50*time.Millisecond) {
 			return errStopped
@@ -173,8 +184,16 @@ func (g *groupConsumer) awaitSettled(p *partition, h *holding, at *jetstream.Con
 		ctx, cancel := context.WithTimeout(h.ctx, g.timing.call)
 		info, err := p.cons.Info(ctx)
 		cancel()
-		if err != nil {
-			g.t.log.Warn("nats: reading a taken-over partition failed; retrying", "consumer", p.name, "err", err)
+		switch {
+		case errors.Is(err, nats.ErrConnectionClosed):
+			return errStopped
+		case err != nil && time.Now().After(quiet):
+			return nil // no news for a grace period: what is unsettled comes here
+		case err != nil:
+			if time.Since(warned) > grace {
+				warned = time.Now()
+				g.t.log.Warn("nats: reading a taken-over partition failed; retrying", "consumer", p.name, "err", err)
+			}
 			continue
 		}
 		if info.AckFloor.Consumer >= at.Delivered.Consumer {
@@ -260,13 +279,16 @@ func (g *groupConsumer) receive(p *partition, h *holding, in *inbox) error {
 	}
 }
 
-// release lets go of a given-up partition: it keeps listening (handing out
-// nothing more) until what it handed out is settled, so the next holder
-// starts from a clean ack floor, or until the release bound passes.
-func (g *groupConsumer) release(p *partition, in *inbox) {
+// release lets go of a given-up partition. It hands out nothing more but
+// keeps listening while what it handed out is settled, so the next holder
+// starts from a clean ack floor: after the release bound it hands back what
+// its handlers have not started, then waits up to the failover budget for
+// those they have (the engine renews their leases), and unsubscribes.
+func (g *groupConsumer) release(p *partition, h *holding, in *inbox) {
 	defer in.close()
 	t := time.NewTimer(g.timing.release)
 	defer t.Stop()
+	revoked := false
 	for {
 		g.mu.Lock()
 		held := p.held
@@ -277,8 +299,16 @@ func (g *groupConsumer) release(p *partition, in *inbox) {
 		select {
 		case <-p.drained:
 		case <-t.C:
-			g.t.log.Debug("nats: letting go of a partition with deliveries unsettled", "consumer", p.name, "held", held)
-			return
+			if revoked {
+				g.t.log.Warn("nats: letting go of a partition while handlers still run; the next holder may handle their messages again", "consumer", p.name, "held", held)
+				return
+			}
+			g.t.log.Debug("nats: handing back what is not started of a partition given up", "consumer", p.name, "held", held)
+			g.mu.Lock()
+			g.endTenure(h)
+			g.mu.Unlock()
+			revoked = true
+			t.Reset(g.timing.failover)
 		case <-g.closed:
 			return
 		}

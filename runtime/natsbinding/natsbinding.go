@@ -1,6 +1,7 @@
-// Package natsbinding carries the bus over NATS JetStream (nats.go's jetstream
-// API): one stream per env and domain, Nats-Msg-Id for publish dedupe, durable
-// pull consumers, and settlement only when the caller says so.
+// Package natsbinding carries the bus over NATS JetStream (nats.go and its
+// jetstream API): one stream per env and domain, Nats-Msg-Id for publish
+// dedupe, a push consumer per partition for consumer groups (group.go) and
+// pull consumers otherwise, and settlement only when the caller says so.
 package natsbinding
 
 import (
@@ -48,8 +49,10 @@ type Transport struct {
 	inflight *inflight
 	// done closes when Close begins: no new async publishes are taken.
 	done chan struct{}
-	// opened is the origin of clock, which times async acks.
-	opened time.Time
+	// opened is the origin of clock, which times async acks; unswept
+	// stops the sweeper of unanswered ones.
+	opened  time.Time
+	unswept chan struct{}
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
@@ -137,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		nc: nc, js: js, log: log, denials: refusals,
-		window: wnd, inflight: pending, opened: time.Now(),
+		window: wnd, inflight: pending, opened: time.Now(), unswept: make(chan struct{}),
 		done:    make(chan struct{}),
 		streams: map[string]jetstream.Stream{},
 		routes:  map[string]*route{},

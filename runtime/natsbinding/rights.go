@@ -81,19 +81,19 @@ func LagRights(prefix string, partitions int, group string) Rights {
 }
 
 // GroupRights lets a member of a consumer group read a stream of the given
-// partition count: its partition consumers (create, update, info, ack,
-// and delete, to replace a pull consumer from before push delivery), the
-// stream's info, and its group's entries in the presence bucket. Pushed
-// messages arrive on the service's inbox.
+// partition count: its partition consumers (create, update, info, ack),
+// the info and delete of the pull consumers they replace (the layout before
+// push delivery), the stream's info, and its group's entries in the
+// presence bucket. Pushed messages arrive on the service's inbox.
 func GroupRights(prefix string, partitions int, group string) Rights {
 	st := StreamName(prefix)
 	r := Rights{Publish: []string{"$JS.API.STREAM.INFO." + st}}
 	for p := range max(partitions, 1) {
-		name := groupName(group, p)
+		name, legacy := groupName(group, p), legacyGroupName(group, p)
 		r.Publish = append(r.Publish,
 			"$JS.API.CONSUMER.CREATE."+st+"."+name, "$JS.API.CONSUMER.CREATE."+st+"."+name+".>",
-			"$JS.API.CONSUMER.INFO."+st+"."+name, "$JS.API.CONSUMER.DELETE."+st+"."+name,
-			"$JS.ACK."+st+"."+name+".>")
+			"$JS.API.CONSUMER.INFO."+st+"."+name, "$JS.ACK."+st+"."+name+".>",
+			"$JS.API.CONSUMER.INFO."+st+"."+legacy, "$JS.API.CONSUMER.DELETE."+st+"."+legacy)
 	}
 	scope := presenceScope(prefix, group)
 	kv := "KV_" + PresenceBucket
