@@ -99,6 +99,9 @@ type partition struct {
 	// signalled when it drops to zero.
 	held    int
 	drained chan struct{}
+	// settle is every delivery's settled callback, made once per partition
+	// rather than once per message.
+	settle func()
 }
 
 // groupName is the durable consumer of one partition of a group.
@@ -130,7 +133,9 @@ func (t *Transport) subscribeGroup(ctx context.Context, st jetstream.Stream, sub
 			cancel()
 			return nil, err
 		}
-		g.parts = append(g.parts, &partition{idx: p, name: cfg.Durable, cons: cons, cfg: cfg, drained: make(chan struct{}, 1)})
+		part := &partition{idx: p, name: cfg.Durable, cons: cons, cfg: cfg, drained: make(chan struct{}, 1)}
+		part.settle = func() { g.settled(part) }
+		g.parts = append(g.parts, part)
 	}
 	pr, err := joinPresence(ctx, t, st, sub, g.timing)
 	if err != nil {

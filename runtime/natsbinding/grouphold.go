@@ -102,6 +102,9 @@ func (g *groupConsumer) holdPartition(p *partition, h *holding) {
 	}
 }
 
+// errNotMoved is an update answered with the deliver subject unchanged.
+var errNotMoved = errors.New("deliver subject not moved")
+
 // take subscribes a fresh inbox and moves p's deliver subject to it,
 // retrying while another member listens on the current one.
 func (g *groupConsumer) take(p *partition, h *holding) (*inbox, *jetstream.ConsumerInfo, error) {
@@ -125,7 +128,7 @@ func (g *groupConsumer) take(p *partition, h *holding) (*inbox, *jetstream.Consu
 			if err == nil && cons.CachedInfo().Config.DeliverSubject != in.sub.Subject {
 				// A replica that refused the move may answer with its
 				// config unchanged: not taken.
-				err = &jetstream.APIError{ErrorCode: jetstream.JSErrCodeConsumerNameExists, Description: "deliver subject not moved"}
+				err = errNotMoved
 			}
 			if err == nil {
 				info := cons.CachedInfo()
@@ -143,7 +146,7 @@ func (g *groupConsumer) take(p *partition, h *holding) (*inbox, *jetstream.Consu
 		switch {
 		case h.ctx.Err() != nil:
 			return nil, nil, errStopped
-		case heldElsewhere(err):
+		case heldElsewhere(err), errors.Is(err, errNotMoved):
 			if refused.IsZero() {
 				refused = time.Now()
 			} else if time.Since(refused) > 2*g.timing.release {
@@ -265,7 +268,7 @@ func (g *groupConsumer) receive(p *partition, h *holding, in *inbox) error {
 		}
 		last = md.Sequence.Consumer
 		d := pushedDelivery(g.t.nc, m, md)
-		d.settled = func() { g.settled(p) }
+		d.settled = p.settle
 		d.tenure = tn
 		g.mu.Lock()
 		p.held++

@@ -31,11 +31,12 @@ func (t *Transport) GroupLag(ctx context.Context, s transport.Stream, group stri
 	var total uint64
 	found := false
 	for p := range n {
-		info, err := consumerInfo(ctx, st, groupName(group, p))
+		c, err := st.PushConsumer(ctx, groupName(group, p))
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue
 		}
 		if err == nil {
+			info := c.CachedInfo() // just read: PushConsumer fetches it
 			found = true
 			total += info.NumPending + uint64(info.NumAckPending)
 			continue
@@ -46,19 +47,4 @@ func (t *Transport) GroupLag(ctx context.Context, s transport.Stream, group stri
 		return 0, fmt.Errorf("lag of group %s on %s: %w: the group has not consumed it", group, name, transport.ErrNotFound)
 	}
 	return total, nil
-}
-
-// consumerInfo reads a consumer's info, push or pull.
-func consumerInfo(ctx context.Context, st jetstream.Stream, name string) (*jetstream.ConsumerInfo, error) {
-	if c, err := st.PushConsumer(ctx, name); !errors.Is(err, jetstream.ErrNotPushConsumer) {
-		if err != nil {
-			return nil, err
-		}
-		return c.CachedInfo(), nil
-	}
-	c, err := st.Consumer(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return c.CachedInfo(), nil
 }
