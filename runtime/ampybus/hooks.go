@@ -135,7 +135,8 @@ type PublishEvent struct {
 	// letter or a redrive, the service that wrote it, while Headers keep
 	// the original producer's.
 	Producer string
-	// Headers are the envelope as it will travel.
+	// Headers are the envelope as it will travel, valid until OnPublished
+	// returns: an async publish's are reused afterwards, so copy what you keep.
 	Headers *envelope.Headers
 	// PayloadBytes is the payload as sent: compressed when gzipped, 0 for
 	// a blob pointer.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -74,6 +75,21 @@ func (r *Route[S, P]) payloads() func() P {
 type Publisher[S Subtopic, P proto.Message] struct {
 	bus   *Bus
 	route *Route[S, P]
+	// found is the domain's stream once the bus has found or provisioned
+	// it, for every later publish.
+	found atomic.Pointer[transport.Stream]
+}
+
+// stream is the domain's stream, from the bus on first use.
+func (p *Publisher[S, P]) stream(ctx context.Context) (transport.Stream, error) {
+	if s := p.found.Load(); s != nil {
+		return *s, nil
+	}
+	s, err := p.bus.stream(ctx, p.route.Spec.Domain)
+	if err == nil {
+		p.found.Store(&s)
+	}
+	return s, err
 }
 
 // NewPublisher is called by generated code.
@@ -138,7 +154,8 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
 	}
-	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	m := new(transport.Message)
+	s, err := p.prepare(ctx, subtopic, msg, opts, time.Now(), m)
 	if err != nil {
 		return PublishResult{}, err
 	}
@@ -164,16 +181,21 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	if err != nil {
 		return nil, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
 	}
-	s, m, err := p.prepare(ctx, subtopic, msg, opts)
+	a := newAsyncSend()
+	f := &PublishFuture{send: a}
+	m, now := &a.msg, time.Now()
+	s, err := p.prepare(ctx, subtopic, msg, opts, now, m)
 	if err != nil {
+		a.release()
 		return nil, err
 	}
-	f := &PublishFuture{}
 	if !watching {
 		f.onSuccess = func() { p.bus.startWatch(d) }
 	}
-	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m, f); err != nil {
-		return nil, fmt.Errorf("publish %s: %w", m.Topic, err)
+	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m, f, now); err != nil {
+		err = fmt.Errorf("publish %s: %w", m.Topic, err)
+		a.release()
+		return nil, err
 	}
 	return f, nil
 }
@@ -194,28 +216,43 @@ type PublishFuture struct {
 	finished bool
 	res      PublishResult
 	err      error
-	// send is the publish's retry state while it is in flight.
-	send asyncSend
+	// send is the publish while it is in flight: its message and retry
+	// state, let go once the outcome is known.
+	send *asyncSend
 	// onSuccess runs once the broker stored the message (the first publish
 	// to a watched domain starts the watch).
 	onSuccess func()
 }
+
+// closed is the Done of every future whose outcome was known before anyone
+// asked: a caller checking old futures pays for no channel.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // Done is closed when the outcome is known.
 func (f *PublishFuture) Done() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.done == nil {
-		f.done = make(chan struct{})
 		if f.finished {
-			close(f.done)
+			return closed
 		}
+		f.done = make(chan struct{})
 	}
 	return f.done
 }
 
 // Wait returns the outcome, waiting for it until ctx ends.
 func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
+	f.mu.Lock()
+	if f.finished {
+		defer f.mu.Unlock()
+		return f.res, f.err
+	}
+	f.mu.Unlock()
 	select {
 	case <-f.Done():
 		return f.res, f.err
@@ -224,14 +261,14 @@ func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
 	}
 }
 
-// prepare checks msg against the contract and builds its envelope; nothing
-// reaches the broker when it fails.
-func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption) (transport.Stream, *transport.Message, error) {
+// prepare checks msg against the contract and builds its envelope in m,
+// produced now; nothing reaches the broker when it fails.
+func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption, now time.Time, m *transport.Message) (transport.Stream, error) {
 	b, d := p.bus, p.route.Spec.Domain
 	sub := subtopic.String()
 	topic := d.Namespace + "." + b.env + "." + d.Name + "." + d.Version + "." + sub // d.Prefix(b.env), in one allocation
-	fail := func(err error) (transport.Stream, *transport.Message, error) {
-		return transport.Stream{}, nil, fmt.Errorf("publish %s: %w", topic, err)
+	fail := func(err error) (transport.Stream, error) {
+		return transport.Stream{}, fmt.Errorf("publish %s: %w", topic, err)
 	}
 	if b.producer == "" {
 		return fail(fmt.Errorf("%w: open the bus with ampybus.WithProducer(\"svc@host\", \"svc\")", ErrNoProducer))
@@ -282,14 +319,16 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if d.CompressAbove > 0 && int64(len(payload)) > d.CompressAbove {
 		payload, encoding = Gzip(payload), envelope.EncodingGzip
 	}
-	h := envelope.Headers{
+	m.Topic = topic
+	h := &m.Headers
+	*h = envelope.Headers{
 		MessageID:       o.messageID,
 		SchemaFQDN:      p.route.Spec.Schema.FQDN,
 		SchemaVersion:   p.route.Spec.Schema.Version,
 		SchemaHash:      p.route.Spec.Schema.Hash,
 		ContentType:     envelope.ContentTypeProtobuf,
 		ContentEncoding: encoding,
-		ProducedAt:      time.Now().UTC(),
+		ProducedAt:      now.UTC(),
 		Producer:        b.producer,
 		Source:          b.source,
 		RunID:           b.runID,
@@ -318,7 +357,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if err := h.CheckSize(); err != nil {
 		return fail(fmt.Errorf("%w: %w: shorten the key fields or drop some WithHeader options", ErrContract, err))
 	}
-	s, err := b.stream(ctx, d)
+	s, err := p.stream(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -331,7 +370,8 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	}
 	// Everything else in h is built here from checked inputs; only the
 	// caller-supplied parts above need checking on this hot path.
-	return s, &transport.Message{Topic: topic, Headers: h, Payload: payload}, nil
+	m.Payload = payload
+	return s, nil
 }
 
 // checkExtraHeader refuses a WithHeader that would override an envelope or

@@ -103,15 +103,14 @@ func gaveUp(err error, attempts int, maybeStored bool, id string) error {
 // sendAsync hands m to the broker and completes f once: with the ack, or
 // with the last error once the domain's publish_retry gives up. Retries wait
 // for room in the async window like any publish. The future carries the
-// retry state, so an async publish costs the future and one callback.
-func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, f *PublishFuture) error {
+// retry state, so an async publish costs the future and one callback. now
+// is when the publish began: the retry budget and the latency count from it.
+func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, f *PublishFuture, now time.Time) error {
 	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
-	a := &f.send
-	*a = asyncSend{b: b, ctx: ctx, s: s, m: m, ev: ev, policy: o.domain.PublishRetry.orDefault(), n: 1}
-	if a.debug = b.log.Enabled(ctx, slog.LevelDebug); a.debug || ev != nil {
-		a.began = time.Now()
-	}
-	a.giveUp = time.Now().Add(a.policy.GiveUpAfter)
+	a := f.send
+	a.b, a.ctx, a.s, a.m, a.ev, a.policy, a.n, a.began = b, ctx, s, m, ev, o.domain.PublishRetry.orDefault(), 1, now
+	a.debug = b.log.Enabled(ctx, slog.LevelDebug)
+	a.giveUp = now.Add(a.policy.GiveUpAfter)
 	if err := b.t.PublishAsync(ctx, s, m, f.attempted); err != nil {
 		if ev != nil {
 			b.published(ctx, ev, PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, err)
@@ -134,12 +133,14 @@ type asyncSend struct {
 	giveUp      time.Time
 	n           int // the attempt in flight
 	maybeStored bool
+	// msg is m for a typed publish, which has no message of its own.
+	msg transport.Message
 }
 
 // attempted receives the outcome of attempt a.n: it completes the future, or
 // retries with the same message id after the policy's delay.
 func (f *PublishFuture) attempted(ack transport.PublishAck, err error) {
-	a := &f.send
+	a := f.send
 	if err == nil {
 		f.finish(ack, nil)
 		return
@@ -174,7 +175,7 @@ func (f *PublishFuture) retried(ack transport.PublishAck, err error) {
 
 // finish reports the outcome to the hooks and completes the future.
 func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
-	a := &f.send
+	a := f.send
 	m := a.m
 	if a.debug {
 		a.b.logPublished(a.ctx, m, a.began, err)
@@ -193,13 +194,30 @@ func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
 	if f.done != nil {
 		close(f.done)
 	}
-	f.send = asyncSend{} // the message and its context are not held past the outcome
+	f.send = nil
 	onSuccess := f.onSuccess
 	f.onSuccess = nil
 	f.mu.Unlock()
+	a.release()
 	if err == nil && onSuccess != nil {
 		onSuccess()
 	}
+}
+
+// asyncSends recycles the in-flight state of async publishes: at tens of
+// thousands a second it would otherwise be the largest allocation of each,
+// and most of the collector's work. Nothing holds one past its outcome: a
+// binding lets the message go once done returns (transport.Transport), and
+// hooks see the headers only while they run (PublishEvent).
+var asyncSends = sync.Pool{New: func() any { return new(asyncSend) }}
+
+func newAsyncSend() *asyncSend { return asyncSends.Get().(*asyncSend) }
+
+// release clears a, so the pool holds no message, payload or context, and
+// returns it to the pool.
+func (a *asyncSend) release() {
+	*a = asyncSend{}
+	asyncSends.Put(a)
 }
 
 // retries counts async publishes between a failed attempt and the outcome

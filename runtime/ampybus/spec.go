@@ -284,7 +284,23 @@ func SplitSubtopic(subtopic string, into []string) bool {
 // ValidToken reports whether s can be one token of a topic: non-empty
 // UTF-8, free of dots, wildcards, whitespace and control characters.
 func ValidToken(s string) bool {
-	if s == "" || !utf8.ValidString(s) {
+	if s == "" {
+		return false
+	}
+	// Symbols and venues are ASCII: checked byte by byte, on every publish.
+	ascii := true
+	for i := 0; i < len(s) && ascii; i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			ascii = false
+		case c == '.', c == '*', c == '>', c <= ' ', c == 0x7f:
+			return false
+		}
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {

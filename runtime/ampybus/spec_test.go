@@ -34,3 +34,29 @@ func TestSplitSubtopic(t *testing.T) {
 		SplitSubtopic("XNAS.AAPL", into[:])
 	}), "splitting allocates nothing")
 }
+
+func TestValidToken(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"AAPL", true},
+		{"BRK-B", true},
+		{"ÄKTIE", true}, // non-ASCII letters are tokens
+		{"7203", true},
+		{"", false},
+		{"A.B", false},
+		{"A*", false},
+		{">", false},
+		{"A B", false},
+		{"A\tB", false},
+		{"A\x00", false},
+		{"A\x7f", false},
+		{"A\u00a0B", false}, // a no-break space is whitespace too
+		{"Ä\u0085", false},  // as is NEL
+		{"\xff", false},     // not UTF-8
+		{"Ä.B", false},      // the ASCII rules hold past a non-ASCII byte
+	} {
+		assert.Equal(t, tc.want, ValidToken(tc.in), "%q", tc.in)
+	}
+}

@@ -113,6 +113,11 @@ func FormatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// AppendTime is FormatTime appending to b.
+func AppendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339Nano)
+}
+
 // timeLen is len(FormatTime(t)), counted rather than formatted for the
 // four-digit years every real message has.
 func timeLen(t time.Time) int {
@@ -286,9 +291,45 @@ func (h *Headers) Count() int {
 func (h *Headers) Size() (count, bytes int) { return h.size() }
 
 func (h *Headers) each(fn func(k, v string)) {
+	var scratch [64]byte
+	h.walk(fn, func(k string, format formatter) { fn(k, string(format(h, scratch[:0]))) })
+}
+
+// AppendEach appends each wire header's value to buf, in Each's order, and
+// hands fn its key and the value as written there: a binding holds every
+// value in one allocation, produced_at and traceparent formatted straight
+// into it. Size says how large buf should be.
+func (h *Headers) AppendEach(buf []byte, fn func(k string, v []byte)) []byte {
+	h.walk(func(k, v string) {
+		n := len(buf)
+		buf = append(buf, v...)
+		fn(k, buf[n:len(buf):len(buf)])
+	}, func(k string, format formatter) {
+		n := len(buf)
+		buf = format(h, buf)
+		fn(k, buf[n:len(buf):len(buf)])
+	})
+	return buf
+}
+
+// formatter appends the wire form of one header that is not held as text.
+type formatter func(h *Headers, b []byte) []byte
+
+func appendProducedAt(h *Headers, b []byte) []byte  { return AppendTime(b, h.ProducedAt) }
+func appendTraceparent(h *Headers, b []byte) []byte { return h.Trace.AppendTo(b) }
+func appendRetryCount(h *Headers, b []byte) []byte {
+	return strconv.AppendInt(b, int64(h.RetryCount), 10)
+}
+func appendBlobSize(h *Headers, b []byte) []byte { return strconv.AppendInt(b, h.BlobSize, 10) }
+
+// walk is the one list of wire headers in their order: text headers go to
+// text (empty ones omitted), the others to formatted with how to write
+// them. Extra headers follow, every one even empty (a dead letter carries
+// every header it came with), in map order.
+func (h *Headers) walk(text func(k, v string), formatted func(k string, format formatter)) {
 	add := func(k, v string) {
 		if v != "" {
-			fn(k, v)
+			text(k, v)
 		}
 	}
 	add(HeaderMessageID, h.MessageID)
@@ -297,28 +338,28 @@ func (h *Headers) each(fn func(k, v string)) {
 	add(HeaderContentType, h.ContentType)
 	add(HeaderContentEncoding, h.ContentEncoding)
 	if !h.ProducedAt.IsZero() {
-		add(HeaderProducedAt, FormatTime(h.ProducedAt))
+		formatted(HeaderProducedAt, appendProducedAt)
 	}
 	add(HeaderProducer, h.Producer)
 	add(HeaderSource, h.Source)
 	add(HeaderRunID, h.RunID)
 	if h.Trace.Valid() {
-		add(HeaderTraceparent, h.Trace.String())
+		formatted(HeaderTraceparent, appendTraceparent)
 	}
 	add(HeaderPartitionKey, h.PartitionKey)
 	add(HeaderDedupeKey, h.DedupeKey)
 	if h.RetryCount > 0 {
-		add(HeaderRetryCount, strconv.Itoa(h.RetryCount))
+		formatted(HeaderRetryCount, appendRetryCount)
 	}
 	add(HeaderDLQReason, h.DLQReason)
 	add(HeaderSchemaHash, h.SchemaHash)
 	add(HeaderBlobRef, h.BlobRef)
 	add(HeaderBlobHash, h.BlobHash)
 	if h.BlobSize > 0 {
-		add(HeaderBlobSize, strconv.FormatInt(h.BlobSize, 10))
+		formatted(HeaderBlobSize, appendBlobSize)
 	}
 	for k, v := range h.Extra {
-		fn(k, v)
+		text(k, v)
 	}
 }
 

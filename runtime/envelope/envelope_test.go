@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,6 +151,22 @@ func TestCountAndSizeMatchEach(t *testing.T) {
 			h.Each(func(k, v string) { n, bytes = n+1, bytes+len(k)+len(v) })
 			assert.Equal(t, n, h.Count())
 			assert.Len(t, h.Fields(), n)
+			// AppendEach writes what Each visits, in its order, within Size.
+			var each, appended []envelope.Field
+			h.Each(func(k, v string) { each = append(each, envelope.Field{Key: k, Value: v}) })
+			count, size := h.Size()
+			buf := h.AppendEach(make([]byte, 0, size), func(k string, v []byte) {
+				appended = append(appended, envelope.Field{Key: k, Value: string(v)})
+			})
+			sortExtra := func(f []envelope.Field) {
+				extra := f[len(f)-len(h.Extra):]
+				slices.SortFunc(extra, func(a, b envelope.Field) int { return strings.Compare(a.Key, b.Key) })
+			}
+			sortExtra(each)
+			sortExtra(appended)
+			assert.Equal(t, each, appended)
+			assert.Equal(t, n, count)
+			assert.LessOrEqual(t, len(buf), size, "Size is room enough for every value")
 			// CheckSize measures without formatting: it must measure what is written.
 			big := h
 			big.Extra = map[string]string{"pad": strings.Repeat("x", envelope.MaxHeaderBytes-bytes-len("pad"))}

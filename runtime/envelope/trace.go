@@ -47,11 +47,17 @@ func (tc TraceContext) SpanIDHex() string { return hex.EncodeToString(tc.SpanID[
 // String is the traceparent wire form: 00-<trace id>-<span id>-<flags>.
 func (tc TraceContext) String() string {
 	var b [traceparentLen]byte
-	b[0], b[1], b[2], b[35], b[52] = '0', '0', '-', '-', '-'
-	hex.Encode(b[3:35], tc.TraceID[:])
-	hex.Encode(b[36:52], tc.SpanID[:])
-	hex.Encode(b[53:55], []byte{tc.Flags})
-	return string(b[:])
+	return string(tc.AppendTo(b[:0]))
+}
+
+// AppendTo appends the traceparent wire form to b.
+func (tc TraceContext) AppendTo(b []byte) []byte {
+	b = append(b, "00-"...)
+	b = hex.AppendEncode(b, tc.TraceID[:])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, tc.SpanID[:])
+	b = append(b, '-')
+	return hex.AppendEncode(b, []byte{tc.Flags})
 }
 
 // traceparentLen is the length of a version-00 traceparent.

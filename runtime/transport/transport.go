@@ -202,7 +202,10 @@ type Transport interface {
 	// Publish stores m and waits for the broker's acknowledgement.
 	Publish(ctx context.Context, s Stream, m *Message) (PublishAck, error)
 	// PublishAsync hands m to the broker and returns; done runs exactly once
-	// with the outcome. It blocks while the async window is full, until ctx ends.
+	// with the outcome, unless PublishAsync returns an error. It blocks while
+	// the async window is full, until ctx ends. m is the caller's again once
+	// done returns or PublishAsync fails: the binding keeps only its own
+	// wire form (the caller reuses m).
 	PublishAsync(ctx context.Context, s Stream, m *Message, done AsyncResult) error
 	// Flush waits until every PublishAsync so far has completed.
 	Flush(ctx context.Context) error

@@ -1,0 +1,144 @@
+package kafkabinding
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// inlineHeaders is how many record headers an outgoing record holds
+// without a second allocation: the subtopic and a publish's envelope.
+const inlineHeaders = 14
+
+// outgoing is one record on its way to the broker, with what its outcome
+// goes to, in one allocation. It is also the record's Context (franz-go's
+// slot for per-record data), so one promise function serves every record;
+// as a context it never ends: a caller may cancel its own once
+// PublishAsync has returned, and franz-go fails a buffered record whose
+// context ends.
+type outgoing struct {
+	rec    kgo.Record
+	hs     [inlineHeaders]kgo.RecordHeader
+	parent context.Context // for Value: hooks read the caller's trace from it
+	t      *Transport
+	done   transport.AsyncResult
+}
+
+func (o *outgoing) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (o *outgoing) Done() <-chan struct{}       { return nil }
+func (o *outgoing) Err() error                  { return nil }
+func (o *outgoing) Value(key any) any {
+	if o.parent == nil { // answered: the caller's context is let go
+		return nil
+	}
+	return o.parent.Value(key)
+}
+
+// toRecord writes the envelope as record headers under the same names as on
+// NATS, the subtopic first. The record has no context of its own: ProduceSync
+// gives it the caller's, which bounds the attempt.
+func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
+	o, err := newOutgoing(s, m)
+	if err != nil {
+		return nil, err
+	}
+	return &o.rec, nil
+}
+
+// newOutgoing builds m's record.
+func newOutgoing(s transport.Stream, m *transport.Message) (*outgoing, error) {
+	sub, ok := strings.CutPrefix(m.Topic, s.Prefix)
+	if sub, ok = strings.CutPrefix(sub, "."); !ok || sub == "" {
+		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
+	}
+	o := &outgoing{}
+	// Every value is cut from one buffer, sized from the keys and values (a
+	// little over the values alone): the headers cost no allocation of
+	// their own.
+	n, size := m.Headers.Size()
+	buf := make([]byte, 0, len(sub)+size)
+	hs := o.hs[:0]
+	if n+1 > len(o.hs) {
+		hs = make([]kgo.RecordHeader, 0, n+1)
+	}
+	buf = append(buf, sub...)
+	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: buf[:len(sub):len(sub)]})
+	var key []byte
+	m.Headers.AppendEach(buf, func(k string, v []byte) {
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: v})
+		if k == envelope.HeaderPartitionKey {
+			key = v
+		}
+	})
+	if extra := hs[len(hs)-len(m.Headers.Extra):]; len(extra) > 1 {
+		// Each visits Extra in map order; the wire order is fixed.
+		slices.SortFunc(extra, func(a, b kgo.RecordHeader) int { return strings.Compare(a.Key, b.Key) })
+	}
+	if key == nil {
+		key = []byte{} // an empty key, not a null one, as every record had
+	}
+	// The record timestamp is left to the client: the time of this write, as
+	// JetStream stores it. Time-window replays and retention then mean the
+	// same on both brokers, and a dead letter or redrive of an old message is
+	// not failed by the client's delivery timeout, which franz-go measures
+	// from the record timestamp. produced_at travels in its header.
+	o.rec = kgo.Record{Topic: s.Prefix, Key: key, Value: m.Payload, Headers: hs}
+	return o, nil
+}
+
+func ack(r *kgo.Record) transport.PublishAck {
+	return transport.PublishAck{Stream: r.Topic, Sequence: uint64(r.Offset), Partition: r.Partition}
+}
+
+// Publish implements transport.Transport.
+func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transport.Message) (transport.PublishAck, error) {
+	rec, err := toRecord(s, m)
+	if err != nil {
+		return transport.PublishAck{}, err
+	}
+	r, err := t.cl.ProduceSync(ctx, rec).First()
+	if err != nil {
+		return transport.PublishAck{}, needs(publishErr(err), "Write on topic "+s.Prefix)
+	}
+	return ack(r), nil
+}
+
+// PublishAsync implements transport.Transport; franz-go's buffer is the
+// window, and Produce waits for room until ctx ends.
+func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
+	o, err := newOutgoing(s, m)
+	if err != nil {
+		return err
+	}
+	// The window is ours, not franz-go's buffer limit: franz-go reports a full
+	// buffer only later, on the promise, and PublishAsync must say at once.
+	if err := t.window.Acquire(ctx, nil); err != nil {
+		return err
+	}
+	o.parent, o.t, o.done, o.rec.Context = ctx, t, done, o
+	// ctx bounded the wait for room only: the record's own context never
+	// ends.
+	t.cl.Produce(o, &o.rec, promised)
+	return nil
+}
+
+// promised is the promise of every async record: the record's context is
+// the outgoing that says where its outcome goes.
+func promised(r *kgo.Record, err error) {
+	o := r.Context.(*outgoing)
+	t, done := o.t, o.done
+	o.t, o.done, o.parent = nil, nil, nil // a record kept by a hook holds no caller
+	t.window.Release()
+	if err != nil {
+		done(transport.PublishAck{}, needs(publishErr(err), "Write on topic "+r.Topic))
+		return
+	}
+	done(ack(r), nil)
+}
