@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
 	"sync"
@@ -74,7 +75,10 @@ type Bus struct {
 
 	mu      sync.Mutex
 	ensured map[streamKey]*ensureOnce
-	closed  bool
+	// ready holds the streams known to be there, copied on each (rare)
+	// write, so the steady state of every publish reads it without a lock.
+	ready  atomic.Pointer[map[streamKey]transport.Stream]
+	closed bool
 	// retrying counts async publishes waiting for a retry.
 	retrying retries
 
@@ -113,12 +117,12 @@ type streamKey struct {
 	provision bool
 }
 
+// ensureOnce finds or provisions one stream once; a failure is forgotten,
+// so a later call tries again.
 type ensureOnce struct {
 	once sync.Once
 	s    transport.Stream
 	err  error
-	// ok is set, under Bus.mu, once the stream is known to be there.
-	ok bool
 }
 
 type options struct {
@@ -330,17 +334,18 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 		return transport.Stream{}, fmt.Errorf("%w: env %q is not one of the contract's envs (%s)", ErrContract, b.env, strings.Join(d.Envs, ", "))
 	}
 	key := streamKey{d, provision}
+	if ready := b.ready.Load(); ready != nil {
+		// The steady state of every publish: a lookup by pointer, unlocked.
+		if s, ok := (*ready)[key]; ok {
+			return s, nil
+		}
+		// A stream this bus provisioned needs no check as well.
+		if s, ok := (*ready)[streamKey{d, true}]; ok && !provision {
+			return s, nil
+		}
+	}
 	b.mu.Lock()
 	e, ok := b.ensured[key]
-	if ok && e.ok {
-		b.mu.Unlock()
-		return e.s, nil // the steady state of every publish: a lookup by pointer
-	}
-	// A stream this bus provisioned needs no check as well.
-	if p, done := b.ensured[streamKey{d, true}]; !provision && done && p.ok {
-		b.mu.Unlock()
-		return p.s, nil
-	}
 	if !ok {
 		e = &ensureOnce{s: transport.Stream{
 			Prefix:       d.Prefix(b.env),
@@ -373,7 +378,11 @@ func (b *Bus) streamOf(ctx context.Context, d *DomainSpec, provision bool) (tran
 		}
 		return e.s, e.err
 	}
-	e.ok = true
+	ready := map[streamKey]transport.Stream{key: e.s}
+	if old := b.ready.Load(); old != nil {
+		maps.Copy(ready, *old)
+	}
+	b.ready.Store(&ready)
 	return e.s, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,21 +74,6 @@ func (r *Route[S, P]) payloads() func() P {
 type Publisher[S Subtopic, P proto.Message] struct {
 	bus   *Bus
 	route *Route[S, P]
-	// found is the domain's stream once the bus has found or provisioned
-	// it, for every later publish.
-	found atomic.Pointer[transport.Stream]
-}
-
-// stream is the domain's stream, from the bus on first use.
-func (p *Publisher[S, P]) stream(ctx context.Context) (transport.Stream, error) {
-	if s := p.found.Load(); s != nil {
-		return *s, nil
-	}
-	s, err := p.bus.stream(ctx, p.route.Spec.Domain)
-	if err == nil {
-		p.found.Store(&s)
-	}
-	return s, err
 }
 
 // NewPublisher is called by generated code.
@@ -183,8 +167,8 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	}
 	a := newAsyncSend()
 	f := &PublishFuture{send: a}
-	m, now := &a.msg, time.Now()
-	s, err := p.prepare(ctx, subtopic, msg, opts, now, m)
+	now := time.Now()
+	s, err := p.prepare(ctx, subtopic, msg, opts, now, &a.msg)
 	if err != nil {
 		a.release()
 		return nil, err
@@ -192,8 +176,8 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	if !watching {
 		f.onSuccess = func() { p.bus.startWatch(d) }
 	}
-	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, d, p.route.Spec}, s, m, f, now); err != nil {
-		err = fmt.Errorf("publish %s: %w", m.Topic, err)
+	if err := p.bus.sendAsync(ctx, outgoing{KindPublish, d, p.route.Spec}, s, f, now); err != nil {
+		err = fmt.Errorf("publish %s: %w", a.msg.Topic, err)
 		a.release()
 		return nil, err
 	}
@@ -224,9 +208,9 @@ type PublishFuture struct {
 	onSuccess func()
 }
 
-// closed is the Done of every future whose outcome was known before anyone
-// asked: a caller checking old futures pays for no channel.
-var closed = func() chan struct{} {
+// doneAlready is the Done of every future whose outcome was known before
+// anyone asked: a caller checking old futures pays for no channel.
+var doneAlready = func() chan struct{} {
 	c := make(chan struct{})
 	close(c)
 	return c
@@ -238,7 +222,7 @@ func (f *PublishFuture) Done() <-chan struct{} {
 	defer f.mu.Unlock()
 	if f.done == nil {
 		if f.finished {
-			return closed
+			return doneAlready
 		}
 		f.done = make(chan struct{})
 	}
@@ -357,7 +341,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if err := h.CheckSize(); err != nil {
 		return fail(fmt.Errorf("%w: %w: shorten the key fields or drop some WithHeader options", ErrContract, err))
 	}
-	s, err := p.stream(ctx)
+	s, err := b.stream(ctx, d)
 	if err != nil {
 		return fail(err)
 	}

@@ -100,15 +100,17 @@ func gaveUp(err error, attempts int, maybeStored bool, id string) error {
 	return err
 }
 
-// sendAsync hands m to the broker and completes f once: with the ack, or
-// with the last error once the domain's publish_retry gives up. Retries wait
-// for room in the async window like any publish. The future carries the
-// retry state, so an async publish costs the future and one callback. now
-// is when the publish began: the retry budget and the latency count from it.
-func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *transport.Message, f *PublishFuture, now time.Time) error {
-	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
+// sendAsync hands f's message to the broker and completes f once: with the
+// ack, or with the last error once the domain's publish_retry gives up.
+// Retries wait for room in the async window like any publish. The retry
+// state travels with the message in f.send (pooled), so an async publish
+// costs a small future and one callback. now is when the publish began: the
+// retry budget and the latency count from it.
+func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, f *PublishFuture, now time.Time) error {
 	a := f.send
-	a.b, a.ctx, a.s, a.m, a.ev, a.policy, a.n, a.began = b, ctx, s, m, ev, o.domain.PublishRetry.orDefault(), 1, now
+	m := &a.msg
+	ctx, ev := b.publishing(ctx, o.kind, o.spec, o.domain, m, true)
+	a.b, a.ctx, a.s, a.ev, a.policy, a.n, a.began = b, ctx, s, ev, o.domain.PublishRetry.orDefault(), 1, now
 	a.debug = b.log.Enabled(ctx, slog.LevelDebug)
 	a.giveUp = now.Add(a.policy.GiveUpAfter)
 	if err := b.t.PublishAsync(ctx, s, m, f.attempted); err != nil {
@@ -120,12 +122,12 @@ func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, m *
 	return nil
 }
 
-// asyncSend is an async publish between its attempts.
+// asyncSend is an async publish between its attempts: its message and
+// retry budget.
 type asyncSend struct {
 	b           *Bus
 	ctx         context.Context
 	s           transport.Stream
-	m           *transport.Message
 	ev          *PublishEvent
 	debug       bool
 	began       time.Time
@@ -133,8 +135,7 @@ type asyncSend struct {
 	giveUp      time.Time
 	n           int // the attempt in flight
 	maybeStored bool
-	// msg is m for a typed publish, which has no message of its own.
-	msg transport.Message
+	msg         transport.Message // what is sent, built by prepare
 }
 
 // attempted receives the outcome of attempt a.n: it completes the future, or
@@ -148,18 +149,18 @@ func (f *PublishFuture) attempted(ack transport.PublishAck, err error) {
 	a.maybeStored = a.maybeStored || errors.Is(err, ErrMaybeStored)
 	delay := a.policy.delay(a.n)
 	if !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(a.giveUp) {
-		f.finish(transport.PublishAck{}, gaveUp(err, a.n, a.maybeStored, a.m.Headers.MessageID))
+		f.finish(transport.PublishAck{}, gaveUp(err, a.n, a.maybeStored, a.msg.Headers.MessageID))
 		return
 	}
 	b := a.b
-	b.log.Warn("async publish not acknowledged; retrying with the same message id", "topic", a.m.Topic,
-		"message_id", a.m.Headers.MessageID, "attempt", a.n, "retry_in", delay, "err", err)
+	b.log.Warn("async publish not acknowledged; retrying with the same message id", "topic", a.msg.Topic,
+		"message_id", a.msg.Headers.MessageID, "attempt", a.n, "retry_in", delay, "err", err)
 	b.retrying.add()
 	time.AfterFunc(delay, func() {
 		rctx, cancel := context.WithDeadline(context.WithoutCancel(a.ctx), a.giveUp)
 		defer cancel()
 		a.n++
-		if err := b.t.PublishAsync(rctx, a.s, a.m, f.retried); err != nil {
+		if err := b.t.PublishAsync(rctx, a.s, &a.msg, f.retried); err != nil {
 			f.finish(transport.PublishAck{}, err)
 			b.retrying.done()
 		}
@@ -176,7 +177,7 @@ func (f *PublishFuture) retried(ack transport.PublishAck, err error) {
 // finish reports the outcome to the hooks and completes the future.
 func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
 	a := f.send
-	m := a.m
+	m := &a.msg
 	if a.debug {
 		a.b.logPublished(a.ctx, m, a.began, err)
 	}

@@ -110,8 +110,8 @@ func (t *Transport) Publish(ctx context.Context, s transport.Stream, m *transpor
 	return ack(r), nil
 }
 
-// PublishAsync implements transport.Transport; franz-go's buffer is the
-// window, and Produce waits for room until ctx ends.
+// PublishAsync implements transport.Transport; the binding's window bounds
+// records awaiting their ack, and PublishAsync waits for room until ctx ends.
 func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *transport.Message, done transport.AsyncResult) error {
 	o, err := newOutgoing(s, m)
 	if err != nil {
