@@ -321,7 +321,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 		Extra:           o.extra,
 	}
 	if h.MessageID == "" {
-		h.MessageID = envelope.NewMessageID()
+		h.MessageID = envelope.MessageIDAt(now)
 	}
 	if tc, ok := envelope.TraceFromContext(ctx); ok {
 		h.Trace = tc.Child()

@@ -103,11 +103,6 @@ func (e *HeaderError) Error() string {
 
 func (e *HeaderError) Is(target error) bool { return target == ErrInvalidHeaders }
 
-// NewMessageID returns a fresh UUIDv7: unique, and sortable by creation time.
-func NewMessageID() string {
-	return uuid.Must(uuid.NewV7()).String()
-}
-
 // FormatTime writes t as the wire form of produced_at: RFC 3339 in UTC.
 func FormatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
@@ -295,19 +290,16 @@ func (h *Headers) each(fn func(k, v string)) {
 	h.walk(fn, func(k string, format formatter) { fn(k, string(format(h, scratch[:0]))) })
 }
 
-// AppendEach appends each wire header's value to buf, in Each's order, and
-// hands fn its key and the value as written there: a binding holds every
-// value in one allocation, produced_at and traceparent formatted straight
-// into it. Size says how large buf should be.
-func (h *Headers) AppendEach(buf []byte, fn func(k string, v []byte)) []byte {
-	h.walk(func(k, v string) {
-		n := len(buf)
-		buf = append(buf, v...)
-		fn(k, buf[n:len(buf):len(buf)])
-	}, func(k string, format formatter) {
+// AppendEach visits each wire header in Each's order without allocating
+// for it: headers held as text go to text as they are held, and the others
+// (produced_at, traceparent, the counts) are formatted into buf and go to
+// formatted as the bytes written there. It returns buf, grown if it had
+// to; what formatted was handed stays valid either way.
+func (h *Headers) AppendEach(buf []byte, text func(k, v string), formatted func(k string, v []byte)) []byte {
+	h.walk(text, func(k string, format formatter) {
 		n := len(buf)
 		buf = format(h, buf)
-		fn(k, buf[n:len(buf):len(buf)])
+		formatted(k, buf[n:len(buf):len(buf)])
 	})
 	return buf
 }

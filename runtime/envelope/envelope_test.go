@@ -151,13 +151,27 @@ func TestCountAndSizeMatchEach(t *testing.T) {
 			h.Each(func(k, v string) { n, bytes = n+1, bytes+len(k)+len(v) })
 			assert.Equal(t, n, h.Count())
 			assert.Len(t, h.Fields(), n)
-			// AppendEach writes what Each visits, in its order, within Size.
+			// AppendEach visits what Each visits, in its order, formatting
+			// within Size; what it handed over survives buf growing.
 			var each, appended []envelope.Field
 			h.Each(func(k, v string) { each = append(each, envelope.Field{Key: k, Value: v}) })
 			count, size := h.Size()
-			buf := h.AppendEach(make([]byte, 0, size), func(k string, v []byte) {
-				appended = append(appended, envelope.Field{Key: k, Value: string(v)})
+			type visit struct {
+				key, text string
+				formatted []byte // nil for text
+			}
+			var visits []visit
+			buf := h.AppendEach(make([]byte, 0, 1), func(k, v string) {
+				visits = append(visits, visit{key: k, text: v})
+			}, func(k string, v []byte) {
+				visits = append(visits, visit{key: k, formatted: v})
 			})
+			for _, v := range visits { // read once buf has grown past them
+				if v.formatted != nil {
+					v.text = string(v.formatted)
+				}
+				appended = append(appended, envelope.Field{Key: v.key, Value: v.text})
+			}
 			sortExtra := func(f []envelope.Field) {
 				extra := f[len(f)-len(h.Extra):]
 				slices.SortFunc(extra, func(a, b envelope.Field) int { return strings.Compare(a.Key, b.Key) })

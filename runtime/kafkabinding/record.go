@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -17,6 +18,10 @@ import (
 // without a second allocation: the subtopic and a publish's envelope.
 const inlineHeaders = 14
 
+// inlineFormatted is room for the header values an outgoing record formats
+// (produced_at and traceparent are 85 bytes) without a second allocation.
+const inlineFormatted = 96
+
 // outgoing is one record on its way to the broker, with what its outcome
 // goes to, in one allocation. It is also the record's Context (franz-go's
 // slot for per-record data), so one promise function serves every record;
@@ -26,6 +31,7 @@ const inlineHeaders = 14
 type outgoing struct {
 	rec    kgo.Record
 	hs     [inlineHeaders]kgo.RecordHeader
+	fbuf   [inlineFormatted]byte
 	parent context.Context // for Value: hooks read the caller's trace from it
 	t      *Transport
 	done   transport.AsyncResult
@@ -59,23 +65,17 @@ func newOutgoing(s transport.Stream, m *transport.Message) (*outgoing, error) {
 		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
 	}
 	o := &outgoing{}
-	// Every value is cut from one buffer, sized from the keys and values (a
-	// little over the values alone): the headers cost no allocation of
-	// their own.
-	n, size := m.Headers.Size()
-	buf := make([]byte, 0, len(sub)+size)
-	hs := o.hs[:0]
-	if n+1 > len(o.hs) {
-		hs = make([]kgo.RecordHeader, 0, n+1)
-	}
-	buf = append(buf, sub...)
-	hs = append(hs, kgo.RecordHeader{Key: HeaderSubtopic, Value: buf[:len(sub):len(sub)]})
+	// Values held as text are not copied (readOnly); the rest are formatted
+	// into the outgoing itself.
+	hs := append(o.hs[:0], kgo.RecordHeader{Key: HeaderSubtopic, Value: readOnly(sub)})
 	var key []byte
-	m.Headers.AppendEach(buf, func(k string, v []byte) {
-		hs = append(hs, kgo.RecordHeader{Key: k, Value: v})
+	m.Headers.AppendEach(o.fbuf[:0], func(k, v string) {
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: readOnly(v)})
 		if k == envelope.HeaderPartitionKey {
-			key = v
+			key = hs[len(hs)-1].Value
 		}
+	}, func(k string, v []byte) {
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: v})
 	})
 	if extra := hs[len(hs)-len(m.Headers.Extra):]; len(extra) > 1 {
 		// Each visits Extra in map order; the wire order is fixed.
@@ -91,6 +91,17 @@ func newOutgoing(s transport.Stream, m *transport.Message) (*outgoing, error) {
 	// from the record timestamp. produced_at travels in its header.
 	o.rec = kgo.Record{Topic: s.Prefix, Key: key, Value: m.Payload, Headers: hs}
 	return o, nil
+}
+
+// readOnly is s's bytes, not a copy: franz-go only reads a produced
+// record's key and header values (its own StringRecord does the same for
+// values), and nothing here writes them. An empty s gives an empty value,
+// not a null one.
+func readOnly(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 func ack(r *kgo.Record) transport.PublishAck {
