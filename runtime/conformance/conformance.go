@@ -153,6 +153,7 @@ func Run(t *testing.T, b Binding) {
 		{"GroupMemberHoldsAtMostMaxInFlight", testMaxInFlight},
 		{"AbortStopsEveryHandler", testAbortStopsHandlers},
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
+		{"AsyncPublishLetsGoOfItsMessageOnceAnswered", testAsyncMessageReuse},
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
 		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
 		{"OrderingStateSurvivesRestart", testCheckpoints},

@@ -1,0 +1,71 @@
+package conformance
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ampyfin/ampy-bus/runtime/envelope"
+	"github.com/ampyfin/ampy-bus/runtime/transport"
+)
+
+// testAsyncMessageReuse holds a binding to the rule the typed publisher's
+// pool relies on: once PublishAsync's done has returned, the message is the
+// caller's again. One message, its payload buffer included, is refilled in
+// place for every publish; the stream must hold each publish as it was
+// when handed over.
+func testAsyncMessageReuse(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	tr := s.bus(t).Transport()
+	st := barsStream()
+	require.NoError(t, tr.EnsureStream(ctx, st))
+
+	const n = 40
+	run := envelope.NewMessageID()[24:] // this run's messages, apart from other cases'
+	m := &transport.Message{Payload: make([]byte, 256)}
+	want := map[string]envelope.Headers{}
+	wantPayload := map[string][]byte{}
+	for i := range n {
+		sym := "R" + strconv.Itoa(i%3)
+		m.Topic = st.Prefix + ".XNAS." + sym
+		m.Headers = envelope.Headers{
+			MessageID: envelope.NewMessageID(), SchemaFQDN: "ampy.bars.v1.BarBatch", SchemaVersion: "1.0.0",
+			ContentType: envelope.ContentTypeProtobuf, ProducedAt: time.Now().UTC(), Producer: "conformance@reuse",
+			RunID: run, Trace: envelope.NewTrace(), PartitionKey: "XNAS." + sym,
+			Extra: map[string]string{"reuse_index": strconv.Itoa(i)},
+		}
+		for j := range m.Payload { // in place: the buffer the last publish was handed
+			m.Payload[j] = byte(i + j)
+		}
+		want[m.Headers.MessageID] = m.Headers
+		wantPayload[m.Headers.MessageID] = append([]byte(nil), m.Payload...)
+
+		answered := make(chan error, 1)
+		require.NoError(t, tr.PublishAsync(ctx, st, m, func(_ transport.PublishAck, err error) { answered <- err }))
+		select {
+		case err := <-answered:
+			require.NoError(t, err, "publish %d", i)
+		case <-ctx.Done():
+			t.Fatalf("publish %d: no answer: %v", i, ctx.Err())
+		}
+	}
+
+	got := 0
+	for _, msg := range readStream(t, ctx, tr, st) {
+		if msg.Headers.RunID != run {
+			continue
+		}
+		h, ok := want[msg.Headers.MessageID]
+		if !assert.True(t, ok, "stored a message id never published: %s (the message was read after it was reused)", msg.Headers.MessageID) {
+			continue
+		}
+		got++
+		assert.Equal(t, h.Fields(), msg.Headers.Fields(), "headers of %s as handed over", h.MessageID)
+		assert.Equal(t, wantPayload[h.MessageID], msg.Payload, "payload of %s as handed over", h.MessageID)
+		assert.Equal(t, st.Prefix+".XNAS."+h.PartitionKey[len("XNAS."):], msg.Topic)
+	}
+	assert.Equal(t, n, got, "every publish stored once")
+}
