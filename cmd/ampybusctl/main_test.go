@@ -864,13 +864,17 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 				assert.Positive(t, r.Latency.P50, r.Client)
 				assert.LessOrEqual(t, r.Latency.P50, r.Latency.P99, r.Client)
 				assert.LessOrEqual(t, r.Latency.P99, r.Latency.Max, r.Client)
-				// --profile: the client's and the broker child's CPU profiles.
-				require.Len(t, r.Profiles, 2, r.Client)
-				for i, suffix := range []string{".client.pprof", ".broker.pprof"} {
+				// --profile: the client's and the broker child's CPU profiles,
+				// and the client's allocations at both ends of the window.
+				require.Len(t, r.Profiles, 4, r.Client)
+				for i, p := range []struct{ suffix, sampled string }{
+					{".client.pprof", "nanoseconds"}, {".allocs-base.pprof", "alloc_objects"},
+					{".allocs.pprof", "alloc_objects"}, {".broker.pprof", "nanoseconds"},
+				} {
 					f := r.Profiles[i]
 					assert.Equal(t, profiles, filepath.Dir(f))
-					assert.True(t, strings.HasPrefix(filepath.Base(f), kind+"-e2e-"+r.Client+"-") && strings.HasSuffix(f, suffix), f)
-					assert.Contains(t, pprofStrings(t, f), "nanoseconds", "%s is a CPU profile", f)
+					assert.True(t, strings.HasPrefix(filepath.Base(f), kind+"-e2e-"+r.Client+"-") && strings.HasSuffix(f, p.suffix), f)
+					assert.Contains(t, pprofStrings(t, f), p.sampled, "%s samples %s", f, p.sampled)
 				}
 			}
 			assert.Equal(t, map[string]bool{"typed": true, "raw": true}, clients)
@@ -890,7 +894,7 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 	}
 }
 
-// pprofStrings is a CPU profile's decompressed bytes: a gzipped protobuf
+// pprofStrings is a profile's decompressed bytes: a gzipped protobuf
 // whose string table names the sample types.
 func pprofStrings(t *testing.T, path string) string {
 	t.Helper()

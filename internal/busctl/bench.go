@@ -37,7 +37,7 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 	envName := fs.String("env", "dev", "contract env whose bars stream is used")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a run after this long")
 	asJSON := fs.Bool("json", false, "print one JSON document with every run and the summary")
-	profile := fs.String("profile", "", "write CPU profiles of each run's measured window to this directory: the client's, and the broker child's (go tool pprof -top FILE)")
+	profile := fs.String("profile", "", "write CPU profiles of each run's measured window to this directory, the client's and the broker child's (go tool pprof -top FILE), and the client's allocations at both ends of it (go tool pprof -sample_index=alloc_objects -base RUN.allocs-base.pprof RUN.allocs.pprof)")
 	return func(ctx context.Context, args []string) error {
 		if *raw && *compare {
 			return usagef("--raw and --compare: --compare runs both")

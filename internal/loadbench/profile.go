@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 )
@@ -101,8 +102,14 @@ type profiler struct {
 }
 
 // start begins the profiles of one run, named for it; the returned func
-// stops them and returns the files written.
+// stops them and returns the files written. Besides the CPU profiles, the
+// client's allocations are snapshot at both ends of the window: pprof's
+// -base shows what the run itself allocated, and where.
 func (p *profiler) start(name string) (func(context.Context) ([]string, error), error) {
+	allocsBase := filepath.Join(p.dir, name+".allocs-base.pprof")
+	if err := writeAllocs(allocsBase); err != nil {
+		return nil, err
+	}
 	client := filepath.Join(p.dir, name+".client.pprof")
 	f, err := os.Create(client)
 	if err != nil {
@@ -123,12 +130,28 @@ func (p *profiler) start(name string) (func(context.Context) ([]string, error), 
 	}
 	return func(ctx context.Context) ([]string, error) {
 		pprof.StopCPUProfile()
-		files := []string{client}
-		err := f.Close()
+		allocs := filepath.Join(p.dir, name+".allocs.pprof")
+		files := []string{client, allocsBase, allocs}
+		err := errors.Join(f.Close(), writeAllocs(allocs))
 		if stopBroker != nil {
 			err = errors.Join(err, stopBroker(ctx))
 			files = append(files, broker)
 		}
 		return files, err
 	}, nil
+}
+
+// writeAllocs writes the allocations so far, as of a collection made now
+// (the profile counts only what a completed cycle has seen).
+func writeAllocs(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("--profile: allocations: %w", err)
+	}
+	return f.Close()
 }
