@@ -81,14 +81,10 @@ func (d *delivery) Revoked() bool {
 }
 
 func (d *delivery) Message() *transport.Message { return &d.msg }
-
-func (d *delivery) HeaderErr() error { return d.herr }
-
-func (d *delivery) Attempt() int { return d.attempt }
-
-func (d *delivery) Sequence() uint64 { return uint64(d.rec.Offset) }
-
-func (d *delivery) Partition() int32 { return d.rec.Partition }
+func (d *delivery) HeaderErr() error            { return d.herr }
+func (d *delivery) Attempt() int                { return d.attempt }
+func (d *delivery) Sequence() uint64            { return uint64(d.rec.Offset) }
+func (d *delivery) Partition() int32            { return d.rec.Partition }
 
 // Ack implements transport.Delivery.
 func (d *delivery) Ack(context.Context) error {
