@@ -139,7 +139,7 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 	d := p.route.Spec.Domain
 	watching, err := p.bus.admit(ctx, d)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
+		return PublishResult{}, fmt.Errorf("publish %s: %w", p.topicPrefix+subtopic.String(), err)
 	}
 	m := new(transport.Message)
 	s, err := p.prepare(ctx, subtopic, msg, opts, time.Now(), m)
@@ -166,7 +166,7 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	d := p.route.Spec.Domain
 	watching, err := p.bus.admit(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s.%s: %w", d.Prefix(p.bus.env), subtopic.String(), err)
+		return nil, fmt.Errorf("publish %s: %w", p.topicPrefix+subtopic.String(), err)
 	}
 	a := newAsyncSend()
 	f := &PublishFuture{send: a}

@@ -281,10 +281,6 @@ func (h *Headers) Count() int {
 	return n
 }
 
-// Size is the number of headers Each visits and the bytes of their keys and
-// values, to size a binding's buffer in one pass and without allocating.
-func (h *Headers) Size() (count, bytes int) { return h.size() }
-
 func (h *Headers) each(fn func(k, v string)) {
 	var scratch [64]byte
 	h.walk(fn, func(k string, format formatter) { fn(k, string(format(h, scratch[:0]))) })

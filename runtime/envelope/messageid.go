@@ -20,9 +20,12 @@ func NewMessageID() string { return MessageIDAt(time.Now()) }
 // the clock once for its id and its produced_at. The 62 random bits come
 // from crypto/rand: a guessable id would let a publisher make the broker's
 // dedupe drop someone else's next message.
-func MessageIDAt(t time.Time) string {
+func MessageIDAt(t time.Time) string { return uuidV7(monotonicV7(t)) }
+
+// uuidV7 is the UUIDv7 of stamp (milliseconds shifted left 12 bits, plus
+// 1/4096ths of one) with fresh random bits, in its canonical form.
+func uuidV7(stamp int64) string {
 	var u [16]byte
-	stamp := monotonicV7(t)
 	binary.BigEndian.PutUint64(u[:8], uint64(stamp>>12)<<16) // unix_ts_ms in the top 48 bits
 	u[6] = 0x70 | byte(stamp>>8)&0x0f                        // version 7, then rand_a: the sub-millisecond stamp
 	u[7] = byte(stamp)

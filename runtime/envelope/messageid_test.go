@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
@@ -11,13 +12,14 @@ import (
 func TestMessageIDIsUUIDv7(t *testing.T) {
 	at := time.Date(2026, 1, 2, 16, 30, 0, 123456789, time.UTC)
 	for _, tc := range []struct {
-		name string
-		id   string
-		at   time.Time // zero: now
+		name  string
+		id    string
+		stamp int64 // the stamp it encodes; 0: not known (a fresh id)
 	}{
-		{"now", NewMessageID(), time.Time{}},
-		{"at a set time", MessageIDAt(at), at},
-		{"long ago", MessageIDAt(time.UnixMilli(1 << 32)), time.UnixMilli(1 << 32)},
+		{"now", NewMessageID(), 0},
+		{"at a set time", uuidV7(stampOf(at)), stampOf(at)},
+		{"the smallest stamp", uuidV7(1), 1},
+		{"the largest 48-bit millisecond", uuidV7(1<<60 - 1), 1<<60 - 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := uuid.Parse(tc.id)
@@ -30,11 +32,46 @@ func TestMessageIDIsUUIDv7(t *testing.T) {
 			if u.String() != tc.id {
 				t.Fatalf("%q is not canonical: %q", tc.id, u.String())
 			}
-			if tc.at.IsZero() {
+			if tc.stamp == 0 {
 				return
 			}
-			if ms := time.Unix(u.Time().UnixTime()).UnixMilli(); ms < tc.at.UnixMilli() {
-				t.Fatalf("%q carries %d ms, before the %d it was made at", tc.id, ms, tc.at.UnixMilli())
+			ms := int64(binary.BigEndian.Uint64(u[:8]) >> 16)
+			frac := int64(u[6]&0x0f)<<8 | int64(u[7])
+			if ms != tc.stamp>>12 || frac != tc.stamp&0xfff {
+				t.Fatalf("%q carries %d ms + %d/4096, want %d ms + %d/4096", tc.id, ms, frac, tc.stamp>>12, tc.stamp&0xfff)
+			}
+		})
+	}
+}
+
+// stampOf is t's stamp before any monotonic bump.
+func stampOf(t time.Time) int64 {
+	ns := t.UnixNano()
+	ms := ns / int64(time.Millisecond)
+	return ms<<12 | (ns-ms*int64(time.Millisecond))*4096/int64(time.Millisecond)
+}
+
+func TestMonotonicV7(t *testing.T) {
+	defer func(prev int64) { lastV7.Store(max(prev, lastV7.Load())) }(lastV7.Load())
+	at := time.Date(2026, 1, 2, 16, 30, 0, 500_000_000+250_000, time.UTC) // a quarter into a millisecond
+	ms := at.UnixMilli()
+	for _, tc := range []struct {
+		name string
+		last int64
+		want int64
+	}{
+		{"the clock moved on", 0, ms<<12 | 1024},
+		{"the same stamp again", ms<<12 | 1024, ms<<12 | 1025},
+		{"the clock stepped back", (ms+5)<<12 | 7, (ms+5)<<12 | 8},
+		{"a full millisecond of ids", ms<<12 | 0xfff, (ms + 1) << 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lastV7.Store(tc.last)
+			if got := monotonicV7(at); got != tc.want {
+				t.Fatalf("after %#x: got %#x, want %#x", tc.last, got, tc.want)
+			}
+			if lastV7.Load() != tc.want {
+				t.Fatalf("the stamp made was not kept as the last: %#x", lastV7.Load())
 			}
 		})
 	}
