@@ -142,7 +142,7 @@ func (p *Publisher[S, P]) Publish(ctx context.Context, subtopic S, msg P, opts .
 		return PublishResult{}, fmt.Errorf("publish %s: %w", p.topicPrefix+subtopic.String(), err)
 	}
 	m := new(transport.Message)
-	s, err := p.prepare(ctx, subtopic, msg, opts, time.Now(), m)
+	s, err := p.prepare(ctx, subtopic, msg, opts, time.Now(), m, nil)
 	if err != nil {
 		return PublishResult{}, err
 	}
@@ -171,7 +171,7 @@ func (p *Publisher[S, P]) PublishAsync(ctx context.Context, subtopic S, msg P, o
 	a := newAsyncSend()
 	f := &PublishFuture{send: a}
 	now := time.Now()
-	s, err := p.prepare(ctx, subtopic, msg, opts, now, &a.msg)
+	s, err := p.prepare(ctx, subtopic, msg, opts, now, &a.msg, &a.encoded)
 	if err != nil {
 		a.release()
 		return nil, err
@@ -249,8 +249,10 @@ func (f *PublishFuture) Wait(ctx context.Context) (PublishResult, error) {
 }
 
 // prepare checks msg against the contract and builds its envelope in m,
-// produced now; nothing reaches the broker when it fails.
-func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption, now time.Time, m *transport.Message) (transport.Stream, error) {
+// produced now; nothing reaches the broker when it fails. A non-nil encoded
+// is a buffer to marshal into, kept for the next publish: an async publish's
+// pooled one.
+func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts []PublishOption, now time.Time, m *transport.Message, encoded *[]byte) (transport.Stream, error) {
 	b, d := p.bus, p.route.Spec.Domain
 	sub := subtopic.String()
 	topic := p.topicPrefix + sub
@@ -295,9 +297,16 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 			return fail(err)
 		}
 	}
-	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	var buf []byte
+	if encoded != nil {
+		buf = (*encoded)[:0]
+	}
+	payload, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, msg)
 	if err != nil {
 		return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
+	}
+	if encoded != nil {
+		*encoded = payload
 	}
 	if int64(len(payload)) > d.InflateLimit() {
 		return fail(fmt.Errorf("%w: payload is %d bytes, over the %s domain's max_inflated of %d bytes, which consumers refuse to inflate: split it, or raise max_inflated in the contract", ErrTooLarge, len(payload), d.Name, d.InflateLimit()))

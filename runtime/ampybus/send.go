@@ -113,7 +113,8 @@ func (b *Bus) sendAsync(ctx context.Context, o outgoing, s transport.Stream, f *
 	a.b, a.ctx, a.s, a.ev, a.policy, a.n, a.began = b, ctx, s, ev, o.domain.PublishRetry.orDefault(), 1, now
 	a.debug = b.log.Enabled(ctx, slog.LevelDebug)
 	a.giveUp = now.Add(a.policy.GiveUpAfter)
-	if err := b.t.PublishAsync(ctx, s, m, f.attempted); err != nil {
+	a.fut = f
+	if err := b.t.PublishAsync(ctx, s, m, a.answered); err != nil {
 		if ev != nil {
 			b.published(ctx, ev, PublishResult{MessageID: m.Headers.MessageID, Topic: m.Topic}, err)
 		}
@@ -136,7 +137,17 @@ type asyncSend struct {
 	n           int // the attempt in flight
 	maybeStored bool
 	msg         transport.Message // what is sent, built by prepare
+	fut         *PublishFuture
+	// encoded is the marshalled payload's buffer, and answered the binding's
+	// callback (fut.attempted), both made once and kept through the pool:
+	// msg.Payload is encoded unless compressed or offloaded.
+	encoded  []byte
+	answered transport.AsyncResult
 }
+
+// maxPooledPayload bounds the payload buffer an async publish keeps for the
+// next: a rare large payload is not held by the pool.
+const maxPooledPayload = 64 << 10
 
 // attempted receives the outcome of attempt a.n: it completes the future, or
 // retries with the same message id after the policy's delay.
@@ -205,19 +216,31 @@ func (f *PublishFuture) finish(ack transport.PublishAck, err error) {
 	}
 }
 
-// asyncSends recycles the in-flight state of async publishes: at tens of
-// thousands a second it would otherwise be the largest allocation of each,
-// and most of the collector's work. Nothing holds one past its outcome: a
-// binding lets the message go once done returns (transport.Transport), and
-// hooks see the headers only while they run (PublishEvent).
-var asyncSends = sync.Pool{New: func() any { return new(asyncSend) }}
+// asyncSends recycles the in-flight state of async publishes and their
+// payload buffers: at tens of thousands a second they would otherwise be the
+// largest allocations of each, and most of the collector's work. Nothing
+// holds one past its outcome: a binding lets the message and its payload go
+// once done returns (transport.Transport), and hooks see the headers only
+// while they run (PublishEvent).
+var asyncSends sync.Pool
 
-func newAsyncSend() *asyncSend { return asyncSends.Get().(*asyncSend) }
+func newAsyncSend() *asyncSend {
+	if a, ok := asyncSends.Get().(*asyncSend); ok {
+		return a
+	}
+	a := new(asyncSend)
+	a.answered = func(ack transport.PublishAck, err error) { a.fut.attempted(ack, err) }
+	return a
+}
 
-// release clears a, so the pool holds no message, payload or context, and
-// returns it to the pool.
+// release clears a, so the pool holds no message or context, and returns
+// it to the pool with its payload buffer emptied for the next publish.
 func (a *asyncSend) release() {
-	*a = asyncSend{}
+	buf, answered := a.encoded[:0], a.answered
+	*a = asyncSend{answered: answered}
+	if cap(buf) <= maxPooledPayload {
+		a.encoded = buf
+	}
 	asyncSends.Put(a)
 }
 

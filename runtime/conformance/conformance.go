@@ -134,6 +134,7 @@ func Run(t *testing.T, b Binding) {
 		{"AbortStopsEveryHandler", testAbortStopsHandlers},
 		{"AsyncPublishOutlivesItsContext", testAsyncContext},
 		{"AsyncPublishLetsGoOfItsMessageOnceAnswered", testAsyncMessageReuse},
+		{"TypedAsyncPublishesKeepTheirOwnPayloads", testTypedAsyncPayloads},
 		{"EachGroupDeadLettersItsOwnCopy", testDeadLetterPerGroup},
 		{"SnapshotThenSubscribeHasNoGapOrDuplicate", testStateOfTheWorld},
 		{"OrderingStateSurvivesRestart", testCheckpoints},

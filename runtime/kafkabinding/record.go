@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -51,20 +52,42 @@ func (o *outgoing) Value(key any) any {
 // NATS, the subtopic first. The record has no context of its own: ProduceSync
 // gives it the caller's, which bounds the attempt.
 func toRecord(s transport.Stream, m *transport.Message) (*kgo.Record, error) {
-	o, err := newOutgoing(s, m)
-	if err != nil {
+	o := &outgoing{}
+	if err := o.build(s, m); err != nil {
 		return nil, err
 	}
 	return &o.rec, nil
 }
 
-// newOutgoing builds m's record.
+// outgoings recycles the records of async publishes: after the promise
+// franz-go holds no reference to a record (it lets the promise change it,
+// and clears its own slots), so the record, its headers and its formatted
+// values cost no allocation per publish.
+var outgoings = sync.Pool{New: func() any { return new(outgoing) }}
+
+// newOutgoing builds m's record for an async publish; release returns it.
 func newOutgoing(s transport.Stream, m *transport.Message) (*outgoing, error) {
+	o := outgoings.Get().(*outgoing)
+	if err := o.build(s, m); err != nil {
+		o.release()
+		return nil, err
+	}
+	return o, nil
+}
+
+// release clears o, so the pool holds no message or caller, and returns it
+// to the pool.
+func (o *outgoing) release() {
+	*o = outgoing{}
+	outgoings.Put(o)
+}
+
+// build writes m's record into o.
+func (o *outgoing) build(s transport.Stream, m *transport.Message) error {
 	sub, ok := strings.CutPrefix(m.Topic, s.Prefix)
 	if sub, ok = strings.CutPrefix(sub, "."); !ok || sub == "" {
-		return nil, fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
+		return fmt.Errorf("topic %s is not under %s", m.Topic, s.Prefix)
 	}
-	o := &outgoing{}
 	// Values held as text are not copied (readOnly); the rest are formatted
 	// into the outgoing itself.
 	hs := append(o.hs[:0], kgo.RecordHeader{Key: HeaderSubtopic, Value: readOnly(sub)})
@@ -90,7 +113,7 @@ func newOutgoing(s transport.Stream, m *transport.Message) (*outgoing, error) {
 	// not failed by the client's delivery timeout, which franz-go measures
 	// from the record timestamp. produced_at travels in its header.
 	o.rec = kgo.Record{Topic: s.Prefix, Key: key, Value: m.Payload, Headers: hs}
-	return o, nil
+	return nil
 }
 
 // readOnly is s's bytes, not a copy: franz-go only reads a produced
@@ -131,6 +154,7 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 	// The window is ours, not franz-go's buffer limit: franz-go reports a full
 	// buffer only later, on the promise, and PublishAsync must say at once.
 	if err := t.window.Acquire(ctx, nil); err != nil {
+		o.release()
 		return err
 	}
 	o.parent, o.t, o.done, o.rec.Context = ctx, t, done, o
@@ -145,11 +169,15 @@ func (t *Transport) PublishAsync(ctx context.Context, s transport.Stream, m *tra
 func promised(r *kgo.Record, err error) {
 	o := r.Context.(*outgoing)
 	t, done := o.t, o.done
-	o.t, o.done, o.parent = nil, nil, nil // a record kept by a hook holds no caller
 	t.window.Release()
+	var a transport.PublishAck
 	if err != nil {
-		done(transport.PublishAck{}, needs(publishErr(err), "Write on topic "+r.Topic))
-		return
+		err = needs(publishErr(err), "Write on topic "+r.Topic)
+	} else {
+		a = ack(r)
 	}
-	done(ack(r), nil)
+	// Released before done, which may hand the message back to its
+	// caller's pool: nothing of it stays reachable from the record.
+	o.release()
+	done(a, err)
 }
