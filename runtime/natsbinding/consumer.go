@@ -192,7 +192,10 @@ type settler interface {
 }
 
 type delivery struct {
-	m       settler
+	m settler
+	// push is m for a pushed message, held here so settling it boxes
+	// nothing per message.
+	push    pushed
 	msg     transport.Message
 	herr    error
 	attempt int
