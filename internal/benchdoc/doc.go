@@ -83,7 +83,7 @@ func Replace(readme []byte, doc Doc) ([]byte, error) {
 	old := string(readme[i+len(beginMarker) : j])
 	var b strings.Builder
 	b.WriteString(beginMarker + "\n")
-	fmt.Fprintf(&b, "\nMeasured on %s, %s. Each figure is the median over the rounds, the range in brackets; typed/raw is the ratio of medians (for msgs/s higher is better, for the rest lower).\n", doc.Machine, doc.Date)
+	fmt.Fprintf(&b, "\nMeasured on %s, %s. Each figure is the median over the rounds, the range in brackets; typed/raw is the ratio of medians (for msgs/s higher is better, for the rest lower); per round is the ratio within each round, whose typed and raw runs ran back to back, as median [range], which a machine whose speed drifts over minutes moves less.\n", doc.Machine, doc.Date)
 	for _, s := range Scenarios {
 		if bn, ok := find(doc.Benches, s.Name); ok {
 			b.WriteString(bn.Markdown())
@@ -134,7 +134,7 @@ func (bn Bench) Markdown() string {
 	var b strings.Builder
 	s := bn.Report.Settings
 	fmt.Fprintf(&b, "\n<!-- table:%s -->\n**%s** (%d-byte BarBatch, %d rounds; `%s`):\n\n", bn.Name, bn.Title, s.PayloadBytes, s.Rounds, bn.Command)
-	b.WriteString("| figure | typed | raw | typed/raw |\n|---|---|---|---|\n")
+	b.WriteString("| figure | typed | raw | typed/raw | per round |\n|---|---|---|---|---|\n")
 	for _, row := range bn.Rows {
 		k := slices.IndexFunc(bn.Report.Summary, func(f loadbench.Figure) bool { return f.Name == row })
 		if k < 0 {
@@ -145,7 +145,11 @@ func (bn Bench) Markdown() string {
 		if f.Ratio != 0 {
 			ratio = strconv.FormatFloat(f.Ratio, 'f', 2, 64) + "×"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", f.Name, f.Typed, f.Raw, ratio)
+		perRound := "–"
+		if pr := f.PerRound; pr != nil {
+			perRound = fmt.Sprintf("%.2f× [%.2f–%.2f]", pr.Median, pr.Min, pr.Max)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Name, f.Typed, f.Raw, ratio, perRound)
 	}
 	b.WriteString("<!-- /table -->\n")
 	return b.String()

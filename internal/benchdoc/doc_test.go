@@ -19,7 +19,8 @@ func report(typed, raw float64) loadbench.Report {
 		Settings: loadbench.Settings{PayloadBytes: 571, Rounds: 3},
 		Summary: []loadbench.Figure{{Name: "consume msgs/s", Better: "higher",
 			Typed: &loadbench.Stat{Median: typed, Min: typed - 1, Max: typed + 1, Values: []float64{typed - 1, typed, typed + 1}},
-			Raw:   &loadbench.Stat{Median: raw, Min: raw, Max: raw, Values: []float64{raw, raw, raw}}, Ratio: typed / raw}},
+			Raw:   &loadbench.Stat{Median: raw, Min: raw, Max: raw, Values: []float64{raw, raw, raw}}, Ratio: typed / raw,
+			PerRound: &loadbench.Stat{Median: typed / raw, Min: (typed - 1) / raw, Max: (typed + 1) / raw}}},
 	}
 }
 
@@ -37,7 +38,8 @@ func TestReplaceRewritesOnlyItsSection(t *testing.T) {
 	assert.True(t, strings.HasPrefix(s, "# T\n\n## Performance\n\nintro\n\n"+beginMarker))
 	assert.True(t, strings.HasSuffix(s, endMarker+"\n\n## More\n"))
 	assert.NotContains(t, s, "\nold\n")
-	assert.Contains(t, s, "| consume msgs/s | 30,000 [29,999–30,001] | 40,000 | 0.75× |")
+	assert.Contains(t, s, "| figure | typed | raw | typed/raw | per round |")
+	assert.Contains(t, s, "| consume msgs/s | 30,000 [29,999–30,001] | 40,000 | 0.75× | 0.75× [0.75–0.75] |")
 	assert.Contains(t, s, "`ampybusctl bench --mode consume`")
 	assert.Contains(t, s, "| Publish/typed/async | 20.5 [20.4–21.2] | 140 [139–141] |")
 	assert.Contains(t, s, "typed 12.4 MB, raw 11.9 MB: 1.043x")

@@ -46,12 +46,16 @@ type BrokerInfo struct {
 
 // Figure is one measure over a report's runs. Ratio is the typed client's
 // median over the raw one's; Better says which direction of it is better.
+// PerRound is the typed÷raw ratio within each round, whose two runs ran
+// back to back: on a machine whose speed drifts over minutes (a shared VM)
+// it moves less than the medians do.
 type Figure struct {
-	Name   string  `json:"name"`
-	Better string  `json:"better"`
-	Typed  *Stat   `json:"typed,omitempty"`
-	Raw    *Stat   `json:"raw,omitempty"`
-	Ratio  float64 `json:"ratio_typed_over_raw,omitempty"`
+	Name     string  `json:"name"`
+	Better   string  `json:"better"`
+	Typed    *Stat   `json:"typed,omitempty"`
+	Raw      *Stat   `json:"raw,omitempty"`
+	Ratio    float64 `json:"ratio_typed_over_raw,omitempty"`
+	PerRound *Stat   `json:"ratio_per_round,omitempty"`
 }
 
 // Stat is a figure's median and range over rounds.
@@ -128,7 +132,7 @@ func summarize(mode Mode, runs []*Result) []Figure {
 		if !slices.Contains(strings.Fields(m.modes), string(mode)) {
 			continue
 		}
-		f := Figure{Name: m.name, Better: m.better}
+		f := Figure{Name: m.name, Better: m.better, PerRound: perRound(m, runs)}
 		for _, c := range []Client{Typed, Raw} {
 			var vals []float64
 			for _, r := range runs {
@@ -155,6 +159,42 @@ func summarize(mode Mode, runs []*Result) []Figure {
 		out = append(out, f)
 	}
 	return out
+}
+
+// perRound is m's typed÷raw ratio in each round that has both runs, in
+// round order; nil below two such rounds.
+func perRound(m measure, runs []*Result) *Stat {
+	type pair struct{ typed, raw float64 }
+	byRound := map[int]*pair{}
+	var order []int
+	for _, r := range runs {
+		v, ok := m.get(r)
+		if !ok || r.Round == 0 {
+			continue
+		}
+		p := byRound[r.Round]
+		if p == nil {
+			p = &pair{math.NaN(), math.NaN()}
+			byRound[r.Round] = p
+			order = append(order, r.Round)
+		}
+		if r.Client == Typed {
+			p.typed = v
+		} else {
+			p.raw = v
+		}
+	}
+	slices.Sort(order)
+	var ratios []float64
+	for _, n := range order {
+		if p := byRound[n]; !math.IsNaN(p.typed) && !math.IsNaN(p.raw) && p.raw != 0 {
+			ratios = append(ratios, p.typed/p.raw)
+		}
+	}
+	if len(ratios) < 2 {
+		return nil
+	}
+	return StatOf(ratios)
 }
 
 // StatOf is the median and range of vals (at least one).
@@ -202,10 +242,17 @@ func (rep *Report) Print(w io.Writer) {
 	for _, f := range rep.Summary {
 		both = both || (f.Typed != nil && f.Raw != nil)
 	}
+	rounds := false
+	for _, f := range rep.Summary {
+		rounds = rounds || f.PerRound != nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if both {
+	switch {
+	case both && rounds:
+		fmt.Fprintln(tw, "figure\ttyped median [range]\traw median [range]\ttyped/raw\tper round [range]")
+	case both:
 		fmt.Fprintln(tw, "figure\ttyped median [range]\traw median [range]\ttyped/raw")
-	} else {
+	default:
 		client := Typed
 		if len(rep.Runs) > 0 {
 			client = rep.Runs[0].Client
@@ -213,9 +260,12 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "figure\t%s\n", client)
 	}
 	for _, f := range rep.Summary {
-		if both {
+		switch {
+		case both && rounds:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Typed.String(), f.Raw.String(), ratio(f), perRoundText(f.PerRound))
+		case both:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Typed.String(), f.Raw.String(), ratio(f))
-		} else {
+		default:
 			fmt.Fprintf(tw, "%s\t%s\n", f.Name, cmpOr(f.Typed, f.Raw).String())
 		}
 	}
@@ -250,6 +300,14 @@ func ratio(f Figure) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f× (%s is better)", f.Ratio, f.Better)
+}
+
+// perRoundText is a per-round ratio's median and range: 0.93× [0.88–1.02].
+func perRoundText(s *Stat) string {
+	if s == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f× [%.2f–%.2f]", s.Median, s.Min, s.Max)
 }
 
 func (s *Stat) String() string {

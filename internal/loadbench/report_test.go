@@ -64,3 +64,49 @@ func TestSummary(t *testing.T) {
 	assert.Regexp(t, `publish msgs/s +95 \[90–110\] +100 +0\.95× \(higher is better\)`, out.String())
 	assert.Regexp(t, `CPU µs/msg +32 \[30–34\] +21 \[20–22\] +1\.52× \(lower is better\)`, out.String())
 }
+
+// Each round's two runs ran back to back: the per-round ratio pairs them,
+// whatever their order, and leaves out a round with one client only.
+func TestPerRoundRatio(t *testing.T) {
+	runs := []*Result{
+		{Client: Typed, Round: 1, PublishRate: 90, CPUPerMsg: 30},
+		{Client: Raw, Round: 1, PublishRate: 100, CPUPerMsg: 20},
+		{Client: Raw, Round: 2, PublishRate: 50, CPUPerMsg: 40}, // a slow spell: both runs of the round
+		{Client: Typed, Round: 2, PublishRate: 48, CPUPerMsg: 44},
+		{Client: Typed, Round: 3, PublishRate: 105, CPUPerMsg: 21},
+		{Client: Raw, Round: 3, PublishRate: 100, CPUPerMsg: 21},
+		{Client: Typed, Round: 4, PublishRate: 1, CPUPerMsg: 1}, // its raw run never came
+	}
+	tests := []struct {
+		name             string
+		median, min, max float64
+		values           []float64
+	}{
+		{"publish msgs/s", 0.96, 0.9, 1.05, []float64{0.9, 0.96, 1.05}},
+		{"CPU µs/msg", 1.1, 1, 1.5, []float64{1.5, 1.1, 1}},
+	}
+	byName := map[string]Figure{}
+	for _, f := range summarize(Publish, runs) {
+		byName[f.Name] = f
+	}
+	for _, tc := range tests {
+		f := byName[tc.name]
+		require.NotNil(t, f.PerRound, tc.name)
+		assert.InDelta(t, tc.median, f.PerRound.Median, 1e-9, tc.name)
+		assert.InDelta(t, tc.min, f.PerRound.Min, 1e-9, tc.name)
+		assert.InDelta(t, tc.max, f.PerRound.Max, 1e-9, tc.name)
+		assert.InDeltaSlice(t, tc.values, f.PerRound.Values, 1e-9, tc.name)
+	}
+	// The medians' ratio moves with the slow spell and the lone run; the
+	// rounds' does not.
+	assert.InDelta(t, 69.0/100, byName["publish msgs/s"].Ratio, 1e-9)
+
+	rep := &Report{Settings: Settings{Mode: Publish, Transport: "kafka", Rounds: 4}, Runs: runs, Summary: summarize(Publish, runs)}
+	var out bytes.Buffer
+	rep.Print(&out)
+	assert.Contains(t, out.String(), "per round [range]")
+	assert.Regexp(t, `publish msgs/s .* 0\.69× \(higher is better\) +0\.96× \[0\.90–1\.05\]`, out.String())
+
+	one := summarize(Publish, runs[:2])
+	assert.Nil(t, one[0].PerRound, "one round has no range of rounds")
+}
