@@ -145,11 +145,7 @@ func (bn Bench) Markdown() string {
 		if f.Ratio != 0 {
 			ratio = strconv.FormatFloat(f.Ratio, 'f', 2, 64) + "×"
 		}
-		perRound := "–"
-		if pr := f.PerRound; pr != nil {
-			perRound = fmt.Sprintf("%.2f× [%.2f–%.2f]", pr.Median, pr.Min, pr.Max)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Name, f.Typed, f.Raw, ratio, perRound)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Name, f.Typed, f.Raw, ratio, loadbench.RatioText(f.PerRound))
 	}
 	b.WriteString("<!-- /table -->\n")
 	return b.String()

@@ -239,11 +239,9 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "; %d round(s)\n", s.Rounds)
 
 	both := false
-	for _, f := range rep.Summary {
-		both = both || (f.Typed != nil && f.Raw != nil)
-	}
 	rounds := false
 	for _, f := range rep.Summary {
+		both = both || (f.Typed != nil && f.Raw != nil)
 		rounds = rounds || f.PerRound != nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -262,7 +260,7 @@ func (rep *Report) Print(w io.Writer) {
 	for _, f := range rep.Summary {
 		switch {
 		case both && rounds:
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Typed.String(), f.Raw.String(), ratio(f), perRoundText(f.PerRound))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Typed.String(), f.Raw.String(), ratio(f), RatioText(f.PerRound))
 		case both:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Typed.String(), f.Raw.String(), ratio(f))
 		default:
@@ -302,8 +300,9 @@ func ratio(f Figure) string {
 	return fmt.Sprintf("%.2f× (%s is better)", f.Ratio, f.Better)
 }
 
-// perRoundText is a per-round ratio's median and range: 0.93× [0.88–1.02].
-func perRoundText(s *Stat) string {
+// RatioText writes a Stat of ratios as median and range, 0.93× [0.88–1.02],
+// or "–" for none: the report's per-round column and the README's.
+func RatioText(s *Stat) string {
 	if s == nil {
 		return "–"
 	}
