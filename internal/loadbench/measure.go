@@ -2,6 +2,7 @@ package loadbench
 
 import (
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,15 @@ func readUsage() usage {
 
 // heapInUse is the heap's in-use spans (runtime.MemStats.HeapInuse), read
 // without stopping the world.
+// settleHeap collects until the pools hold nothing and returns the freed
+// pages: sync.Pool keeps its contents through one collection (as victims), so
+// a single GC would bill a burst's pooled buffers to the next window or to
+// "heap after" although any later collection frees them.
+func settleHeap() {
+	runtime.GC()
+	debug.FreeOSMemory() // a second, full collection
+}
+
 func heapInUse() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
 	metrics.Read(s)

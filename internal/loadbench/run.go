@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -260,7 +258,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 	// before the window: the scavenger must not bill it to the run.
 	var endProfile func(context.Context) ([]string, error)
 	begin := func() {
-		debug.FreeOSMemory()
+		settleHeap()
 		if cfg.ProfileDir != "" {
 			p := &profiler{dir: cfg.ProfileDir, broker: cfg.BrokerProfile}
 			name := fmt.Sprintf("%s-%s-%s-r%d", b.transport, cfg.Mode, c, b.runs)
@@ -343,7 +341,7 @@ func (b *Bench) Run(ctx context.Context, c Client) (res *Result, err error) {
 		}
 	}
 	res.PeakGoroutines, res.PeakHeapBytes = smp.finish()
-	runtime.GC()
+	settleHeap()
 	res.HeapAfterBytes = heapInUse()
 
 	res.Published = r.sent.Load()
