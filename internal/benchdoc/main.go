@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -28,7 +29,7 @@ import (
 
 func main() {
 	readme := flag.String("readme", "README.md", "file whose Performance section is rewritten")
-	rounds := flag.Int("rounds", 3, "rounds of each comparison (typed and raw alternated)")
+	rounds := flag.Int("rounds", 0, "rounds of every comparison (typed and raw alternated); 0: each scenario's own (3, or 5 where runs swing most)")
 	only := flag.String("only", "", "run only the scenarios whose name contains this")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -54,7 +55,11 @@ func run(ctx context.Context, readme string, rounds int, only string) error {
 		if only != "" && !strings.Contains(s.Name, only) {
 			continue
 		}
-		args := append(append([]string{"bench"}, s.Args...), "--compare", "--rounds", fmt.Sprint(rounds), "--json")
+		n := s.Rounds
+		if rounds > 0 {
+			n = rounds
+		}
+		args := append(append([]string{"bench"}, s.Args...), "--compare", "--rounds", fmt.Sprint(n), "--json")
 		fmt.Fprintf(os.Stderr, "benchdoc: ampybusctl %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, ctl, args...)
 		cmd.Stderr = os.Stderr
@@ -69,7 +74,7 @@ func run(ctx context.Context, readme string, rounds int, only string) error {
 		doc.Benches = append(doc.Benches, Bench{Scenario: s, Command: "ampybusctl " + strings.Join(args[:len(args)-1], " "), Report: rep})
 	}
 	if only == "" {
-		if doc.Overhead, err = overhead(ctx, rounds); err != nil {
+		if doc.Overhead, err = overhead(ctx, cmp.Or(rounds, 3)); err != nil {
 			return err
 		}
 		if doc.BinSize, err = binSize(ctx); err != nil {
