@@ -19,9 +19,13 @@ type Scenario struct {
 	Rows []string
 	// Rounds of typed and raw runs: five where a run's figure swings most
 	// from one run to the next (unpaced publish, latency tails, the Kafka
-	// consumer), so the median is not one run's luck; three elsewhere.
+	// consumer), so the median is not one run's luck; defaultRounds elsewhere.
 	Rounds int
 }
+
+// defaultRounds is the fewest rounds a README figure is the median of, and
+// the -count of the observability-overhead benchmarks.
+const defaultRounds = 3
 
 var (
 	throughputRows = []string{"publish msgs/s", "consume msgs/s", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB", "heap after MiB"}
@@ -32,11 +36,11 @@ var (
 // setting a title names is passed explicitly, not left to a default.
 var Scenarios = []Scenario{
 	{"nats-publish", "NATS, async publish, 4 publishers", []string{"--mode", "publish", "--messages", "200000", "--publishers", "4"}, throughputRows, 5},
-	{"nats-consume-1", "NATS, consume 100,000 preloaded messages, 1 key, Concurrency 1", []string{"--mode", "consume", "--keys", "1", "--messages", "100000", "--concurrency", "1"}, throughputRows, 3},
-	{"nats-consume-100", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows, 3},
-	{"nats-consume-10000", "NATS, consume 100,000 preloaded messages, 10,000 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "10000", "--messages", "100000", "--concurrency", "1"}, throughputRows, 3},
-	{"nats-consume-100-nogroup", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1, outside any group", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--no-group"}, throughputRows, 3},
-	{"nats-fanout-8", "NATS, eight fan-out groups in one process each consume 50,000 preloaded messages, 100 keys", []string{"--mode", "consume", "--keys", "100", "--messages", "50000", "--concurrency", "1", "--fanout", "8"}, throughputRows, 3},
+	{"nats-consume-1", "NATS, consume 100,000 preloaded messages, 1 key, Concurrency 1", []string{"--mode", "consume", "--keys", "1", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
+	{"nats-consume-100", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
+	{"nats-consume-10000", "NATS, consume 100,000 preloaded messages, 10,000 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "10000", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
+	{"nats-consume-100-nogroup", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1, outside any group", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--no-group"}, throughputRows, defaultRounds},
+	{"nats-fanout-8", "NATS, eight fan-out groups in one process each consume 50,000 preloaded messages, 100 keys", []string{"--mode", "consume", "--keys", "100", "--messages", "50000", "--concurrency", "1", "--fanout", "8"}, throughputRows, defaultRounds},
 	{"nats-e2e", "NATS, publish→handler at 10,000 msg/s, 100 keys", []string{"--mode", "e2e", "--rate", "10000", "--messages", "200000", "--keys", "100"}, latencyRows, 5},
 	{"kafka-publish", "Kafka (kfake), async publish, 4 publishers", []string{"--transport", "kafka", "--mode", "publish", "--messages", "200000", "--publishers", "4"}, throughputRows, 5},
 	{"kafka-consume-100", "Kafka (kfake), consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--transport", "kafka", "--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows, 5},

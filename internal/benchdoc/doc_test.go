@@ -83,5 +83,6 @@ func TestScenariosUseBenchFlags(t *testing.T) {
 	require.Equal(t, 2, run("--no-such-flag", "-h"), "an unknown flag is refused")
 	for _, s := range Scenarios {
 		assert.Zero(t, run(append(slices.Clone(s.Args), "-h")...), "%s: %v", s.Name, s.Args)
+		assert.GreaterOrEqual(t, s.Rounds, defaultRounds, "%s: a README figure is a range over at least %d rounds", s.Name, defaultRounds)
 	}
 }

@@ -74,7 +74,7 @@ func run(ctx context.Context, readme string, rounds int, only string) error {
 		doc.Benches = append(doc.Benches, Bench{Scenario: s, Command: "ampybusctl " + strings.Join(args[:len(args)-1], " "), Report: rep})
 	}
 	if only == "" {
-		if doc.Overhead, err = overhead(ctx, cmp.Or(rounds, 3)); err != nil {
+		if doc.Overhead, err = overhead(ctx, cmp.Or(rounds, defaultRounds)); err != nil {
 			return err
 		}
 		if doc.BinSize, err = binSize(ctx); err != nil {

@@ -25,8 +25,6 @@ func readUsage() usage {
 	return usage{at: time.Now(), cpu: processCPU(), allocs: s[0].Value.Uint64()}
 }
 
-// heapInUse is the heap's in-use spans (runtime.MemStats.HeapInuse), read
-// without stopping the world.
 // settleHeap collects until the pools hold nothing and returns the freed
 // pages: sync.Pool keeps its contents through one collection (as victims), so
 // a single GC would bill a burst's pooled buffers to the next window or to
@@ -36,6 +34,8 @@ func settleHeap() {
 	debug.FreeOSMemory() // a second, full collection
 }
 
+// heapInUse is the heap's in-use spans (runtime.MemStats.HeapInuse), read
+// without stopping the world.
 func heapInUse() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
 	metrics.Read(s)
