@@ -58,28 +58,8 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 	topic := sub.Stream.Prefix
 	var listed kadm.ListedOffsets
 	var err error
-	if sub.Start.Kind == transport.StartAfter {
-		// Resume exactly where a bounded read stopped; partitions it did not
-		// know (added since) start at their beginning.
-		listed, err = t.adm.ListStartOffsets(ctx, topic)
-		if err == nil {
-			err = listed.Error()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("start offsets of %s: %w", topic, needs(mapErr(err), "Describe and Read on topic "+topic))
-		}
-		out := kadm.Offsets{}
-		listed.Each(func(l kadm.ListedOffset) {
-			at := l.Offset
-			if o, ok := sub.Start.After.Offsets[l.Partition]; ok {
-				at = max(at, o)
-			}
-			out.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
-		})
-		return out, nil
-	}
 	switch sub.Start.Kind {
-	case transport.StartFirst, transport.StartAtSequence:
+	case transport.StartFirst, transport.StartAtSequence, transport.StartAfter:
 		listed, err = t.adm.ListStartOffsets(ctx, topic)
 	case transport.StartAtTime:
 		listed, err = t.adm.ListOffsetsAfterMilli(ctx, sub.Start.Time.UnixMilli(), topic)
@@ -95,8 +75,15 @@ func (t *Transport) startOffsets(ctx context.Context, sub transport.Subscription
 	out := kadm.Offsets{}
 	listed.Each(func(l kadm.ListedOffset) {
 		at := l.Offset
-		if sub.Start.Kind == transport.StartAtSequence {
+		switch sub.Start.Kind {
+		case transport.StartAtSequence:
 			at = max(at, int64(sub.Start.Sequence))
+		case transport.StartAfter:
+			// Resume exactly where a bounded read stopped; partitions it
+			// did not know (added since) start at their beginning.
+			if o, ok := sub.Start.After.Offsets[l.Partition]; ok {
+				at = max(at, o)
+			}
 		}
 		out.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
 	})
