@@ -104,6 +104,9 @@ func TestBenchCompareWithBrokerChild(t *testing.T) {
 			names := map[string]bool{}
 			for _, f := range rep.Summary {
 				names[f.Name] = true
+				if kind == "kafka" && f.Name == "broker CPU µs/msg" && (f.Typed == nil || f.Raw == nil) {
+					continue // kfake's share of 2,000 messages can be under /proc's 10 ms (above)
+				}
 				require.NotNil(t, f.Typed, f.Name)
 				require.NotNil(t, f.Raw, f.Name)
 				assert.Contains(t, []string{"higher", "lower"}, f.Better, f.Name)
