@@ -55,11 +55,7 @@ func run(ctx context.Context, readme string, rounds int, only string) error {
 		if only != "" && !strings.Contains(s.Name, only) {
 			continue
 		}
-		n := s.Rounds
-		if rounds > 0 {
-			n = rounds
-		}
-		args := append(append([]string{"bench"}, s.Args...), "--compare", "--rounds", fmt.Sprint(n), "--json")
+		args := append(append([]string{"bench"}, s.Args...), "--compare", "--rounds", fmt.Sprint(cmp.Or(rounds, s.Rounds)), "--json")
 		fmt.Fprintf(os.Stderr, "benchdoc: ampybusctl %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, ctl, args...)
 		cmd.Stderr = os.Stderr
