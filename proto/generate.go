@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	files, err := protogo.Generate(context.Background(), []string{"proto"}, "paths=source_relative")
+	files, err := protogo.Generate(context.Background(), []string{"proto"}, "paths=source_relative", true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proto/generate.go:", err)
 		os.Exit(1)

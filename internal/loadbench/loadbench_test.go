@@ -51,13 +51,17 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 		purge     bool
 		fanout    int
 		noGroup   bool
+		// rawVT: the raw client encodes with MarshalVT (--raw-vtproto),
+		// and what it sends must decode as proto.Marshal's did.
+		rawVT bool
 	}{
-		{loadbench.E2E, 2, true, 1, false},
-		{loadbench.E2E, 1, true, 1, true},
-		{loadbench.Consume, 1, false, 1, false},
-		{loadbench.Consume, 1, false, 3, false},
-		{loadbench.Consume, 1, false, 2, true},
-		{loadbench.Publish, 1, true, 1, false},
+		{loadbench.E2E, 2, true, 1, false, false},
+		{loadbench.E2E, 1, true, 1, true, true},
+		{loadbench.Consume, 1, false, 1, false, false},
+		{loadbench.Consume, 1, false, 3, false, false},
+		{loadbench.Consume, 1, false, 2, true, false},
+		{loadbench.Publish, 1, true, 1, false, false},
+		{loadbench.Publish, 1, true, 1, false, true},
 	}
 	for _, kind := range []string{"nats", "kafka"} {
 		t.Run(kind, func(t *testing.T) {
@@ -71,7 +75,7 @@ func TestRunsCountEveryMessageOnce(t *testing.T) {
 			for _, tc := range cases {
 				b, err := loadbench.New(ctx, loadbench.Config{
 					URL: broker.URL, Mode: tc.mode, Messages: messages, Keys: 10, Publishers: 3, Consumers: tc.consumers,
-					Concurrency: 2, Fanout: tc.fanout, NoGroup: tc.noGroup, Size: 300, OwnBroker: tc.purge, Observe: seen.observe,
+					Concurrency: 2, Fanout: tc.fanout, NoGroup: tc.noGroup, Size: 300, OwnBroker: tc.purge, Observe: seen.observe, RawVTProto: tc.rawVT,
 				})
 				require.NoError(t, err)
 				for _, c := range []loadbench.Client{loadbench.Typed, loadbench.Raw} {

@@ -100,3 +100,13 @@ func seqOf(m *barsv1.BarBatch) (uint64, bool) {
 	}
 	return uint64(bs[0].GetTradeCount() - 1), true
 }
+
+// marshalRaw encodes a raw client's payload: with proto.Marshal, as a
+// hand-written client would, or with the generated MarshalVT the typed
+// publisher uses (Config.RawVTProto).
+func (b *Bench) marshalRaw(m *barsv1.BarBatch) ([]byte, error) {
+	if b.cfg.RawVTProto {
+		return m.MarshalVT()
+	}
+	return proto.Marshal(m)
+}

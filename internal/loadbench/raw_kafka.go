@@ -67,7 +67,7 @@ type rawKafkaPub struct {
 }
 
 func (p *rawKafkaPub) send(ctx context.Context, k int, b *batch) error {
-	data, err := proto.Marshal(b.msg)
+	data, err := p.r.b.marshalRaw(b.msg)
 	if err != nil {
 		return err
 	}

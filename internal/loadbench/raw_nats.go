@@ -105,7 +105,7 @@ func (r *run) headers(partitionKey string, now time.Time) envelope.Headers {
 }
 
 func (p *rawNATSPub) send(ctx context.Context, k int, b *batch) error {
-	data, err := proto.Marshal(b.msg)
+	data, err := p.r.b.marshalRaw(b.msg)
 	if err != nil {
 		return err
 	}

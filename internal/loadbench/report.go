@@ -33,6 +33,7 @@ type Settings struct {
 	PayloadBytes int     `json:"payload_bytes"`
 	Rate         float64 `json:"rate"`
 	Sync         bool    `json:"sync"`
+	RawVTProto   bool    `json:"raw_vtproto,omitempty"`
 	Rounds       int     `json:"rounds"`
 }
 
@@ -77,7 +78,7 @@ func (b *Bench) NewReport(broker BrokerInfo, runs []*Result) *Report {
 		Settings: Settings{
 			Mode: cfg.Mode, Transport: b.transport, Env: cfg.Env, Publishers: cfg.Publishers, Consumers: cfg.Consumers,
 			Concurrency: cfg.Concurrency, Fanout: cfg.Fanout, NoGroup: cfg.NoGroup, Messages: cfg.Messages, Keys: cfg.Keys, PayloadBytes: b.PayloadBytes(),
-			Rate: cfg.Rate, Sync: cfg.Sync, Rounds: max(rounds, 1),
+			Rate: cfg.Rate, Sync: cfg.Sync, RawVTProto: cfg.RawVTProto, Rounds: max(rounds, 1),
 		},
 		Broker: broker, Runs: runs, Summary: summarize(cfg.Mode, runs),
 	}
@@ -227,6 +228,9 @@ func (rep *Report) Print(w io.Writer) {
 	}
 	how := map[bool]string{false: "async", true: "sync"}[s.Sync]
 	fmt.Fprintf(w, "%d messages of %d bytes over %d keys; %d publishers (%s, %s)", s.Messages, s.PayloadBytes, s.Keys, s.Publishers, how, pace)
+	if s.RawVTProto {
+		fmt.Fprint(w, "; raw encodes with MarshalVT")
+	}
 	if s.Mode != Publish {
 		if s.NoGroup {
 			fmt.Fprintf(w, "; %d subscription(s) outside any group, concurrency %d", s.Fanout, s.Concurrency)

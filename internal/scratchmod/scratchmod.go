@@ -80,7 +80,7 @@ func (m *Module) CopyDir(from, to string) {
 // module's import root protoDir, at their go_package paths inside the module.
 func (m *Module) ProtoGo(protoDir string) {
 	m.t.Helper()
-	files, err := protogo.Generate(m.ctx, []string{filepath.Join(m.Dir, protoDir)}, "module="+m.Path)
+	files, err := protogo.Generate(m.ctx, []string{filepath.Join(m.Dir, protoDir)}, "module="+m.Path, false)
 	require.NoError(m.t, err)
 	for name, src := range files {
 		m.Write(name, src)

@@ -77,11 +77,12 @@ type Publisher[S Subtopic, P proto.Message] struct {
 	// topicPrefix is the domain's prefix in the bus's env and a dot: a
 	// publish's topic is one concatenation away.
 	topicPrefix string
+	enc         marshaler
 }
 
 // NewPublisher is called by generated code.
 func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publisher[S, P] {
-	return &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + "."}
+	return &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + ".", enc: marshalerFor[P]()}
 }
 
 // BatchSize is how many items a producer that batches (BarBatch,
@@ -301,7 +302,7 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	if encoded != nil {
 		buf = (*encoded)[:0]
 	}
-	payload, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, msg)
+	payload, err := p.enc.marshal(buf, msg)
 	if err != nil {
 		return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
 	}
