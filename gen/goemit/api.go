@@ -88,6 +88,9 @@ func (e *emitter) route(s *contract.Subtopic, n names, payload jen.Code) {
 	if len(s.ExpiresAt.Fields) > 0 {
 		kv = append(kv, "ExpiresAt", jen.Id(n.ExpiresAt))
 	}
+	if check := e.utf8Check(s.Payload); check != "" {
+		kv = append(kv, "CheckUTF8", jen.Id(check))
+	}
 	e.f.Line()
 	e.f.Commentf("%s ties the %s types to the runtime for publishers and consumers.", n.Route, n.Payload)
 	e.f.Var().Id(n.Route).Op("=").Op("&").Qual(runtimePkg, "Route").Types(jen.Id(n.Subtopic), payload).Add(fields(kv...))

@@ -61,3 +61,19 @@ func TestCamelCase(t *testing.T) {
 		assert.Equal(t, want, camelCase(in), in)
 	}
 }
+
+// Two payload types of one domain that share a Go name, from different
+// packages, get UTF-8 checks under different names.
+func TestUTF8CheckNamesDoNotCollide(t *testing.T) {
+	e := &emitter{utf8Taken: map[string]bool{}}
+	var got []string
+	for _, gt := range []*goType{
+		{PkgName: "riskv1", Name: "Owner"},
+		{PkgName: "hrv1", Name: "Owner"},
+		{PkgName: "hrv1", Name: "Owner"},
+		{PkgName: "riskv1", Name: "Limit_Owner"},
+	} {
+		got = append(got, e.utf8Name(gt))
+	}
+	assert.Equal(t, []string{"checkUTF8Owner", "checkUTF8Hrv1Owner", "checkUTF8Hrv1Owner2", "checkUTF8Limit_Owner"}, got)
+}

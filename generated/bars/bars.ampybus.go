@@ -14,10 +14,12 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
 
@@ -216,12 +218,78 @@ func orderTime(m *barsv1.BarBatch) time.Time {
 	return newest
 }
 
+// checkUTF8BarBatch refuses a BarBatch holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8BarBatch(m *barsv1.BarBatch) error {
+	for _, x := range m.GetBars() {
+		if err := checkUTF8Bar(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUTF8Bar refuses a Bar holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Bar(m *barsv1.Bar) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetAdjustmentPolicyId()) {
+		return ampybus.InvalidUTF8("ampy.bars.v1.Bar.adjustment_policy_id")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // route ties the BarBatch types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *barsv1.BarBatch]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	CheckUTF8: checkUTF8BarBatch,
 }
 
 // Publisher publishes BarBatch messages to ampy.{env}.bars.v1.{mic}.{symbol}.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/dlq"
 	controlv1 "github.com/ampyfin/ampy-bus/proto/ampy/control/v1"
@@ -156,11 +157,42 @@ func replayRequestsKeys(s ReplayRequestsSubtopic, m *controlv1.ReplayRequest) (a
 	}, nil
 }
 
+// checkUTF8ReplayRequest refuses a ReplayRequest holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8ReplayRequest(m *controlv1.ReplayRequest) error {
+	if !utf8.ValidString(m.GetRequestId()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.request_id")
+	}
+	if !utf8.ValidString(m.GetEnv()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.env")
+	}
+	if !utf8.ValidString(m.GetDomain()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.domain")
+	}
+	if !utf8.ValidString(m.GetVersion()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.version")
+	}
+	if !utf8.ValidString(m.GetSubject()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.subject")
+	}
+	if !utf8.ValidString(m.GetPartitionKey()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.partition_key")
+	}
+	if !utf8.ValidString(m.GetReason()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.reason")
+	}
+	if !utf8.ValidString(m.GetRequestedBy()) {
+		return ampybus.InvalidUTF8("ampy.control.v1.ReplayRequest.requested_by")
+	}
+	return nil
+}
+
 // replayRequestsRoute ties the ReplayRequest types to the runtime for publishers and consumers.
 var replayRequestsRoute = &ampybus.Route[ReplayRequestsSubtopic, *controlv1.ReplayRequest]{
-	Spec:  ReplayRequestsSpec,
-	Parse: ParseReplayRequestsSubtopic,
-	Keys:  replayRequestsKeys,
+	Spec:      ReplayRequestsSpec,
+	Parse:     ParseReplayRequestsSubtopic,
+	Keys:      replayRequestsKeys,
+	CheckUTF8: checkUTF8ReplayRequest,
 }
 
 // ReplayRequestsPublisher publishes ReplayRequest messages to ampy.{env}.control.v1.replay_requests.

@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	corporateactionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/corporate_actions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -221,11 +223,110 @@ func keys(s Subtopic, m *corporateactionsv1.CorporateActionBatch) (ampybus.Keys,
 	return ampybus.Keys{Partition: s.mic + "." + s.symbol}, nil
 }
 
+// checkUTF8CorporateActionBatch refuses a CorporateActionBatch holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8CorporateActionBatch(m *corporateactionsv1.CorporateActionBatch) error {
+	for _, x := range m.GetActions() {
+		if err := checkUTF8CorporateAction(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUTF8CorporateAction refuses a CorporateAction holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8CorporateAction(m *corporateactionsv1.CorporateAction) error {
+	if err := checkUTF8SplitAction(m.GetSplit()); err != nil {
+		return err
+	}
+	if err := checkUTF8DividendAction(m.GetDividend()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SplitAction refuses a SplitAction holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SplitAction(m *corporateactionsv1.SplitAction) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
+// checkUTF8DividendAction refuses a DividendAction holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8DividendAction(m *corporateactionsv1.DividendAction) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if err := checkUTF8Money(m.GetCashAmount()); err != nil {
+		return err
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8Money refuses a Money holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Money(m *commonv1.Money) error {
+	if !utf8.ValidString(m.GetCurrencyCode()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Money.currency_code")
+	}
+	return nil
+}
+
 // route ties the CorporateActionBatch types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *corporateactionsv1.CorporateActionBatch]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	CheckUTF8: checkUTF8CorporateActionBatch,
 }
 
 // Publisher publishes CorporateActionBatch messages to ampy.{env}.corporate_actions.v1.{mic}.{symbol}.

@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	fillsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fills/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -149,11 +151,75 @@ func eventsKeys(s EventsSubtopic, m *fillsv1.FillEvent) (ampybus.Keys, error) {
 	return ampybus.Keys{Partition: m.GetAccountId() + "|" + m.GetClientOrderId()}, nil
 }
 
+// checkUTF8FillEvent refuses a FillEvent holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8FillEvent(m *fillsv1.FillEvent) error {
+	if !utf8.ValidString(m.GetAccountId()) {
+		return ampybus.InvalidUTF8("ampy.fills.v1.FillEvent.account_id")
+	}
+	if !utf8.ValidString(m.GetClientOrderId()) {
+		return ampybus.InvalidUTF8("ampy.fills.v1.FillEvent.client_order_id")
+	}
+	if !utf8.ValidString(m.GetBrokerOrderId()) {
+		return ampybus.InvalidUTF8("ampy.fills.v1.FillEvent.broker_order_id")
+	}
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetVenue()) {
+		return ampybus.InvalidUTF8("ampy.fills.v1.FillEvent.venue")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // eventsRoute ties the FillEvent types to the runtime for publishers and consumers.
 var eventsRoute = &ampybus.Route[EventsSubtopic, *fillsv1.FillEvent]{
-	Spec:  EventsSpec,
-	Parse: ParseEventsSubtopic,
-	Keys:  eventsKeys,
+	Spec:      EventsSpec,
+	Parse:     ParseEventsSubtopic,
+	Keys:      eventsKeys,
+	CheckUTF8: checkUTF8FillEvent,
 }
 
 // EventsPublisher publishes FillEvent messages to ampy.{env}.fills.v1.events.

@@ -15,9 +15,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	fxv1 "github.com/ampyfin/ampy-bus/proto/ampy/fx/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -161,12 +163,58 @@ func ratesOrderTime(m *fxv1.FxRate) time.Time {
 	return newest
 }
 
+// checkUTF8FxRate refuses a FxRate holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8FxRate(m *fxv1.FxRate) error {
+	if err := checkUTF8Pair(m.GetPair()); err != nil {
+		return err
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8Pair refuses a Pair holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Pair(m *fxv1.Pair) error {
+	if !utf8.ValidString(m.GetBase()) {
+		return ampybus.InvalidUTF8("ampy.fx.v1.Pair.base")
+	}
+	if !utf8.ValidString(m.GetQuote()) {
+		return ampybus.InvalidUTF8("ampy.fx.v1.Pair.quote")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // ratesRoute ties the FxRate types to the runtime for publishers and consumers.
 var ratesRoute = &ampybus.Route[RatesSubtopic, *fxv1.FxRate]{
 	Spec:      RatesSpec,
 	Parse:     ParseRatesSubtopic,
 	Keys:      ratesKeys,
 	OrderTime: ratesOrderTime,
+	CheckUTF8: checkUTF8FxRate,
 }
 
 // RatesPublisher publishes FxRate messages to ampy.{env}.fx.v1.rates.
@@ -400,6 +448,7 @@ var pairRoute = &ampybus.Route[PairSubtopic, *fxv1.FxRate]{
 	Parse:     ParsePairSubtopic,
 	Keys:      pairKeys,
 	OrderTime: pairOrderTime,
+	CheckUTF8: checkUTF8FxRate,
 }
 
 // PairPublisher publishes FxRate messages to ampy.{env}.fx.v1.{base}.{quote}.

@@ -15,9 +15,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	newsv1 "github.com/ampyfin/ampy-bus/proto/ampy/news/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -152,11 +154,62 @@ func rawKeys(s RawSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 	}, nil
 }
 
+// checkUTF8NewsItem refuses a NewsItem holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8NewsItem(m *newsv1.NewsItem) error {
+	if !utf8.ValidString(m.GetId()) {
+		return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.source")
+	}
+	if !utf8.ValidString(m.GetUrl()) {
+		return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.url")
+	}
+	if !utf8.ValidString(m.GetHeadline()) {
+		return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.headline")
+	}
+	if !utf8.ValidString(m.GetBody()) {
+		return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.body")
+	}
+	for _, s := range m.GetTickers() {
+		if !utf8.ValidString(s) {
+			return ampybus.InvalidUTF8("ampy.news.v1.NewsItem.tickers")
+		}
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // rawRoute ties the NewsItem types to the runtime for publishers and consumers.
 var rawRoute = &ampybus.Route[RawSubtopic, *newsv1.NewsItem]{
-	Spec:  RawSpec,
-	Parse: ParseRawSubtopic,
-	Keys:  rawKeys,
+	Spec:      RawSpec,
+	Parse:     ParseRawSubtopic,
+	Keys:      rawKeys,
+	CheckUTF8: checkUTF8NewsItem,
 }
 
 // RawPublisher publishes NewsItem messages to ampy.{env}.news.v1.raw.
@@ -315,9 +368,10 @@ func nlpKeys(s NlpSubtopic, m *newsv1.NewsItem) (ampybus.Keys, error) {
 
 // nlpRoute ties the NewsItem types to the runtime for publishers and consumers.
 var nlpRoute = &ampybus.Route[NlpSubtopic, *newsv1.NewsItem]{
-	Spec:  NlpSpec,
-	Parse: ParseNlpSubtopic,
-	Keys:  nlpKeys,
+	Spec:      NlpSpec,
+	Parse:     ParseNlpSubtopic,
+	Keys:      nlpKeys,
+	CheckUTF8: checkUTF8NewsItem,
 }
 
 // NlpPublisher publishes NewsItem messages to ampy.{env}.news.v1.nlp.

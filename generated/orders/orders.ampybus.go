@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ordersv1 "github.com/ampyfin/ampy-bus/proto/ampy/orders/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -154,11 +156,75 @@ func requestsKeys(s RequestsSubtopic, m *ordersv1.OrderRequest) (ampybus.Keys, e
 	}, nil
 }
 
+// checkUTF8OrderRequest refuses a OrderRequest holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8OrderRequest(m *ordersv1.OrderRequest) error {
+	if !utf8.ValidString(m.GetAccountId()) {
+		return ampybus.InvalidUTF8("ampy.orders.v1.OrderRequest.account_id")
+	}
+	if !utf8.ValidString(m.GetClientOrderId()) {
+		return ampybus.InvalidUTF8("ampy.orders.v1.OrderRequest.client_order_id")
+	}
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetVenue()) {
+		return ampybus.InvalidUTF8("ampy.orders.v1.OrderRequest.venue")
+	}
+	if !utf8.ValidString(m.GetStrategyTag()) {
+		return ampybus.InvalidUTF8("ampy.orders.v1.OrderRequest.strategy_tag")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // requestsRoute ties the OrderRequest types to the runtime for publishers and consumers.
 var requestsRoute = &ampybus.Route[RequestsSubtopic, *ordersv1.OrderRequest]{
-	Spec:  RequestsSpec,
-	Parse: ParseRequestsSubtopic,
-	Keys:  requestsKeys,
+	Spec:      RequestsSpec,
+	Parse:     ParseRequestsSubtopic,
+	Keys:      requestsKeys,
+	CheckUTF8: checkUTF8OrderRequest,
 }
 
 // RequestsPublisher publishes OrderRequest messages to ampy.{env}.orders.v1.requests.

@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	positionsv1 "github.com/ampyfin/ampy-bus/proto/ampy/positions/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -163,12 +165,82 @@ func snapshotsOrderTime(m *positionsv1.PositionSnapshot) time.Time {
 	return newest
 }
 
+// checkUTF8PositionSnapshot refuses a PositionSnapshot holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8PositionSnapshot(m *positionsv1.PositionSnapshot) error {
+	if !utf8.ValidString(m.GetAccountId()) {
+		return ampybus.InvalidUTF8("ampy.positions.v1.PositionSnapshot.account_id")
+	}
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if err := checkUTF8Money(m.GetUnrealizedPnl()); err != nil {
+		return err
+	}
+	if err := checkUTF8Money(m.GetRealizedPnl()); err != nil {
+		return err
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Money refuses a Money holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Money(m *commonv1.Money) error {
+	if !utf8.ValidString(m.GetCurrencyCode()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Money.currency_code")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // snapshotsRoute ties the PositionSnapshot types to the runtime for publishers and consumers.
 var snapshotsRoute = &ampybus.Route[SnapshotsSubtopic, *positionsv1.PositionSnapshot]{
 	Spec:      SnapshotsSpec,
 	Parse:     ParseSnapshotsSubtopic,
 	Keys:      snapshotsKeys,
 	OrderTime: snapshotsOrderTime,
+	CheckUTF8: checkUTF8PositionSnapshot,
 }
 
 // SnapshotsPublisher publishes PositionSnapshot messages to ampy.{env}.positions.v1.snapshots.

@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	signalsv1 "github.com/ampyfin/ampy-bus/proto/ampy/signals/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -198,6 +200,63 @@ func expiresAt(m *signalsv1.Signal) time.Time {
 	return time.Time{}
 }
 
+// checkUTF8Signal refuses a Signal holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Signal(m *signalsv1.Signal) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetModelId()) {
+		return ampybus.InvalidUTF8("ampy.signals.v1.Signal.model_id")
+	}
+	if !utf8.ValidString(m.GetHorizon()) {
+		return ampybus.InvalidUTF8("ampy.signals.v1.Signal.horizon")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // route ties the Signal types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *signalsv1.Signal]{
 	Spec:      Spec,
@@ -205,6 +264,7 @@ var route = &ampybus.Route[Subtopic, *signalsv1.Signal]{
 	Keys:      keys,
 	OrderTime: orderTime,
 	ExpiresAt: expiresAt,
+	CheckUTF8: checkUTF8Signal,
 }
 
 // Publisher publishes Signal messages to ampy.{env}.signals.v1.{model_id}.

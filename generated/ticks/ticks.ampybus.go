@@ -15,9 +15,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -186,12 +188,67 @@ func tradeOrderTime(m *ticksv1.TradeTick) time.Time {
 	return newest
 }
 
+// checkUTF8TradeTick refuses a TradeTick holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8TradeTick(m *ticksv1.TradeTick) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetVenue()) {
+		return ampybus.InvalidUTF8("ampy.ticks.v1.TradeTick.venue")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // tradeRoute ties the TradeTick types to the runtime for publishers and consumers.
 var tradeRoute = &ampybus.Route[TradeSubtopic, *ticksv1.TradeTick]{
 	Spec:      TradeSpec,
 	Parse:     ParseTradeSubtopic,
 	Keys:      tradeKeys,
 	OrderTime: tradeOrderTime,
+	CheckUTF8: checkUTF8TradeTick,
 }
 
 // TradePublisher publishes TradeTick messages to ampy.{env}.ticks.v1.trade.{symbol}.
@@ -380,12 +437,28 @@ func quoteOrderTime(m *ticksv1.QuoteTick) time.Time {
 	return newest
 }
 
+// checkUTF8QuoteTick refuses a QuoteTick holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8QuoteTick(m *ticksv1.QuoteTick) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetVenue()) {
+		return ampybus.InvalidUTF8("ampy.ticks.v1.QuoteTick.venue")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
 // quoteRoute ties the QuoteTick types to the runtime for publishers and consumers.
 var quoteRoute = &ampybus.Route[QuoteSubtopic, *ticksv1.QuoteTick]{
 	Spec:      QuoteSpec,
 	Parse:     ParseQuoteSubtopic,
 	Keys:      quoteKeys,
 	OrderTime: quoteOrderTime,
+	CheckUTF8: checkUTF8QuoteTick,
 }
 
 // QuotePublisher publishes QuoteTick messages to ampy.{env}.ticks.v1.quote.{symbol}.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ampyfin/ampy-bus/generated/control"
 	"github.com/ampyfin/ampy-bus/generated/dlq"
@@ -181,12 +182,48 @@ func orderTime(m *universev1.UniverseSnapshot) time.Time {
 	return newest
 }
 
+// checkUTF8UniverseSnapshot refuses a UniverseSnapshot holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8UniverseSnapshot(m *universev1.UniverseSnapshot) error {
+	if !utf8.ValidString(m.GetUniverseId()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.UniverseSnapshot.universe_id")
+	}
+	for _, x := range m.GetConstituents() {
+		if err := checkUTF8Constituent(x); err != nil {
+			return err
+		}
+	}
+	if !utf8.ValidString(m.GetRuleset()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.UniverseSnapshot.ruleset")
+	}
+	return nil
+}
+
+// checkUTF8Constituent refuses a Constituent holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Constituent(m *universev1.Constituent) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.Constituent.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.Constituent.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.Constituent.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.universe.v1.Constituent.isin")
+	}
+	return nil
+}
+
 // route ties the UniverseSnapshot types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *universev1.UniverseSnapshot]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	CheckUTF8: checkUTF8UniverseSnapshot,
 }
 
 // Publisher publishes UniverseSnapshot messages to ampy.{env}.universe.v1.{universe_id}.

@@ -8,14 +8,16 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
 
 // FastMarshaler is what protoc-gen-go-vtproto's size and marshal features
 // (--go-vtproto_opt=features=size+marshal) add to a message type. A
 // publisher of such a type encodes with them instead of proto.Marshal's
-// reflection tables — about twice as fast on a BarBatch, the UTF-8 check
-// included (BenchmarkPayloadMarshal) — and gives the same bytes and the
-// same refusals (marshaler). One difference stays: unknown fields inside a
+// reflection tables, several times as fast on a BarBatch
+// (BenchmarkPayloadMarshal), and gives the same bytes and the same
+// refusals (marshaler). One difference stays: unknown fields inside a
 // well-known type (a Timestamp decoded from bytes that carried some) are
 // not written, since vtprotobuf's methods for those types cannot see them.
 type FastMarshaler interface {
@@ -25,38 +27,39 @@ type FastMarshaler interface {
 
 // marshaler encodes one payload type: with its FastMarshaler where that
 // writes what proto.MarshalOptions{Deterministic: true} writes, else with
-// proto itself. The generated methods skip three things proto does, so a
-// type that needs any of them keeps proto: map entries in key order
-// (deterministic), extensions, and the check of proto2 required fields. The
-// fourth, refusing invalid UTF-8 in a string field that must hold UTF-8, is
-// done on the encoded bytes (strings).
+// proto itself (schema.Strings says which). The one check the generated
+// methods skip, refusing invalid UTF-8 in a string that must hold UTF-8, is
+// made on the encoded bytes (strings), or before encoding by the route's
+// generated CheckUTF8, which reads the strings through their getters and
+// costs a fraction of the walk.
 type marshaler struct {
 	fast    bool
-	strings *stringFields // nil when no string field in the type must hold UTF-8
+	strings *stringFields // nil when nothing is left to check on the bytes
 }
 
 // marshalerFor decides once per payload type: P's zero value says whether
 // the concrete type has the methods (an interface P, as AnyRoute's, has
 // none) and, through its descriptor, whether they are exact for it.
-func marshalerFor[P proto.Message]() marshaler {
+// checked says the caller checks the strings itself.
+func marshalerFor[P proto.Message](checked bool) marshaler {
 	var zero P
-	return marshalerOf(zero)
+	return marshalerOf(zero, checked)
 }
 
 // marshalerOf is marshalerFor for the type of m, which may be a nil pointer.
-func marshalerOf(m proto.Message) marshaler {
+func marshalerOf(m proto.Message, checked bool) marshaler {
 	if _, ok := m.(FastMarshaler); !ok {
 		return marshaler{}
 	}
-	seen := map[protoreflect.FullName]*stringFields{}
-	strs, ok := planStrings(m.ProtoReflect().Descriptor(), seen)
+	md := m.ProtoReflect().Descriptor()
+	fields, ok := schema.Strings(md)
 	if !ok {
 		return marshaler{}
 	}
-	if !prune(seen)[strs] {
-		strs = nil
+	if checked || len(fields) == 0 {
+		return marshaler{fast: true}
 	}
-	return marshaler{fast: true, strings: strs}
+	return marshaler{fast: true, strings: planStrings(md, fields, map[protoreflect.FullName]*stringFields{})}
 }
 
 // marshal appends msg's encoding to buf.
@@ -101,70 +104,24 @@ type stringField struct {
 	msg  *stringFields // a message holding such strings
 }
 
-// planStrings maps d's strings, and says false when d's generated methods
-// are not exact for it (see marshaler). A recursive type meets itself in
-// seen and is mapped once.
-func planStrings(d protoreflect.MessageDescriptor, seen map[protoreflect.FullName]*stringFields) (*stringFields, bool) {
-	if p, ok := seen[d.FullName()]; ok {
-		return p, true
+// planStrings is md's plan from schema.Strings; a recursive type meets
+// itself in seen and is planned once.
+func planStrings(md protoreflect.MessageDescriptor, fields schema.UTF8Fields, seen map[protoreflect.FullName]*stringFields) *stringFields {
+	if p, ok := seen[md.FullName()]; ok {
+		return p
 	}
-	if d.ExtensionRanges().Len() > 0 {
-		return nil, false
-	}
-	p := &stringFields{name: d.FullName()}
-	seen[d.FullName()] = p
-	fds := d.Fields()
-	for i := range fds.Len() {
-		fd := fds.Get(i)
-		switch {
-		case fd.IsMap(), fd.Cardinality() == protoreflect.Required, fd.Kind() == protoreflect.GroupKind:
-			return nil, false
-		case fd.Kind() == protoreflect.StringKind && enforcesUTF8(fd):
-			p.fields = append(p.fields, stringField{num: fd.Number(), fd: fd, utf8: true})
-		case fd.Kind() == protoreflect.MessageKind:
-			sub, ok := planStrings(fd.Message(), seen)
-			if !ok {
-				return nil, false
-			}
-			p.fields = append(p.fields, stringField{num: fd.Number(), fd: fd, msg: sub})
+	p := &stringFields{name: md.FullName()}
+	seen[md.FullName()] = p
+	for _, fd := range fields[md.FullName()] {
+		f := stringField{num: fd.Number(), fd: fd}
+		if fd.Kind() == protoreflect.MessageKind {
+			f.msg = planStrings(fd.Message(), fields, seen)
+		} else {
+			f.utf8 = true
 		}
+		p.fields = append(p.fields, f)
 	}
-	return p, true
-}
-
-// prune drops from every plan the message fields that lead to no string to
-// check, so check skips them unread, and says which plans hold one. A
-// recursive type needs the fixpoint: whether it holds a string may be known
-// only after its own fields are.
-func prune(plans map[protoreflect.FullName]*stringFields) map[*stringFields]bool {
-	has := map[*stringFields]bool{}
-	for changed := true; changed; {
-		changed = false
-		for _, p := range plans {
-			if has[p] {
-				continue
-			}
-			for _, f := range p.fields {
-				if f.utf8 || has[f.msg] {
-					has[p], changed = true, true
-					break
-				}
-			}
-		}
-	}
-	for _, p := range plans {
-		p.fields = slices.DeleteFunc(p.fields, func(f stringField) bool { return !f.utf8 && !has[f.msg] })
-	}
-	return has
-}
-
-// enforcesUTF8 is whether proto.Marshal refuses invalid UTF-8 in fd: proto3
-// strings, and editions strings unless utf8_validation is NONE.
-func enforcesUTF8(fd protoreflect.FieldDescriptor) bool {
-	if e, ok := fd.(interface{ EnforceUTF8() bool }); ok {
-		return e.EnforceUTF8()
-	}
-	return fd.Syntax() == protoreflect.Proto3
+	return p
 }
 
 // check walks b, p's encoding just written, and refuses the first string
@@ -198,7 +155,7 @@ func (p *stringFields) check(b []byte) error {
 			v := b[m : m+int(size)]
 			if f := p.field(num); f != nil {
 				if f.utf8 && !utf8.Valid(v) {
-					return fmt.Errorf("string field %s contains invalid UTF-8", f.fd.FullName())
+					return InvalidUTF8(string(f.fd.FullName()))
 				}
 				if f.msg != nil {
 					if err := f.msg.check(v); err != nil {
@@ -227,6 +184,13 @@ func uvarint(b []byte) (uint64, int) {
 		return uint64(b[0]), 1
 	}
 	return protowire.ConsumeVarint(b)
+}
+
+// InvalidUTF8 is the error for a string field, named in full, that holds
+// invalid UTF-8, as proto.Marshal refuses it; generated CheckUTF8
+// functions return it.
+func InvalidUTF8(field string) error {
+	return fmt.Errorf("string field %s contains invalid UTF-8", field)
 }
 
 func (p *stringFields) field(num protowire.Number) *stringField {

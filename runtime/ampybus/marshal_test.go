@@ -21,6 +21,7 @@ import (
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	metricsv1 "github.com/ampyfin/ampy-bus/proto/ampy/metrics/v1"
+	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
 
 // Every AmpyFin payload type, filled at random many times, encodes to the
@@ -35,7 +36,7 @@ func TestMarshalerGivesProtosBytes(t *testing.T) {
 			return true
 		}
 		types++
-		enc := marshalerOf(mt.Zero().Interface())
+		enc := marshalerOf(mt.Zero().Interface(), false)
 		assert.Equal(t, !hasMap(mt.Descriptor(), map[protoreflect.FullName]bool{}), enc.fast, "%s takes the generated methods unless a map needs proto's key order", name)
 		for i := range 50 {
 			m := mt.New()
@@ -69,24 +70,36 @@ func TestMarshalerFallsBackToProto(t *testing.T) {
 		{"an interface type, as AnyRoute's", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.fast, marshalerOf(tc.msg).fast)
+			assert.Equal(t, tc.fast, marshalerOf(tc.msg, false).fast)
 		})
 	}
-	assert.False(t, marshalerFor[proto.Message]().fast)
-	assert.True(t, marshalerFor[*barsv1.BarBatch]().fast)
-	for _, tc := range []struct {
-		name string
-		d    protoreflect.MessageDescriptor
-	}{
-		{"extension ranges: the methods drop extensions", (&descriptorpb.FileOptions{}).ProtoReflect().Descriptor()},
-		{"required fields: the methods do not check them", (&descriptorpb.UninterpretedOption{}).ProtoReflect().Descriptor()},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, ok := planStrings(tc.d, map[protoreflect.FullName]*stringFields{})
-			assert.False(t, ok)
-		})
-	}
+	assert.False(t, marshalerFor[proto.Message](false).fast)
+	assert.True(t, marshalerFor[*barsv1.BarBatch](false).fast)
+	assert.NotNil(t, marshalerFor[*barsv1.BarBatch](false).strings, "the strings are checked on the bytes")
+	assert.Nil(t, marshalerFor[*barsv1.BarBatch](true).strings, "the route's CheckUTF8 checks them")
 }
+
+// A publisher takes the route's generated CheckUTF8 where it encodes with
+// the generated methods, and then walks no bytes; without one it walks them.
+func TestPublisherPrefersTheRoutesCheck(t *testing.T) {
+	spec := &SubtopicSpec{Domain: &DomainSpec{Namespace: "ampy", Name: "bars", Version: "v1"}}
+	checked := &Route[testSubtopic, *barsv1.BarBatch]{Spec: spec, CheckUTF8: func(*barsv1.BarBatch) error { return nil }}
+	p := NewPublisher(&Bus{}, checked)
+	assert.True(t, p.enc.fast)
+	assert.NotNil(t, p.checkUTF8)
+	assert.Nil(t, p.enc.strings)
+	p = NewPublisher(&Bus{}, &Route[testSubtopic, *barsv1.BarBatch]{Spec: spec})
+	assert.Nil(t, p.checkUTF8)
+	assert.NotNil(t, p.enc.strings)
+	// proto encodes a Metric (a map): it checks, and the route's is not called.
+	m := NewPublisher(&Bus{}, &Route[testSubtopic, *metricsv1.Metric]{Spec: spec, CheckUTF8: func(*metricsv1.Metric) error { return nil }})
+	assert.False(t, m.enc.fast)
+	assert.Nil(t, m.checkUTF8)
+}
+
+type testSubtopic struct{}
+
+func (testSubtopic) String() string { return "x" }
 
 // A string proto3 says must be UTF-8 is refused by either encoder, naming
 // the field, however deep it is.
@@ -97,7 +110,7 @@ func TestMarshalerRefusesInvalidUTF8(t *testing.T) {
 	}}
 	_, protoErr := proto.MarshalOptions{Deterministic: true}.Marshal(bad)
 	require.Error(t, protoErr)
-	enc := marshalerFor[*barsv1.BarBatch]()
+	enc := marshalerFor[*barsv1.BarBatch](false)
 	require.True(t, enc.fast)
 	_, err := enc.marshal(nil, bad)
 	require.Error(t, err)
@@ -105,12 +118,44 @@ func TestMarshalerRefusesInvalidUTF8(t *testing.T) {
 	assert.Contains(t, err.Error(), "invalid UTF-8")
 }
 
-// A recursive type is planned once, and the plan keeps the fields that lead
-// to a string only through the recursion.
+// A recursive type is planned once, and the walk finds a bad string only
+// the recursion leads to.
 func TestStringPlanOfRecursiveType(t *testing.T) {
-	// message Outer { Inner inner = 1; int64 n = 2; }
-	// message Inner { Outer outer = 1; string s = 2; Leaf leaf = 3; }
-	// message Leaf { int64 v = 1; }
+	outerDesc := recursiveTypes(t)
+	fields, ok := schema.Strings(outerDesc)
+	require.True(t, ok)
+	seen := map[protoreflect.FullName]*stringFields{}
+	outer := planStrings(outerDesc, fields, seen)
+	require.Len(t, outer.fields, 1, "Outer.n holds no string")
+	inner := outer.fields[0].msg
+	require.NotNil(t, inner)
+	assert.Len(t, inner.fields, 2, "Inner.outer and Inner.s; Inner.leaf leads to no string")
+	assert.Same(t, outer, inner.fields[0].msg)
+
+	// Outer{inner: {outer: {inner: {s: "\xff"}}, s: "ok", leaf: {v: 5}}, n: 7}, written by hand.
+	deep := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "\xff")
+	l2 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), deep) // Outer.inner
+	l1 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), l2)   // Inner.outer
+	l1 = protowire.AppendString(protowire.AppendTag(l1, 2, protowire.BytesType), "ok")
+	l1 = protowire.AppendBytes(protowire.AppendTag(l1, 3, protowire.BytesType), protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5))
+	top := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), l1)
+	top = protowire.AppendVarint(protowire.AppendTag(top, 2, protowire.VarintType), 7)
+	err := outer.check(top)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rec.Inner.s")
+	assert.NoError(t, outer.check(append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+		protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "fine")), top[len(top)-2:]...)))
+	assert.Error(t, outer.check([]byte{0x0a, 0x05, 0x01}), "a truncated field is an error, not a pass")
+}
+
+// recursiveTypes compiles
+//
+//	message Outer { Inner inner = 1; int64 n = 2; }
+//	message Inner { Outer outer = 1; string s = 2; Leaf leaf = 3; }
+//	message Leaf { int64 v = 1; }
+//
+// and returns Outer.
+func recursiveTypes(t *testing.T) protoreflect.MessageDescriptor {
 	msg := func(name string, fields ...*descriptorpb.FieldDescriptorProto) *descriptorpb.DescriptorProto {
 		return &descriptorpb.DescriptorProto{Name: proto.String(name), Field: fields}
 	}
@@ -132,31 +177,7 @@ func TestStringPlanOfRecursiveType(t *testing.T) {
 		},
 	}, nil)
 	require.NoError(t, err)
-	seen := map[protoreflect.FullName]*stringFields{}
-	outer, ok := planStrings(fd.Messages().ByName("Outer"), seen)
-	require.True(t, ok)
-	has := prune(seen)
-	assert.True(t, has[outer])
-	require.Len(t, outer.fields, 1, "Outer.n holds no string")
-	inner := outer.fields[0].msg
-	require.NotNil(t, inner)
-	assert.Len(t, inner.fields, 2, "Inner.outer and Inner.s; Inner.leaf leads to no string")
-	assert.False(t, has[seen["rec.Leaf"]])
-
-	// Outer{inner: {outer: {inner: {s: "\xff"}}, s: "ok"}, n: 7}, written by hand.
-	deep := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "\xff")
-	l2 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), deep) // Outer.inner
-	l1 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), l2)   // Inner.outer
-	l1 = protowire.AppendString(protowire.AppendTag(l1, 2, protowire.BytesType), "ok")
-	l1 = protowire.AppendBytes(protowire.AppendTag(l1, 3, protowire.BytesType), protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5))
-	top := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), l1)
-	top = protowire.AppendVarint(protowire.AppendTag(top, 2, protowire.VarintType), 7)
-	err = outer.check(top)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "rec.Inner.s")
-	assert.NoError(t, outer.check(append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
-		protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "fine")), top[len(top)-2:]...)))
-	assert.Error(t, outer.check([]byte{0x0a, 0x05, 0x01}), "a truncated field is an error, not a pass")
+	return fd.Messages().ByName("Outer")
 }
 
 func hasMap(d protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
@@ -263,7 +284,7 @@ func BenchmarkPayloadMarshal(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		enc  marshaler
-	}{{"proto", marshaler{}}, {"generated", marshalerFor[*barsv1.BarBatch]()}, {"generated-unchecked", marshaler{fast: true}}} {
+	}{{"proto", marshaler{}}, {"generated", marshalerFor[*barsv1.BarBatch](false)}, {"generated-unchecked", marshaler{fast: true}}} {
 		b.Run(tc.name, func(b *testing.B) {
 			var buf []byte
 			var err error
@@ -283,7 +304,7 @@ func BenchmarkPayloadMarshal(b *testing.B) {
 // well-known type (FastMarshaler), and the UTF-8 walk to an answer, never a
 // panic, on any bytes.
 func FuzzMarshaler(f *testing.F) {
-	enc := marshalerFor[*barsv1.BarBatch]()
+	enc := marshalerFor[*barsv1.BarBatch](false)
 	seed, err := proto.Marshal(&barsv1.BarBatch{Bars: []*barsv1.Bar{{Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Volume: 7}}})
 	require.NoError(f, err)
 	f.Add(seed)

@@ -36,6 +36,11 @@ type Route[S Subtopic, P proto.Message] struct {
 	// ExpiresAt reads the time after which a payload is no longer current
 	// (zero: it does not expire); nil when the domain's messages never do.
 	ExpiresAt func(P) time.Time
+	// CheckUTF8 refuses a payload holding a string proto requires be UTF-8
+	// that is not; generated where the payload type has such strings, for
+	// publishers that encode with its FastMarshaler, which does not check.
+	// Nil: the check is made on the encoded bytes.
+	CheckUTF8 func(P) error
 	// newPayload makes an empty payload when P names no concrete type (an
 	// erased route); nil for generated routes.
 	newPayload func() P
@@ -78,11 +83,18 @@ type Publisher[S Subtopic, P proto.Message] struct {
 	// publish's topic is one concatenation away.
 	topicPrefix string
 	enc         marshaler
+	// checkUTF8 is the route's CheckUTF8 when enc encodes with the
+	// generated methods, nil otherwise.
+	checkUTF8 func(P) error
 }
 
 // NewPublisher is called by generated code.
 func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publisher[S, P] {
-	return &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + ".", enc: marshalerFor[P]()}
+	p := &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + ".", enc: marshalerFor[P](r.CheckUTF8 != nil)}
+	if p.enc.fast {
+		p.checkUTF8 = r.CheckUTF8
+	}
+	return p
 }
 
 // BatchSize is how many items a producer that batches (BarBatch,
@@ -301,6 +313,11 @@ func (p *Publisher[S, P]) prepare(ctx context.Context, subtopic S, msg P, opts [
 	var buf []byte
 	if encoded != nil {
 		buf = (*encoded)[:0]
+	}
+	if p.checkUTF8 != nil {
+		if err := p.checkUTF8(msg); err != nil {
+			return fail(fmt.Errorf("marshal %s: %w", p.route.Spec.Schema.FQDN, err))
+		}
 	}
 	payload, err := p.enc.marshal(buf, msg)
 	if err != nil {

@@ -118,6 +118,29 @@ func TestBadInputPublishesNothing(t *testing.T) {
 	assert.ErrorIs(t, err, ampybus.ErrNoProducer)
 }
 
+// A string proto requires be UTF-8 that is not is refused, as proto.Marshal
+// refuses it, though the generated methods that encode BarBatch do not check:
+// the generated CheckUTF8 does, naming the field; nothing is published.
+func TestInvalidUTF8IsRefused(t *testing.T) {
+	srv := server(t)
+	b := open(t, srv.URL(), ampybus.WithProducer("e2e@test-1", "e2e"))
+	ctx := testCtx(t)
+	pub := bars.NewPublisher(b)
+	_, err := pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), barBatch())
+	require.NoError(t, err)
+	before := streamMsgs(t, srv.URL(), "AMPY_DEV_BARS_V1")
+	bad := barBatch()
+	bad.Bars[0].Meta = &commonv1.Meta{Source: "feed\xff"}
+	_, err = pub.Publish(ctx, bars.MustSubtopic("XNAS", "AAPL"), bad)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "publish ampy.dev.bars.v1.XNAS.AAPL: marshal ampy.bars.v1.BarBatch: string field ampy.common.v1.Meta.source contains invalid UTF-8")
+	_, err = pub.PublishAsync(ctx, bars.MustSubtopic("XNAS", "AAPL"), bad)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ampy.common.v1.Meta.source contains invalid UTF-8")
+	require.NoError(t, b.Flush(ctx))
+	assert.Equal(t, before, streamMsgs(t, srv.URL(), "AMPY_DEV_BARS_V1"), "nothing published")
+}
+
 // A publish that fails validation has no side effect: no blob stored, no
 // stream created, nothing sent. Each case would need a blob (the payload is
 // over max_payload), and the bus has not touched the broker yet.

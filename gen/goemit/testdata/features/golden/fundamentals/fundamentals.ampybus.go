@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"example.com/goldens/features/control"
 	"example.com/goldens/features/dlq"
+	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
 	fundamentalsv1 "github.com/ampyfin/ampy-bus/proto/ampy/fundamentals/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
 )
@@ -260,12 +262,84 @@ func orderTime(m *fundamentalsv1.FundamentalsSnapshot) time.Time {
 	return newest
 }
 
+// checkUTF8FundamentalsSnapshot refuses a FundamentalsSnapshot holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8FundamentalsSnapshot(m *fundamentalsv1.FundamentalsSnapshot) error {
+	if err := checkUTF8SecurityId(m.GetSecurity()); err != nil {
+		return err
+	}
+	for _, x := range m.GetLines() {
+		if err := checkUTF8LineItem(x); err != nil {
+			return err
+		}
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.fundamentals.v1.FundamentalsSnapshot.source")
+	}
+	if err := checkUTF8Meta(m.GetMeta()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8SecurityId refuses a SecurityId holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8SecurityId(m *commonv1.SecurityId) error {
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.symbol")
+	}
+	if !utf8.ValidString(m.GetMic()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.mic")
+	}
+	if !utf8.ValidString(m.GetFigi()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.figi")
+	}
+	if !utf8.ValidString(m.GetIsin()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.SecurityId.isin")
+	}
+	return nil
+}
+
+// checkUTF8LineItem refuses a LineItem holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8LineItem(m *fundamentalsv1.LineItem) error {
+	if !utf8.ValidString(m.GetKey()) {
+		return ampybus.InvalidUTF8("ampy.fundamentals.v1.LineItem.key")
+	}
+	if !utf8.ValidString(m.GetCurrencyCode()) {
+		return ampybus.InvalidUTF8("ampy.fundamentals.v1.LineItem.currency_code")
+	}
+	return nil
+}
+
+// checkUTF8Meta refuses a Meta holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Meta(m *commonv1.Meta) error {
+	if !utf8.ValidString(m.GetRunId()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.run_id")
+	}
+	if !utf8.ValidString(m.GetSource()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.source")
+	}
+	if !utf8.ValidString(m.GetProducer()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.producer")
+	}
+	if !utf8.ValidString(m.GetSchemaVersion()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.schema_version")
+	}
+	if !utf8.ValidString(m.GetChecksum()) {
+		return ampybus.InvalidUTF8("ampy.common.v1.Meta.checksum")
+	}
+	return nil
+}
+
 // route ties the FundamentalsSnapshot types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *fundamentalsv1.FundamentalsSnapshot]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	CheckUTF8: checkUTF8FundamentalsSnapshot,
 }
 
 // Publisher publishes FundamentalsSnapshot messages to ampy.{env}.fundamentals.v1.{mic}.{symbol}.

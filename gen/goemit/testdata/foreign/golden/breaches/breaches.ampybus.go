@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	riskv1 "example.com/goldens/foreign/pb/cx/risk/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -178,11 +179,27 @@ func keys(s Subtopic, m *riskv1.Breach) (ampybus.Keys, error) {
 	}, nil
 }
 
+// checkUTF8Breach refuses a Breach holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Breach(m *riskv1.Breach) error {
+	if !utf8.ValidString(m.GetDesk()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Breach.desk")
+	}
+	if !utf8.ValidString(m.GetBook()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Breach.book")
+	}
+	if !utf8.ValidString(m.GetBreachId()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Breach.breach_id")
+	}
+	return nil
+}
+
 // route ties the Breach types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *riskv1.Breach]{
-	Spec:  Spec,
-	Parse: ParseSubtopic,
-	Keys:  keys,
+	Spec:      Spec,
+	Parse:     ParseSubtopic,
+	Keys:      keys,
+	CheckUTF8: checkUTF8Breach,
 }
 
 // Publisher publishes Breach messages to cx.{env}.breaches.v1.{desk}.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	riskv1 "example.com/goldens/foreign/pb/cx/risk/v1"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -69,7 +70,7 @@ const (
 	SchemaFQDN    = "cx.risk.v1.Limit"
 	SchemaVersion = "1.0.0"
 	// The hash covers the compiled descriptor of the payload and every type it uses.
-	SchemaHash = "sha256:5cefbef4f84805b4d4a95b65d595372419b706d6c3e9713351b86fc883cecaa0"
+	SchemaHash = "sha256:0b3fe4af9071b18ed9e92a046951e175daa27f53390c49b54860978b97901636"
 )
 
 // Spec is the limits subtopic: cx.{env}.limits.v1.{desk}.{book} carrying Limit.
@@ -211,12 +212,54 @@ func orderTime(m *riskv1.Limit) time.Time {
 	return newest
 }
 
+// checkUTF8Limit refuses a Limit holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Limit(m *riskv1.Limit) error {
+	if !utf8.ValidString(m.GetDesk()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Limit.desk")
+	}
+	if !utf8.ValidString(m.GetBook()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Limit.book")
+	}
+	if err := checkUTF8Limit_Owner(m.GetOwner()); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.GetXReason()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Limit._reason")
+	}
+	if !utf8.ValidString(m.GetRegion()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Limit.region")
+	}
+	if err := checkUTF8Limit_Owner(m.GetDelegate()); err != nil {
+		return err
+	}
+	for _, s := range m.GetTags() {
+		if !utf8.ValidString(s) {
+			return ampybus.InvalidUTF8("cx.risk.v1.Limit.tags")
+		}
+	}
+	if err := checkUTF8Limit(m.GetParent()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkUTF8Limit_Owner refuses a Limit_Owner holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Limit_Owner(m *riskv1.Limit_Owner) error {
+	if !utf8.ValidString(m.GetUserId()) {
+		return ampybus.InvalidUTF8("cx.risk.v1.Limit.Owner.user_id")
+	}
+	return nil
+}
+
 // route ties the Limit types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *riskv1.Limit]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	CheckUTF8: checkUTF8Limit,
 }
 
 // Publisher publishes Limit messages to cx.{env}.limits.v1.{desk}.{book}.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	quotev2 "example.com/goldens/multiversion/pb/gx/quote/v2"
 	"github.com/ampyfin/ampy-bus/runtime/ampybus"
@@ -204,12 +205,31 @@ func orderTime(m *quotev2.Quote) time.Time {
 	return newest
 }
 
+// checkUTF8Quote refuses a Quote holding a string that is not UTF-8, as proto.Marshal
+// would; the generated marshal methods publishers encode with do not check.
+func checkUTF8Quote(m *quotev2.Quote) error {
+	if !utf8.ValidString(m.GetVenue()) {
+		return ampybus.InvalidUTF8("gx.quote.v2.Quote.venue")
+	}
+	if !utf8.ValidString(m.GetSymbol()) {
+		return ampybus.InvalidUTF8("gx.quote.v2.Quote.symbol")
+	}
+	if !utf8.ValidString(m.GetBid()) {
+		return ampybus.InvalidUTF8("gx.quote.v2.Quote.bid")
+	}
+	if !utf8.ValidString(m.GetAsk()) {
+		return ampybus.InvalidUTF8("gx.quote.v2.Quote.ask")
+	}
+	return nil
+}
+
 // route ties the Quote types to the runtime for publishers and consumers.
 var route = &ampybus.Route[Subtopic, *quotev2.Quote]{
 	Spec:      Spec,
 	Parse:     ParseSubtopic,
 	Keys:      keys,
 	OrderTime: orderTime,
+	CheckUTF8: checkUTF8Quote,
 }
 
 // Publisher publishes Quote messages to gx.{env}.quotes.v2.{venue}.{symbol}.

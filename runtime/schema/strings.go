@@ -1,0 +1,87 @@
+package schema
+
+import "google.golang.org/protobuf/reflect/protoreflect"
+
+// UTF8Fields are, for each message type of a payload that holds a string
+// proto requires be UTF-8, the fields on the way to one: the strings
+// themselves and the message fields that lead to one, in declaration
+// order. A type with none is absent.
+type UTF8Fields map[protoreflect.FullName][]protoreflect.FieldDescriptor
+
+// Strings returns the UTF8Fields of md and every type it uses, for an
+// encoder that skips proto's UTF-8 check and must make it itself: the
+// generated vtprotobuf marshal methods a publisher prefers. It says false
+// when those methods would not write what proto.MarshalOptions{
+// Deterministic: true} writes for md, so proto must encode it: a map
+// anywhere in its types (they leave key order to Go), an extension range
+// (they drop extensions), a group or a proto2 required field (they do not
+// check it).
+func Strings(md protoreflect.MessageDescriptor) (UTF8Fields, bool) {
+	var types []protoreflect.MessageDescriptor
+	seen := map[protoreflect.FullName]bool{}
+	var visit func(md protoreflect.MessageDescriptor) bool
+	visit = func(md protoreflect.MessageDescriptor) bool {
+		if seen[md.FullName()] {
+			return true
+		}
+		seen[md.FullName()] = true
+		if md.ExtensionRanges().Len() > 0 {
+			return false
+		}
+		types = append(types, md)
+		for i := range md.Fields().Len() {
+			fd := md.Fields().Get(i)
+			switch {
+			case fd.IsMap(), fd.Cardinality() == protoreflect.Required, fd.Kind() == protoreflect.GroupKind:
+				return false
+			case fd.Kind() == protoreflect.MessageKind && !visit(fd.Message()):
+				return false
+			}
+		}
+		return true
+	}
+	if !visit(md) {
+		return nil, false
+	}
+	// A type holds a string when a field is one or leads to a type that
+	// holds one; a recursive type needs the fixpoint.
+	has := map[protoreflect.FullName]bool{}
+	for changed := true; changed; {
+		changed = false
+		for _, t := range types {
+			if has[t.FullName()] {
+				continue
+			}
+			for i := range t.Fields().Len() {
+				if fd := t.Fields().Get(i); isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()] {
+					has[t.FullName()], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	out := UTF8Fields{}
+	for _, t := range types {
+		if !has[t.FullName()] {
+			continue
+		}
+		for i := range t.Fields().Len() {
+			if fd := t.Fields().Get(i); isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()] {
+				out[t.FullName()] = append(out[t.FullName()], fd)
+			}
+		}
+	}
+	return out, true
+}
+
+// isUTF8 is whether proto.Marshal refuses invalid UTF-8 in fd: proto3
+// strings, and editions strings unless utf8_validation is NONE.
+func isUTF8(fd protoreflect.FieldDescriptor) bool {
+	if fd.Kind() != protoreflect.StringKind {
+		return false
+	}
+	if e, ok := fd.(interface{ EnforceUTF8() bool }); ok {
+		return e.EnforceUTF8()
+	}
+	return fd.Syntax() == protoreflect.Proto3
+}
