@@ -38,7 +38,7 @@ PATTERN = "{desk}.{book}"
 SCHEMA_FQDN = "cx.risk.v1.Limit"
 SCHEMA_VERSION = "1.0.0"
 #: The hash covers the compiled descriptor of the payload and every type it uses.
-SCHEMA_HASH = "sha256:5cefbef4f84805b4d4a95b65d595372419b706d6c3e9713351b86fc883cecaa0"
+SCHEMA_HASH = "sha256:0b3fe4af9071b18ed9e92a046951e175daa27f53390c49b54860978b97901636"
 PAYLOAD = _schemas.message_class(SCHEMA_FQDN)
 Limit = PAYLOAD
 
