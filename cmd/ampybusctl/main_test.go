@@ -122,6 +122,7 @@ func TestErrorsSayTheFix(t *testing.T) {
 		{"unknown context command", []string{"context", "frob"}, 2, `unknown command "frob": context takes add, ls, use, show or rm`},
 		{"context use with two names", []string{"context", "use", "a", "b"}, 2, `unexpected argument "b"`},
 		{"unknown command with flags", []string{"frob", "--topic", "x"}, 2, `unknown command "frob"`},
+		{"raw codec without a raw client", []string{"bench", "--raw-vtproto"}, 2, "--raw-vtproto changes the raw client's codec: add --raw or --compare"},
 		{"subject one token too long", []string{"sub", "--subject", "ampy.prod.bars.v1.XNAS.AAPL.extra"}, 1, "matches no topic the contract allows: the bars domain's subtopics are {mic}.{symbol}: did you mean ampy.prod.bars.v1.XNAS.AAPL?"},
 		{"dead letter's own topic as a subject", []string{"dlq-inspect", "--subject", "ampy.prod.dlq.v1.ampy.prod.bars.v1.XNAS.AAPL"}, 1, "did you mean ampy.prod.dlq.v1.bars?"},
 		{"publish to a topic off its pattern", []string{"pub-empty", "--topic", "ampy.dev.bars.v1.XNAS.AAPL.extra", "--pk", "XNAS.AAPL"}, 1, "did you mean ampy.dev.bars.v1.XNAS.AAPL?"},

@@ -43,6 +43,9 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 		if *raw && *compare {
 			return usagef("--raw and --compare: --compare runs both")
 		}
+		if *rawVT && !*raw && !*compare {
+			return usagef("--raw-vtproto changes the raw client's codec: add --raw or --compare")
+		}
 		if *rounds < 1 {
 			return usagef("--rounds %d: give at least 1", *rounds)
 		}
