@@ -141,16 +141,15 @@ type emitter struct {
 	f    *jen.File
 	err  error
 	self string
-	// utf8Names are the UTF-8 check functions emitted, by message type, and
-	// utf8Taken their names (utf8.go).
+	// utf8Names are the UTF-8 check functions emitted, by message type
+	// (utf8.go).
 	utf8Names map[protoreflect.FullName]string
-	utf8Taken map[string]bool
 }
 
 func domainFile(c *contract.Contract, d *contract.Domain, o Options) (*jen.File, error) {
 	pkg := d.Package
 	e := &emitter{c: c, d: d, o: o, f: newFile(pkg, o), self: o.ImportPath + "/" + pkg,
-		utf8Names: map[protoreflect.FullName]string{}, utf8Taken: map[string]bool{}}
+		utf8Names: map[protoreflect.FullName]string{}}
 	e.f.PackageComment(e.packageDoc(pkg))
 	versionGuard(e.f)
 	e.domainSpec()

@@ -65,15 +65,19 @@ func TestCamelCase(t *testing.T) {
 // Two payload types of one domain that share a Go name, from different
 // packages, get UTF-8 checks under different names.
 func TestUTF8CheckNamesDoNotCollide(t *testing.T) {
-	e := &emitter{utf8Taken: map[string]bool{}}
+	e := &emitter{utf8Names: map[protoreflect.FullName]string{}}
 	var got []string
-	for _, gt := range []*goType{
-		{PkgName: "riskv1", Name: "Owner"},
-		{PkgName: "hrv1", Name: "Owner"},
-		{PkgName: "hrv1", Name: "Owner"},
-		{PkgName: "riskv1", Name: "Limit_Owner"},
+	for _, c := range []struct {
+		full protoreflect.FullName
+		gt   *goType
+	}{
+		{"cx.risk.v1.Owner", &goType{PkgName: "riskv1", Name: "Owner"}},
+		{"cx.hr.v1.Owner", &goType{PkgName: "hrv1", Name: "Owner"}},
+		{"cx.hr.v1beta.Owner", &goType{PkgName: "hrv1", Name: "Owner"}},
+		{"cx.risk.v1.Limit.Owner", &goType{PkgName: "riskv1", Name: "Limit_Owner"}},
 	} {
-		got = append(got, e.utf8Name(gt))
+		e.utf8Name(c.full, c.gt)
+		got = append(got, e.utf8Names[c.full])
 	}
 	assert.Equal(t, []string{"checkUTF8Owner", "checkUTF8Hrv1Owner", "checkUTF8Hrv1Owner2", "checkUTF8Limit_Owner"}, got)
 }

@@ -28,7 +28,11 @@ func (e *emitter) utf8Check(md protoreflect.MessageDescriptor) string {
 	}
 	// Named first, in the order the payload reaches them, so a function can
 	// call one emitted after it, itself included.
-	var order []protoreflect.MessageDescriptor
+	type checked struct {
+		md protoreflect.MessageDescriptor
+		gt *goType
+	}
+	var order []checked
 	var reach func(md protoreflect.MessageDescriptor)
 	reach = func(md protoreflect.MessageDescriptor) {
 		if _, ok := e.utf8Names[md.FullName()]; ok {
@@ -38,8 +42,8 @@ func (e *emitter) utf8Check(md protoreflect.MessageDescriptor) string {
 		if gt == nil {
 			return
 		}
-		e.utf8Names[md.FullName()] = e.utf8Name(gt)
-		order = append(order, md)
+		e.utf8Name(md.FullName(), gt)
+		order = append(order, checked{md, gt})
 		for _, fd := range fields[md.FullName()] {
 			if fd.Kind() == protoreflect.MessageKind {
 				reach(fd.Message())
@@ -47,30 +51,37 @@ func (e *emitter) utf8Check(md protoreflect.MessageDescriptor) string {
 		}
 	}
 	reach(md)
-	for _, t := range order {
-		e.utf8Func(t, fields[t.FullName()])
+	for _, c := range order {
+		e.utf8Func(c.md, c.gt, fields[c.md.FullName()])
 	}
 	return e.utf8Names[md.FullName()]
 }
 
-// utf8Name is a check function's name: checkUTF8 and the Go type, with its
-// package where two types of the file share a name.
-func (e *emitter) utf8Name(gt *goType) string {
+// utf8Name names the check of the type full, whose Go type is gt:
+// checkUTF8 and the Go type, with its package where two types of the file
+// share a name.
+func (e *emitter) utf8Name(full protoreflect.FullName, gt *goType) {
+	taken := func(name string) bool {
+		for _, n := range e.utf8Names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
 	name := "checkUTF8" + gt.Name
-	if e.utf8Taken[name] {
+	if taken(name) {
 		name = "checkUTF8" + naming.Exported(gt.PkgName) + gt.Name
 	}
-	for i := 2; e.utf8Taken[name]; i++ {
+	for i := 2; taken(name); i++ {
 		name = "checkUTF8" + naming.Exported(gt.PkgName) + gt.Name + strconv.Itoa(i)
 	}
-	e.utf8Taken[name] = true
-	return name
+	e.utf8Names[full] = name
 }
 
 // utf8Func emits md's check over fields, its strings and the message
 // fields that lead to one.
-func (e *emitter) utf8Func(md protoreflect.MessageDescriptor, fields []protoreflect.FieldDescriptor) {
-	gt := e.goType(md)
+func (e *emitter) utf8Func(md protoreflect.MessageDescriptor, gt *goType, fields []protoreflect.FieldDescriptor) {
 	name := e.utf8Names[md.FullName()]
 	e.f.ImportAlias(gt.ImportPath, gt.PkgName)
 	e.f.Line()

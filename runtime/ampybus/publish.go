@@ -44,6 +44,16 @@ type Route[S Subtopic, P proto.Message] struct {
 	// newPayload makes an empty payload when P names no concrete type (an
 	// erased route); nil for generated routes.
 	newPayload func() P
+	// encOnce decides enc, how P is encoded, on the first publisher: a
+	// walk of P's descriptors that every later publisher reuses.
+	encOnce sync.Once
+	enc     marshaler
+}
+
+// encoder is how publishers of r encode P.
+func (r *Route[S, P]) encoder() marshaler {
+	r.encOnce.Do(func() { r.enc = marshalerFor[P](r.CheckUTF8 != nil) })
+	return r.enc
 }
 
 // checkExpiry refuses a payload that expires no later than its own order
@@ -90,7 +100,7 @@ type Publisher[S Subtopic, P proto.Message] struct {
 
 // NewPublisher is called by generated code.
 func NewPublisher[S Subtopic, P proto.Message](b *Bus, r *Route[S, P]) *Publisher[S, P] {
-	p := &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + ".", enc: marshalerFor[P](r.CheckUTF8 != nil)}
+	p := &Publisher[S, P]{bus: b, route: r, topicPrefix: r.Spec.Domain.Prefix(b.env) + ".", enc: r.encoder()}
 	if p.enc.fast {
 		p.checkUTF8 = r.CheckUTF8
 	}

@@ -1,6 +1,10 @@
 package schema
 
-import "google.golang.org/protobuf/reflect/protoreflect"
+import (
+	"slices"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
 
 // UTF8Fields are, for each message type of a payload that holds a string
 // proto requires be UTF-8, the fields on the way to one: the strings
@@ -46,32 +50,33 @@ func Strings(md protoreflect.MessageDescriptor) (UTF8Fields, bool) {
 	// A type holds a string when a field is one or leads to a type that
 	// holds one; a recursive type needs the fixpoint.
 	has := map[protoreflect.FullName]bool{}
+	leads := func(fd protoreflect.FieldDescriptor) bool {
+		return isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()]
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, t := range types {
-			if has[t.FullName()] {
-				continue
-			}
-			for i := range t.Fields().Len() {
-				if fd := t.Fields().Get(i); isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()] {
-					has[t.FullName()], changed = true, true
-					break
-				}
+			if !has[t.FullName()] && slices.ContainsFunc(fieldsOf(t), leads) {
+				has[t.FullName()], changed = true, true
 			}
 		}
 	}
 	out := UTF8Fields{}
 	for _, t := range types {
-		if !has[t.FullName()] {
-			continue
-		}
-		for i := range t.Fields().Len() {
-			if fd := t.Fields().Get(i); isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()] {
-				out[t.FullName()] = append(out[t.FullName()], fd)
-			}
+		if has[t.FullName()] {
+			out[t.FullName()] = slices.DeleteFunc(fieldsOf(t), func(fd protoreflect.FieldDescriptor) bool { return !leads(fd) })
 		}
 	}
 	return out, true
+}
+
+// fieldsOf lists md's fields in declaration order.
+func fieldsOf(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	fds := make([]protoreflect.FieldDescriptor, md.Fields().Len())
+	for i := range fds {
+		fds[i] = md.Fields().Get(i)
+	}
+	return fds
 }
 
 // isUTF8 is whether proto.Marshal refuses invalid UTF-8 in fd: proto3
