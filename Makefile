@@ -21,7 +21,7 @@ chaos:
 FUZZTIME ?= 1m
 FUZZFLAGS ?=
 FUZZ_TARGETS := runtime/envelope:FuzzParse runtime/envelope:FuzzTraceparent \
-	runtime/ampybus:FuzzGunzipLimit runtime/ampybus:FuzzResolve runtime/ampybus:FuzzMarshaler \
+	runtime/ampybus:FuzzGunzipLimit runtime/ampybus:FuzzResolve runtime/ampybus:FuzzMarshaler runtime/ampybus:FuzzUnmarshaler \
 	runtime/fixture:FuzzParseAndValidate gen/contract:FuzzParse \
 	runtime/natsbinding:FuzzParseHeaders runtime/kafkabinding:FuzzParseHeaders
 

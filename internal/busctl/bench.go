@@ -29,7 +29,7 @@ func bench(e *env, fs *pflag.FlagSet) runFunc {
 	size := fs.Int("size", 512, "BarBatch size in bytes: bars are added until it is reached")
 	rate := fs.Float64("rate", 0, "total messages per second across publishers; 0 = as fast as acks allow")
 	sync := fs.Bool("sync", false, "wait for each publish's ack (default: async, within a window of 4096)")
-	rawVT := fs.Bool("raw-vtproto", false, "the raw client encodes with the payload's generated MarshalVT, as the typed API does, instead of proto.Marshal")
+	rawVT := fs.Bool("raw-vtproto", false, "the raw client encodes and decodes with the payload's generated MarshalVT and UnmarshalVT, as the typed API does, instead of proto.Marshal and proto.Unmarshal")
 	raw := fs.Bool("raw", false, "run the raw client (nats.go jetstream or franz-go, same envelope) instead of the typed API")
 	compare := fs.Bool("compare", false, "alternate typed and raw runs on one broker and print both with their ratio")
 	rounds := fs.Int("rounds", 3, "with --compare, runs of each client")

@@ -77,10 +77,11 @@ type Config struct {
 	Rate float64
 	// Sync waits for each publish's ack instead of publishing async.
 	Sync bool
-	// RawVTProto has the raw clients encode with the payload's generated
-	// MarshalVT, as the typed publisher does, instead of proto.Marshal as a
-	// hand-written client would: the ratio then shows the typed layer's own
-	// cost, with the codec the same on both sides.
+	// RawVTProto has the raw clients encode and decode with the payload's
+	// generated MarshalVT and UnmarshalVT, as the typed API does, instead of
+	// proto.Marshal and proto.Unmarshal as a hand-written client would: the
+	// ratio then shows the typed layer's own cost, with the codec the same
+	// on both sides.
 	RawVTProto bool
 	// Timeout bounds each run (default 10 minutes).
 	Timeout time.Duration

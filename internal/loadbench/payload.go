@@ -110,3 +110,14 @@ func (b *Bench) marshalRaw(m *barsv1.BarBatch) ([]byte, error) {
 	}
 	return proto.Marshal(m)
 }
+
+// unmarshalRaw decodes a raw client's payload: with proto.Unmarshal, or
+// with the generated UnmarshalVT alone, as a hand-written client that
+// adopted vtprotobuf would (Config.RawVTProto); the typed consumer walks
+// the bytes first, to answer as proto does.
+func (b *Bench) unmarshalRaw(data []byte, m *barsv1.BarBatch) error {
+	if b.cfg.RawVTProto {
+		return m.UnmarshalVT(data)
+	}
+	return proto.Unmarshal(data, m)
+}

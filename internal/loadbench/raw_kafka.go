@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
@@ -158,7 +157,7 @@ func rawKafkaConsume(r *run, i, way int, group string, lat *latencies) (*rawKafk
 		})
 		var payload barsv1.BarBatch
 		if err == nil && h.SchemaFQDN == bars.SchemaFQDN && h.ContentType == envelope.ContentTypeProtobuf {
-			err = proto.Unmarshal(rec.Value, &payload)
+			err = r.b.unmarshalRaw(rec.Value, &payload)
 		} else if err == nil {
 			err = errors.New("not a BarBatch")
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
@@ -223,7 +222,7 @@ func rawNATSConsume(ctx context.Context, r *run, js jetstream.JetStream, way int
 		h, err := envelope.Parse(keys, hdr.Get)
 		var payload barsv1.BarBatch
 		if err == nil && h.SchemaFQDN == bars.SchemaFQDN && h.ContentType == envelope.ContentTypeProtobuf {
-			err = proto.Unmarshal(m.Data(), &payload)
+			err = r.b.unmarshalRaw(m.Data(), &payload)
 		} else if err == nil {
 			err = errors.New("not a BarBatch")
 		}

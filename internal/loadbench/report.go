@@ -229,7 +229,7 @@ func (rep *Report) Print(w io.Writer) {
 	how := map[bool]string{false: "async", true: "sync"}[s.Sync]
 	fmt.Fprintf(w, "%d messages of %d bytes over %d keys; %d publishers (%s, %s)", s.Messages, s.PayloadBytes, s.Keys, s.Publishers, how, pace)
 	if s.RawVTProto {
-		fmt.Fprint(w, "; raw encodes with MarshalVT")
+		fmt.Fprint(w, "; raw encodes and decodes with MarshalVT/UnmarshalVT")
 	}
 	if s.Mode != Publish {
 		if s.NoGroup {

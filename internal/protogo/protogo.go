@@ -20,6 +20,7 @@ import (
 	// themselves by name.
 	_ "github.com/planetscale/vtprotobuf/features/marshal"
 	_ "github.com/planetscale/vtprotobuf/features/size"
+	_ "github.com/planetscale/vtprotobuf/features/unmarshal"
 	"github.com/planetscale/vtprotobuf/generator"
 
 	"github.com/ampyfin/ampy-bus/gen/protoset"
@@ -27,16 +28,18 @@ import (
 
 // Marshalers are the vtprotobuf features Generate adds with marshalers set:
 // a message's SizeVT and MarshalToSizedBufferVT, which ampybus publishers
-// call instead of proto.Marshal (ampybus.FastMarshaler). Unmarshal is left
-// out on purpose: consumers decode outside input with proto.Unmarshal.
-var Marshalers = []string{"size", "marshal"}
+// call instead of proto.Marshal (ampybus.FastMarshaler), and UnmarshalVT,
+// which consumers call instead of proto.Unmarshal once a payload's bytes
+// have passed the checks it skips (ampybus.FastUnmarshaler).
+var Marshalers = []string{"size", "marshal", "unmarshal"}
 
 // Generate returns the .pb.go files for every .proto under the import
 // roots, by output path. parameter is protoc-gen-go's (--go_opt), such as
 // "paths=source_relative"; empty writes each file under its go_package path.
-// With marshalers, each file also gets protoc-gen-go-vtproto's size and
-// marshal methods in FILE_vtproto.pb.go, as
-// protoc-gen-go-vtproto --go-vtproto_opt=features=size+marshal writes them.
+// With marshalers, each file also gets protoc-gen-go-vtproto's size,
+// marshal and unmarshal methods in FILE_vtproto.pb.go, as
+// protoc-gen-go-vtproto --go-vtproto_opt=features=size+marshal+unmarshal
+// writes them.
 func Generate(ctx context.Context, roots []string, parameter string, marshalers bool) (map[string][]byte, error) {
 	files, err := protoset.Compile(ctx, roots)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ampyfin/ampy-bus/internal/wiretest"
 	_ "github.com/ampyfin/ampy-bus/proto/ampy"
 	barsv1 "github.com/ampyfin/ampy-bus/proto/ampy/bars/v1"
 	commonv1 "github.com/ampyfin/ampy-bus/proto/ampy/common/v1"
@@ -57,20 +58,23 @@ func TestMarshalerGivesProtosBytes(t *testing.T) {
 	assert.GreaterOrEqual(t, types, 20, "payload types checked")
 }
 
-// The generated methods are used only where they write what proto writes.
-func TestMarshalerFallsBackToProto(t *testing.T) {
+// The generated methods encode and decode only the types they encode and
+// decode as proto does.
+func TestCodecFallsBackToProto(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		msg  proto.Message
 		fast bool
 	}{
 		{"generated methods", (*barsv1.BarBatch)(nil), true},
+		{"every wire shape", (*wiretest.Shapes)(nil), true},
 		{"a map: proto sorts its keys", (*metricsv1.Metric)(nil), false},
 		{"no generated methods", (*durationpb.Duration)(nil), false},
 		{"an interface type, as AnyRoute's", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.fast, marshalerOf(tc.msg, false).fast)
+			assert.Equal(t, tc.fast, marshalerOf(tc.msg, false).fast, "encoded by the methods")
+			assert.Equal(t, tc.fast, unmarshalerOf(tc.msg).wire != nil, "decoded by the methods")
 		})
 	}
 	assert.False(t, marshalerFor[proto.Message](false).fast)
@@ -271,16 +275,7 @@ func scalar(r *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Value {
 // with the UTF-8 check on their output, and without it (what a type with no
 // string to check costs).
 func BenchmarkPayloadMarshal(b *testing.B) {
-	at := timestamppb.New(time.Date(2026, 12, 1, 14, 30, 0, 0, time.UTC))
-	batch := &barsv1.BarBatch{}
-	for i := range 5 {
-		batch.Bars = append(batch.Bars, &barsv1.Bar{
-			Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Start: at, End: at, EventTime: at,
-			Open: &commonv1.Decimal{Scaled: 1919900 + int64(i), Scale: 4}, High: &commonv1.Decimal{Scaled: 1921000, Scale: 4},
-			Low: &commonv1.Decimal{Scaled: 1918800, Scale: 4}, Close: &commonv1.Decimal{Scaled: 1920500, Scale: 4},
-			Volume: 120345, TradeCount: 812, Adjusted: true, AdjustmentPolicy: commonv1.AdjustmentPolicy_ADJUSTMENT_POLICY_SPLIT_DIVIDEND,
-		})
-	}
+	batch := benchBatch()
 	for _, tc := range []struct {
 		name string
 		enc  marshaler
@@ -297,6 +292,21 @@ func BenchmarkPayloadMarshal(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 		})
 	}
+}
+
+// benchBatch is a 5-bar BarBatch, about 440 bytes encoded.
+func benchBatch() *barsv1.BarBatch {
+	at := timestamppb.New(time.Date(2026, 12, 1, 14, 30, 0, 0, time.UTC))
+	batch := &barsv1.BarBatch{}
+	for i := range 5 {
+		batch.Bars = append(batch.Bars, &barsv1.Bar{
+			Security: &commonv1.SecurityId{Symbol: "AAPL", Mic: "XNAS"}, Start: at, End: at, EventTime: at,
+			Open: &commonv1.Decimal{Scaled: 1919900 + int64(i), Scale: 4}, High: &commonv1.Decimal{Scaled: 1921000, Scale: 4},
+			Low: &commonv1.Decimal{Scaled: 1918800, Scale: 4}, Close: &commonv1.Decimal{Scaled: 1920500, Scale: 4},
+			Volume: 120345, TradeCount: 812, Adjusted: true, AdjustmentPolicy: commonv1.AdjustmentPolicy_ADJUSTMENT_POLICY_SPLIT_DIVIDEND,
+		})
+	}
+	return batch
 }
 
 // FuzzMarshaler holds the generated encoding to proto's on any BarBatch a

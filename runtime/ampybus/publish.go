@@ -48,12 +48,29 @@ type Route[S Subtopic, P proto.Message] struct {
 	// walk of P's descriptors that every later publisher reuses.
 	encOnce sync.Once
 	enc     marshaler
+	// decOnce decides dec, how consumers of r decode P, on the first
+	// message consumed.
+	decOnce sync.Once
+	dec     unmarshaler
 }
 
 // encoder is how publishers of r encode P.
 func (r *Route[S, P]) encoder() marshaler {
 	r.encOnce.Do(func() { r.enc = marshalerFor[P](r.CheckUTF8 != nil) })
 	return r.enc
+}
+
+// decoder is how consumers of r decode P; an erased route's payload type is
+// read from one of its payloads.
+func (r *Route[S, P]) decoder() unmarshaler {
+	r.decOnce.Do(func() {
+		if r.newPayload != nil {
+			r.dec = unmarshalerOf(r.newPayload())
+		} else {
+			r.dec = unmarshalerFor[P]()
+		}
+	})
+	return r.dec
 }
 
 // checkExpiry refuses a payload that expires no later than its own order

@@ -46,7 +46,7 @@ func verify[S Subtopic, P proto.Message](ctx context.Context, b *Bus, r *Route[S
 		return nil, reason, err
 	}
 	p := newPayload()
-	if err := proto.Unmarshal(payload, p); err != nil {
+	if err := r.decoder().unmarshal(payload, p); err != nil {
 		return nil, "decode_error: " + err.Error(), nil
 	}
 	keys, err := r.Keys(st, p)

@@ -51,7 +51,7 @@ func Strings(md protoreflect.MessageDescriptor) (UTF8Fields, bool) {
 	// holds one; a recursive type needs the fixpoint.
 	has := map[protoreflect.FullName]bool{}
 	leads := func(fd protoreflect.FieldDescriptor) bool {
-		return isUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()]
+		return IsUTF8(fd) || fd.Kind() == protoreflect.MessageKind && has[fd.Message().FullName()]
 	}
 	for changed := true; changed; {
 		changed = false
@@ -79,9 +79,10 @@ func fieldsOf(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor 
 	return fds
 }
 
-// isUTF8 is whether proto.Marshal refuses invalid UTF-8 in fd: proto3
-// strings, and editions strings unless utf8_validation is NONE.
-func isUTF8(fd protoreflect.FieldDescriptor) bool {
+// IsUTF8 is whether proto refuses invalid UTF-8 in fd, encoding or
+// decoding: proto3 strings, and editions strings unless utf8_validation is
+// NONE.
+func IsUTF8(fd protoreflect.FieldDescriptor) bool {
 	if fd.Kind() != protoreflect.StringKind {
 		return false
 	}
