@@ -29,7 +29,7 @@ const defaultRounds = 3
 
 var (
 	throughputRows = []string{"publish msgs/s", "consume msgs/s", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB", "heap after MiB"}
-	codecRows      = []string{"publish msgs/s", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg"}
+	codecRows      = []string{"publish msgs/s", "consume msgs/s", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg"}
 	latencyRows    = []string{"consume msgs/s", "latency p50 ms", "latency p90 ms", "latency p99 ms", "latency p99.9 ms", "latency max ms", "backlog at publish end", "CPU µs/msg", "broker CPU µs/msg", "allocs/msg", "peak goroutines", "peak heap MiB"}
 )
 
@@ -40,6 +40,7 @@ var Scenarios = []Scenario{
 	{"nats-publish-same-codec", "NATS, async publish, 4 publishers, the raw client encoding with the same generated MarshalVT", []string{"--mode", "publish", "--messages", "200000", "--publishers", "4", "--raw-vtproto"}, codecRows, 5},
 	{"nats-consume-1", "NATS, consume 100,000 preloaded messages, 1 key, Concurrency 1", []string{"--mode", "consume", "--keys", "1", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
 	{"nats-consume-100", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
+	{"nats-consume-100-same-codec", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1, the raw client decoding with the same generated UnmarshalVT", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--raw-vtproto"}, codecRows, defaultRounds},
 	{"nats-consume-10000", "NATS, consume 100,000 preloaded messages, 10,000 keys, Concurrency 1", []string{"--mode", "consume", "--keys", "10000", "--messages", "100000", "--concurrency", "1"}, throughputRows, defaultRounds},
 	{"nats-consume-100-nogroup", "NATS, consume 100,000 preloaded messages, 100 keys, Concurrency 1, outside any group", []string{"--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--no-group"}, throughputRows, defaultRounds},
 	{"nats-fanout-8", "NATS, eight fan-out groups in one process each consume 50,000 preloaded messages, 100 keys", []string{"--mode", "consume", "--keys", "100", "--messages", "50000", "--concurrency", "1", "--fanout", "8"}, throughputRows, defaultRounds},
@@ -47,6 +48,7 @@ var Scenarios = []Scenario{
 	{"kafka-publish", "Kafka (kfake), async publish, 4 publishers", []string{"--transport", "kafka", "--mode", "publish", "--messages", "200000", "--publishers", "4"}, throughputRows, 5},
 	{"kafka-publish-same-codec", "Kafka (kfake), async publish, 4 publishers, the raw client encoding with the same generated MarshalVT", []string{"--transport", "kafka", "--mode", "publish", "--messages", "200000", "--publishers", "4", "--raw-vtproto"}, codecRows, 5},
 	{"kafka-consume-100", "Kafka (kfake), consume 100,000 preloaded messages, 100 keys, Concurrency 1", []string{"--transport", "kafka", "--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1"}, throughputRows, 5},
+	{"kafka-consume-100-same-codec", "Kafka (kfake), consume 100,000 preloaded messages, 100 keys, Concurrency 1, the raw client decoding with the same generated UnmarshalVT", []string{"--transport", "kafka", "--mode", "consume", "--keys", "100", "--messages", "100000", "--concurrency", "1", "--raw-vtproto"}, codecRows, 5},
 	{"kafka-e2e", "Kafka (kfake), publish→handler at 10,000 msg/s, 100 keys", []string{"--transport", "kafka", "--mode", "e2e", "--rate", "10000", "--messages", "200000", "--keys", "100"}, latencyRows, 5},
 }
 
