@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ampyfin/ampy-bus/generated/bars"
@@ -118,6 +119,18 @@ func hostileCases() []hostileCase {
 	mixed := bar("AAPL", 1)
 	mixed.Bars = append(mixed.Bars, bar("MSFT", 2).Bars...)
 	mixedBatch, _ := proto.Marshal(mixed)
+	// Payloads the generated UnmarshalVT alone would decode, and
+	// proto.Unmarshal refuses: every consumer must refuse them as proto does.
+	field := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	goodBar, _ := proto.Marshal(bar("AAPL", 1).Bars[0])
+	security := field(field(nil, 1, []byte("AA\xffPL")), 2, []byte("XNAS")) // SecurityId{symbol, mic}
+	notUTF8 := field(nil, 1, field(goodBar, 1, security))                   // merged into the first: symbol AA\xffPL
+	overlong := protowire.AppendTag(bytes.Clone(good), 15, protowire.VarintType)
+	overlong = append(overlong, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02) // 65 bits
+	// A tag whose field number wraps past int32 onto Bar.volume (9).
+	wrapped := field(nil, 1, protowire.AppendVarint(protowire.AppendVarint(bytes.Clone(goodBar), (1<<32+9)<<3), 7))
 	return []hostileCase{
 		missing(envelope.HeaderMessageID),
 		missing(envelope.HeaderSchemaFQDN),
@@ -164,6 +177,9 @@ func hostileCases() []hostileCase {
 		payload("payload garbage", []byte("\xff\xfe\xfd not protobuf \x00\x01"), "decode_error: "),
 		payload("payload truncated", good[:len(good)-3], "decode_error: "),
 		payload("payload of another message type", wrongType, "decode_error: "),
+		payload("payload string not UTF-8", notUTF8, "decode_error: "),
+		payload("payload varint past 64 bits", overlong, "decode_error: "),
+		payload("payload field number past int32", wrapped, "decode_error: "),
 		{name: "gzip bomb", corrupt: func(r *hostileRecord, _ *blobFixture) {
 			r.Payload = bomb()
 			r.set(envelope.HeaderContentEncoding, envelope.EncodingGzip)
