@@ -1,6 +1,7 @@
 // Test payload types holding every shape of field on the wire that the
 // AmpyFin payloads do not: packed scalars of each width, a sparse field
-// number, a recursive type, bytes and proto3 optional. The runtime's
+// number, a recursive type, bytes, proto3 optional, and a message type
+// from a package without vtprotobuf's methods. The runtime's
 // decoder tests and fuzz targets hold the generated decoder to proto's on
 // them. Regenerate with make proto.
 
@@ -15,6 +16,7 @@ package wiretest
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	apipb "google.golang.org/protobuf/types/known/apipb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -388,11 +390,58 @@ func (*Shapes_Child) isShapes_Choice() {}
 
 func (*Shapes_Number) isShapes_Choice() {}
 
+// Foreign holds a message type from a package without vtprotobuf's methods:
+// the generated methods decode it with proto.Unmarshal, which resets it, so
+// a field that arrives twice is not merged as proto merges it.
+type Foreign struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Api           *apipb.Api             `protobuf:"bytes,1,opt,name=api,proto3" json:"api,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Foreign) Reset() {
+	*x = Foreign{}
+	mi := &file_wiretest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Foreign) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Foreign) ProtoMessage() {}
+
+func (x *Foreign) ProtoReflect() protoreflect.Message {
+	mi := &file_wiretest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Foreign.ProtoReflect.Descriptor instead.
+func (*Foreign) Descriptor() ([]byte, []int) {
+	return file_wiretest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Foreign) GetApi() *apipb.Api {
+	if x != nil {
+		return x.Api
+	}
+	return nil
+}
+
 var File_wiretest_proto protoreflect.FileDescriptor
 
 const file_wiretest_proto_rawDesc = "" +
 	"\n" +
-	"\x0ewiretest.proto\x12\x10ampy.wiretest.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x06\n" +
+	"\x0ewiretest.proto\x12\x10ampy.wiretest.v1\x1a\x19google/protobuf/api.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x06\n" +
 	"\x06Shapes\x12\x10\n" +
 	"\x03i32\x18\x01 \x03(\x05R\x03i32\x12\x10\n" +
 	"\x03i64\x18\x02 \x03(\x03R\x03i64\x12\x10\n" +
@@ -426,7 +475,9 @@ const file_wiretest_proto_rawDesc = "" +
 	"\x05small\x18\x1d \x01(\rR\x05small\x12\x12\n" +
 	"\x03far\x18\xa0\x8d\x06 \x01(\x03R\x03farB\b\n" +
 	"\x06choiceB\b\n" +
-	"\x06_maybe*.\n" +
+	"\x06_maybe\"1\n" +
+	"\aForeign\x12&\n" +
+	"\x03api\x18\x01 \x01(\v2\x14.google.protobuf.ApiR\x03api*.\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -445,24 +496,27 @@ func file_wiretest_proto_rawDescGZIP() []byte {
 }
 
 var file_wiretest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wiretest_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_wiretest_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_wiretest_proto_goTypes = []any{
 	(Level)(0),                    // 0: ampy.wiretest.v1.Level
 	(*Shapes)(nil),                // 1: ampy.wiretest.v1.Shapes
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*Foreign)(nil),               // 2: ampy.wiretest.v1.Foreign
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*apipb.Api)(nil),             // 4: google.protobuf.Api
 }
 var file_wiretest_proto_depIdxs = []int32{
 	0, // 0: ampy.wiretest.v1.Shapes.levels:type_name -> ampy.wiretest.v1.Level
 	1, // 1: ampy.wiretest.v1.Shapes.child:type_name -> ampy.wiretest.v1.Shapes
 	1, // 2: ampy.wiretest.v1.Shapes.next:type_name -> ampy.wiretest.v1.Shapes
 	1, // 3: ampy.wiretest.v1.Shapes.children:type_name -> ampy.wiretest.v1.Shapes
-	2, // 4: ampy.wiretest.v1.Shapes.at:type_name -> google.protobuf.Timestamp
+	3, // 4: ampy.wiretest.v1.Shapes.at:type_name -> google.protobuf.Timestamp
 	0, // 5: ampy.wiretest.v1.Shapes.level:type_name -> ampy.wiretest.v1.Level
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 6: ampy.wiretest.v1.Foreign.api:type_name -> google.protobuf.Api
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wiretest_proto_init() }
@@ -481,7 +535,7 @@ func file_wiretest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiretest_proto_rawDesc), len(file_wiretest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -62,19 +62,20 @@ func TestMarshalerGivesProtosBytes(t *testing.T) {
 // decode as proto does.
 func TestCodecFallsBackToProto(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		msg  proto.Message
-		fast bool
+		name           string
+		msg            proto.Message
+		encode, decode bool // by the generated methods
 	}{
-		{"generated methods", (*barsv1.BarBatch)(nil), true},
-		{"every wire shape", (*wiretest.Shapes)(nil), true},
-		{"a map: proto sorts its keys", (*metricsv1.Metric)(nil), false},
-		{"no generated methods", (*durationpb.Duration)(nil), false},
-		{"an interface type, as AnyRoute's", nil, false},
+		{"generated methods", (*barsv1.BarBatch)(nil), true, true},
+		{"every wire shape", (*wiretest.Shapes)(nil), true, true},
+		{"a map: proto sorts its keys", (*metricsv1.Metric)(nil), false, false},
+		{"a type without the methods inside: they would not merge it", (*wiretest.Foreign)(nil), true, false},
+		{"no generated methods", (*durationpb.Duration)(nil), false, false},
+		{"an interface type, as AnyRoute's", nil, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.fast, marshalerOf(tc.msg, false).fast, "encoded by the methods")
-			assert.Equal(t, tc.fast, unmarshalerOf(tc.msg).wire != nil, "decoded by the methods")
+			assert.Equal(t, tc.encode, marshalerOf(tc.msg, false).fast, "encoded by the methods")
+			assert.Equal(t, tc.decode, unmarshalerOf(tc.msg).wire != nil, "decoded by the methods")
 		})
 	}
 	assert.False(t, marshalerFor[proto.Message](false).fast)

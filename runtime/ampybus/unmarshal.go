@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
@@ -49,7 +50,8 @@ func unmarshalerFor[P proto.Message]() unmarshaler {
 // unmarshalerOf is unmarshalerFor for the type of m, which may be a nil
 // pointer. The methods are used for the types the marshal methods are
 // exact for (schema.Strings) but for those with a closed enum, whose
-// unknown values proto keeps as unknown fields and they do not.
+// unknown values proto keeps as unknown fields and they do not, and those
+// holding a message type without the methods (hasFastUnmarshal).
 func unmarshalerOf(m proto.Message) unmarshaler {
 	if _, ok := m.(FastUnmarshaler); !ok {
 		return unmarshaler{}
@@ -134,6 +136,9 @@ func planWire(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]
 		case kind == protoreflect.EnumKind && fd.Enum().IsClosed():
 			return nil, false
 		case kind == protoreflect.MessageKind:
+			if !hasFastUnmarshal(fd.Message().FullName()) {
+				return nil, false
+			}
 			msg, ok := planWire(fd.Message(), seen)
 			if !ok {
 				return nil, false
@@ -157,6 +162,33 @@ func planWire(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]
 		}
 	}
 	return w, true
+}
+
+// vtWellKnown are the well-known types vtprotobuf's generated methods
+// decode with methods of their own (its generator's wellKnownTypes, but for
+// Struct, Value and ListValue, which hold a map).
+var vtWellKnown = map[protoreflect.FullName]bool{
+	"google.protobuf.Any": true, "google.protobuf.Duration": true, "google.protobuf.Empty": true,
+	"google.protobuf.FieldMask": true, "google.protobuf.Timestamp": true,
+	"google.protobuf.DoubleValue": true, "google.protobuf.FloatValue": true, "google.protobuf.Int64Value": true,
+	"google.protobuf.UInt64Value": true, "google.protobuf.Int32Value": true, "google.protobuf.UInt32Value": true,
+	"google.protobuf.BoolValue": true, "google.protobuf.StringValue": true, "google.protobuf.BytesValue": true,
+}
+
+// hasFastUnmarshal is whether the generated methods decode a field of type
+// name with methods: for a type without them they call proto.Unmarshal,
+// which resets what an earlier occurrence of the field set, where proto
+// merges the two.
+func hasFastUnmarshal(name protoreflect.FullName) bool {
+	if strings.HasPrefix(string(name), "google.protobuf.") {
+		return vtWellKnown[name]
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
+	if err != nil {
+		return false
+	}
+	_, ok := mt.Zero().Interface().(FastUnmarshaler)
+	return ok
 }
 
 // packedKind is how a repeated scalar of kind k is packed.

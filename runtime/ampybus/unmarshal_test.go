@@ -39,8 +39,8 @@ func TestUnmarshalerGivesProtosMessage(t *testing.T) {
 		}
 		types++
 		dec := unmarshalerOf(mt.Zero().Interface())
-		fast := !hasMap(mt.Descriptor(), map[protoreflect.FullName]bool{})
-		assert.Equal(t, fast, dec.wire != nil, "%s takes the generated methods unless it holds a map", name)
+		fast := !hasMap(mt.Descriptor(), map[protoreflect.FullName]bool{}) && name != "ampy.wiretest.v1.Foreign"
+		assert.Equal(t, fast, dec.wire != nil, "%s takes the generated methods unless it holds a map or a type without them", name)
 		for i := range 50 {
 			m := mt.New()
 			fill(r, m, 0)
@@ -158,12 +158,33 @@ func TestUnmarshalerAnswersAsProto(t *testing.T) {
 	}
 }
 
+// A message type without the generated methods inside one with them is
+// decoded by proto.Unmarshal from the generated code, which drops what an
+// earlier occurrence of the field set; proto merges the two, so such a
+// payload type is decoded by proto.
+func TestUnmarshalerMergesAsProto(t *testing.T) {
+	first := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "ampy.Api") // Api.name
+	second := protowire.AppendString(protowire.AppendTag(nil, 4, protowire.BytesType), "v2")      // Api.version
+	in := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), first)          // Foreign.api
+	in = protowire.AppendBytes(protowire.AppendTag(in, 1, protowire.BytesType), second)           // Foreign.api again
+	want := new(wiretest.Foreign)
+	require.NoError(t, proto.Unmarshal(in, want))
+	require.Equal(t, "ampy.Api", want.GetApi().GetName(), "proto merges the two")
+	alone := new(wiretest.Foreign)
+	require.NoError(t, alone.UnmarshalVT(in))
+	require.Empty(t, alone.GetApi().GetName(), "the generated methods alone keep only the second")
+	got := new(wiretest.Foreign)
+	require.NoError(t, unmarshalerFor[*wiretest.Foreign]().unmarshal(in, got))
+	assert.True(t, proto.Equal(want, got), "want %v\ngot  %v", want, got)
+}
+
 // fuzzTypes are the types FuzzUnmarshaler decodes, one picked by the
 // input's first byte: the payloads with a oneof, a repeated string or
 // well-known types, and every wire shape.
 var fuzzTypes = []func() proto.Message{
 	func() proto.Message { return new(wiretest.Shapes) },
 	func() proto.Message { return new(barsv1.BarBatch) },
+	func() proto.Message { return new(wiretest.Foreign) },
 	func() proto.Message { return new(corporateactionsv1.CorporateActionBatch) },
 	func() proto.Message { return new(signalsv1.SignalBatch) },
 	func() proto.Message { return new(ticksv1.TickBatch) },
