@@ -34,7 +34,7 @@ type FastMarshaler interface {
 // costs a fraction of the walk.
 type marshaler struct {
 	fast    bool
-	strings *stringFields // nil when nothing is left to check on the bytes
+	strings *wireMessage // nil when nothing is left to check on the bytes
 }
 
 // marshalerFor decides once per payload type: P's zero value says whether
@@ -59,7 +59,8 @@ func marshalerOf(m proto.Message, checked bool) marshaler {
 	if checked || len(fields) == 0 {
 		return marshaler{fast: true}
 	}
-	return marshaler{fast: true, strings: planStrings(md, fields, map[protoreflect.FullName]*stringFields{})}
+	w, _ := planWire(md, fields, map[protoreflect.FullName]*wireMessage{})
+	return marshaler{fast: true, strings: w}
 }
 
 // marshal appends msg's encoding to buf.
@@ -82,57 +83,23 @@ func (e marshaler) marshal(buf []byte, msg proto.Message) ([]byte, error) {
 		buf = buf[:start+w]
 	}
 	if e.strings != nil {
-		if err := e.strings.check(buf[start:]); err != nil {
+		if err := e.strings.checkUTF8(buf[start:]); err != nil {
 			return nil, err
 		}
 	}
 	return buf, nil
 }
 
-// stringFields is where a message's UTF-8 strings are on the wire: its
-// string fields that must hold UTF-8 and its message fields that lead to
-// one. A field number absent from it is skipped unread.
-type stringFields struct {
-	name   protoreflect.FullName
-	fields []stringField
-}
-
-type stringField struct {
-	num  protowire.Number
-	fd   protoreflect.FieldDescriptor
-	utf8 bool          // a string that must be UTF-8
-	msg  *stringFields // a message holding such strings
-}
-
-// planStrings is md's plan from schema.Strings; a recursive type meets
-// itself in seen and is planned once.
-func planStrings(md protoreflect.MessageDescriptor, fields schema.UTF8Fields, seen map[protoreflect.FullName]*stringFields) *stringFields {
-	if p, ok := seen[md.FullName()]; ok {
-		return p
-	}
-	p := &stringFields{name: md.FullName()}
-	seen[md.FullName()] = p
-	for _, fd := range fields[md.FullName()] {
-		f := stringField{num: fd.Number(), fd: fd}
-		if fd.Kind() == protoreflect.MessageKind {
-			f.msg = planStrings(fd.Message(), fields, seen)
-		} else {
-			f.utf8 = true
-		}
-		p.fields = append(p.fields, f)
-	}
-	return p
-}
-
-// check walks b, p's encoding just written, and refuses the first string
-// that is not UTF-8, as proto.Marshal would have. It runs on every fast
-// publish, so the common cases (one-byte tags and lengths, varints, fixed
-// widths) are decoded inline; protowire takes the rest.
-func (p *stringFields) check(b []byte) error {
+// checkUTF8 walks b, w's encoding just written, and refuses the first
+// string that is not UTF-8, as proto.Marshal would have, descending only
+// into messages that lead to one. It runs on every fast publish without a
+// generated check, so the common cases (one-byte tags and lengths, varints,
+// fixed widths) are decoded inline; protowire takes the rest.
+func (w *wireMessage) checkUTF8(b []byte) error {
 	for len(b) > 0 {
 		tag, n := uvarint(b)
 		if n <= 0 {
-			return fmt.Errorf("%s: %w", p.name, protowire.ParseError(n))
+			return fmt.Errorf("%s: %w", w.name, protowire.ParseError(n))
 		}
 		b = b[n:]
 		num, typ := protowire.DecodeTag(tag)
@@ -150,28 +117,26 @@ func (p *stringFields) check(b []byte) error {
 		case protowire.BytesType:
 			size, m := uvarint(b)
 			if m <= 0 || size > uint64(len(b)-m) {
-				return fmt.Errorf("%s: field %d: %w", p.name, num, protowire.ParseError(-1))
+				return fmt.Errorf("%s: field %d: %w", w.name, num, protowire.ParseError(-1))
 			}
 			v := b[m : m+int(size)]
-			if f := p.field(num); f != nil {
-				if f.utf8 && !utf8.Valid(v) {
-					return InvalidUTF8(string(f.fd.FullName()))
-				}
-				if f.msg != nil {
-					if err := f.msg.check(v); err != nil {
-						return err
-					}
+			switch f := w.field(num); {
+			case f.kind == wireUTF8 && !utf8.Valid(v):
+				return InvalidUTF8(string(f.fd.FullName()))
+			case f.kind == wireMsg && f.msg.strings:
+				if err := f.msg.checkUTF8(v); err != nil {
+					return err
 				}
 			}
 			n = m + int(size)
 		default: // groups, only in unknown fields here
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return fmt.Errorf("%s: %w", p.name, protowire.ParseError(n))
+				return fmt.Errorf("%s: %w", w.name, protowire.ParseError(n))
 			}
 		}
 		if n > len(b) {
-			return fmt.Errorf("%s: field %d: %w", p.name, num, protowire.ParseError(-1))
+			return fmt.Errorf("%s: field %d: %w", w.name, num, protowire.ParseError(-1))
 		}
 		b = b[n:]
 	}
@@ -191,13 +156,4 @@ func uvarint(b []byte) (uint64, int) {
 // functions return it.
 func InvalidUTF8(field string) error {
 	return fmt.Errorf("string field %s contains invalid UTF-8", field)
-}
-
-func (p *stringFields) field(num protowire.Number) *stringField {
-	for i := range p.fields {
-		if p.fields[i].num == num {
-			return &p.fields[i]
-		}
-	}
-	return nil
 }

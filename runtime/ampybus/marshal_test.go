@@ -129,13 +129,14 @@ func TestStringPlanOfRecursiveType(t *testing.T) {
 	outerDesc := recursiveTypes(t)
 	fields, ok := schema.Strings(outerDesc)
 	require.True(t, ok)
-	seen := map[protoreflect.FullName]*stringFields{}
-	outer := planStrings(outerDesc, fields, seen)
-	require.Len(t, outer.fields, 1, "Outer.n holds no string")
-	inner := outer.fields[0].msg
+	outer, _ := planWire(outerDesc, fields, map[protoreflect.FullName]*wireMessage{})
+	assert.Equal(t, wireOther, outer.field(2).kind, "Outer.n holds no string")
+	inner := outer.field(1).msg
 	require.NotNil(t, inner)
-	assert.Len(t, inner.fields, 2, "Inner.outer and Inner.s; Inner.leaf leads to no string")
-	assert.Same(t, outer, inner.fields[0].msg)
+	assert.Same(t, outer, inner.field(1).msg)
+	assert.Equal(t, wireUTF8, inner.field(2).kind, "Inner.s")
+	assert.True(t, outer.strings && inner.strings, "Outer and Inner lead to Inner.s")
+	assert.False(t, inner.field(3).msg.strings, "Inner.leaf leads to no string")
 
 	// Outer{inner: {outer: {inner: {s: "\xff"}}, s: "ok", leaf: {v: 5}}, n: 7}, written by hand.
 	deep := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "\xff")
@@ -145,12 +146,12 @@ func TestStringPlanOfRecursiveType(t *testing.T) {
 	l1 = protowire.AppendBytes(protowire.AppendTag(l1, 3, protowire.BytesType), protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5))
 	top := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), l1)
 	top = protowire.AppendVarint(protowire.AppendTag(top, 2, protowire.VarintType), 7)
-	err := outer.check(top)
+	err := outer.checkUTF8(top)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "rec.Inner.s")
-	assert.NoError(t, outer.check(append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+	assert.NoError(t, outer.checkUTF8(append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
 		protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "fine")), top[len(top)-2:]...)))
-	assert.Error(t, outer.check([]byte{0x0a, 0x05, 0x01}), "a truncated field is an error, not a pass")
+	assert.Error(t, outer.checkUTF8([]byte{0x0a, 0x05, 0x01}), "a truncated field is an error, not a pass")
 }
 
 // recursiveTypes compiles
@@ -322,7 +323,7 @@ func FuzzMarshaler(f *testing.F) {
 	f.Add([]byte{0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff})
 	f.Add([]byte{0x0b, 0x0c})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = enc.strings.check(data)
+		_ = enc.strings.checkUTF8(data)
 		var m barsv1.BarBatch
 		if proto.Unmarshal(data, &m) != nil {
 			return

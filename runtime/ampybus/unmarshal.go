@@ -1,13 +1,11 @@
 package ampybus
 
 import (
-	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
@@ -49,19 +47,19 @@ func unmarshalerFor[P proto.Message]() unmarshaler {
 
 // unmarshalerOf is unmarshalerFor for the type of m, which may be a nil
 // pointer. The methods are used for the types the marshal methods are
-// exact for (schema.Strings) but for those with a closed enum, whose
-// unknown values proto keeps as unknown fields and they do not, and those
-// holding a message type without the methods (hasFastUnmarshal).
+// exact for (schema.Strings) that they also decode as proto does
+// (planWire's decodable).
 func unmarshalerOf(m proto.Message) unmarshaler {
 	if _, ok := m.(FastUnmarshaler); !ok {
 		return unmarshaler{}
 	}
 	md := m.ProtoReflect().Descriptor()
-	if _, ok := schema.Strings(md); !ok {
+	fields, ok := schema.Strings(md)
+	if !ok {
 		return unmarshaler{}
 	}
-	w, ok := planWire(md, map[protoreflect.FullName]*wireMessage{})
-	if !ok {
+	w, decodable := planWire(md, fields, map[protoreflect.FullName]*wireMessage{})
+	if !decodable {
 		return unmarshaler{}
 	}
 	return unmarshaler{wire: w}
@@ -87,128 +85,6 @@ func (u unmarshaler) decodeFast(b []byte, m proto.Message) bool {
 		return false
 	}
 	return true
-}
-
-// wireMessage is what the walk needs of one message type: which of its
-// fields hold UTF-8, messages or packed scalars.
-type wireMessage struct {
-	dense  []wireField // by field number, up to maxDense
-	sparse map[protowire.Number]wireField
-	// exact: any unknown field sends the payload to proto (a well-known
-	// type, whose generated methods drop unknown fields).
-	exact bool
-}
-
-// maxDense is the highest field number looked up by index; higher numbers
-// are in a map.
-const maxDense = 256
-
-type wireKind uint8
-
-const (
-	wireOther   wireKind = iota // nothing to check inside its value
-	wireUTF8                    // a string that must be UTF-8
-	wireMsg                     // a message (or a repeated one)
-	wireVarints                 // a repeated varint scalar, maybe packed
-	wireFixed32                 // a repeated 4-byte scalar, maybe packed
-	wireFixed64                 // a repeated 8-byte scalar, maybe packed
-)
-
-type wireField struct {
-	kind  wireKind
-	known bool
-	msg   *wireMessage
-}
-
-// planWire plans md and every type it uses; a recursive type meets itself
-// in seen. It says false for a type the generated methods do not decode as
-// proto does.
-func planWire(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]*wireMessage) (*wireMessage, bool) {
-	if w, ok := seen[md.FullName()]; ok {
-		return w, true
-	}
-	w := &wireMessage{exact: strings.HasPrefix(string(md.FullName()), "google.protobuf.")}
-	seen[md.FullName()] = w
-	for i := range md.Fields().Len() {
-		fd := md.Fields().Get(i)
-		f := wireField{known: true}
-		switch kind := fd.Kind(); {
-		case kind == protoreflect.EnumKind && fd.Enum().IsClosed():
-			return nil, false
-		case kind == protoreflect.MessageKind:
-			if !hasFastUnmarshal(fd.Message().FullName()) {
-				return nil, false
-			}
-			msg, ok := planWire(fd.Message(), seen)
-			if !ok {
-				return nil, false
-			}
-			f.kind, f.msg = wireMsg, msg
-		case kind == protoreflect.StringKind && schema.IsUTF8(fd):
-			f.kind = wireUTF8
-		case fd.IsList():
-			f.kind = packedKind(kind)
-		}
-		if n := fd.Number(); n <= maxDense {
-			if int(n) >= len(w.dense) {
-				w.dense = append(w.dense, make([]wireField, int(n)+1-len(w.dense))...)
-			}
-			w.dense[n] = f
-		} else {
-			if w.sparse == nil {
-				w.sparse = map[protowire.Number]wireField{}
-			}
-			w.sparse[n] = f
-		}
-	}
-	return w, true
-}
-
-// vtWellKnown are the well-known types vtprotobuf's generated methods
-// decode with methods of their own (its generator's wellKnownTypes, but for
-// Struct, Value and ListValue, which hold a map).
-var vtWellKnown = map[protoreflect.FullName]bool{
-	"google.protobuf.Any": true, "google.protobuf.Duration": true, "google.protobuf.Empty": true,
-	"google.protobuf.FieldMask": true, "google.protobuf.Timestamp": true,
-	"google.protobuf.DoubleValue": true, "google.protobuf.FloatValue": true, "google.protobuf.Int64Value": true,
-	"google.protobuf.UInt64Value": true, "google.protobuf.Int32Value": true, "google.protobuf.UInt32Value": true,
-	"google.protobuf.BoolValue": true, "google.protobuf.StringValue": true, "google.protobuf.BytesValue": true,
-}
-
-// hasFastUnmarshal is whether the generated methods decode a field of type
-// name with methods: for a type without them they call proto.Unmarshal,
-// which resets what an earlier occurrence of the field set, where proto
-// merges the two.
-func hasFastUnmarshal(name protoreflect.FullName) bool {
-	if strings.HasPrefix(string(name), "google.protobuf.") {
-		return vtWellKnown[name]
-	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
-	if err != nil {
-		return false
-	}
-	_, ok := mt.Zero().Interface().(FastUnmarshaler)
-	return ok
-}
-
-// packedKind is how a repeated scalar of kind k is packed.
-func packedKind(k protoreflect.Kind) wireKind {
-	switch k {
-	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
-		return wireFixed32
-	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
-		return wireFixed64
-	case protoreflect.StringKind, protoreflect.BytesKind:
-		return wireOther
-	}
-	return wireVarints
-}
-
-func (w *wireMessage) field(num protowire.Number) wireField {
-	if int(num) < len(w.dense) {
-		return w.dense[num]
-	}
-	return w.sparse[num]
 }
 
 // valid walks b, an encoding of w, and says whether the generated methods

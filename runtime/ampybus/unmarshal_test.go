@@ -23,6 +23,7 @@ import (
 	newsv1 "github.com/ampyfin/ampy-bus/proto/ampy/news/v1"
 	signalsv1 "github.com/ampyfin/ampy-bus/proto/ampy/signals/v1"
 	ticksv1 "github.com/ampyfin/ampy-bus/proto/ampy/ticks/v1"
+	"github.com/ampyfin/ampy-bus/runtime/schema"
 )
 
 // Every AmpyFin payload type and the wire-shape test type, filled at random
@@ -79,7 +80,10 @@ func TestUnmarshalerPlans(t *testing.T) {
 				TypeName: proto.String(".enum.Level"), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()}}}},
 		}, nil)
 		require.NoError(t, err)
-		_, ok := planWire(fd.Messages().ByName("M"), map[protoreflect.FullName]*wireMessage{})
+		md := fd.Messages().ByName("M")
+		fields, ok := schema.Strings(md)
+		require.True(t, ok)
+		_, ok = planWire(md, fields, map[protoreflect.FullName]*wireMessage{})
 		assert.Equal(t, syntax == "proto3", ok, "%s: planned for the generated methods", syntax)
 	}
 }
